@@ -1,0 +1,174 @@
+"""``create_app(settings)``: the Litestar application with every domain's controllers mounted."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import msgspec
+from litestar import Controller, Litestar, Request, Response, get
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.middleware import ASGIMiddleware
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from ecard import __version__
+from ecard.dependencies import PLATFORM
+from ecard.errors import CATALOGUE, EXCEPTION_HANDLERS, AppError
+from ecard.logs import configure_logging
+from ecard.platform import Platform, open_platform
+from ecard.settings import Settings
+from ecard.store import db
+
+log = logging.getLogger("ecard.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestContextMiddleware(ASGIMiddleware):
+    """Gives every request an id (the caller's ``X-Request-ID`` if sane) and logs one line per
+    request: method, route template (never the raw path, which may carry ids), status, duration."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        header = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = header if _REQUEST_ID.match(header) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await next_app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("path_template") or "-"
+            log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": scope.get("method"),
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+
+
+class JWKS(msgspec.Struct):
+    keys: list[dict[str, str]]
+
+
+class Health(msgspec.Struct):
+    status: str
+    version: str
+
+
+class Readiness(msgspec.Struct):
+    status: str
+    checks: dict[str, str]
+
+
+class SystemController(Controller):
+    tags = ["system"]
+
+    @get("/healthz", summary="Process is up")
+    async def healthz(self) -> Health:
+        return Health(status="ok", version=__version__)
+
+    @get("/readyz", summary="Database, ephemeral store and ledger reachable")
+    async def readyz(self, platform: NamedDependency[Platform]) -> Response[Readiness]:
+        checks: dict[str, str] = {}
+        for name, probe in (("database", db.ping(platform.engine)), ("store", platform.store.ping())):
+            try:
+                await probe
+                checks[name] = "ok"
+            except Exception as exc:  # a readiness probe reports, it does not raise
+                checks[name] = f"unavailable: {type(exc).__name__}"
+        checks["ledger"] = "ok (local)" if not platform.settings.ledger_rpc_url else "ok"
+        ready = all(v.startswith("ok") for v in checks.values())
+        return Response(
+            Readiness(status="ready" if ready else "unavailable", checks=checks),
+            status_code=200 if ready else 503,
+            headers={} if ready else {"Retry-After": "5"},
+        )
+
+    @get("/.well-known/jwks.json", summary="Public keys that sign codes, e-licenses and ID tokens")
+    async def jwks(self, request: Request, platform: NamedDependency[Platform]) -> Response:
+        keys = [k.public_jwk() for k in platform.keys.ring.verification_keys()]
+        return etagged(request, msgspec.json.encode(JWKS(keys=keys)), max_age=300)
+
+    @get("/problems", summary="The error catalogue: every code, its HTTP status and messages")
+    async def problems(self) -> dict[str, dict[str, object]]:
+        return {code: {"status": s.status, "zh-CN": s.zh, "en": s.en} for code, s in CATALOGUE.items()}
+
+
+def etagged(request: Request, body: bytes, *, max_age: int, media_type: str = "application/json") -> Response:
+    """A response with a strong ETag; ``If-None-Match`` with the same tag gets 304 and no body."""
+    tag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"ETag": tag, "Cache-Control": f"public, max-age={max_age}"}
+    if tag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
+        return Response(content=b"", status_code=304, headers=headers)
+    return Response(content=body, media_type=media_type, headers=headers)
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+
+
+#: Domain modules whose ``CONTROLLERS`` list is mounted, in this order.
+DOMAINS = ["ecard.registry.controllers"]
+
+
+def domain_controllers() -> list:
+    return [c for module in DOMAINS for c in importlib.import_module(module).CONTROLLERS]
+
+
+def create_app(settings: Settings, platform: Platform | None = None) -> Litestar:
+    """The application; ``platform`` may be passed in by tests that share one across apps."""
+    configure_logging(settings.log_level, json_output=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        owned = platform is None
+        app.state.platform = platform or await open_platform(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.platform.close()
+
+    return Litestar(
+        route_handlers=[SystemController, MetricsController, *domain_controllers()],
+        dependencies=PLATFORM,
+        lifespan=[lifespan],
+        state=State({}),
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[RequestContextMiddleware(), PrometheusConfig(app_name="ecard", group_path=True).middleware],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="ecard",
+            version=__version__,
+            description="Electronic social security card (电子社保卡) one-card platform API",
+            path="/schema",
+            render_plugins=[JsonRenderPlugin(path="/openapi.json"), SwaggerRenderPlugin(path="/")],
+        ),
+        logging_config=None,
+        debug=False,
+    )
+
+
+__all__ = ["AppError", "create_app"]

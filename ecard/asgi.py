@@ -1,0 +1,6 @@
+"""ASGI entry point for servers (granian, uvicorn): settings come from the environment."""
+
+from ecard.app import create_app
+from ecard.settings import load_settings
+
+app = create_app(load_settings())

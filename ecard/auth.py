@@ -1,0 +1,238 @@
+"""Who is calling: operators, machine clients (channels, departments, verifiers, relying parties,
+terminals) and holders.  Framework-free; ``ecard.dependencies`` wires these to request headers.
+
+Secrets and tokens are random, stored only as SHA-256 digests, and compared in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+
+from ecard.crypto.fields import secret_digest, secrets_match
+from ecard.errors import AppError
+from ecard.platform import Platform
+from ecard.registry.tables import ApiClient, HolderSession, Operator, OperatorToken
+
+OPERATOR_TOKEN_PREFIX = "ecop_"
+HOLDER_ACCESS_PREFIX = "echa_"
+HOLDER_REFRESH_PREFIX = "echr_"
+CLIENT_SECRET_PREFIX = "eccs_"
+
+#: Operator roles and what each may do; least privilege per caller.
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "admin": frozenset({"registry:read", "registry:write", "audit:read", "clients:manage", "pii:full"}),
+    "registry_admin": frozenset({"registry:read", "registry:write", "pii:full"}),
+    "auditor": frozenset({"registry:read", "audit:read"}),
+    "readonly": frozenset({"registry:read"}),
+}
+
+
+def new_token(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class OperatorPrincipal:
+    id: str
+    username: str
+    role: str
+
+    def can(self, permission: str) -> bool:
+        return permission in ROLE_PERMISSIONS.get(self.role, frozenset())
+
+    @property
+    def actor(self) -> str:
+        return f"operator:{self.id}"
+
+
+@dataclass(frozen=True)
+class ClientPrincipal:
+    id: str
+    kind: str
+    name: str
+    regions: tuple[str, ...]
+    entitlements: tuple[str, ...]
+
+    def serves(self, region: str) -> bool:
+        return "*" in self.regions or region in self.regions
+
+    @property
+    def actor(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+@dataclass(frozen=True)
+class HolderPrincipal:
+    session_id: str
+    ecard_id: str
+    card_id: str
+    channel_id: str
+
+    @property
+    def actor(self) -> str:
+        return f"holder:{self.ecard_id}"
+
+
+def bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+async def authenticate_operator(platform: Platform, authorization: str | None) -> OperatorPrincipal:
+    token = bearer(authorization)
+    if not token or not token.startswith(OPERATOR_TOKEN_PREFIX):
+        raise AppError("unauthenticated", headers={"WWW-Authenticate": 'Bearer realm="operator"'})
+    row = (
+        await OperatorToken.select(
+            OperatorToken.expires_at,
+            OperatorToken.revoked,
+            OperatorToken.operator.id,
+            OperatorToken.operator.username,
+            OperatorToken.operator.role,
+            OperatorToken.operator.status,
+        )
+        .where(OperatorToken.digest == secret_digest(token))
+        .first()
+    )
+    if (
+        row is None
+        or row["revoked"]
+        or row["expires_at"] < time.time()
+        or row["operator.status"] != "active"
+    ):
+        raise AppError("token_invalid", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return OperatorPrincipal(row["operator.id"], row["operator.username"], row["operator.role"])
+
+
+def require_permission(operator: OperatorPrincipal, permission: str) -> None:
+    if not operator.can(permission):
+        raise AppError("forbidden", f"role {operator.role} lacks {permission}")
+
+
+def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        client_id, sep, secret = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (client_id, secret) if sep and client_id and secret else None
+
+
+async def _client_row(client_id: str) -> dict | None:
+    return await ApiClient.select().where(ApiClient.id == client_id).first()
+
+
+def _principal(row: dict) -> ClientPrincipal:
+    return ClientPrincipal(
+        id=row["id"],
+        kind=row["kind"],
+        name=row["name"],
+        regions=tuple(_json_list(row["regions"])),
+        entitlements=tuple(_json_list(row["entitlements"])),
+    )
+
+
+def _json_list(value: object) -> list[str]:
+    return json.loads(value) if isinstance(value, str) else list(value or [])
+
+
+async def authenticate_client(
+    platform: Platform, authorization: str | None, kinds: set[str]
+) -> ClientPrincipal:
+    """HTTP Basic with the client secret, or a private_key_jwt assertion as a Bearer token."""
+    basic = _basic_credentials(authorization)
+    if basic:
+        client_id, secret = basic
+        row = await _client_row(client_id)
+        stored = row["secret_digest"] if row and row["secret_digest"] else secret_digest("x" * 64)
+        ok = secrets_match(secret, stored)  # compared even for unknown ids: no timing oracle
+        if not row or not ok:
+            raise AppError("invalid_credentials", headers={"WWW-Authenticate": 'Basic realm="ecard"'})
+    else:
+        assertion = bearer(authorization)
+        if not assertion:
+            raise AppError("unauthenticated", headers={"WWW-Authenticate": 'Basic realm="ecard"'})
+        row = await _verify_client_assertion(platform, assertion)
+    if row["status"] != "active":
+        raise AppError("forbidden", "this client is disabled")
+    if row["kind"] not in kinds:
+        raise AppError("forbidden", "this kind of client may not call this endpoint")
+    return _principal(row)
+
+
+async def _verify_client_assertion(platform: Platform, assertion: str) -> dict:
+    """RFC 7523 client assertion: iss = sub = client id, aud = our URL, short exp, single-use jti."""
+    try:
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+        header = jwt.get_unverified_header(assertion)
+    except jwt.PyJWTError:
+        raise AppError("invalid_credentials", "malformed client assertion") from None
+    client_id = claims.get("iss")
+    row = await _client_row(client_id) if isinstance(client_id, str) else None
+    if not row or not row["public_jwk"] or header.get("alg") != "ES256":
+        raise AppError("invalid_credentials", "unknown client or no registered key")
+    jwk = row["public_jwk"]
+    key = jwt.PyJWK(jwk if isinstance(jwk, dict) else json.loads(jwk), algorithm="ES256")
+    try:
+        claims = jwt.decode(
+            assertion,
+            key.key,
+            algorithms=["ES256"],
+            audience=platform.settings.public_url,
+            issuer=client_id,
+            options={"require": ["exp", "iat", "jti", "sub", "aud", "iss"]},
+            leeway=30,
+        )
+    except jwt.PyJWTError as exc:
+        raise AppError("invalid_credentials", f"client assertion rejected: {exc}") from None
+    if claims["sub"] != client_id or claims["exp"] - claims["iat"] > 300:
+        raise AppError("invalid_credentials", "client assertion must have sub = iss and live ≤ 300 s")
+    if not await platform.store.put_if_absent(f"jti:{client_id}:{claims['jti']}", b"1", ttl=330):
+        raise AppError("invalid_credentials", "client assertion replayed")
+    return row
+
+
+async def authenticate_holder(platform: Platform, authorization: str | None) -> HolderPrincipal:
+    """A holder session is valid only while its e-card is bound and its card is active."""
+    token = bearer(authorization)
+    if not token or not token.startswith(HOLDER_ACCESS_PREFIX):
+        raise AppError("unauthenticated", headers={"WWW-Authenticate": 'Bearer realm="holder"'})
+    row = (
+        await HolderSession.select(
+            HolderSession.id,
+            HolderSession.access_expires,
+            HolderSession.revoked,
+            HolderSession.ecard.id,
+            HolderSession.ecard.status,
+            HolderSession.ecard.channel.id,
+            HolderSession.ecard.card.id,
+            HolderSession.ecard.card.status,
+        )
+        .where(HolderSession.access_digest == secret_digest(token))
+        .first()
+    )
+    if row is None or row["revoked"] or row["access_expires"] < time.time():
+        raise AppError("token_invalid", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if row["ecard.card.status"] != "active":
+        raise AppError("card_not_active")
+    if row["ecard.status"] != "active":
+        raise AppError("ecard_not_active")
+    return HolderPrincipal(
+        session_id=row["id"],
+        ecard_id=row["ecard.id"],
+        card_id=row["ecard.card.id"],
+        channel_id=row["ecard.channel.id"],
+    )

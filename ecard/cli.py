@@ -1,0 +1,247 @@
+"""The ``ecard`` command: serve, db, keys, demo, registry, operator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ecard.crypto.keyring import Keyring, KeyringError
+from ecard.settings import Settings, SettingsError, load_settings
+from ecard.store.keyfiles import KeyringMissing, keyring_path, load_keyring, save_keyring
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    if getattr(args, "config", None):
+        os.environ["ECARD_CONFIG"] = str(Path(args.config).resolve())
+    return load_settings()
+
+
+def ensure_keys(settings: Settings) -> Keyring:
+    """Development convenience: generate keys on first start; production must run ``keys init``."""
+    try:
+        return load_keyring(settings.keys_dir)
+    except KeyringMissing:
+        if settings.env != "dev":
+            raise
+        ring = Keyring.create([settings.region_code])
+        path = save_keyring(settings.keys_dir, ring)
+        print(f"generated development keys into {path}", file=sys.stderr)
+        return ring
+
+
+# --- serve -------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.workers > 1 and not settings.redis_url:
+        print(
+            "refusing --workers > 1 on the in-process store: single-use codes, login sessions and "
+            "rate limits must be shared by all workers. Set ECARD_REDIS_URL (and use PostgreSQL).",
+            file=sys.stderr,
+        )
+        return 2
+    ensure_keys(settings)
+    from ecard.platform import open_platform
+
+    async def prepare() -> None:  # migrate once, before workers start
+        platform = await open_platform(settings, migrate=True)
+        await platform.close()
+
+    asyncio.run(prepare())
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    print(f"ecard serving on http://{host}:{port} (workers: {args.workers})", file=sys.stderr)
+    Server(
+        "ecard.asgi:app",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=args.workers,
+        log_enabled=False,
+    ).serve()
+    return 0
+
+
+# --- db ----------------------------------------------------------------------------------------
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    from ecard.store import db
+
+    settings = _settings(args)
+
+    async def run() -> None:
+        engine = db.make_engine(settings.database_url)
+        await db.migrate(engine)
+
+    asyncio.run(run())
+    print("migrations applied")
+    return 0
+
+
+# --- keys --------------------------------------------------------------------------------------
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.keys_cmd == "init":
+        if keyring_path(settings.keys_dir).exists() and not args.force:
+            print(f"{keyring_path(settings.keys_dir)} exists; use --force to replace it", file=sys.stderr)
+            return 1
+        ring = Keyring.create(args.region or [settings.region_code])
+        print(f"wrote {save_keyring(settings.keys_dir, ring)}")
+        return _print_keys(ring)
+    ring = load_keyring(settings.keys_dir)
+    if args.keys_cmd == "list":
+        return _print_keys(ring)
+    try:
+        if args.keys_cmd == "rotate":
+            key = ring.rotate(args.region)
+        elif args.keys_cmd == "add-region":
+            key = ring.add_region(args.region)
+        elif args.keys_cmd == "retire":
+            key = ring.retire(args.kid)
+        else:
+            key = ring.withdraw(args.kid)
+    except KeyringError as exc:
+        print(f"{exc.code}: {exc}", file=sys.stderr)
+        return 1
+    save_keyring(settings.keys_dir, ring)
+    print(f"{args.keys_cmd}: {key.kid} ({key.region}) is now {key.status}")
+    return _print_keys(ring)
+
+
+def _print_keys(ring: Keyring) -> int:
+    for key in ring.keys:
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(key.created_at))
+        print(f"{key.kid}  {key.role:<6}  {key.region or '-':<6}  {key.status:<9}  created {created}")
+    return 0
+
+
+# --- operators, demo, import -------------------------------------------------------------------
+
+
+async def _with_platform(settings: Settings, work):  # type: ignore[no-untyped-def]
+    from ecard.platform import open_platform
+
+    ensure_keys(settings)
+    platform = await open_platform(settings, migrate=True)
+    try:
+        return await work(platform)
+    finally:
+        await platform.close()
+
+
+def cmd_operator_create(args: argparse.Namespace) -> int:
+    from ecard.errors import AppError
+    from ecard.registry.service import AccessService
+
+    settings = _settings(args)
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
+    if len(password) < 12:
+        print("the password must be at least 12 characters", file=sys.stderr)
+        return 1
+    try:
+        operator_id = asyncio.run(
+            _with_platform(settings, lambda p: AccessService(p).create_operator(args.username, password, args.role))
+        )
+    except AppError as exc:
+        print(f"{exc.code}: {exc}", file=sys.stderr)
+        return 1
+    print(f"operator {args.username} ({args.role}) created: {operator_id}")
+    return 0
+
+
+def cmd_demo_init(args: argparse.Namespace) -> int:
+    from ecard.demo import create_demo
+
+    settings = _settings(args)
+    actors = asyncio.run(_with_platform(settings, lambda p: create_demo(p, settings)))
+    Path(args.out).write_text(json.dumps(actors, ensure_ascii=False, indent=2), encoding="utf-8")
+    os.chmod(args.out, 0o600)
+    print(f"demo actors written to {args.out}")
+    return 0
+
+
+def cmd_registry_import(args: argparse.Namespace) -> int:
+    from ecard.registry.importer import import_csv
+
+    settings = _settings(args)
+    report = asyncio.run(_with_platform(settings, lambda p: import_csv(p, Path(args.file))))
+    print(f"imported {report.imported} row(s), rejected {len(report.rejected)}")
+    for line, reason in report.rejected:
+        print(f"  line {line}: {reason}")
+    return 0 if not report.rejected else 3
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecard", description="Electronic social security card platform")
+    parser.add_argument("--config", help="TOML settings file (else ECARD_CONFIG, else ECARD_* variables)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+
+    database = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_cmd", required=True)
+    database.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_db_migrate)
+
+    keys = sub.add_parser("keys", help="platform root and issuer keys")
+    keys_sub = keys.add_subparsers(dest="keys_cmd", required=True)
+    init = keys_sub.add_parser("init", help="create the root key and issuer keys")
+    init.add_argument("--region", action="append", help="issuer region code (repeatable)")
+    init.add_argument("--force", action="store_true")
+    keys_sub.add_parser("list")
+    for name, arg in (("rotate", "region"), ("add-region", "region"), ("retire", "kid"), ("withdraw", "kid")):
+        keys_sub.add_parser(name).add_argument(arg)
+    keys.set_defaults(func=cmd_keys)
+
+    operator = sub.add_parser("operator", help="operator accounts").add_subparsers(dest="op_cmd", required=True)
+    create = operator.add_parser("create")
+    create.add_argument("username")
+    create.add_argument("--role", required=True, choices=["admin", "registry_admin", "auditor", "readonly"])
+    create.add_argument("--password-stdin", action="store_true")
+    create.set_defaults(func=cmd_operator_create)
+
+    demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="demo_cmd", required=True)
+    demo_init = demo.add_parser("init", help="create demo actors and write their credentials")
+    demo_init.add_argument("--out", default="demo.json")
+    demo_init.set_defaults(func=cmd_demo_init)
+
+    registry = sub.add_parser("registry", help="cardholder registry").add_subparsers(dest="reg_cmd", required=True)
+    importer = registry.add_parser("import", help="bulk-import persons and cards from CSV")
+    importer.add_argument("file")
+    importer.set_defaults(func=cmd_registry_import)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyringMissing as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The platform's key material: the root key, issuer signing keys per region, and symmetric secrets.
+
+Pure: a :class:`Keyring` is data plus the lifecycle rules (rotate, retire, withdraw).  Reading and
+writing it is :mod:`ecard.store.keyfiles`' job.
+
+Lifecycle of an issuer key: ``active`` (signs) -> ``retired`` (verify only, until ``verify_until``)
+or ``withdrawn`` (compromised: everything it signed fails at once).  Exactly one active key per
+region; rotation makes a new active key and retires the previous one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Literal
+
+import msgspec
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ecard.crypto.jwk import public_jwk, thumbprint
+
+KeyStatus = Literal["active", "retired", "withdrawn"]
+
+#: How long a retired key stays in the trust list: longer than anything it can have signed lives.
+RETIRED_VERIFY_SECONDS = 2 * 86_400
+
+
+class KeyringError(ValueError):
+    """A key operation is not allowed in the key's current state, or the key does not exist."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class KeyRecord(msgspec.Struct, kw_only=True):
+    kid: str
+    role: Literal["root", "issuer"]
+    region: str | None
+    status: KeyStatus
+    created_at: int
+    private_pem: str
+    retired_at: int | None = None
+    withdrawn_at: int | None = None
+
+    @property
+    def verify_until(self) -> int | None:
+        if self.status == "retired" and self.retired_at is not None:
+            return self.retired_at + RETIRED_VERIFY_SECONDS
+        return None
+
+    def private_key(self) -> ec.EllipticCurvePrivateKey:
+        key = serialization.load_pem_private_key(self.private_pem.encode(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return key
+
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        return self.private_key().public_key()
+
+    def public_jwk(self) -> dict[str, str]:
+        return {**public_jwk(self.public_key()), "kid": self.kid, "alg": "ES256", "use": "sig"}
+
+
+class Secrets(msgspec.Struct, kw_only=True):
+    """Symmetric keys, hex encoded: field encryption, blind index, pseudonyms, subject pairing."""
+
+    field_key: str
+    index_key: str
+    pseudonym_key: str
+
+    @classmethod
+    def generate(cls) -> Secrets:
+        return cls(**{name: os.urandom(32).hex() for name in cls.__struct_fields__})
+
+    def key(self, name: Literal["field_key", "index_key", "pseudonym_key"]) -> bytes:
+        return bytes.fromhex(getattr(self, name))
+
+
+def _new_key(role: Literal["root", "issuer"], region: str | None, now: int) -> KeyRecord:
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return KeyRecord(
+        kid=thumbprint(private.public_key()),
+        role=role,
+        region=region,
+        status="active",
+        created_at=now,
+        private_pem=pem,
+    )
+
+
+class Keyring(msgspec.Struct, kw_only=True):
+    version: int = 1
+    keys: list[KeyRecord] = msgspec.field(default_factory=list)
+    secrets: Secrets = msgspec.field(default_factory=Secrets.generate)
+
+    @classmethod
+    def create(cls, regions: list[str], now: int | None = None) -> Keyring:
+        now = int(time.time()) if now is None else now
+        ring = cls(keys=[_new_key("root", None, now)])
+        for region in regions:
+            ring.keys.append(_new_key("issuer", region, now))
+        return ring
+
+    # --- lookups -------------------------------------------------------------------------
+    @property
+    def root(self) -> KeyRecord:
+        return next(k for k in self.keys if k.role == "root" and k.status == "active")
+
+    def find(self, kid: str) -> KeyRecord:
+        for key in self.keys:
+            if key.kid == kid:
+                return key
+        raise KeyringError("key_not_found", f"no key with id {kid}")
+
+    def issuer_keys(self) -> list[KeyRecord]:
+        return [k for k in self.keys if k.role == "issuer"]
+
+    def regions(self) -> list[str]:
+        return sorted({k.region for k in self.issuer_keys() if k.region})
+
+    def signing_key(self, region: str) -> KeyRecord:
+        for key in self.issuer_keys():
+            if key.region == region and key.status == "active":
+                return key
+        raise KeyringError("key_not_found", f"no active issuer key for region {region}")
+
+    def verification_keys(self, now: int | None = None) -> list[KeyRecord]:
+        """Keys a verifier may use now: active ones and retired ones still within their window."""
+        now = int(time.time()) if now is None else now
+        return [
+            k
+            for k in self.issuer_keys()
+            if k.status == "active" or (k.status == "retired" and (k.verify_until or 0) > now)
+        ]
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def add_region(self, region: str, now: int | None = None) -> KeyRecord:
+        if any(k.region == region and k.status == "active" for k in self.issuer_keys()):
+            raise KeyringError("key_state_conflict", f"region {region} already has an active key")
+        key = _new_key("issuer", region, int(time.time()) if now is None else now)
+        self.keys.append(key)
+        return key
+
+    def rotate(self, region: str, now: int | None = None) -> KeyRecord:
+        """New active key for the region; the previous one becomes verify-only."""
+        now = int(time.time()) if now is None else now
+        previous = self.signing_key(region)
+        previous.status, previous.retired_at = "retired", now
+        key = _new_key("issuer", region, now)
+        self.keys.append(key)
+        return key
+
+    def retire(self, kid: str, now: int | None = None) -> KeyRecord:
+        key = self.find(kid)
+        if key.role != "issuer" or key.status != "active":
+            raise KeyringError("key_state_conflict", "only an active issuer key can be retired")
+        # retiring the only signer of a region would stop all issuance there: rotate instead
+        active_in_region = [k for k in self.issuer_keys() if k.region == key.region and k.status == "active"]
+        if len(active_in_region) == 1:
+            raise KeyringError(
+                "key_state_conflict", f"{kid} is region {key.region}'s only active key; use rotate"
+            )
+        key.status, key.retired_at = "retired", int(time.time()) if now is None else now
+        return key
+
+    def withdraw(self, kid: str, now: int | None = None) -> KeyRecord:
+        """Compromised key: it stops verifying at once.  A region left without a signer gets a new key."""
+        key = self.find(kid)
+        if key.role != "issuer":
+            raise KeyringError("key_state_conflict", "the root key cannot be withdrawn here")
+        if key.status == "withdrawn":
+            raise KeyringError("key_state_conflict", f"{kid} is already withdrawn")
+        was_active = key.status == "active"
+        key.status, key.withdrawn_at = "withdrawn", int(time.time()) if now is None else now
+        if was_active and key.region:
+            self.keys.append(_new_key("issuer", key.region, key.withdrawn_at))
+        return key

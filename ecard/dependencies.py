@@ -1,0 +1,41 @@
+"""Litestar dependencies: the platform and the authenticated caller of each audience."""
+
+from __future__ import annotations
+
+from litestar import Request
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+
+from ecard.auth import (
+    ClientPrincipal,
+    HolderPrincipal,
+    OperatorPrincipal,
+    authenticate_client,
+    authenticate_holder,
+    authenticate_operator,
+)
+from ecard.platform import Platform
+
+
+async def provide_platform(state: State) -> Platform:
+    return state.platform
+
+
+async def provide_operator(request: Request, platform: NamedDependency[Platform]) -> OperatorPrincipal:
+    return await authenticate_operator(platform, request.headers.get("authorization"))
+
+
+async def provide_holder(request: Request, platform: NamedDependency[Platform]) -> HolderPrincipal:
+    return await authenticate_holder(platform, request.headers.get("authorization"))
+
+
+def client_of(*kinds: str) -> Provide:
+    """A dependency yielding the calling machine client, refused unless it is one of ``kinds``."""
+
+    async def provide_client(request: Request, platform: NamedDependency[Platform]) -> ClientPrincipal:
+        return await authenticate_client(platform, request.headers.get("authorization"), set(kinds))
+
+    return Provide(provide_client)
+
+
+PLATFORM = {"platform": Provide(provide_platform)}

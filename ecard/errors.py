@@ -1,0 +1,268 @@
+"""The error catalogue: every failure a client can see, with a stable code, an HTTP status and a
+message in zh-CN and en, returned as RFC 9457 ``application/problem+json``.
+
+Services raise :class:`AppError` with a catalogue code; the exception handlers here turn it (and
+every framework error: unknown route, wrong method, malformed JSON, oversized body) into a problem
+response.  Nothing else in the code base builds error responses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, NamedTuple
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotFoundException,
+    ValidationException,
+)
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+log = logging.getLogger("ecard.errors")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ErrorSpec(NamedTuple):
+    status: int
+    zh: str
+    en: str
+    #: OAuth 2.0 / OIDC errors also carry RFC 6749 ``error`` and ``error_description`` members, so
+    #: standard client libraries read them while other clients read the problem document.
+    oauth: bool = False
+
+
+CATALOGUE: dict[str, ErrorSpec] = {
+    # generic request problems
+    "not_found": ErrorSpec(404, "请求的资源不存在", "The requested resource does not exist"),
+    "method_not_allowed": ErrorSpec(405, "不支持该请求方法", "This method is not allowed on this resource"),
+    "malformed_request": ErrorSpec(400, "请求格式错误", "The request body or parameters are malformed"),
+    "validation_failed": ErrorSpec(400, "请求参数校验失败", "The request failed validation"),
+    "body_too_large": ErrorSpec(413, "请求体过大", "The request body is too large"),
+    "unsupported_media_type": ErrorSpec(415, "不支持的内容类型", "Unsupported content type"),
+    "rate_limited": ErrorSpec(429, "请求过于频繁，请稍后再试", "Too many requests; retry later"),
+    "idempotency_conflict": ErrorSpec(
+        409, "幂等键已用于不同的请求", "The Idempotency-Key was already used for a different request"
+    ),
+    "internal_error": ErrorSpec(500, "服务内部错误", "Internal server error"),
+    "store_unavailable": ErrorSpec(503, "临时存储不可用，请稍后重试", "The ephemeral store is unavailable; retry later"),
+    "database_unavailable": ErrorSpec(503, "数据库不可用，请稍后重试", "The database is unavailable; retry later"),
+    # authentication and authorization
+    "unauthenticated": ErrorSpec(401, "需要身份认证", "Authentication is required"),
+    "invalid_credentials": ErrorSpec(401, "凭据无效", "The credentials are invalid"),
+    "token_invalid": ErrorSpec(401, "令牌无效、已过期或已撤销", "The token is invalid, expired or revoked"),
+    "forbidden": ErrorSpec(403, "无权执行该操作", "You are not allowed to do this"),
+    # registry
+    "invalid_identity_number": ErrorSpec(
+        400, "身份证号码格式或校验位错误", "The identity number is malformed or its check digit is wrong"
+    ),
+    "invalid_region_code": ErrorSpec(400, "行政区划代码无效", "Unknown administrative region code"),
+    "person_exists": ErrorSpec(409, "该人员已存在", "A person with this identity number already exists"),
+    "person_not_found": ErrorSpec(404, "人员不存在", "No such person"),
+    "card_exists": ErrorSpec(409, "该卡号已存在", "A card with this number already exists"),
+    "card_not_found": ErrorSpec(404, "社保卡不存在", "No such card"),
+    "card_already_active": ErrorSpec(
+        409, "该人员已有在用社保卡", "The person already holds an active card in this region"
+    ),
+    "invalid_status_transition": ErrorSpec(
+        409, "不允许的卡状态变更", "This card status change is not allowed"
+    ),
+    "status_changed_concurrently": ErrorSpec(
+        409, "卡状态已被他人修改，请刷新后重试", "The card status was changed concurrently; reload and retry"
+    ),
+    "card_not_active": ErrorSpec(403, "社保卡状态异常，不可使用", "The card is not active"),
+    "identity_mismatch": ErrorSpec(
+        403, "姓名、身份证号与卡号不匹配", "Name, identity number and card number do not match an active card"
+    ),
+    "ecard_not_found": ErrorSpec(404, "电子社保卡不存在", "No such e-card"),
+    "ecard_not_active": ErrorSpec(403, "电子社保卡已解绑或不可用", "The e-card is unbound or not active"),
+    "channel_not_found": ErrorSpec(404, "渠道不存在", "No such channel"),
+    "channel_exists": ErrorSpec(409, "渠道已存在", "A channel with this name already exists"),
+    "channel_region_not_served": ErrorSpec(
+        403, "该渠道未开通此地区的服务", "This channel does not serve the card's region"
+    ),
+    "operator_exists": ErrorSpec(409, "操作员已存在", "An operator with this name already exists"),
+    # OAuth 2.0 / OpenID Connect (RFC 6749 §5.2, RFC 8628 §3.5, RFC 6750 §3.1)
+    "invalid_request": ErrorSpec(400, "请求参数缺失或无效", "The request is missing a parameter or is invalid", True),
+    "invalid_client": ErrorSpec(401, "客户端认证失败", "Client authentication failed", True),
+    "invalid_grant": ErrorSpec(400, "授权码或刷新令牌无效、已过期或已使用", "The grant is invalid, expired or already used", True),
+    "unauthorized_client": ErrorSpec(400, "该客户端无权使用此授权方式", "The client may not use this grant type", True),
+    "unsupported_grant_type": ErrorSpec(400, "不支持的授权类型", "Unsupported grant type", True),
+    "unsupported_response_type": ErrorSpec(400, "不支持的响应类型", "Unsupported response type", True),
+    "invalid_scope": ErrorSpec(400, "请求的权限范围无效或超出备案范围", "The scope is invalid or beyond what the client may ask", True),
+    "access_denied": ErrorSpec(403, "持卡人拒绝了授权", "The holder denied the request", True),
+    "invalid_token": ErrorSpec(401, "访问令牌无效", "The access token is invalid", True),
+    "insufficient_scope": ErrorSpec(403, "访问令牌的权限范围不足", "The access token's scope is insufficient", True),
+    "authorization_pending": ErrorSpec(400, "等待持卡人确认", "Waiting for the holder to approve", True),
+    "slow_down": ErrorSpec(400, "轮询过于频繁", "Polling too fast; slow down", True),
+    "expired_token": ErrorSpec(400, "设备码已过期", "The device code has expired", True),
+    "client_not_live": ErrorSpec(403, "该应用未完成备案或已停用", "This client is not filed, approved and live", True),
+    "login_session_not_found": ErrorSpec(404, "登录二维码不存在或已过期", "The login QR session does not exist or has expired"),
+    "login_session_answered": ErrorSpec(409, "该登录请求已处理", "This login session was already answered"),
+    "login_required": ErrorSpec(400, "需要持卡人扫码登录", "The holder must log in by scanning; prompt=none cannot be met", True),
+    "request_not_supported": ErrorSpec(400, "不支持请求对象参数", "Request objects (request, request_uri) are not supported", True),
+    "invalid_redirect_uri": ErrorSpec(400, "回调地址与备案不一致", "The redirect URI does not exactly match a filed one", True),
+    "invalid_client_metadata": ErrorSpec(400, "应用备案信息无效", "The client filing is invalid", True),
+    "oidc_client_not_found": ErrorSpec(404, "应用不存在", "No such relying party"),
+    "client_status_conflict": ErrorSpec(409, "应用备案状态不允许该操作", "The client's filing status does not allow this"),
+    # keys
+    "key_not_found": ErrorSpec(404, "密钥不存在", "No such key"),
+    "key_state_conflict": ErrorSpec(409, "密钥状态不允许该操作", "The key's state does not allow this"),
+}
+
+
+class AppError(Exception):
+    """A failure with a catalogue code; ``detail`` is extra, non-personal context for the client."""
+
+    def __init__(
+        self,
+        code: str,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        if code not in CATALOGUE:
+            raise KeyError(f"error code {code!r} is not in the catalogue")
+        super().__init__(detail or CATALOGUE[code].en)
+        self.code = code
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+    @property
+    def status(self) -> int:
+        return CATALOGUE[self.code].status
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """RFC 9457 problem details, with the catalogue code and both languages' titles."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str | None = None
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[dict[str, Any]] | None = None
+    error: str | None = None
+    error_description: str | None = None
+
+
+def preferred_language(accept_language: str | None) -> str:
+    """``en`` when the client prefers English over Chinese, else ``zh-CN`` (the default)."""
+    best_lang, best_q = "zh-CN", 0.0
+    for part in (accept_language or "").split(","):
+        tag, _, params = part.strip().partition(";")
+        tag = tag.strip().lower()
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        lang = "en" if tag.startswith("en") else "zh-CN" if tag.startswith("zh") else None
+        if lang and q > best_q:
+            best_lang, best_q = lang, q
+    return best_lang
+
+
+def problem_response(
+    request: Request | None,
+    code: str,
+    detail: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> Response[Problem]:
+    spec = CATALOGUE[code]
+    lang = preferred_language(request.headers.get("accept-language") if request else None)
+    problem = Problem(
+        type=f"/problems/{code}",
+        title=spec.zh if lang == "zh-CN" else spec.en,
+        status=spec.status,
+        code=code,
+        detail=detail,
+        instance=request.url.path if request else None,
+        request_id=request.scope.get("state", {}).get("request_id") if request else None,
+        errors=errors,
+        error=code if spec.oauth else None,
+        error_description=(detail or spec.en) if spec.oauth else None,
+    )
+    return Response(
+        problem,
+        status_code=spec.status,
+        media_type=PROBLEM_JSON,
+        headers={"Content-Language": lang, **(headers or {})},
+    )
+
+
+def _app_error_handler(request: Request, exc: AppError) -> Response[Problem]:
+    return problem_response(request, exc.code, exc.detail, headers=exc.headers)
+
+
+_STATUS_CODES = {
+    400: "malformed_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    503: "database_unavailable",
+}
+
+
+def _http_exception_handler(request: Request, exc: HTTPException) -> Response[Problem]:
+    if isinstance(exc, ValidationException):
+        return _validation_problem(request, exc)
+    if isinstance(exc, NotFoundException):
+        return problem_response(request, "not_found")
+    if isinstance(exc, MethodNotAllowedException):
+        return problem_response(request, "method_not_allowed", headers=exc.headers)
+    code = _STATUS_CODES.get(exc.status_code)
+    if code is None:
+        return _internal_error_handler(request, exc)
+    return problem_response(request, code, headers=exc.headers)
+
+
+def _validation_problem(request: Request, exc: ValidationException) -> Response[Problem]:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    errors = [
+        {"message": str(item.get("message", "")), "key": item.get("key"), "source": item.get("source")}
+        for item in extra
+        if isinstance(item, dict)
+    ]
+    detail = str(exc.detail) if exc.detail else None
+    malformed = detail is not None and "malformed" in detail.lower()
+    code = "malformed_request" if malformed else "validation_failed"
+    return problem_response(request, code, detail, errors=errors or None)
+
+
+def _internal_error_handler(request: Request, exc: Exception) -> Response[Problem]:
+    from ecard.store.db import DatabaseUnavailable
+    from ecard.store.ephemeral import StoreUnavailable
+
+    if isinstance(exc, StoreUnavailable):
+        return problem_response(request, "store_unavailable", headers={"Retry-After": "5"})
+    if isinstance(exc, DatabaseUnavailable):
+        return problem_response(request, "database_unavailable", headers={"Retry-After": "5"})
+    log.error(
+        "unhandled error",
+        exc_info=(type(exc), exc, exc.__traceback__),
+        extra={"path": request.url.path, "method": request.method},
+    )
+    return problem_response(request, "internal_error")
+
+
+EXCEPTION_HANDLERS = {
+    AppError: _app_error_handler,
+    HTTPException: _http_exception_handler,
+    HTTP_500_INTERNAL_SERVER_ERROR: _internal_error_handler,
+    Exception: _internal_error_handler,
+}

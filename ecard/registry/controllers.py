@@ -1,0 +1,206 @@
+"""HTTP surface of the registry, grouped by audience: operators, channels, holders, departments.
+
+Controllers only parse, authenticate, call the service and shape the response.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Request, get, patch, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.response import Response
+
+from ecard.auth import ClientPrincipal, HolderPrincipal, OperatorPrincipal, require_permission
+from ecard.dependencies import client_of, provide_holder, provide_operator
+from ecard.idempotency import idempotent
+from ecard.platform import Platform
+from ecard.registry import schemas
+from ecard.registry.service import AccessService, RegistryService
+
+IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key", required=False)]
+Limit = Annotated[int, QueryParameter(ge=1, le=200)]
+Offset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]
+
+
+class OperatorAuthController(Controller):
+    path = "/operator/v1"
+    tags = ["operator"]
+
+    @post("/login", status_code=200, summary="Operator login (username + password → bearer token)")
+    async def login(self, data: JSONBody[schemas.LoginRequest], request: Request, platform: NamedDependency[Platform]) -> schemas.OperatorToken:
+        client_ip = request.client.host if request.client else "-"
+        return await AccessService(platform).login(data, client_ip)
+
+
+class OperatorRegistryController(Controller):
+    path = "/operator/v1"
+    tags = ["operator"]
+    dependencies = {"operator": Provide(provide_operator)}
+
+    @post("/persons", summary="Create a person (identity number validated, stored encrypted)")
+    async def create_person(
+        self, data: JSONBody[schemas.PersonCreate], request: Request, platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal], idempotency_key: IdempotencyKey,
+    ) -> Response:
+        require_permission(operator, "registry:write")
+        return await idempotent(
+            platform, operator.actor, idempotency_key, await request.body(),
+            lambda: RegistryService(platform).create_person(data, operator),
+        )
+
+    @get("/persons", summary="Search persons (paged)")
+    async def search_persons(
+        self, platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
+        identity_number: FromQuery[str | None] = None, name: FromQuery[str | None] = None, region: FromQuery[str | None] = None,
+        limit: Limit = 50, offset: Offset = 0,
+    ) -> schemas.Page:
+        require_permission(operator, "registry:read")
+        return await RegistryService(platform).search_persons(
+            operator, identity_number=identity_number, name=name, region=region, limit=limit, offset=offset
+        )
+
+    @get("/persons/{person_id:str}")
+    async def get_person(self, person_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> schemas.PersonView:
+        require_permission(operator, "registry:read")
+        return await RegistryService(platform).get_person(person_id, operator)
+
+    @patch("/persons/{person_id:str}")
+    async def update_person(
+        self, person_id: FromPath[str], data: JSONBody[schemas.PersonUpdate], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]
+    ) -> schemas.PersonView:
+        require_permission(operator, "registry:write")
+        return await RegistryService(platform).update_person(person_id, data, operator)
+
+    @post("/cards", summary="Register a physical card for a person")
+    async def create_card(
+        self, data: JSONBody[schemas.CardCreate], request: Request, platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal], idempotency_key: IdempotencyKey,
+    ) -> Response:
+        require_permission(operator, "registry:write")
+        return await idempotent(
+            platform, operator.actor, idempotency_key, await request.body(),
+            lambda: RegistryService(platform).create_card(data, operator),
+        )
+
+    @get("/cards")
+    async def list_cards(
+        self, platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal], person_id: FromQuery[str | None] = None,
+        status: FromQuery[schemas.CardStatus | None] = None, limit: Limit = 50, offset: Offset = 0,
+    ) -> schemas.Page:
+        require_permission(operator, "registry:read")
+        return await RegistryService(platform).list_cards(person_id=person_id, status=status, limit=limit, offset=offset)
+
+    @get("/cards/{card_id:str}")
+    async def get_card(self, card_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> schemas.CardView:
+        require_permission(operator, "registry:read")
+        return await RegistryService(platform).get_card(card_id)
+
+    @post("/cards/{card_id:str}/status", status_code=200, summary="Change card status (挂失, 解挂, 冻结, 注销 …)")
+    async def change_status(
+        self, card_id: FromPath[str], data: JSONBody[schemas.StatusChange], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]
+    ) -> schemas.CardView:
+        require_permission(operator, "registry:write")
+        return await RegistryService(platform).change_card_status(card_id, data, operator.actor)
+
+    @get("/cards/{card_id:str}/history")
+    async def card_history(
+        self, card_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]
+    ) -> list[schemas.StatusEventView]:
+        require_permission(operator, "registry:read")
+        return await RegistryService(platform).card_history(card_id)
+
+    @get("/audit", summary="The audit trail (auditors and admins)")
+    async def audit_trail(
+        self, platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal], target_id: FromQuery[str | None] = None,
+        action: FromQuery[str | None] = None, limit: Limit = 50, offset: Offset = 0,
+    ) -> schemas.Page:
+        require_permission(operator, "audit:read")
+        return await RegistryService(platform).audit_trail(target_id=target_id, action=action, limit=limit, offset=offset)
+
+    @post("/clients", summary="Register a channel, department, verifier, relying party or terminal")
+    async def create_client(
+        self, data: JSONBody[schemas.ClientCreate], request: Request, platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal], idempotency_key: IdempotencyKey,
+    ) -> Response:
+        require_permission(operator, "clients:manage")
+        return await idempotent(
+            platform, operator.actor, idempotency_key, await request.body(),
+            lambda: AccessService(platform).create_client(data, operator.actor),
+        )
+
+    @get("/clients/{client_id:str}")
+    async def get_client(self, client_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> schemas.ClientView:
+        require_permission(operator, "registry:read")
+        return await AccessService(platform).get_client(client_id)
+
+    @post("/clients/{client_id:str}/status", status_code=200)
+    async def set_client_status(
+        self, client_id: FromPath[str], data: JSONBody[schemas.ClientStatusChange], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]
+    ) -> schemas.ClientView:
+        require_permission(operator, "clients:manage")
+        return await AccessService(platform).set_client_status(client_id, data, operator.actor)
+
+
+class ChannelController(Controller):
+    path = "/channel/v1"
+    tags = ["channel"]
+    dependencies = {"channel": client_of("channel")}
+
+    @post("/ecards", summary="签发: issue an e-card after matching name, identity number and card")
+    async def issue_ecard(
+        self, data: JSONBody[schemas.ECardIssue], request: Request, platform: NamedDependency[Platform],
+        channel: NamedDependency[ClientPrincipal], idempotency_key: IdempotencyKey,
+    ) -> Response:
+        return await idempotent(
+            platform, channel.actor, idempotency_key, await request.body(),
+            lambda: RegistryService(platform).issue_ecard(data, channel),
+        )
+
+    @post("/ecards/{ecard_id:str}/unbind", status_code=200, summary="Unbind one e-card of this channel")
+    async def unbind(self, ecard_id: FromPath[str], platform: NamedDependency[Platform], channel: NamedDependency[ClientPrincipal]) -> schemas.ECardView:
+        service = RegistryService(platform)
+        return await service.unbind_ecard(await service.channel_ecard(ecard_id, channel), channel.actor, "channel")
+
+
+class HolderController(Controller):
+    path = "/holder/v1"
+    tags = ["holder"]
+
+    @get("/ecard", dependencies={"holder": Provide(provide_holder)}, summary="The holder's own e-card")
+    async def my_ecard(self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]) -> schemas.ECardView:
+        return await RegistryService(platform).get_ecard(holder.ecard_id)
+
+    @post("/session/refresh", status_code=200, summary="Rotate the holder session's tokens")
+    async def refresh(self, data: JSONBody[schemas.RefreshRequest], platform: NamedDependency[Platform]) -> schemas.TokenPair:
+        return await RegistryService(platform).refresh_session(data.refresh_token)
+
+    @post("/session/logout", status_code=204, dependencies={"holder": Provide(provide_holder)})
+    async def logout(self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]) -> None:
+        await RegistryService(platform).end_session(holder)
+
+    @post("/ecard/unbind", status_code=200, dependencies={"holder": Provide(provide_holder)})
+    async def unbind(self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]) -> schemas.ECardView:
+        return await RegistryService(platform).unbind_ecard(holder.ecard_id, holder.actor, "holder")
+
+
+class DepartmentController(Controller):
+    path = "/department/v1"
+    tags = ["department"]
+    dependencies = {"department": client_of("department")}
+
+    @post("/identity-checks", status_code=200, summary="实名实人实卡核验: do these belong together, what status")
+    async def check(
+        self, data: JSONBody[schemas.IdentityCheckRequest], platform: NamedDependency[Platform], department: NamedDependency[ClientPrincipal]
+    ) -> schemas.IdentityCheckResult:
+        return await RegistryService(platform).check_identity(data, department)
+
+
+CONTROLLERS = [
+    OperatorAuthController,
+    OperatorRegistryController,
+    ChannelController,
+    HolderController,
+    DepartmentController,
+]

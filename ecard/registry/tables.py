@@ -1,0 +1,147 @@
+"""Tables of the cardholder registry (持卡库) and of the machine and operator callers.
+
+Identity numbers are stored only encrypted (``id_number_enc``, AES-256-GCM bound to the row) and
+found through a keyed blind index (``id_number_index``).  Ids are random, never sequential.
+"""
+
+from __future__ import annotations
+
+from piccolo.columns import (
+    JSON,
+    BigInt,
+    Boolean,
+    Bytea,
+    Date,
+    ForeignKey,
+    Integer,
+    Serial,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.table import Table
+
+
+class Person(Table, tablename="person"):
+    id = Varchar(length=32, primary_key=True)
+    name = Varchar(length=64)
+    gender = Varchar(length=1)  # GB/T 2261.1: 1 male, 2 female, 9 unspecified
+    ethnicity = Varchar(length=2, default="01")  # GB 3304 code
+    birth_date = Date()
+    region = Varchar(length=6, index=True)
+    id_number_enc = Bytea()
+    id_number_index = Varchar(length=64, unique=True)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class Card(Table, tablename="card"):
+    id = Varchar(length=32, primary_key=True)
+    person = ForeignKey(references=Person, null=False, index=True)
+    card_number = Varchar(length=20, unique=True)
+    region = Varchar(length=6, index=True)
+    chip_serial = Varchar(length=32)
+    identification_code = Varchar(length=32, unique=True)  # 卡识别码, the chip's diversification id
+    issue_date = Date()
+    expiry_date = Date()
+    status = Varchar(length=16, index=True)
+    status_version = Integer(default=1)  # optimistic concurrency for status changes
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class CardStatusEvent(Table, tablename="card_status_event"):
+    id = Serial(primary_key=True)
+    card = ForeignKey(references=Card, null=False, index=True)
+    from_status = Varchar(length=16, null=True)
+    to_status = Varchar(length=16)
+    actor = Varchar(length=64)
+    reason = Text()
+    at = Timestamptz(default=TimestamptzNow())
+
+
+class ApiClient(Table, tablename="api_client"):
+    """A machine caller: channel app, verifying department, verifier, relying party or terminal."""
+
+    id = Varchar(length=40, primary_key=True)
+    kind = Varchar(length=16, index=True)
+    name = Varchar(length=128, unique=True)
+    secret_digest = Varchar(length=64, null=True)
+    public_jwk = JSON(null=True)  # for private_key_jwt and signed terminal requests
+    status = Varchar(length=16, default="active")
+    regions = JSON(default="[]")
+    entitlements = JSON(default="[]")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class ECard(Table, tablename="ecard"):
+    id = Varchar(length=32, primary_key=True)
+    card = ForeignKey(references=Card, null=False, index=True)
+    channel = ForeignKey(references=ApiClient, null=False, index=True)
+    status = Varchar(length=16, default="active")  # active | unbound; effective status follows the card
+    created_at = Timestamptz(default=TimestamptzNow())
+    unbound_at = Timestamptz(null=True, default=None)
+
+
+class HolderSession(Table, tablename="holder_session"):
+    id = Varchar(length=32, primary_key=True)
+    ecard = ForeignKey(references=ECard, null=False, index=True)
+    access_digest = Varchar(length=64, unique=True)
+    refresh_digest = Varchar(length=64, unique=True)
+    access_expires = BigInt()
+    refresh_expires = BigInt()
+    revoked = Boolean(default=False)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class Operator(Table, tablename="operator"):
+    id = Varchar(length=32, primary_key=True)
+    username = Varchar(length=64, unique=True)
+    password_hash = Varchar(length=160)
+    role = Varchar(length=24)
+    status = Varchar(length=16, default="active")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class OperatorToken(Table, tablename="operator_token"):
+    digest = Varchar(length=64, primary_key=True)
+    operator = ForeignKey(references=Operator, null=False, index=True)
+    expires_at = BigInt()
+    revoked = Boolean(default=False)
+
+
+class AuditEvent(Table, tablename="audit_event"):
+    """Who did what to which record, when and why.  Holds ids, never personal data."""
+
+    id = Serial(primary_key=True)
+    at = Timestamptz(default=TimestamptzNow(), index=True)
+    actor_kind = Varchar(length=16)
+    actor_id = Varchar(length=40)
+    action = Varchar(length=40, index=True)
+    target_kind = Varchar(length=16)
+    target_id = Varchar(length=40, index=True)
+    reason = Text(default="")
+    detail = JSON(default="{}")
+
+
+class IdempotencyRecord(Table, tablename="idempotency_record"):
+    key = Varchar(length=200, primary_key=True)  # caller id + the client's Idempotency-Key
+    request_digest = Varchar(length=64)
+    status_code = Integer()
+    body = Bytea()
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+TABLES: list[type[Table]] = [
+    Person,
+    Card,
+    CardStatusEvent,
+    ApiClient,
+    ECard,
+    HolderSession,
+    Operator,
+    OperatorToken,
+    AuditEvent,
+    IdempotencyRecord,
+]

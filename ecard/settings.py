@@ -1,0 +1,113 @@
+"""Typed settings from ``ECARD_*`` environment variables and an optional TOML file.
+
+Precedence: defaults < TOML file (``ECARD_CONFIG`` or ``--config``) < environment.  A bad value
+stops start-up with :class:`SettingsError`, whose message names the setting and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+PREFIX = "ECARD_"
+
+RegionCode = Annotated[str, msgspec.Meta(pattern=r"^[1-9]\d{5}$")]
+Seconds = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every knob of the service; all have embedded defaults so a bare machine can start."""
+
+    env: Literal["dev", "prod"] = "dev"
+    database_url: str = "sqlite:///var/ecard.db"
+    redis_url: str | None = None
+    redis_prefix: str = "ecard:"
+    ledger_rpc_url: str | None = None
+    ledger_seal_interval: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 1.0
+    keys_dir: str = "keys"
+    public_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
+    region_code: RegionCode = "330000"
+    code_lifetime: Annotated[int, msgspec.Meta(ge=15, le=300)] = 60
+    holder_access_ttl: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
+    holder_refresh_ttl: Annotated[int, msgspec.Meta(ge=3600, le=180 * 86_400)] = 30 * 86_400
+    operator_token_ttl: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 8 * 3600
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 1_048_576
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path:
+        """``sqlite:///var/x.db`` is relative, ``sqlite:////abs/x.db`` absolute (SQLAlchemy style)."""
+        return Path(self.database_url[len("sqlite:///") :])
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or out of range."""
+
+
+_FIELDS = {name: name for name in Settings.__struct_fields__}
+
+
+def _from_environment(environ: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(PREFIX) or key == f"{PREFIX}CONFIG":
+            continue
+        name = key[len(PREFIX) :].lower()
+        if name not in _FIELDS:
+            continue  # other ECARD_* variables (test knobs) are not settings
+        values[name] = raw
+    return values
+
+
+def _setting_name(error: msgspec.ValidationError) -> str:
+    match = re.search(r"\$\.(\w+)", str(error))
+    return f"{PREFIX}{match.group(1).upper()}" if match else "settings"
+
+
+def load_settings(
+    environ: dict[str, str] | None = None, config_file: str | os.PathLike[str] | None = None
+) -> Settings:
+    """Build settings; raise :class:`SettingsError` naming the bad setting."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    path = config_file or environ.get(f"{PREFIX}CONFIG")
+    if path:
+        try:
+            values.update(tomllib.loads(Path(path).read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise SettingsError(f"{PREFIX}CONFIG: file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{PREFIX}CONFIG: {path} is not valid TOML: {exc}") from None
+        unknown = sorted(set(values) - set(_FIELDS))
+        if unknown:
+            raise SettingsError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+    values.update(_from_environment(environ))
+    try:
+        settings = msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"{_setting_name(exc)}: {exc}") from None
+    _check_urls(settings)
+    return settings
+
+
+def _check_urls(settings: Settings) -> None:
+    if not settings.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise SettingsError(
+            f"{PREFIX}DATABASE_URL: expected sqlite:///PATH or postgresql://..., got a different scheme"
+        )
+    if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(f"{PREFIX}REDIS_URL: expected redis://, rediss:// or unix://")
+    if settings.ledger_rpc_url and not settings.ledger_rpc_url.startswith(("http://", "https://", "ws://", "wss://")):
+        raise SettingsError(f"{PREFIX}LEDGER_RPC_URL: expected an http(s):// or ws(s):// JSON-RPC URL")

@@ -1,0 +1,288 @@
+"""Anchoring sealed blocks on an EVM chain (web3.py 8, async) through a transactional outbox.
+
+Sealing writes a ``ledger_anchor`` job in the sealing transaction; ``anchor_pending_once`` sends
+one ``LedgerAnchor.anchor`` transaction per job, in block order, records its hash, then its chain
+block and confirmations.  A node that is down or slow only delays anchoring: appends and seals
+never wait for it, and the jobs catch up when it returns.  Before sending, the contract is asked
+whether the block is already anchored (e.g. the worker died after sending), so a block never gets
+a second transaction from a retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from eth_account.signers.local import LocalAccount
+from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.contract import AsyncContract
+from web3.exceptions import TransactionNotFound
+from web3.middleware import SignAndSendRawMiddlewareBuilder
+
+from ledger.errors import AnchorError
+from ledger.log import Ledger
+from ledger.tables import LedgerAnchor
+from ledger.verify import ChainRecord
+
+ARTIFACT = Path(__file__).with_name("LedgerAnchor.json")
+PENDING, SENT, CONFIRMED, CONFLICT = "pending", "sent", "confirmed", "conflict"
+logger = logging.getLogger("ledger.anchor")
+
+
+class Artifact(msgspec.Struct, frozen=True):
+    contractName: str
+    abi: list[dict[str, Any]]
+    bytecode: str
+
+
+class AnchorProgress(msgspec.Struct):
+    """What one pass of the worker did; ``error`` is an ``anchor.*`` code when the chain failed."""
+
+    sent: int = 0
+    confirmed: int = 0
+    waiting: int = 0
+    error: str | None = None
+
+
+@cache
+def load_artifact() -> Artifact:
+    """The committed ABI and bytecode (rebuild with scripts/build_contract.sh)."""
+    return msgspec.json.decode(ARTIFACT.read_bytes(), type=Artifact)
+
+
+def connect(
+    rpc_url: str, account: LocalAccount | None = None, *, timeout: float = 10.0
+) -> AsyncWeb3:
+    """An async web3 on a JSON-RPC URL; with ``account`` transactions are signed locally (Besu,
+    GoQuorum), without it the node's unlocked account sends them (anvil, dev nodes)."""
+    w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    if account is not None:
+        w3.middleware_onion.inject(SignAndSendRawMiddlewareBuilder.build(account), layer=0)
+    return w3
+
+
+async def _chain_call(awaitable: Any) -> Any:
+    """Await a web3 call, turning every driver's failure into a typed ``AnchorError``."""
+    try:
+        return await awaitable
+    except (OSError, TimeoutError) as exc:
+        raise AnchorError("anchor.unreachable", f"the chain node cannot be reached: {exc}") from exc
+    except AnchorError:
+        raise
+    except Exception as exc:  # aiohttp, web3 and eth-tester each raise their own types
+        name = type(exc).__name__
+        if "Connect" in name or "Timeout" in name or "ServerDisconnected" in name:
+            raise AnchorError(
+                "anchor.unreachable", f"the chain node cannot be reached: {name}"
+            ) from exc
+        raise AnchorError("anchor.rejected", f"the chain refused the call: {name}: {exc}") from exc
+
+
+async def deploy_contract(w3: AsyncWeb3, admin: str) -> str:
+    """Deploy LedgerAnchor with ``admin`` as its admin; returns the contract address."""
+    artifact = load_artifact()
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    tx_hash = await _chain_call(factory.constructor().transact({"from": admin}))
+    receipt = await _chain_call(w3.eth.wait_for_transaction_receipt(tx_hash))
+    return str(receipt["contractAddress"])
+
+
+class ChainAnchor:
+    """The LedgerAnchor contract at ``address``, used by ``sender`` (which must hold the anchorer
+    role).  Also the audit's ``AnchorReader``."""
+
+    def __init__(
+        self,
+        w3: AsyncWeb3,
+        address: str,
+        sender: str,
+        *,
+        confirmations: int = 1,
+        from_block: int = 0,
+    ) -> None:
+        self.w3 = w3
+        self.sender = AsyncWeb3.to_checksum_address(sender)
+        self.contract: AsyncContract = w3.eth.contract(
+            address=AsyncWeb3.to_checksum_address(address), abi=load_artifact().abi
+        )
+        self.confirmations = confirmations
+        self.from_block = from_block
+
+    async def close(self) -> None:
+        """Release the provider's HTTP session (in-process providers hold none)."""
+        if isinstance(self.w3.provider, AsyncHTTPProvider):
+            await self.w3.provider.disconnect()
+
+    async def grant_anchorer(self, account: str, admin: str) -> None:
+        tx_hash = await _chain_call(
+            self.contract.functions.grantAnchorer(account).transact({"from": admin})
+        )
+        await _chain_call(self.w3.eth.wait_for_transaction_receipt(tx_hash))
+
+    async def revoke_anchorer(self, account: str, admin: str) -> None:
+        tx_hash = await _chain_call(
+            self.contract.functions.revokeAnchorer(account).transact({"from": admin})
+        )
+        await _chain_call(self.w3.eth.wait_for_transaction_receipt(tx_hash))
+
+    async def head(self) -> int:
+        return int(await _chain_call(self.w3.eth.block_number))
+
+    async def root_of(self, block_number: int) -> bytes | None:
+        root = bytes(await _chain_call(self.contract.functions.rootOf(block_number).call()))
+        return None if root == bytes(32) else root
+
+    async def anchored(self, block_number: int) -> ChainRecord | None:
+        """The BlockAnchored event of ``block_number``, if the chain has one."""
+        logs = await _chain_call(
+            self.contract.events.BlockAnchored.get_logs(
+                argument_filters={"blockNumber": block_number}, from_block=self.from_block
+            )
+        )
+        if not logs:
+            return None
+        event = logs[0]
+        return ChainRecord(
+            event.args.blockNumber,
+            bytes(event.args.root),
+            event.args.treeSize,
+            bytes(event.args.prevHash),
+            event.transactionHash.to_0x_hex(),
+        )
+
+    async def send(self, block_number: int, root: bytes, tree_size: int, prev_hash: bytes) -> str:
+        call = self.contract.functions.anchor(block_number, root, tree_size, prev_hash)
+        tx_hash = await _chain_call(call.transact({"from": self.sender}))
+        return tx_hash.to_0x_hex()
+
+    async def receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        """The mined transaction's receipt, or None while it is not mined."""
+        try:
+            return dict(await _chain_call(self.w3.eth.get_transaction_receipt(tx_hash)))
+        except AnchorError as exc:
+            if isinstance(exc.__cause__, TransactionNotFound):
+                return None
+            raise
+
+    async def transaction_known(self, tx_hash: str) -> bool:
+        """False when the node has forgotten the transaction (dropped from its pool)."""
+        try:
+            await _chain_call(self.w3.eth.get_transaction(tx_hash))
+        except AnchorError as exc:
+            if isinstance(exc.__cause__, TransactionNotFound):
+                return False
+            raise
+        return True
+
+
+async def _update(block_number: int, ledger: Ledger, **values: Any) -> None:
+    values["updated_ms"] = int(ledger.clock() * 1000)
+    await LedgerAnchor.update({getattr(LedgerAnchor, k): v for k, v in values.items()}).where(
+        LedgerAnchor.block_number == block_number
+    )
+
+
+async def anchor_pending_once(
+    ledger: Ledger, chain: ChainAnchor, *, limit: int = 100
+) -> AnchorProgress:
+    """One pass over the outbox, oldest block first: send what is pending, follow what was sent."""
+    progress = AnchorProgress()
+    jobs = (
+        await LedgerAnchor.select()
+        .where(LedgerAnchor.status.is_in([PENDING, SENT]))
+        .order_by(LedgerAnchor.block_number)
+        .limit(limit)
+    )
+    current: int | None = None
+    try:
+        for job in jobs:
+            current = job["block_number"]
+            status = await _advance(ledger, chain, job, progress)
+            if status == PENDING:
+                break  # later blocks must wait for this one (the contract takes them in order)
+    except AnchorError as exc:
+        progress.error = exc.code
+        if current is not None:
+            await _update(current, ledger, last_error=exc.message[:500])
+    return progress
+
+
+async def _advance(
+    ledger: Ledger, chain: ChainAnchor, job: dict[str, Any], progress: AnchorProgress
+) -> str:
+    number, root = job["block_number"], bytes(job["root"])
+    if job["status"] == PENDING:
+        on_chain = await chain.root_of(number)
+        if on_chain is not None and on_chain != root:
+            await _update(
+                number,
+                ledger,
+                status=CONFLICT,
+                last_error="the chain holds another root for this block",
+            )
+            return CONFLICT
+        if on_chain is not None:  # anchored before, e.g. by a worker that died after sending
+            record = await chain.anchored(number)
+            tx_hash = record.tx_hash if record else None
+        else:
+            tx_hash = await chain.send(number, root, job["tree_size"], bytes(job["prev_hash"]))
+            progress.sent += 1
+        await _update(
+            number,
+            ledger,
+            status=SENT,
+            tx_hash=tx_hash,
+            attempts=job["attempts"] + 1,
+            last_error=None,
+        )
+        job = {**job, "status": SENT, "tx_hash": tx_hash}
+    receipt = await chain.receipt(job["tx_hash"]) if job["tx_hash"] else None
+    if receipt is None:
+        if (
+            job["tx_hash"]
+            and not await chain.transaction_known(job["tx_hash"])
+            and await chain.root_of(number) is None
+        ):
+            await _update(number, ledger, status=PENDING, last_error="the transaction was dropped")
+            return PENDING
+        progress.waiting += 1
+        return SENT
+    if receipt["status"] != 1:
+        await _update(
+            number, ledger, status=PENDING, last_error="the anchoring transaction reverted"
+        )
+        return PENDING
+    confirmations = max(0, await chain.head() - receipt["blockNumber"] + 1)
+    done = confirmations >= chain.confirmations
+    await _update(
+        number,
+        ledger,
+        chain_block=receipt["blockNumber"],
+        confirmations=confirmations,
+        status=CONFIRMED if done else SENT,
+    )
+    if done:
+        progress.confirmed += 1
+    else:
+        progress.waiting += 1
+    return CONFIRMED if done else SENT
+
+
+async def run_anchor_worker(
+    ledger: Ledger, chain: ChainAnchor, stop: asyncio.Event, *, interval: float = 1.0
+) -> None:
+    """Drain the outbox every ``interval`` seconds until ``stop`` is set; chain failures are
+    recorded on the job and retried on the next pass."""
+    while not stop.is_set():
+        try:
+            await anchor_pending_once(ledger, chain)
+        except Exception:  # the database is briefly away: the jobs wait in the outbox
+            logger.exception("anchoring pass failed; retrying in %.1f s", interval)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            pass

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Start ecard on its embedded defaults (SQLite under var/, in-process store, local ledger, dev keys
+# in keys/) with demo actors written to demo.json.  Needs only Python 3.11+ and pip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e .
+.venv/bin/ecard demo init --out demo.json
+exec .venv/bin/ecard serve "$@"

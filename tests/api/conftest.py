@@ -1,0 +1,139 @@
+"""The service under test, on both storage backends: embedded (SQLite file + in-process store)
+and production-like (PostgreSQL + Redis)."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from ecard.app import create_app
+from ecard.crypto.identity import check_digit
+from ecard.crypto.keyring import Keyring
+from ecard.platform import Platform
+from ecard.registry.service import AccessService
+from ecard.settings import Settings, load_settings
+from ecard.store.keyfiles import save_keyring
+
+
+@pytest.fixture(scope="session")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    directory = tmp_path_factory.mktemp("keys")
+    save_keyring(directory, Keyring.create(["330000", "110000"]))
+    return str(directory)
+
+
+@pytest.fixture(params=["embedded", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path, keys_dir: str) -> Settings:
+    environ = {"ECARD_KEYS_DIR": keys_dir, "ECARD_LOG_JSON": "true", "ECARD_LOG_LEVEL": "WARNING"}
+    if request.param == "embedded":
+        environ["ECARD_DATABASE_URL"] = f"sqlite:///{tmp_path}/ecard.db"
+    else:
+        environ["ECARD_DATABASE_URL"] = request.getfixturevalue("fresh_postgres_url")
+        environ["ECARD_REDIS_URL"] = request.getfixturevalue("redis_url")
+        environ["ECARD_REDIS_PREFIX"] = f"t{uuid.uuid4().hex[:10]}:"
+    return load_settings(environ)
+
+
+@pytest.fixture()
+async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:
+    from ecard.store import db
+
+    if not settings.is_sqlite:
+        await db.migrate(db.make_engine(settings.database_url))
+    app = create_app(settings)
+    async with AsyncTestClient(app=app, base_url="http://testserver.local") as test_client:
+        yield test_client
+
+
+def platform_of(client: AsyncTestClient) -> Platform:
+    return client.app.state.platform
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def identity_number(region: str = "330000", birth: str = "19900307", serial: int | None = None) -> str:
+    serial = uuid.uuid4().int % 1000 if serial is None else serial
+    first17 = f"{region[:2]}0102{birth}{serial:03d}"
+    return first17 + check_digit(first17)
+
+
+@dataclass
+class World:
+    """Actors for a test: operators of each role, a channel, a department; helpers to add holders."""
+
+    client: AsyncTestClient
+    tokens: dict[str, str]
+    channel: dict[str, str]
+    department: dict[str, str]
+
+    def op(self, role: str = "admin") -> dict[str, str]:
+        return bearer(self.tokens[role])
+
+    async def person_with_card(self, name: str = "张小三", region: str = "330000") -> dict[str, str]:
+        number = identity_number(region)
+        person = await self.client.post(
+            "/operator/v1/persons",
+            json={"name": name, "gender": "1", "identity_number": number, "region": region},
+            headers=self.op(),
+        )
+        assert person.status_code == 201, person.text
+        card_number = "C" + uuid.uuid4().hex[:10].upper()
+        card = await self.client.post(
+            "/operator/v1/cards",
+            json={
+                "person_id": person.json()["id"], "card_number": card_number, "region": region,
+                "chip_serial": uuid.uuid4().hex[:16].upper(), "identification_code": uuid.uuid4().hex[:24].upper(),
+                "issue_date": "2024-01-01", "expiry_date": "2034-01-01",
+            },
+            headers=self.op(),
+        )
+        assert card.status_code == 201, card.text
+        return {"name": name, "identity_number": number, "card_number": card_number,
+                "person_id": person.json()["id"], "card_id": card.json()["id"]}
+
+    async def issue(self, holder: dict[str, str], channel: dict[str, str] | None = None) -> dict:
+        channel = channel or self.channel
+        response = await self.client.post(
+            "/channel/v1/ecards",
+            json={k: holder[k] for k in ("name", "identity_number", "card_number")},
+            headers=basic(channel["client_id"], channel["client_secret"]),
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def new_client(self, kind: str, name: str | None = None, **extra) -> dict[str, str]:
+        response = await self.client.post(
+            "/operator/v1/clients",
+            json={"kind": kind, "name": name or f"{kind}-{uuid.uuid4().hex[:8]}", **extra},
+            headers=self.op(),
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        return {"client_id": body["id"], "client_secret": body["client_secret"]}
+
+
+@pytest.fixture()
+async def world(client: AsyncTestClient) -> World:
+    access = AccessService(platform_of(client))
+    tokens = {}
+    for role in ("admin", "registry_admin", "auditor", "readonly"):
+        username = f"{role}-{uuid.uuid4().hex[:6]}"
+        await access.create_operator(username, "correct horse battery", role)
+        response = await client.post("/operator/v1/login", json={"username": username, "password": "correct horse battery"})
+        assert response.status_code == 200, response.text
+        tokens[role] = response.json()["access_token"]
+    w = World(client=client, tokens=tokens, channel={}, department={})
+    w.channel = await w.new_client("channel")
+    w.department = await w.new_client("department")
+    return w

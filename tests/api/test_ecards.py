@@ -1,0 +1,140 @@
+"""E-card issuance (签发), holder sessions, and the real-person-card check (核验)."""
+
+from __future__ import annotations
+
+from tests.api.conftest import World, basic, bearer
+
+
+async def test_matching_details_issue_an_ecard_and_a_holder_session(world: World) -> None:
+    holder = await world.person_with_card()
+    issued = await world.issue(holder)
+    assert issued["ecard"]["status"] == "active"
+    assert issued["ecard"]["holder_name"] == "张*三"
+    assert holder["identity_number"] not in str(issued)
+    me = await world.client.get("/holder/v1/ecard", headers=bearer(issued["session"]["access_token"]))
+    assert me.status_code == 200 and me.json()["id"] == issued["ecard"]["id"]
+
+
+async def test_mismatched_details_are_refused_without_saying_which_field(world: World) -> None:
+    holder = await world.person_with_card()
+    other = await world.person_with_card(name="李四")
+    for attempt in (
+        {**holder, "name": "张小四"},
+        {**holder, "card_number": other["card_number"]},
+        {**holder, "identity_number": other["identity_number"]},
+    ):
+        response = await world.client.post(
+            "/channel/v1/ecards",
+            json={k: attempt[k] for k in ("name", "identity_number", "card_number")},
+            headers=basic(world.channel["client_id"], world.channel["client_secret"]),
+        )
+        assert response.status_code == 403 and response.json()["code"] == "identity_mismatch"
+
+
+async def test_wrong_channel_secrets_and_wrong_kinds_are_refused(world: World) -> None:
+    holder = await world.person_with_card()
+    body = {k: holder[k] for k in ("name", "identity_number", "card_number")}
+    wrong = await world.client.post("/channel/v1/ecards", json=body, headers=basic(world.channel["client_id"], "eccs_wrong"))
+    assert wrong.status_code == 401 and wrong.json()["code"] == "invalid_credentials"
+    unknown = await world.client.post("/channel/v1/ecards", json=body, headers=basic("ch_nobody", "eccs_wrong"))
+    assert unknown.status_code == 401
+    department = await world.client.post(
+        "/channel/v1/ecards", json=body, headers=basic(world.department["client_id"], world.department["client_secret"])
+    )
+    assert department.status_code == 403
+
+
+async def test_a_card_reported_lost_disables_every_ecard_and_session_at_once(world: World) -> None:
+    holder = await world.person_with_card()
+    second_channel = await world.new_client("channel")
+    sessions = [(await world.issue(holder))["session"], (await world.issue(holder, second_channel))["session"]]
+    lost = await world.client.post(
+        f"/operator/v1/cards/{holder['card_id']}/status", json={"status": "lost", "reason": "挂失"}, headers=world.op()
+    )
+    assert lost.status_code == 200
+    for session in sessions:
+        response = await world.client.get("/holder/v1/ecard", headers=bearer(session["access_token"]))
+        assert response.status_code == 401 and response.json()["code"] == "token_invalid"
+        refresh = await world.client.post("/holder/v1/session/refresh", json={"refresh_token": session["refresh_token"]})
+        assert refresh.status_code == 401
+    refused = await world.client.post(
+        "/channel/v1/ecards",
+        json={k: holder[k] for k in ("name", "identity_number", "card_number")},
+        headers=basic(world.channel["client_id"], world.channel["client_secret"]),
+    )
+    assert refused.status_code == 403 and refused.json()["code"] == "card_not_active"
+
+
+async def test_unbinding_one_ecard_leaves_the_holders_other_channels(world: World) -> None:
+    holder = await world.person_with_card()
+    second_channel = await world.new_client("channel")
+    first = await world.issue(holder)
+    second = await world.issue(holder, second_channel)
+    unbound = await world.client.post("/holder/v1/ecard/unbind", headers=bearer(first["session"]["access_token"]))
+    assert unbound.status_code == 200 and unbound.json()["status"] == "unbound"
+    gone = await world.client.get("/holder/v1/ecard", headers=bearer(first["session"]["access_token"]))
+    assert gone.status_code == 401
+    still = await world.client.get("/holder/v1/ecard", headers=bearer(second["session"]["access_token"]))
+    assert still.status_code == 200 and still.json()["id"] == second["ecard"]["id"]
+
+
+async def test_a_channel_cannot_unbind_another_channels_ecard(world: World) -> None:
+    holder = await world.person_with_card()
+    issued = await world.issue(holder)
+    intruder = await world.new_client("channel")
+    response = await world.client.post(
+        f"/channel/v1/ecards/{issued['ecard']['id']}/unbind",
+        headers=basic(intruder["client_id"], intruder["client_secret"]),
+    )
+    assert response.status_code == 404
+
+
+async def test_refresh_rotates_and_reuse_revokes_the_session(world: World) -> None:
+    holder = await world.person_with_card()
+    session = (await world.issue(holder))["session"]
+    rotated = await world.client.post("/holder/v1/session/refresh", json={"refresh_token": session["refresh_token"]})
+    assert rotated.status_code == 200
+    new = rotated.json()
+    assert (await world.client.get("/holder/v1/ecard", headers=bearer(session["access_token"]))).status_code == 401
+    assert (await world.client.get("/holder/v1/ecard", headers=bearer(new["access_token"]))).status_code == 200
+    replay = await world.client.post("/holder/v1/session/refresh", json={"refresh_token": session["refresh_token"]})
+    assert replay.status_code == 401
+    # the thief's replay ended the legitimate session too
+    assert (await world.client.get("/holder/v1/ecard", headers=bearer(new["access_token"]))).status_code == 401
+
+
+async def test_logout_ends_the_session(world: World) -> None:
+    holder = await world.person_with_card()
+    session = (await world.issue(holder))["session"]
+    assert (await world.client.post("/holder/v1/session/logout", headers=bearer(session["access_token"]))).status_code == 204
+    assert (await world.client.get("/holder/v1/ecard", headers=bearer(session["access_token"]))).status_code == 401
+
+
+async def test_identity_check_answers_yes_or_no_and_the_status_nothing_more(world: World) -> None:
+    holder = await world.person_with_card()
+    dept = basic(world.department["client_id"], world.department["client_secret"])
+    body = {k: holder[k] for k in ("name", "identity_number", "card_number")}
+    yes = await world.client.post("/department/v1/identity-checks", json=body, headers=dept)
+    assert yes.status_code == 200 and yes.json() == {"match": True, "card_status": "active"}
+    no = await world.client.post("/department/v1/identity-checks", json={**body, "name": "李四"}, headers=dept)
+    assert no.json() == {"match": False}
+    channel = await world.client.post(
+        "/department/v1/identity-checks", json=body, headers=basic(world.channel["client_id"], world.channel["client_secret"])
+    )
+    assert channel.status_code == 403
+    trail = await world.client.get("/operator/v1/audit", params={"action": "identity.check"}, headers=world.op("auditor"))
+    assert trail.json()["total"] == 2
+
+
+async def test_disabled_clients_are_refused(world: World) -> None:
+    holder = await world.person_with_card()
+    await world.client.post(
+        f"/operator/v1/clients/{world.channel['client_id']}/status",
+        json={"status": "disabled", "reason": "contract ended"}, headers=world.op(),
+    )
+    response = await world.client.post(
+        "/channel/v1/ecards",
+        json={k: holder[k] for k in ("name", "identity_number", "card_number")},
+        headers=basic(world.channel["client_id"], world.channel["client_secret"]),
+    )
+    assert response.status_code == 403

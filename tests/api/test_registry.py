@@ -1,0 +1,150 @@
+"""The cardholder registry through its HTTP API, on both storage backends."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ecard.crypto.identity import mask_identity_number
+from ecard.registry.tables import Person
+from tests.api.conftest import World, basic, bearer, identity_number
+
+
+async def test_person_identity_number_is_encrypted_at_rest_and_masked_for_lesser_roles(world: World) -> None:
+    holder = await world.person_with_card()
+    full = await world.client.get(f"/operator/v1/persons/{holder['person_id']}", headers=world.op("registry_admin"))
+    assert full.json()["identity_number"] == holder["identity_number"]
+    masked = await world.client.get(f"/operator/v1/persons/{holder['person_id']}", headers=world.op("readonly"))
+    assert masked.json()["identity_number"] == mask_identity_number(holder["identity_number"])
+    assert masked.json()["name"] == "张*三"
+    row = await Person.select().where(Person.id == holder["person_id"]).first()
+    assert holder["identity_number"].encode() not in bytes(row["id_number_enc"])
+
+
+async def test_search_finds_a_person_by_identity_number_through_the_blind_index(world: World) -> None:
+    holder = await world.person_with_card()
+    await world.person_with_card(name="李四")
+    found = await world.client.get(
+        "/operator/v1/persons", params={"identity_number": holder["identity_number"]}, headers=world.op()
+    )
+    assert found.status_code == 200
+    assert [p["id"] for p in found.json()["items"]] == [holder["person_id"]]
+    page = await world.client.get("/operator/v1/persons", params={"limit": 1}, headers=world.op())
+    assert page.json()["total"] == 2 and len(page.json()["items"]) == 1
+
+
+async def test_malformed_identity_numbers_and_duplicates_are_refused(world: World) -> None:
+    valid = identity_number()
+    wrong_check_digit = valid[:17] + ("0" if valid[17] != "0" else "1")
+    bad = await world.client.post(
+        "/operator/v1/persons",
+        json={"name": "王五", "gender": "1", "identity_number": wrong_check_digit, "region": "330000"},
+        headers=world.op(),
+    )
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_identity_number"
+    assert bad.headers["content-type"].startswith("application/problem+json")
+    holder = await world.person_with_card()
+    again = await world.client.post(
+        "/operator/v1/persons",
+        json={"name": "王五", "gender": "1", "identity_number": holder["identity_number"], "region": "330000"},
+        headers=world.op(),
+    )
+    assert again.status_code == 409 and again.json()["code"] == "person_exists"
+
+
+async def test_unknown_region_codes_are_refused(world: World) -> None:
+    response = await world.client.post(
+        "/operator/v1/persons",
+        json={"name": "王五", "gender": "1", "identity_number": identity_number("990000"), "region": "990000"},
+        headers=world.op(),
+    )
+    assert response.status_code == 400 and response.json()["code"] == "invalid_region_code"
+
+
+async def test_card_status_follows_only_allowed_transitions_and_is_audited(world: World) -> None:
+    holder = await world.person_with_card()
+    path = f"/operator/v1/cards/{holder['card_id']}/status"
+    lost = await world.client.post(path, json={"status": "lost", "reason": "holder called 12333"}, headers=world.op())
+    assert lost.status_code == 200 and lost.json()["status"] == "lost"
+    back = await world.client.post(path, json={"status": "active", "reason": "found it"}, headers=world.op())
+    assert back.json()["status"] == "active"
+    cancelled = await world.client.post(path, json={"status": "cancelled", "reason": "replaced"}, headers=world.op())
+    assert cancelled.json()["status"] == "cancelled"
+    revive = await world.client.post(path, json={"status": "active", "reason": "oops"}, headers=world.op())
+    assert revive.status_code == 409 and revive.json()["code"] == "invalid_status_transition"
+
+    history = await world.client.get(f"/operator/v1/cards/{holder['card_id']}/history", headers=world.op())
+    assert [e["to_status"] for e in history.json()] == ["active", "lost", "active", "cancelled"]
+    assert history.json()[1]["reason"] == "holder called 12333"
+    assert history.json()[1]["actor"].startswith("operator:")
+
+    trail = await world.client.get(
+        "/operator/v1/audit", params={"target_id": holder["card_id"]}, headers=world.op("auditor")
+    )
+    assert trail.status_code == 200
+    assert [e["action"] for e in trail.json()["items"]].count("card.status") == 3
+
+
+async def test_concurrent_status_changes_exactly_one_wins(world: World) -> None:
+    holder = await world.person_with_card()
+    path = f"/operator/v1/cards/{holder['card_id']}/status"
+    results = await asyncio.gather(
+        *[
+            world.client.post(path, json={"status": status, "reason": "race", "expected_version": 1}, headers=world.op())
+            for status in ("lost", "frozen", "cancelled", "lost")
+        ]
+    )
+    codes = sorted(r.status_code for r in results)
+    assert codes.count(200) == 1, [r.text for r in results]
+    assert all(r.json()["code"] in {"status_changed_concurrently", "invalid_status_transition"} for r in results if r.status_code == 409)
+
+
+async def test_a_second_in_use_card_for_one_person_is_refused(world: World) -> None:
+    holder = await world.person_with_card()
+    response = await world.client.post(
+        "/operator/v1/cards",
+        json={
+            "person_id": holder["person_id"], "card_number": "C0000000001", "region": "330000",
+            "chip_serial": "ABCDEF0123456789", "identification_code": "ABCDEF0123456789ABCDEF01",
+            "issue_date": "2024-01-01", "expiry_date": "2034-01-01",
+        },
+        headers=world.op(),
+    )
+    assert response.status_code == 409 and response.json()["code"] == "card_already_active"
+
+
+async def test_roles_have_least_privilege(world: World) -> None:
+    holder = await world.person_with_card()
+    for role in ("auditor", "readonly"):
+        response = await world.client.post(
+            f"/operator/v1/cards/{holder['card_id']}/status", json={"status": "lost", "reason": "x"}, headers=world.op(role)
+        )
+        assert response.status_code == 403 and response.json()["code"] == "forbidden"
+    audit = await world.client.get("/operator/v1/audit", headers=world.op("readonly"))
+    assert audit.status_code == 403
+    clients = await world.client.post("/operator/v1/clients", json={"kind": "channel", "name": "x"}, headers=world.op("registry_admin"))
+    assert clients.status_code == 403
+    anonymous = await world.client.get("/operator/v1/persons")
+    assert anonymous.status_code == 401 and anonymous.json()["code"] == "unauthenticated"
+    forged = await world.client.get("/operator/v1/persons", headers=bearer("ecop_forged"))
+    assert forged.status_code == 401 and forged.json()["code"] == "token_invalid"
+
+
+async def test_wrong_passwords_are_refused_and_rate_limited(world: World) -> None:
+    codes = []
+    for _ in range(12):
+        response = await world.client.post("/operator/v1/login", json={"username": "nobody", "password": "guess"})
+        codes.append(response.json()["code"])
+    assert codes[0] == "invalid_credentials"
+    assert codes[-1] == "rate_limited"
+
+
+async def test_creating_posts_are_idempotent_with_an_idempotency_key(world: World) -> None:
+    body = {"name": "赵六", "gender": "2", "identity_number": identity_number(), "region": "330000"}
+    headers = {**world.op(), "Idempotency-Key": "create-zhao-liu-1"}
+    first = await world.client.post("/operator/v1/persons", json=body, headers=headers)
+    second = await world.client.post("/operator/v1/persons", json=body, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert first.json()["id"] == second.json()["id"]
+    assert second.headers.get("idempotent-replayed") == "true"
+    other = await world.client.post("/operator/v1/persons", json={**body, "name": "赵七"}, headers=headers)
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_conflict"
