@@ -9,7 +9,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import msgspec
 from litestar import Controller, Litestar, Request, Response, get
@@ -137,6 +137,13 @@ def domain_controllers() -> list:
     return [c for module in DOMAINS for c in importlib.import_module(module).CONTROLLERS]
 
 
+def domain_background_tasks() -> list:
+    """Each domain's optional ``background(platform)`` async context manager (sealers, relays,
+    workers): entered after the platform opens, left before it closes."""
+    modules = [importlib.import_module(module) for module in DOMAINS]
+    return [m.background for m in modules if hasattr(m, "background")]
+
+
 def create_app(settings: Settings, platform: Platform | None = None) -> Litestar:
     """The application; ``platform`` may be passed in by tests that share one across apps."""
     configure_logging(settings.log_level, json_output=settings.log_json)
@@ -146,7 +153,10 @@ def create_app(settings: Settings, platform: Platform | None = None) -> Litestar
         owned = platform is None
         app.state.platform = platform or await open_platform(settings)
         try:
-            yield
+            async with AsyncExitStack() as background:
+                for run in domain_background_tasks():
+                    await background.enter_async_context(run(app.state.platform))
+                yield
         finally:
             if owned:
                 await app.state.platform.close()

@@ -108,6 +108,48 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "invalid_client_metadata": ErrorSpec(400, "应用备案信息无效", "The client filing is invalid", True),
     "oidc_client_not_found": ErrorSpec(404, "应用不存在", "No such relying party"),
     "client_status_conflict": ErrorSpec(409, "应用备案状态不允许该操作", "The client's filing status does not allow this"),
+    # codes and verification
+    "code_signing_unavailable": ErrorSpec(
+        503, "该地区暂无可用的签名密钥", "No active signing key for the card's region; retry later"
+    ),
+    "code_too_large": ErrorSpec(400, "二维码内容超出可编码范围", "The code does not fit in a QR symbol at this level"),
+    "revocation_version_not_found": ErrorSpec(
+        404, "该版本的黑名单不存在", "No revocation list of this version exists"
+    ),
+    "verifier_login_required": ErrorSpec(
+        401, "请使用核验机构凭据登录", "Log in with the verifier's credentials"
+    ),
+    # consent and ledger
+    "consent_scope_unknown": ErrorSpec(400, "请求的数据范围不存在", "Unknown data scope"),
+    "consent_scope_not_allowed": ErrorSpec(
+        403, "该应用未获准申请此数据范围", "This relying party may not ask for this data scope"
+    ),
+    "consent_purpose_unknown": ErrorSpec(
+        400, "用途代码无效或用途说明不足", "Unknown purpose code, or the purpose text is missing"
+    ),
+    "consent_duration_out_of_range": ErrorSpec(
+        400, "授权期限超出允许范围", "The grant duration is outside the allowed range"
+    ),
+    "consent_not_found": ErrorSpec(404, "授权申请或授权不存在", "No such authorization request or grant"),
+    "consent_already_answered": ErrorSpec(409, "该授权申请已处理", "This authorization request was already answered"),
+    "consent_request_expired": ErrorSpec(409, "授权申请已过期", "This authorization request has lapsed"),
+    "consent_scopes_not_requested": ErrorSpec(
+        400, "只能同意申请中的数据范围", "Only requested scopes can be approved"
+    ),
+    "consent_not_granted": ErrorSpec(403, "持卡人未同意该授权", "The holder has not granted this request"),
+    "consent_revoked": ErrorSpec(403, "授权已被持卡人撤销", "The holder revoked this grant"),
+    "consent_expired": ErrorSpec(403, "授权已过期", "This grant has expired"),
+    "consent_scope_not_granted": ErrorSpec(
+        403, "授权不包含所请求的数据范围", "The grant does not cover the requested scopes"
+    ),
+    "consent_not_revocable": ErrorSpec(409, "该授权不在有效期内，无需撤销", "Only a live grant can be revoked"),
+    "ledger_entry_pending": ErrorSpec(
+        409, "区块链存证尚未完成，请稍后重试", "The ledger entry is not sealed yet; retry shortly"
+    ),
+    "ledger_receipt_invalid": ErrorSpec(
+        400, "存证回执无效或与账本不符", "The ledger receipt is malformed, not genuine or not kept"
+    ),
+    "ledger_unavailable": ErrorSpec(503, "区块链存证服务暂不可用", "The ledger is unavailable; retry later"),
     # keys
     "key_not_found": ErrorSpec(404, "密钥不存在", "No such key"),
     "key_state_conflict": ErrorSpec(409, "密钥状态不允许该操作", "The key's state does not allow this"),

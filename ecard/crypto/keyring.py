@@ -15,8 +15,10 @@ import time
 from typing import Literal
 
 import msgspec
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ecard.crypto.jwk import public_jwk, thumbprint
 
@@ -68,6 +70,8 @@ class Secrets(msgspec.Struct, kw_only=True):
     field_key: str
     index_key: str
     pseudonym_key: str
+    #: seed of the platform's Ed25519 ledger keys (log key, writer keys), derived per purpose
+    ledger_seed: str = msgspec.field(default_factory=lambda: os.urandom(32).hex())
 
     @classmethod
     def generate(cls) -> Secrets:
@@ -75,6 +79,11 @@ class Secrets(msgspec.Struct, kw_only=True):
 
     def key(self, name: Literal["field_key", "index_key", "pseudonym_key"]) -> bytes:
         return bytes.fromhex(getattr(self, name))
+
+    def ledger_key(self, purpose: str) -> Ed25519PrivateKey:
+        """A stable Ed25519 key per purpose (``log``, ``writer:consent`` ...), derived by HKDF."""
+        seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"ecard-ledger:{purpose}".encode())
+        return Ed25519PrivateKey.from_private_bytes(seed.derive(bytes.fromhex(self.ledger_seed)))
 
 
 def _new_key(role: Literal["root", "issuer"], region: str | None, now: int) -> KeyRecord:

@@ -167,8 +167,12 @@ def decode_command(raw: bytes) -> CommandApdu:
         if len(body) == 1 + lc:
             return CommandApdu(cla, ins, p1, p2, data=bytes(body[1:]))
         if len(body) == 2 + lc:
-            return CommandApdu(cla, ins, p1, p2, data=bytes(body[1:-1]), le=body[-1] or SHORT_MAX_LE)
-        raise _bad(TerminalReason.APDU_BAD_LENGTH, f"short Lc {lc} does not match {len(body) - 1} bytes")
+            return CommandApdu(
+                cla, ins, p1, p2, data=bytes(body[1:-1]), le=body[-1] or SHORT_MAX_LE
+            )
+        raise _bad(
+            TerminalReason.APDU_BAD_LENGTH, f"short Lc {lc} does not match {len(body) - 1} bytes"
+        )
     if len(body) < 3:
         raise _bad(TerminalReason.APDU_BAD_LENGTH, "extended length field is truncated")
     if len(body) == 3:
@@ -182,14 +186,18 @@ def decode_command(raw: bytes) -> CommandApdu:
     if len(body) == 5 + lc:
         le = int.from_bytes(body[-2:], "big") or EXTENDED_MAX_LE
         return CommandApdu(cla, ins, p1, p2, data=bytes(body[3:-2]), le=le, extended=True)
-    raise _bad(TerminalReason.APDU_BAD_LENGTH, f"extended Lc {lc} does not match {len(body) - 3} bytes")
+    raise _bad(
+        TerminalReason.APDU_BAD_LENGTH, f"extended Lc {lc} does not match {len(body) - 3} bytes"
+    )
 
 
 def encode_response(response: ResponseApdu) -> bytes:
     if not 0 <= response.sw <= 0xFFFF:
         raise _bad(TerminalReason.APDU_BAD_FIELD, "a status word is two bytes")
     if len(response.data) > EXTENDED_MAX_LE:
-        raise _bad(TerminalReason.APDU_BAD_FIELD, f"response data longer than {EXTENDED_MAX_LE} bytes")
+        raise _bad(
+            TerminalReason.APDU_BAD_FIELD, f"response data longer than {EXTENDED_MAX_LE} bytes"
+        )
     return response.data + response.sw.to_bytes(2, "big")
 
 

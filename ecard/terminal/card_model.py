@@ -242,25 +242,45 @@ def _records_of(fid: int, facts: CardFacts) -> tuple[bytes, ...]:
 
 def ef_dir_contents() -> bytes:
     """EF.DIR (ISO 7816-4 §8.2.1.1): one application template naming the SSSE application."""
-    return tlv.encode(
-        tlv.Tlv(0x61, children=(tlv.Tlv(0x4F, SSSE_DF_NAME), tlv.Tlv(0x50, b"SSSE")))
-    )
+    return tlv.encode(tlv.Tlv(0x61, children=(tlv.Tlv(0x4F, SSSE_DF_NAME), tlv.Tlv(0x50, b"SSSE"))))
 
 
-def build_file_tree(facts: CardFacts, personal_data_access: Access) -> tuple[DedicatedFile, DedicatedFile]:
+def build_file_tree(
+    facts: CardFacts, personal_data_access: Access
+) -> tuple[DedicatedFile, DedicatedFile]:
     """(MF, SSSE DF) for a card carrying ``facts``."""
     check_facts(facts)
     master = DedicatedFile(
         MF_FID,
         None,
-        (ElementaryFile(EF_DIR_FID, EF_DIR_SFI, FileStructure.TRANSPARENT, Access.ALWAYS, (ef_dir_contents(),)),),
+        (
+            ElementaryFile(
+                EF_DIR_FID,
+                EF_DIR_SFI,
+                FileStructure.TRANSPARENT,
+                Access.ALWAYS,
+                (ef_dir_contents(),),
+            ),
+        ),
     )
     ssse = DedicatedFile(
         None,
         SSSE_DF_NAME,
         (
-            ElementaryFile(EF05_FID, EF05_SFI, FileStructure.LINEAR_FIXED, Access.ALWAYS, _records_of(EF05_FID, facts)),
-            ElementaryFile(EF06_FID, EF06_SFI, FileStructure.LINEAR_FIXED, personal_data_access, _records_of(EF06_FID, facts)),
+            ElementaryFile(
+                EF05_FID,
+                EF05_SFI,
+                FileStructure.LINEAR_FIXED,
+                Access.ALWAYS,
+                _records_of(EF05_FID, facts),
+            ),
+            ElementaryFile(
+                EF06_FID,
+                EF06_SFI,
+                FileStructure.LINEAR_FIXED,
+                personal_data_access,
+                _records_of(EF06_FID, facts),
+            ),
         ),
     )
     return master, ssse

@@ -56,7 +56,9 @@ def _card_id_bytes(card_identification_code: str) -> bytes:
     except ValueError:
         raw = b""
     if len(raw) != CARD_IDENTIFICATION_CODE_BYTES:
-        raise TerminalError(TerminalReason.BAD_CARD_FACTS, "a card identification code is 32 hex digits")
+        raise TerminalError(
+            TerminalReason.BAD_CARD_FACTS, "a card identification code is 32 hex digits"
+        )
     return raw
 
 
@@ -76,7 +78,9 @@ def pad_challenge(challenge: bytes) -> bytes:
     """One SM4 block: 16 bytes as they are, 8 bytes padded by ISO/IEC 9797-1 method 2."""
     if len(challenge) not in CHALLENGE_SIZES:
         raise TerminalError(TerminalReason.BAD_CHALLENGE, "challenges are 8 or 16 bytes")
-    return (challenge + b"\x80").ljust(SM4_BLOCK_BYTES, b"\x00") if len(challenge) == 8 else challenge
+    return (
+        (challenge + b"\x80").ljust(SM4_BLOCK_BYTES, b"\x00") if len(challenge) == 8 else challenge
+    )
 
 
 def authentication_cryptogram(card_key: bytes, challenge: bytes) -> bytes:

@@ -232,12 +232,16 @@ def reconcile(
             terminal.take(record)
             buckets["accepted"].append(signed)
     accepted_something = [
-        signed for signed in buckets["accepted"] if signed.record.result is AcceptanceResult.ACCEPTED
+        signed
+        for signed in buckets["accepted"]
+        if signed.record.result is AcceptanceResult.ACCEPTED
     ]
     return Reconciliation(
         **{name: tuple(items) for name, items in buckets.items()},
         gaps=tuple(
-            gap for terminal_id in sorted(history) for gap in _gaps(terminal_id, history[terminal_id].by_counter)
+            gap
+            for terminal_id in sorted(history)
+            for gap in _gaps(terminal_id, history[terminal_id].by_counter)
         ),
         revoked_before_acceptance=tuple(
             signed

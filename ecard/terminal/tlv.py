@@ -80,7 +80,9 @@ def _tag_end(data: bytes, offset: int, stop: int) -> int:
             raise TerminalError(TerminalReason.TLV_BAD_TAG, "tag number is not minimally encoded")
         position += 1
         if position - offset > MAX_TAG_BYTES:
-            raise TerminalError(TerminalReason.TLV_BAD_TAG, f"tag longer than {MAX_TAG_BYTES} bytes")
+            raise TerminalError(
+                TerminalReason.TLV_BAD_TAG, f"tag longer than {MAX_TAG_BYTES} bytes"
+            )
         if not byte & _MORE_TAG_BYTES:
             return position
 
@@ -121,7 +123,9 @@ def _parse(data: bytes, start: int, stop: int, depth: int, max_depth: int) -> tu
         length, value_start = _read_length(data, tag_end, stop)
         value_end = value_start + length
         if value_end > stop:
-            raise TerminalError(TerminalReason.TLV_TRUNCATED, f"value of tag {tag:X} runs past the end")
+            raise TerminalError(
+                TerminalReason.TLV_TRUNCATED, f"value of tag {tag:X} runs past the end"
+            )
         if data[offset] & _CONSTRUCTED_BIT:
             if depth >= max_depth:
                 raise TerminalError(TerminalReason.TLV_TOO_DEEP, f"nested deeper than {max_depth}")
@@ -146,7 +150,9 @@ def decode_one(data: bytes, **limits: int) -> Tlv:
     """Exactly one data object filling ``data``."""
     objects = decode(data, **limits)
     if len(objects) != 1:
-        raise TerminalError(TerminalReason.TLV_TRUNCATED, f"expected one data object, found {len(objects)}")
+        raise TerminalError(
+            TerminalReason.TLV_TRUNCATED, f"expected one data object, found {len(objects)}"
+        )
     return objects[0]
 
 
@@ -157,11 +163,15 @@ def encode(*objects: Tlv) -> bytes:
         raw_tag = tag_bytes(item.tag)
         if raw_tag[0] & _CONSTRUCTED_BIT:
             if item.value:
-                raise TerminalError(TerminalReason.TLV_BAD_TAG, f"constructed tag {item.tag:X} with a value")
+                raise TerminalError(
+                    TerminalReason.TLV_BAD_TAG, f"constructed tag {item.tag:X} with a value"
+                )
             value = encode(*item.children)
         else:
             if item.children:
-                raise TerminalError(TerminalReason.TLV_BAD_TAG, f"primitive tag {item.tag:X} with children")
+                raise TerminalError(
+                    TerminalReason.TLV_BAD_TAG, f"primitive tag {item.tag:X} with children"
+                )
             value = item.value
         out += raw_tag + length_bytes(len(value)) + value
     return bytes(out)

@@ -76,7 +76,10 @@ ATR = build_atr()
 def encode_pin(pin: str) -> bytes:
     """A PIN as VERIFY carries it: BCD digits, padded with F to whole bytes (PBOC style)."""
     if not (pin.isascii() and pin.isdigit() and len(pin) in PIN_DIGITS):
-        raise TerminalError(TerminalReason.BAD_CARD_FACTS, f"a PIN is {PIN_DIGITS.start}..{PIN_DIGITS.stop - 1} digits")
+        raise TerminalError(
+            TerminalReason.BAD_CARD_FACTS,
+            f"a PIN is {PIN_DIGITS.start}..{PIN_DIGITS.stop - 1} digits",
+        )
     return bytes.fromhex(pin + "F" * (len(pin) % 2))
 
 
@@ -143,7 +146,10 @@ class VirtualCard:
 
     def process(self, apdu: CommandApdu) -> ResponseApdu:
         pending, self._pending = self._pending, _NO_DATA
-        challenge, self._challenge = self._challenge, None  # a challenge serves the next command only
+        challenge, self._challenge = (
+            self._challenge,
+            None,
+        )  # a challenge serves the next command only
         if apdu.cla != 0x00:
             return _status(SW.CLA_NOT_SUPPORTED)
         handler = self._handlers.get(apdu.ins)
@@ -215,7 +221,11 @@ class VirtualCard:
     def _target_ef(self, sfi: int) -> ElementaryFile | int:
         """The EF named by ``sfi`` (0: the current EF), or the status word that refuses it."""
         if sfi == 0:
-            return self._current_ef if self._current_ef is not None else SW.COMMAND_NOT_ALLOWED_NO_CURRENT_EF
+            return (
+                self._current_ef
+                if self._current_ef is not None
+                else SW.COMMAND_NOT_ALLOWED_NO_CURRENT_EF
+            )
         ef = self._current_df.by_sfi(sfi)
         if ef is None:
             return SW.FILE_NOT_FOUND
@@ -290,7 +300,9 @@ class VirtualCard:
         if self.pin_tries_left == 0:
             return _status(SW.AUTHENTICATION_METHOD_BLOCKED)
         if not apdu.data:  # ISO 7816-4: VERIFY without data asks for the state
-            return _status(SW.OK if self._pin_verified else verification_failed(self.pin_tries_left))
+            return _status(
+                SW.OK if self._pin_verified else verification_failed(self.pin_tries_left)
+            )
         if hmac.compare_digest(apdu.data, self._pin):
             self.pin_tries_left = self._pin_tries_max
             self._pin_verified = True
@@ -314,7 +326,9 @@ class VirtualCard:
             return _status(SW.INCORRECT_P1_P2)
         if len(apdu.data) not in psam.CHALLENGE_SIZES:
             return _status(SW.WRONG_LENGTH)
-        return self._deliver(apdu, psam.authentication_cryptogram(self._keys.internal_auth, apdu.data))
+        return self._deliver(
+            apdu, psam.authentication_cryptogram(self._keys.internal_auth, apdu.data)
+        )
 
     def _external_authenticate(self, apdu: CommandApdu) -> ResponseApdu:
         challenge, self._challenge = self._challenge, None  # single use, whatever the outcome
@@ -337,7 +351,9 @@ def _df_fci(df: DedicatedFile) -> bytes:
 
 
 def _df_fcp(df: DedicatedFile) -> bytes:
-    identity = tlv.Tlv(0x84, df.name) if df.name is not None else tlv.Tlv(0x83, df.fid.to_bytes(2, "big"))
+    identity = (
+        tlv.Tlv(0x84, df.name) if df.name is not None else tlv.Tlv(0x83, df.fid.to_bytes(2, "big"))
+    )
     return tlv.encode(tlv.Tlv(0x62, children=(tlv.Tlv(0x82, bytes((_DF_DESCRIPTOR,))), identity)))
 
 

@@ -81,11 +81,15 @@ def session(card: VirtualCard) -> None:
     card.transmit(SELECT_SSSE)
     card.transmit(READ_CARD_NUMBER)
     challenge = card.transmit(bytes.fromhex("0084000008"))[:-2]
-    cryptogram = psam.external_authenticate_cryptogram(MASTERS, FACTS.card_identification_code, challenge)
+    cryptogram = psam.external_authenticate_cryptogram(
+        MASTERS, FACTS.card_identification_code, challenge
+    )
     assert card.transmit(bytes.fromhex("0082000010") + cryptogram)[-2:] == b"\x90\x00"
     assert card.transmit(bytes.fromhex("00B2083000"))[-2:] == b"\x90\x00"
     answer = card.transmit(INTERNAL_AUTHENTICATE)[:-2]
-    assert psam.verify_internal_authenticate(MASTERS, FACTS.card_identification_code, bytes(range(8)), answer)
+    assert psam.verify_internal_authenticate(
+        MASTERS, FACTS.card_identification_code, bytes(range(8)), answer
+    )
 
 
 def pcsc_rate(seconds: float) -> float | str:
@@ -107,8 +111,15 @@ def pcsc_rate(seconds: float) -> float | str:
         )
         started.append(
             subprocess.Popen(
-                [sys.executable, "-m", "ecard.terminal.vpcd", "--facts", str(workdir / "facts.json"),
-                 "--keys", str(workdir / "keys.json")],
+                [
+                    sys.executable,
+                    "-m",
+                    "ecard.terminal.vpcd",
+                    "--facts",
+                    str(workdir / "facts.json"),
+                    "--keys",
+                    str(workdir / "keys.json"),
+                ],
                 cwd=ROOT,
             )
         )
@@ -157,8 +168,12 @@ def main() -> None:
 
     records = [
         rec.AcceptanceRecord(
-            terminal_id="T-1", counter=n, reference=f"pseudonym_{n:06d}", accepted_at=1_700_000_000 + n,
-            kind=rec.AcceptanceKind.CARD, result=rec.AcceptanceResult.ACCEPTED,
+            terminal_id="T-1",
+            counter=n,
+            reference=f"pseudonym_{n:06d}",
+            accepted_at=1_700_000_000 + n,
+            kind=rec.AcceptanceKind.CARD,
+            result=rec.AcceptanceResult.ACCEPTED,
         )
         for n in range(1, 2001)
     ]
@@ -166,18 +181,33 @@ def main() -> None:
     signed = [rec.sign_record(record, terminal_key) for record in records]
     signing = len(records) / (time.perf_counter() - start)
     start = time.perf_counter()
-    rec.reconcile(signed[:1000], signed, terminal_keys={"T-1": terminal_key.public_key()},
-                  revoked_at={}, code_expires_at={})
+    rec.reconcile(
+        signed[:1000],
+        signed,
+        terminal_keys={"T-1": terminal_key.public_key()},
+        revoked_at={},
+        code_expires_at={},
+    )
     reconciling = len(signed) / (time.perf_counter() - start)
 
     print(f"baseline  APDU decode+encode        {codec:12,.0f} /s")
     print(f"baseline  SM4 block (new cipher)    {sm4:12,.0f} /s")
     print(f"baseline  ES256 sign                {es256:12,.0f} /s")
-    print(f"in process READ RECORD (bytes)      {read_record:12,.0f} /s  = {read_record / codec:.2f} x codec")
-    print(f"in process READ RECORD (decoded)    {read_record_decoded:12,.0f} /s  = {read_record_decoded / codec:.2f} x codec")
-    print(f"in process INTERNAL AUTHENTICATE    {internal_auth:12,.0f} /s  = {internal_auth / sm4:.2f} x SM4 block")
-    print(f"in process full terminal session    {sessions:12,.0f} /s  = {sessions / sm4:.3f} x SM4 block (7 APDUs, 4 SM4 derivations+blocks)")
-    print(f"records signed                      {signing:12,.0f} /s  = {signing / es256:.2f} x ES256 sign")
+    print(
+        f"in process READ RECORD (bytes)      {read_record:12,.0f} /s  = {read_record / codec:.2f} x codec"
+    )
+    print(
+        f"in process READ RECORD (decoded)    {read_record_decoded:12,.0f} /s  = {read_record_decoded / codec:.2f} x codec"
+    )
+    print(
+        f"in process INTERNAL AUTHENTICATE    {internal_auth:12,.0f} /s  = {internal_auth / sm4:.2f} x SM4 block"
+    )
+    print(
+        f"in process full terminal session    {sessions:12,.0f} /s  = {sessions / sm4:.3f} x SM4 block (reset + 6 APDUs, 6 SM4 operations)"
+    )
+    print(
+        f"records signed                      {signing:12,.0f} /s  = {signing / es256:.2f} x ES256 sign"
+    )
     print(f"records reconciled (verify incl.)   {reconciling:12,.0f} /s")
     if not args.no_pcsc:
         through_pcsc = pcsc_rate(seconds)

@@ -3,18 +3,21 @@ and production-like (PostgreSQL + Redis)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
+from litestar import Litestar
 
 from ecard.app import create_app
 from ecard.crypto.identity import check_digit
 from ecard.crypto.keyring import Keyring
-from ecard.platform import Platform
+from ecard.platform import Platform, open_platform
 from ecard.registry.service import AccessService
 from ecard.settings import Settings, load_settings
 from ecard.store.keyfiles import save_keyring
@@ -39,18 +42,49 @@ def settings(request: pytest.FixtureRequest, tmp_path, keys_dir: str) -> Setting
     return load_settings(environ)
 
 
+@asynccontextmanager
+async def lifespan_of(app: Litestar) -> AsyncIterator[None]:
+    """Hold the app's lifespan open in one task of the current loop (anyio cancel scopes inside it
+    must be left by the task that entered them; fixture teardown may run in another task)."""
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(hold())
+    waiter = asyncio.create_task(started.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiter.cancel()
+        task.result()  # start-up failed: raise its error
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
 @pytest.fixture()
-async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:
-    from ecard.store import db
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app, its lifespan and its requests all in the test's event loop (Litestar's test client
+    would run the lifespan in another thread's loop, which asyncpg pools do not allow), so tests
+    may also call services directly on ``platform_of(client)``."""
+    platform = await open_platform(settings, migrate=True)
+    try:
+        app = create_app(settings, platform=platform)
+        async with lifespan_of(app):
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://testserver.local"
+            ) as test_client:
+                test_client.app = app  # type: ignore[attr-defined]
+                yield test_client
+    finally:
+        await platform.close()
 
-    if not settings.is_sqlite:
-        await db.migrate(db.make_engine(settings.database_url))
-    app = create_app(settings)
-    async with AsyncTestClient(app=app, base_url="http://testserver.local") as test_client:
-        yield test_client
 
-
-def platform_of(client: AsyncTestClient) -> Platform:
+def platform_of(client: httpx.AsyncClient) -> Platform:
     return client.app.state.platform
 
 
@@ -72,7 +106,7 @@ def identity_number(region: str = "330000", birth: str = "19900307", serial: int
 class World:
     """Actors for a test: operators of each role, a channel, a department; helpers to add holders."""
 
-    client: AsyncTestClient
+    client: httpx.AsyncClient
     tokens: dict[str, str]
     channel: dict[str, str]
     department: dict[str, str]
@@ -124,7 +158,7 @@ class World:
 
 
 @pytest.fixture()
-async def world(client: AsyncTestClient) -> World:
+async def world(client: httpx.AsyncClient) -> World:
     access = AccessService(platform_of(client))
     tokens = {}
     for role in ("admin", "registry_admin", "auditor", "readonly"):

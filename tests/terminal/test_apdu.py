@@ -82,7 +82,9 @@ def test_real_reader_commands_decode_to_their_case(
         ("00DA0000000003AABB", TerminalReason.APDU_BAD_LENGTH),  # extended Lc 3, 2 bytes
     ],
 )
-def test_malformed_commands_are_refused_with_a_reason(hex_apdu: str, reason: TerminalReason) -> None:
+def test_malformed_commands_are_refused_with_a_reason(
+    hex_apdu: str, reason: TerminalReason
+) -> None:
     with pytest.raises(TerminalError) as caught:
         decode_command(bytes.fromhex(hex_apdu))
     assert caught.value.reason is reason

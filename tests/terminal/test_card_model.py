@@ -46,7 +46,9 @@ names = st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x9FA5), min_s
 def test_holder_facts_round_trip_through_records(
     name: str, birth: dt.date, ethnicity: str, birth_place: str
 ) -> None:
-    facts = msgspec.structs.replace(FACTS, name=name, birth_date=birth, ethnicity=ethnicity, birth_place=birth_place)
+    facts = msgspec.structs.replace(
+        FACTS, name=name, birth_date=birth, ethnicity=ethnicity, birth_place=birth_place
+    )
     for item in cm.DATA_ITEMS:
         assert cm.parse_record(cm.encode_record(item, facts))[1] == getattr(facts, item.field)
 

@@ -37,14 +37,15 @@ HOW = "run scripts/install_pcsc.sh (Debian pcscd, vsmartcard-vpcd, libpcsclite-d
 
 def _wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
     deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
     while time.monotonic() < deadline:
         try:
             if result := condition():
                 return result
-        except Exception:  # noqa: BLE001 - pcscd and the card are still starting
-            pass
+        except Exception as error:  # noqa: BLE001 - pcscd and the card are still starting
+            last_error = error
         time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
+    pytest.fail(f"timed out waiting for {what} (last error: {last_error!r})")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -57,9 +58,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _pcscd_running() -> bool:
-    return PCSCD_SOCKET.exists() and subprocess.run(
-        ["pgrep", "-x", "pcscd"], capture_output=True, check=False
-    ).returncode == 0
+    return (
+        PCSCD_SOCKET.exists()
+        and subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True, check=False).returncode
+        == 0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +91,17 @@ def connection(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         card_log = (workdir / "card.log").open("wb")
         started.append(
             subprocess.Popen(
-                [sys.executable, "-m", "ecard.terminal.vpcd", "--facts", str(facts_file),
-                 "--keys", str(keys_file), "--port", str(VPCD_PORT)],
+                [
+                    sys.executable,
+                    "-m",
+                    "ecard.terminal.vpcd",
+                    "--facts",
+                    str(facts_file),
+                    "--keys",
+                    str(keys_file),
+                    "--port",
+                    str(VPCD_PORT),
+                ],
                 stdout=card_log,
                 stderr=card_log,
             )
@@ -131,7 +143,10 @@ def test_a_terminal_reads_ef05_through_pcsc(connection: object) -> None:
         assert sw == SW.OK, hex(sw)
         item, fact = parse_record(record)
         assert sw == SW.OK and fact == getattr(FACTS, item.field)
-    assert transmit(connection, bytes.fromhex("00B2072C0B")) == (b"\x07\x09" + FACTS.card_number.encode(), SW.OK)
+    assert transmit(connection, bytes.fromhex("00B2072C0B")) == (
+        b"\x07\x09" + FACTS.card_number.encode(),
+        SW.OK,
+    )
 
 
 def test_card_authentication_and_holder_data_through_pcsc(connection: object) -> None:
@@ -139,9 +154,13 @@ def test_card_authentication_and_holder_data_through_pcsc(connection: object) ->
     challenge = bytes(range(8))
     answer, sw = transmit(connection, bytes.fromhex("0088000008") + challenge + b"\x00")
     assert sw == SW.OK
-    assert psam.verify_internal_authenticate(MASTERS, FACTS.card_identification_code, challenge, answer)
+    assert psam.verify_internal_authenticate(
+        MASTERS, FACTS.card_identification_code, challenge, answer
+    )
     card_challenge, _ = transmit(connection, bytes.fromhex("0084000008"))
-    cryptogram = psam.external_authenticate_cryptogram(MASTERS, FACTS.card_identification_code, card_challenge)
+    cryptogram = psam.external_authenticate_cryptogram(
+        MASTERS, FACTS.card_identification_code, card_challenge
+    )
     assert transmit(connection, bytes.fromhex("0082000010") + cryptogram)[1] == SW.OK
     record, sw = transmit(connection, bytes.fromhex("00B2083000"))
     assert sw == SW.OK and parse_record(record)[1] == FACTS.social_security_number
@@ -150,10 +169,15 @@ def test_card_authentication_and_holder_data_through_pcsc(connection: object) ->
 def test_opensc_tool_talks_to_the_card(connection: object) -> None:
     tool = shutil.which("opensc-tool")
     require(tool is not None, "opensc-tool", HOW)
-    listing = subprocess.run([tool, "-l"], capture_output=True, text=True, timeout=30, check=True).stdout
+    listing = subprocess.run(
+        [tool, "-l"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
     index = next(line.split()[0] for line in listing.splitlines() if READER_PREFIX in line)
     result = subprocess.run(
         [tool, "-r", index, "-s", SELECT_SSSE.hex(), "-s", "00B2072C00"],
-        capture_output=True, text=True, timeout=30, check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     assert " ".join(f"{byte:02X}" for byte in FACTS.card_number.encode()) in result.stdout

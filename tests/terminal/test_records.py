@@ -18,8 +18,15 @@ CARD_REF = "card_pseudonym_0001"
 CODE_REF = "code_pseudonym_0001"
 
 
-def make(counter: int, *, at: int | None = None, terminal: str = "T-1", reference: str = CARD_REF,
-         kind: rec.AcceptanceKind = rec.AcceptanceKind.CARD, refused: bool = False) -> rec.AcceptanceRecord:
+def make(
+    counter: int,
+    *,
+    at: int | None = None,
+    terminal: str = "T-1",
+    reference: str = CARD_REF,
+    kind: rec.AcceptanceKind = rec.AcceptanceKind.CARD,
+    refused: bool = False,
+) -> rec.AcceptanceRecord:
     return rec.AcceptanceRecord(
         terminal_id=terminal,
         counter=counter,
@@ -31,14 +38,21 @@ def make(counter: int, *, at: int | None = None, terminal: str = "T-1", referenc
     )
 
 
-def sign(record: rec.AcceptanceRecord, key: ec.EllipticCurvePrivateKey = TERMINAL_KEY) -> rec.SignedRecord:
+def sign(
+    record: rec.AcceptanceRecord, key: ec.EllipticCurvePrivateKey = TERMINAL_KEY
+) -> rec.SignedRecord:
     return rec.sign_record(record, key)
 
 
-def reconcile(stored: list[rec.SignedRecord], batch: list[rec.SignedRecord], **facts: dict[str, int]) -> rec.Reconciliation:
+def reconcile(
+    stored: list[rec.SignedRecord], batch: list[rec.SignedRecord], **facts: dict[str, int]
+) -> rec.Reconciliation:
     return rec.reconcile(
-        stored, batch, terminal_keys=KEYS,
-        revoked_at=facts.get("revoked_at", {}), code_expires_at=facts.get("code_expires_at", {}),
+        stored,
+        batch,
+        terminal_keys=KEYS,
+        revoked_at=facts.get("revoked_at", {}),
+        code_expires_at=facts.get("code_expires_at", {}),
     )
 
 
@@ -46,8 +60,15 @@ def test_signatures_cover_every_field() -> None:
     signed = sign(make(1))
     assert rec.verify_record(signed, TERMINAL_KEY.public_key())
     assert not rec.verify_record(signed, OTHER_KEY.public_key())
-    for change in ({"counter": 2}, {"accepted_at": 1}, {"reference": "another_pseudonym"}, {"kind": rec.AcceptanceKind.QR}):
-        tampered = rec.SignedRecord(msgspec.structs.replace(signed.record, **change), signed.signature)
+    for change in (
+        {"counter": 2},
+        {"accepted_at": 1},
+        {"reference": "another_pseudonym"},
+        {"kind": rec.AcceptanceKind.QR},
+    ):
+        tampered = rec.SignedRecord(
+            msgspec.structs.replace(signed.record, **change), signed.signature
+        )
         assert not rec.verify_record(tampered, TERMINAL_KEY.public_key())
 
 
@@ -129,8 +150,10 @@ def test_revoked_cards_and_expired_codes_are_flagged_only_when_accepted() -> Non
     expired_code = sign(make(3, at=1020, reference=CODE_REF, kind=rec.AcceptanceKind.QR))
     fine_code = sign(make(4, at=1030, reference="code_pseudonym_0002", kind=rec.AcceptanceKind.HCE))
     result = reconcile(
-        [], [revoked_card, refused_card, expired_code, fine_code],
-        revoked_at={CARD_REF: 999}, code_expires_at={CODE_REF: 1020, "code_pseudonym_0002": 2000},
+        [],
+        [revoked_card, refused_card, expired_code, fine_code],
+        revoked_at={CARD_REF: 999},
+        code_expires_at={CODE_REF: 1020, "code_pseudonym_0002": 2000},
     )
     assert len(result.accepted) == 4
     assert result.revoked_before_acceptance == (revoked_card,)
@@ -159,7 +182,13 @@ def test_every_uploaded_record_lands_in_exactly_one_bucket(
     stored = list({(t, c): SIGNED_POOL[(t, c, v)] for t, c, v in stored_keys}.values())
     batch = [SIGNED_POOL[key] for key in batch_keys]
     result = reconcile(stored, batch)
-    buckets = [result.accepted, result.duplicates, result.conflicts, result.rollbacks, result.wrong_key]
+    buckets = [
+        result.accepted,
+        result.duplicates,
+        result.conflicts,
+        result.rollbacks,
+        result.wrong_key,
+    ]
     assert sorted(map(id, batch)) == sorted(id(item) for bucket in buckets for item in bucket)
     again = reconcile(stored + list(result.accepted), list(result.accepted))
     assert not again.accepted and len(again.duplicates) == len(result.accepted)

@@ -23,7 +23,11 @@ def _tag(first: int, more: list[int]) -> int:
 
 
 single_byte_tags = st.integers(1, 0xFE).filter(lambda b: b & 0x1F != 0x1F)
-two_byte_tags = st.builds(lambda first, second: _tag(first, [second]), st.sampled_from([0x5F, 0x7F, 0x9F, 0xBF, 0xDF]), st.integers(0x1F, 0x7F))
+two_byte_tags = st.builds(
+    lambda first, second: _tag(first, [second]),
+    st.sampled_from([0x5F, 0x7F, 0x9F, 0xBF, 0xDF]),
+    st.integers(0x1F, 0x7F),
+)
 three_byte_tags = st.builds(
     lambda first, second, third: _tag(first, [second, third]),
     st.sampled_from([0x5F, 0x7F, 0x9F, 0xDF]),
@@ -70,11 +74,13 @@ def test_fci_of_the_ssse_application_parses() -> None:
 
 
 def test_multi_byte_tags_and_long_form_lengths() -> None:
-    value = b"\xAB" * 300
+    value = b"\xab" * 300
     encoded = tlv.encode(tlv.Tlv(0x9F1F, value))
     assert encoded[:5] == bytes.fromhex("9F1F82012C")
     assert tlv.decode_one(encoded) == tlv.Tlv(0x9F1F, value)
-    assert tlv.decode(bytes.fromhex("5A8105AABBCCDDEE")) == (tlv.Tlv(0x5A, bytes.fromhex("AABBCCDDEE")),)
+    assert tlv.decode(bytes.fromhex("5A8105AABBCCDDEE")) == (
+        tlv.Tlv(0x5A, bytes.fromhex("AABBCCDDEE")),
+    )
 
 
 @pytest.mark.parametrize(
@@ -124,7 +130,11 @@ def test_oversized_input_is_refused_unread() -> None:
 
 @pytest.mark.parametrize(
     "item",
-    [tlv.Tlv(0x6F, value=b"x"), tlv.Tlv(0x5A, children=(tlv.Tlv(0x5A, b""),)), tlv.Tlv(0x1F05, b"")],
+    [
+        tlv.Tlv(0x6F, value=b"x"),
+        tlv.Tlv(0x5A, children=(tlv.Tlv(0x5A, b""),)),
+        tlv.Tlv(0x1F05, b""),
+    ],
 )
 def test_inconsistent_objects_cannot_be_encoded(item: tlv.Tlv) -> None:
     with pytest.raises(TerminalError) as caught:

@@ -85,7 +85,10 @@ def test_a_challenge_is_single_use(card: VirtualCard) -> None:
     challenge = send(card, "0084000008")[0]
     cryptogram = psam.external_authenticate_cryptogram(MASTERS, CARD_ID, challenge)
     assert send(card, bytes.fromhex("0082000010") + cryptogram)[1] == SW.OK
-    assert send(card, bytes.fromhex("0082000010") + cryptogram)[1] == SW.CONDITIONS_OF_USE_NOT_SATISFIED
+    assert (
+        send(card, bytes.fromhex("0082000010") + cryptogram)[1]
+        == SW.CONDITIONS_OF_USE_NOT_SATISFIED
+    )
     send(card, "0084000008")  # a fresh challenge does not revive the old cryptogram
     assert send(card, bytes.fromhex("0082000010") + cryptogram)[1] == SW.AUTHENTICATION_FAILED
     assert send(card, "00B2013400")[1] == SW.SECURITY_STATUS_NOT_SATISFIED
@@ -96,7 +99,10 @@ def test_a_challenge_does_not_survive_another_command(card: VirtualCard) -> None
     challenge = send(card, "0084000010")[0]
     send(card, "00B2072C00")
     cryptogram = psam.external_authenticate_cryptogram(MASTERS, CARD_ID, challenge)
-    assert send(card, bytes.fromhex("0082000010") + cryptogram)[1] == SW.CONDITIONS_OF_USE_NOT_SATISFIED
+    assert (
+        send(card, bytes.fromhex("0082000010") + cryptogram)[1]
+        == SW.CONDITIONS_OF_USE_NOT_SATISFIED
+    )
 
 
 def test_a_cryptogram_from_the_wrong_key_fails(card: VirtualCard) -> None:
@@ -133,7 +139,10 @@ def test_pin_retry_counter_and_lock(card: VirtualCard) -> None:
 def test_holder_data_can_also_require_the_pin() -> None:
     keys = psam.derive_card_keys(MASTERS, CARD_ID)
     card = VirtualCard(
-        FACTS, keys, personal_data_access=Access.EXTERNAL_AUTH_AND_PIN, random_bytes=CountingRandom()
+        FACTS,
+        keys,
+        personal_data_access=Access.EXTERNAL_AUTH_AND_PIN,
+        random_bytes=CountingRandom(),
     )
     send(card, SELECT_SSSE)
     _external_authenticate(card)
@@ -177,7 +186,9 @@ def test_read_binary_of_ef_dir(card: VirtualCard) -> None:
         ("00200100", SW.INCORRECT_P1_P2),
     ],
 )
-def test_bad_commands_get_the_standard_status_word(card: VirtualCard, hex_command: str, sw: int) -> None:
+def test_bad_commands_get_the_standard_status_word(
+    card: VirtualCard, hex_command: str, sw: int
+) -> None:
     assert send(card, hex_command)[1] == sw
 
 
@@ -199,10 +210,13 @@ def test_select_returns_fcp_on_request(card: VirtualCard) -> None:
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=300)
 @given(st.lists(st.binary(max_size=40), max_size=8))
-def test_arbitrary_command_streams_always_get_a_status_word(card: VirtualCard, commands: list[bytes]) -> None:
+def test_arbitrary_command_streams_always_get_a_status_word(
+    card: VirtualCard, commands: list[bytes]
+) -> None:
     card.reset()
     send(card, SELECT_SSSE)
     for command in commands:
         response = card.transmit(command)
         assert len(response) >= 2
-    assert send(card, "00B2013400")[1] == SW.SECURITY_STATUS_NOT_SATISFIED  # noise never authenticates
+    # noise never authenticates
+    assert send(card, "00B2013400")[1] == SW.SECURITY_STATUS_NOT_SATISFIED
