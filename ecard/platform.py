@@ -55,4 +55,5 @@ async def open_platform(settings: Settings, *, migrate: bool | None = None) -> P
     if isinstance(engine, PostgresEngine):
         await engine.start_connection_pool(min_size=1, max_size=10)
     store = open_store(settings.redis_url, settings.redis_prefix)
+    await store.store_started_at()  # mark when the store's contents begin (single-use codes)
     return Platform(settings=settings, engine=engine, store=store, keys=KeyringSource(settings.keys_dir))

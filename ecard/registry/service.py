@@ -441,27 +441,27 @@ class RegistryService:
         await HolderSession.update({HolderSession.revoked: True}).where(HolderSession.id == holder.session_id)
 
     async def get_ecard(self, ecard_id: str) -> schemas.ECardView:
-        row = await ECard.select(
-            ECard.all_columns(),
-            ECard.card.status, ECard.card.card_number, ECard.card.region,
-            ECard.card.person.name, ECard.card.person.id_number_enc, ECard.card.person.id,
-        ).where(ECard.id == ecard_id).first()
+        rows = await ECard.raw(
+            "SELECT e.id, e.channel, e.status, e.created_at, c.status AS card_status, c.card_number,"
+            " c.region, p.id AS person_id, p.name, p.id_number_enc"
+            " FROM ecard e JOIN card c ON c.id = e.card JOIN person p ON p.id = c.person WHERE e.id = {}",
+            ecard_id,
+        )
+        row = rows[0] if rows else None
         if row is None:
             raise AppError("ecard_not_found")
-        number = self.platform.field_cipher.decrypt(
-            row["card.person.id_number_enc"], f"person:{row['card.person.id']}"
-        )
+        number = self.platform.field_cipher.decrypt(bytes(row["id_number_enc"]), f"person:{row['person_id']}")
         effective = row["status"] if row["status"] != "active" else (
-            "active" if row["card.status"] == "active" else "suspended"
+            "active" if row["card_status"] == "active" else "suspended"
         )
         return schemas.ECardView(
             id=row["id"],
             channel_id=row["channel"],
             status=effective,
-            card_status=row["card.status"],
-            card_number=mask_card_number(row["card.card_number"]),
-            region=row["card.region"],
-            holder_name=mask_name(row["card.person.name"]),
+            card_status=row["card_status"],
+            card_number=mask_card_number(row["card_number"]),
+            region=row["region"],
+            holder_name=mask_name(row["name"]),
             identity_number=mask_identity_number(number),
             created_at=row["created_at"],
         )

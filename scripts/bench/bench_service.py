@@ -77,6 +77,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--database-url", help="e.g. postgresql://postgres@127.0.0.1/bench (default: a SQLite file)")
+    parser.add_argument("--redis-url", help="e.g. redis://127.0.0.1:6379/14 (default: in-process store)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk")
@@ -85,7 +87,8 @@ def main() -> None:
     (work / "hello.py").write_text(HELLO_APP)
     env = {
         **os.environ,
-        "ECARD_DATABASE_URL": f"sqlite:///{work}/ecard.db",
+        "ECARD_DATABASE_URL": args.database_url or f"sqlite:///{work}/ecard.db",
+        **({"ECARD_REDIS_URL": args.redis_url} if args.redis_url else {}),
         "ECARD_KEYS_DIR": str(work / "keys"),
         "ECARD_LOG_LEVEL": "WARNING",
     }
@@ -133,7 +136,9 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     baseline = results["baseline hello (granian, bare ASGI)"]
-    print(f"one worker, wrk -t1 -c{args.connections} -d{args.seconds}s on loopback (SQLite, in-process store)")
+    storage = "PostgreSQL" if args.database_url else "SQLite"
+    store = "Redis" if args.redis_url else "in-process store"
+    print(f"one worker, wrk -t1 -c{args.connections} -d{args.seconds}s on loopback ({storage}, {store})")
     for name, rate in results.items():
         print(f"  {name:<45} {rate:>9.0f} req/s   {rate / baseline:6.1%} of baseline")
     print(f"  worker RSS: {rss_start:.0f} MiB after start, {rss_end:.0f} MiB after the load")
