@@ -130,7 +130,7 @@ class MetricsController(PrometheusController):
 
 
 #: Domain modules whose ``CONTROLLERS`` list is mounted, in this order.
-DOMAINS = ["ecard.registry.controllers"]
+DOMAINS = ["ecard.registry.controllers", "ecard.oidc.controllers", "ecard.codes.controllers", "ecard.consent.controllers", "ecard.terminal.controllers"]
 
 
 def domain_controllers() -> list:

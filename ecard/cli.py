@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import importlib
 import json
 import os
 import sys
@@ -174,6 +175,12 @@ def cmd_demo_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo_run(args: argparse.Namespace) -> int:
+    from ecard.demo_run import run_demo
+
+    return 0 if run_demo(Path(args.workdir) if args.workdir else None, args.workers) else 1
+
+
 def cmd_registry_import(args: argparse.Namespace) -> int:
     from ecard.registry.importer import import_csv
 
@@ -186,6 +193,10 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
 
 
 # --- parser ------------------------------------------------------------------------------------
+
+
+#: Domain modules that add their own commands with ``register(subparsers)``.
+DOMAIN_CLIS = ["ecard.terminal.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,11 +234,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo_init = demo.add_parser("init", help="create demo actors and write their credentials")
     demo_init.add_argument("--out", default="demo.json")
     demo_init.set_defaults(func=cmd_demo_init)
+    demo_run = demo.add_parser("run", help="walk through the whole product against a server it starts")
+    demo_run.add_argument("--workdir", help="keep the embedded database and keys here (default: a temporary directory)")
+    demo_run.add_argument("--workers", type=int, default=1, help="server workers (more than one needs Redis)")
+    demo_run.set_defaults(func=cmd_demo_run)
 
     registry = sub.add_parser("registry", help="cardholder registry").add_subparsers(dest="reg_cmd", required=True)
     importer = registry.add_parser("import", help="bulk-import persons and cards from CSV")
     importer.add_argument("file")
     importer.set_defaults(func=cmd_registry_import)
+
+    for module in DOMAIN_CLIS:
+        importlib.import_module(module).register(sub)
     return parser
 
 

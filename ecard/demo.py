@@ -7,16 +7,29 @@ import datetime as dt
 import secrets
 from typing import Any
 
-from ecard.auth import ClientPrincipal, OperatorPrincipal
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ecard.auth import CLIENT_SECRET_PREFIX, ClientPrincipal, OperatorPrincipal, new_token
+from ecard.codes.service import CodeService
+from ecard.consent.service import seed_demo_data
+from ecard.crypto.fields import secret_digest
 from ecard.crypto.identity import check_digit
+from ecard.crypto.passwords import hash_password
+from ecard.offline.es256 import b64url_encode, public_jwk
+from ecard.oidc import schemas as oidc_schemas
+from ecard.oidc.service import CLIENT_SECRET_PREFIX as OIDC_SECRET_PREFIX
+from ecard.oidc.service import OidcService
+from ecard.oidc.tables import OidcClient
 from ecard.platform import Platform
 from ecard.registry import schemas
 from ecard.registry.service import AccessService, RegistryService
 from ecard.registry.tables import ApiClient, Card, Operator, Person
-from ecard.crypto.fields import secret_digest
-from ecard.crypto.passwords import hash_password
-from ecard.auth import CLIENT_SECRET_PREFIX, new_token
 from ecard.settings import Settings
+from ecard.terminal.schemas import TerminalCreate
+from ecard.terminal.service import TerminalService
+
+#: Where the demo site says it lives; the demo walkthrough follows its redirects by hand.
+DEMO_SITE = "https://rp.demo.ecard.test"
 
 DEMO_HOLDER = {"name": "张小三", "gender": "1", "birth": "19900307", "serial": "123"}
 
@@ -41,6 +54,53 @@ async def _client(platform: Platform, kind: str, name: str, entitlements: list[s
     return {"client_id": row["id"], "client_secret": secret, "name": name}
 
 
+async def _oidc_client(platform: Platform, name: str, operator: OperatorPrincipal) -> dict[str, Any]:
+    """File the demo site for scan-to-login and make it live, or give it a fresh secret."""
+    row = await OidcClient.select(OidcClient.id).where(OidcClient.name == name).first()
+    if row is not None:
+        secret = new_token(OIDC_SECRET_PREFIX)
+        await OidcClient.update({OidcClient.secret_digest: secret_digest(secret), OidcClient.status: "live"}).where(
+            OidcClient.id == row["id"]
+        )
+        client_id = row["id"]
+    else:
+        oidc = OidcService(platform)
+        filed = await oidc.file_client(
+            oidc_schemas.ClientFiling(
+                name=name, redirect_uris=[f"{DEMO_SITE}/callback"], post_logout_redirect_uris=[f"{DEMO_SITE}/"],
+                scopes=["openid", "profile", "ecard"], client_type="confidential",
+                token_endpoint_auth_method="client_secret_basic",
+            ),
+            operator,
+        )
+        for status in ("approved", "live"):
+            await oidc.change_client_status(filed.client_id, oidc_schemas.ClientStatusChange(status=status), operator)
+        client_id, secret = filed.client_id, filed.client_secret
+    return {"client_id": client_id, "client_secret": secret, "redirect_uri": f"{DEMO_SITE}/callback"}
+
+
+async def _terminal(platform: Platform, name: str, region: str, actor: str) -> dict[str, Any]:
+    """Register the demo terminal with a new ES256 key; the private key goes to the demo file only."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = public_jwk(key.public_key())
+    row = await ApiClient.select(ApiClient.id).where(ApiClient.name == name).first()
+    if row is None:
+        view = await TerminalService(platform, CodeService(platform)).register(
+            TerminalCreate(
+                name=name, institution="演示医院 (demo hospital)", terminal_kind="hospital",
+                address="演示路1号 (1 Demo Road)", region=region, public_jwk=jwk,
+                entitlements=["card_status", "masked_name"],
+            ),
+            actor,
+        )
+        terminal_id = view.id
+    else:
+        terminal_id = row["id"]
+        await ApiClient.update({ApiClient.public_jwk: jwk, ApiClient.status: "active"}).where(ApiClient.id == terminal_id)
+    private = key.private_numbers().private_value.to_bytes(32, "big")
+    return {"terminal_id": terminal_id, "name": name, "private_jwk": {**jwk, "d": b64url_encode(private)}}
+
+
 async def create_demo(platform: Platform, settings: Settings) -> dict[str, Any]:
     region = settings.region_code
     password = secrets.token_urlsafe(12)
@@ -60,13 +120,19 @@ async def create_demo(platform: Platform, settings: Settings) -> dict[str, Any]:
         "verifier": await _client(
             platform, "verifier", "演示医院 (demo hospital verifier)", ["masked_name", "card_status"], operator.actor
         ),
-        "relying_party": await _client(platform, "relying_party", "演示网站 (demo relying party)", [], operator.actor),
-        "terminal": await _client(platform, "terminal", "演示读卡终端 (demo terminal)", [], operator.actor),
+        "relying_party": {
+            **await _client(
+                platform, "relying_party", "演示网站 (demo relying party)",
+                ["card.status", "insurance.enrollment", "employment.status", "benefit.payments"], operator.actor,
+            ),
+            "oidc": await _oidc_client(platform, "演示网站 (demo relying party)", operator),
+        },
+        "terminal": await _terminal(platform, "演示读卡终端 (demo terminal)", region, operator.actor),
     }
 
     registry = RegistryService(platform)
     number = demo_identity_number(region)
-    card_number = f"D{region[:2]}0000001"
+    card_number = f"D{region[:2]}000001"  # 9 characters, as on the chip (卡号)
     person = await Person.select(Person.id).where(Person.id_number_index == registry._index(number)).first()
     if person is None:
         view = await registry.create_person(
@@ -85,6 +151,8 @@ async def create_demo(platform: Platform, settings: Settings) -> dict[str, Any]:
             ),
             operator,
         )
+    await seed_demo_data(platform, person_id)
+    card = await Card.select(Card.id).where(Card.card_number == card_number).first()
     channel_principal = ClientPrincipal(channel["client_id"], "channel", channel["name"], ("*",), ())
     issued = await registry.issue_ecard(
         schemas.ECardIssue(name=DEMO_HOLDER["name"], identity_number=number, card_number=card_number),
@@ -98,6 +166,7 @@ async def create_demo(platform: Platform, settings: Settings) -> dict[str, Any]:
             "name": DEMO_HOLDER["name"],
             "identity_number": number,
             "card_number": card_number,
+            "card_id": card["id"],
             "ecard_id": issued.ecard.id,
             "access_token": issued.session.access_token,
             "refresh_token": issued.session.refresh_token,

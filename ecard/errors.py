@@ -149,7 +149,33 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "ledger_receipt_invalid": ErrorSpec(
         400, "存证回执无效或与账本不符", "The ledger receipt is malformed, not genuine or not kept"
     ),
-    "ledger_unavailable": ErrorSpec(503, "区块链存证服务暂不可用", "The ledger is unavailable; retry later"),
+    # terminals
+    "terminal_not_found": ErrorSpec(404, "终端不存在", "No such terminal"),
+    "terminal_disabled": ErrorSpec(403, "终端已停用", "This terminal is disabled"),
+    "terminal_signature_invalid": ErrorSpec(
+        401, "终端请求签名无效", "The terminal request signature is missing, malformed or not the terminal's"
+    ),
+    "terminal_request_stale": ErrorSpec(
+        401, "终端请求时间超出允许范围", "The terminal request time is too far from the platform clock"
+    ),
+    "terminal_request_replayed": ErrorSpec(401, "终端请求重放", "This signed terminal request was already used"),
+    "terminal_apdu_invalid": ErrorSpec(
+        400, "终端转发的卡片应答格式错误", "A relayed card response (APDU, TLV or record) is malformed"
+    ),
+    "card_answer_refused": ErrorSpec(
+        400, "卡片拒绝了该指令", "The card answered the relayed command with an error status word"
+    ),
+    "card_authentication_failed": ErrorSpec(
+        403, "卡片认证失败，可能为伪卡", "Card authentication failed: the answer is not the genuine card's"
+    ),
+    "card_challenge_replayed": ErrorSpec(409, "卡片认证挑战数已使用", "This card challenge was already used"),
+    "card_not_on_chip": ErrorSpec(
+        409, "该卡数据无法写入芯片卡模型", "This registry card's data does not fit the chip card model"
+    ),
+    "hce_device_key_invalid": ErrorSpec(400, "设备公钥无效", "The device public key is not a P-256 public JWK"),
+    "terminal_records_invalid": ErrorSpec(
+        400, "脱机交易记录格式错误", "The uploaded offline records are malformed"
+    ),
     # keys
     "key_not_found": ErrorSpec(404, "密钥不存在", "No such key"),
     "key_state_conflict": ErrorSpec(409, "密钥状态不允许该操作", "The key's state does not allow this"),

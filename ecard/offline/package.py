@@ -8,6 +8,7 @@ likewise for the lists inside).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -22,6 +23,7 @@ from ecard.offline.documents import (
     sign_document,
 )
 from ecard.offline.reasons import OfflineError, Reason
+from ecard.offline.es256 import b64url_encode
 from ecard.offline.revocation import RevocationSet, load_revocation_list
 from ecard.offline.trust import EpochSeconds, TrustStore, Version, load_trust_list
 
@@ -42,6 +44,18 @@ class OfflinePackage(msgspec.Struct, frozen=True, kw_only=True):
     trust_list: str  # the signed trust list (JWS)
     revocation_list: str  # the signed full revocation list (JWS)
     limits: OfflineLimits
+    #: ``card_reference`` of every physical card that is not active (lost, frozen, cancelled …):
+    #: the chip's blacklist, since a chip card carries no code pseudonym
+    revoked_cards: list[str] = []
+
+
+_CARD_REFERENCE_DOMAIN = b"ecard/card-reference\x00"
+
+
+def card_reference(card_identification_code: str) -> str:
+    """A physical card's reference: a digest of its 卡识别码 (never the code itself), base64url."""
+    digest = hashlib.sha256(_CARD_REFERENCE_DOMAIN + card_identification_code.upper().encode())
+    return b64url_encode(digest.digest()[:16])
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +63,7 @@ class LoadedPackage:
     content: OfflinePackage
     trust: TrustStore
     revocations: RevocationSet
+    revoked_cards: frozenset[str] = frozenset()
 
 
 def sign_offline_package(
@@ -86,7 +101,9 @@ def load_offline_package(
         skew_seconds=skew_seconds,
         held_version=held.revocations.version if held else 0,
     )
-    return LoadedPackage(content=package, trust=trust, revocations=revocations)
+    return LoadedPackage(
+        content=package, trust=trust, revocations=revocations, revoked_cards=frozenset(package.revoked_cards)
+    )
 
 
 def check_offline_acceptance(

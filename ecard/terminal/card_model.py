@@ -284,3 +284,39 @@ def build_file_tree(
         ),
     )
     return master, ssse
+
+
+# --- the registry's identification code as the chip carries it ----------------------------------
+
+#: The chip carries 24 hex digits of a shorter registry identification code after the region and
+#: its length (two digits), padded with F; a 32-digit code is carried as it is.
+_SHORT_CODE_DIGITS = 24
+
+
+def chip_identification_code(region: str, identification_code: str) -> str:
+    """The 卡识别码 the chip carries for a registry card (32 hex digits, region first)."""
+    code = identification_code.upper()
+    if len(code) == 32:
+        return code
+    if len(code) <= _SHORT_CODE_DIGITS:
+        return f"{region}{len(code):02d}{code.ljust(_SHORT_CODE_DIGITS, 'F')}"
+    raise TerminalError(TerminalReason.BAD_CARD_FACTS, "identification codes are 32 hex digits, or at most 24")
+
+
+def registry_identification_codes(chip_code: str) -> list[str]:
+    """The registry codes a chip's 卡识别码 may stand for (the inverse of the above)."""
+    candidates = [chip_code]
+    length = chip_code[6:8]
+    if length.isdigit() and 1 <= int(length) <= _SHORT_CODE_DIGITS:
+        short, padding = chip_code[8 : 8 + int(length)], chip_code[8 + int(length) :]
+        if padding == "F" * len(padding):
+            candidates.append(short)
+    return candidates
+
+
+def chip_code_or_none(region: str, identification_code: str) -> str | None:
+    """The chip's 卡识别码 for a registry card, or None for a code no chip can carry."""
+    try:
+        return chip_identification_code(region, identification_code)
+    except TerminalError:
+        return None

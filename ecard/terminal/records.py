@@ -21,7 +21,8 @@ from itertools import accumulate
 import msgspec
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ecard.offline.es256 import sign_raw, verify_raw
+from ecard.offline.es256 import b64url_encode, sign_raw, verify_raw
+from ecard.offline.package import card_reference  # noqa: F401  (re-exported: records name cards by it)
 from ecard.terminal.errors import TerminalError, TerminalReason
 
 CANONICAL_PREFIX = b"ecard/acceptance-record/v1\n"
@@ -256,3 +257,15 @@ def reconcile(
             and code_expires_at.get(signed.record.reference, MAX_TIME) <= signed.record.accepted_at
         ),
     )
+
+
+# --- references: pseudonyms the terminal writes and the platform recomputes --------------------
+
+def code_reference(code_id: str) -> str:
+    """A QR code's reference: its code id (hex, see ``ParsedCode.code_id``) as base64url."""
+    return b64url_encode(bytes.fromhex(code_id))
+
+
+def counter_gaps(terminal_id: str, counters: Iterable[int]) -> list[CounterGap]:
+    """The holes in a terminal's counters (from 1), as :func:`reconcile` reports them."""
+    return _gaps(terminal_id, counters)

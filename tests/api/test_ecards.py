@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import World, basic, bearer
+from tests.api.conftest import World, basic, bearer, platform_of
 
 
 async def test_matching_details_issue_an_ecard_and_a_holder_session(world: World) -> None:
@@ -138,3 +138,31 @@ async def test_disabled_clients_are_refused(world: World) -> None:
         headers=basic(world.channel["client_id"], world.channel["client_secret"]),
     )
     assert response.status_code == 403
+
+
+async def test_a_channel_can_authenticate_with_a_private_key_jwt_once(world: World) -> None:
+    import time
+    import uuid
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from ecard.crypto.jwk import public_jwk
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    channel = await world.new_client("channel", public_jwk=public_jwk(key.public_key()))
+    holder = await world.person_with_card()
+    audience = platform_of(world.client).settings.public_url
+    now = int(time.time())
+    claims = {"iss": channel["client_id"], "sub": channel["client_id"], "aud": audience,
+              "iat": now, "exp": now + 60, "jti": uuid.uuid4().hex}
+    assertion = jwt.encode(claims, key, algorithm="ES256")
+    body = {k: holder[k] for k in ("name", "identity_number", "card_number")}
+    first = await world.client.post("/channel/v1/ecards", json=body, headers=bearer(assertion))
+    assert first.status_code == 201, first.text
+    replay = await world.client.post("/channel/v1/ecards", json=body, headers=bearer(assertion))
+    assert replay.status_code == 401 and "replayed" in replay.json()["detail"]
+    forged = jwt.encode({**claims, "jti": uuid.uuid4().hex}, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256")
+    assert (await world.client.post("/channel/v1/ecards", json=body, headers=bearer(forged))).status_code == 401
+    hmac_with_public_key = jwt.encode({**claims, "jti": uuid.uuid4().hex}, "not-a-key", algorithm="HS256")
+    assert (await world.client.post("/channel/v1/ecards", json=body, headers=bearer(hmac_with_public_key))).status_code == 401

@@ -14,6 +14,7 @@ from ecard.offline import (
     Reason,
     Usage,
     build_revocation_list,
+    card_reference,
     check_offline_acceptance,
     load_offline_package,
     sign_offline_package,
@@ -119,3 +120,13 @@ def test_the_platform_refuses_to_sign_limits_no_terminal_would_load() -> None:
     with pytest.raises(OfflineError) as refused:
         sign_offline_package(package(1, limits=no_time), ROOT)
     assert refused.value.reason is Reason.MALFORMED
+
+
+def test_the_chip_blacklist_travels_under_the_package_signature() -> None:
+    lost_chip = card_reference("330000D15600000000000000000000A1")
+    blacklisted = msgspec.structs.replace(package(5), revoked_cards=[lost_chip])
+    loaded = load(sign_offline_package(blacklisted, ROOT))
+    assert lost_chip in loaded.revoked_cards
+    assert card_reference("330000d15600000000000000000000a1") == lost_chip  # case-blind, as chips differ
+    assert "330000D156" not in lost_chip  # a digest, never the 卡识别码 itself
+    assert load(sign_offline_package(package(6), ROOT)).revoked_cards == frozenset()

@@ -1,0 +1,209 @@
+"""HTTP surface of dynamic codes and 扫码亮证, grouped by audience: the holder's app, verifiers
+(API and the service-hall page), and anyone fetching the offline kit's signed lists.
+
+Controllers parse, authenticate, call :class:`CodeService` and shape the response.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.static_files import create_static_files_router
+
+from ecard.app import etagged
+from ecard.auth import ClientPrincipal, HolderPrincipal, authenticate_client, bearer
+from ecard.codes import schemas
+from ecard.codes.service import VERIFIER_SESSION_PREFIX, CodeService
+from ecard.dependencies import client_of, provide_holder
+from ecard.errors import AppError
+from ecard.offline.es256 import public_jwk
+from ecard.platform import Platform
+from ecard.web import PAGE_HEADERS
+from ecard.web.verifier import PAGE_HTML, STATIC_DIR
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+JOSE = "application/jose"
+LIST_MAX_AGE = 60
+VERIFIER_LOGINS_PER_IP = (300, 30)  # window seconds, attempts
+
+Scale = Annotated[int, QueryParameter(ge=1, le=32)]
+Border = Annotated[int, QueryParameter(ge=0, le=16)]
+Limit = Annotated[int, QueryParameter(ge=1, le=200)]
+Offset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]
+Version = Annotated[int, QueryParameter(ge=1, le=2**31 - 1)]
+
+
+async def provide_codes(state: State) -> CodeService:
+    """One service per worker and platform, so its signers and caches live across requests."""
+    service = state.get("code_service")
+    if service is None or service.platform is not state.platform:
+        service = state.code_service = CodeService(state.platform)
+    return service
+
+
+async def provide_verifier(
+    request: Request, platform: NamedDependency[Platform], codes: NamedDependency[CodeService]
+) -> ClientPrincipal:
+    """A verifier page session token, or the verifier's own credentials (Basic or private_key_jwt)."""
+    authorization = request.headers.get("authorization")
+    token = bearer(authorization)
+    if token and token.startswith(VERIFIER_SESSION_PREFIX):
+        return await codes.verifier_of_session(token)
+    return await authenticate_client(platform, authorization, {"verifier"})
+
+
+CODES = {"codes": Provide(provide_codes)}
+
+
+class HolderCodeController(Controller):
+    path = "/holder/v1"
+    tags = ["holder"]
+    dependencies = {**CODES, "holder": Provide(provide_holder)}
+
+    @post("/codes", status_code=201, summary="A fresh dynamic code (JSON): show until refresh_at")
+    async def issue(
+        self, codes: NamedDependency[CodeService], holder: NamedDependency[HolderPrincipal]
+    ) -> Response[schemas.CodeIssued]:
+        return Response(await codes.issue_code(holder), status_code=201, headers=NO_STORE)
+
+    @get("/codes/qr", summary="A fresh dynamic code as a QR image (PNG or SVG)")
+    async def image(
+        self,
+        codes: NamedDependency[CodeService],
+        holder: NamedDependency[HolderPrincipal],
+        format: FromQuery[schemas.ImageFormat] = "png",  # noqa: A002 - the query parameter's name
+        scale: Scale = 8,
+        border: Border = 4,
+        ec: FromQuery[schemas.ErrorCorrectionLevel] = "M",
+    ) -> Response[bytes]:
+        issued = await codes.issue_code(holder)
+        body = codes.render(issued.code, format, scale, border, ec)
+        headers = {
+            **NO_STORE,
+            "X-Code-Expires-At": str(issued.expires_at),
+            "X-Code-Refresh-At": str(issued.refresh_at),
+        }
+        media_type = "image/png" if format == "png" else "image/svg+xml"
+        return Response(body, media_type=media_type, headers=headers)
+
+    @get("/elicense", summary="The signed social security card e-license (电子证照)")
+    async def elicense(
+        self, codes: NamedDependency[CodeService], holder: NamedDependency[HolderPrincipal]
+    ) -> Response[schemas.ElicenseIssued]:
+        return Response(await codes.issue_elicense(holder), headers=NO_STORE)
+
+    @get("/verifications", summary="Who verified my codes, when, with what result")
+    async def history(
+        self,
+        codes: NamedDependency[CodeService],
+        holder: NamedDependency[HolderPrincipal],
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> schemas.HolderVerificationPage:
+        return await codes.history(holder, limit, offset)
+
+
+class VerifierController(Controller):
+    path = "/verifier/v1"
+    tags = ["verifier"]
+    dependencies = CODES
+
+    @post(
+        "/session",
+        status_code=200,
+        dependencies={"verifier": client_of("verifier")},
+        summary="Exchange the verifier's credentials for a short-lived page session token",
+    )
+    async def session(
+        self,
+        request: Request,
+        platform: NamedDependency[Platform],
+        codes: NamedDependency[CodeService],
+        verifier: NamedDependency[ClientPrincipal],
+    ) -> Response[schemas.VerifierSession]:
+        window, limit = VERIFIER_LOGINS_PER_IP
+        client_ip = request.client.host if request.client else "-"
+        decision = await platform.store.hit(f"vlogin:{client_ip}", window, limit)
+        if not decision.allowed:
+            raise AppError("rate_limited", headers={"Retry-After": str(max(1, round(decision.retry_after)))})
+        return Response(await codes.open_verifier_session(verifier), headers=NO_STORE)
+
+    @post(
+        "/verifications",
+        status_code=200,
+        dependencies={"verifier": Provide(provide_verifier)},
+        summary="Verify a scanned code online: valid with the entitled fields, or a reason",
+    )
+    async def verify(
+        self,
+        data: JSONBody[schemas.VerifyRequest],
+        codes: NamedDependency[CodeService],
+        verifier: NamedDependency[ClientPrincipal],
+    ) -> Response[schemas.VerificationResult]:
+        return Response(await codes.verify(data.code, verifier), headers=NO_STORE)
+
+
+class OfflineKitController(Controller):
+    """Signed documents of the offline kit; public (pseudonyms and public keys only), with ETags."""
+
+    path = "/offline/v1"
+    tags = ["offline"]
+    dependencies = CODES
+
+    @get("/root-key", summary="The platform root public key (JWK) that signs every list")
+    async def root_key(self, request: Request, platform: NamedDependency[Platform]) -> Response:
+        root = platform.keys.ring.root
+        body = {**public_jwk(root.public_key()), "kid": root.kid, "alg": "ES256", "use": "sig"}
+        return etagged(request, msgspec.json.encode(body), max_age=3600)
+
+    @get("/trust-list", summary="The signed trust list: every issuer's code-signing keys")
+    async def trust_list(self, request: Request, codes: NamedDependency[CodeService]) -> Response:
+        token = codes.publisher.trust_list_token()
+        return etagged(request, token.encode(), max_age=LIST_MAX_AGE, media_type=JOSE)
+
+    @get("/revocations", summary="The latest signed revocation list (黑名单)")
+    async def revocations(self, request: Request, codes: NamedDependency[CodeService]) -> Response:
+        token = await codes.publisher.revocation_list_token()
+        return etagged(request, token.encode(), max_age=LIST_MAX_AGE, media_type=JOSE)
+
+    @get("/revocations/{version:int}", summary="The signed revocation list as it was at a version")
+    async def revocations_at(
+        self, request: Request, version: FromPath[int], codes: NamedDependency[CodeService]
+    ) -> Response:
+        token = await codes.publisher.revocation_list_token(version)
+        return etagged(request, token.encode(), max_age=LIST_MAX_AGE, media_type=JOSE)
+
+    @get("/revocations/delta", summary="The signed delta from a version to the latest")
+    async def revocation_delta(
+        self, request: Request, from_version: Version, codes: NamedDependency[CodeService]
+    ) -> Response:
+        token = await codes.publisher.revocation_delta_token(from_version)
+        return etagged(request, token.encode(), max_age=LIST_MAX_AGE, media_type=JOSE)
+
+    @get("/package", summary="The signed offline package for terminals (lists + limits)")
+    async def package(self, request: Request, codes: NamedDependency[CodeService]) -> Response:
+        token = await codes.publisher.offline_package_token()
+        return etagged(request, token.encode(), max_age=LIST_MAX_AGE, media_type=JOSE)
+
+
+class VerifierPageController(Controller):
+    path = "/verifier"
+    include_in_schema = False
+
+    @get("/", summary="The service-hall verifier page (keyboard-wedge scanners)")
+    async def page(self) -> Response[str]:
+        return Response(PAGE_HTML, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+
+CONTROLLERS: list = [
+    HolderCodeController,
+    VerifierController,
+    OfflineKitController,
+    VerifierPageController,
+    create_static_files_router(path="/verifier/static", directories=[STATIC_DIR], include_in_schema=False),
+]

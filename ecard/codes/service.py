@@ -1,0 +1,365 @@
+"""Dynamic codes and 扫码亮证 online: issue a code or e-license to a holder, verify a scanned code
+for a registered verifier, and keep every verification on record for the holder.
+
+Online verification is the offline ``verify()`` (format, issuer, signature, key state, time, usage)
+followed by the checks only the platform can make, in this order: the card behind the pseudonym
+exists and is active *now* (read from the registry on every request, so a card reported lost a
+second ago is refused), and the code was not used before (one atomic ``consume_once`` in the
+shared store, so exactly one of any number of racing verifiers wins).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import msgspec
+
+from ecard.auth import ClientPrincipal, HolderPrincipal
+from ecard.codes import schemas
+from ecard.codes.elicense import sign_elicense
+from ecard.codes.format import CodeSigner
+from ecard.codes.render import ErrorCorrection, RenderError, render_png, render_svg
+from ecard.codes.tables import CodePseudonym, CodeVerification
+from ecard.codes.trust import TrustPublisher, card_pseudonym, empty_revocations, private_key_of
+from ecard.crypto.fields import secret_digest
+from ecard.crypto.identity import mask_card_number, mask_identity_number, mask_name
+from ecard.crypto.keyring import KeyringError, KeyRecord
+from ecard.errors import AppError
+from ecard.offline import DEFAULT_SKEW_SECONDS, ElicenseClaims, Reason, Usage, verify
+from ecard.platform import Platform
+from ecard.registry.tables import Card
+from ecard.store.ephemeral import Consumption
+
+ELICENSE_LIFETIME = 86_400
+CARD_DISPLAY_TTL = 60.0  # masked name and card number change rarely; status is never cached
+VERIFIER_SESSION_PREFIX = "ecvs_"
+VERIFIER_SESSION_TTL = 900
+HISTORY_PAGE_MAX = 200
+#: refresh this long before expiry, so a scan never meets a code in its last seconds
+REFRESH_MARGIN = 10
+
+# Reasons found only online, beside the offline kit's Reason codes.
+ALREADY_USED = "already_used"
+CARD_NOT_ACTIVE = "card_not_active"
+UNKNOWN_CARD = "unknown_card"
+VALID = "valid"
+
+#: Offline refusals that come after the signature and key checks passed: the code is genuinely
+#: the platform's, so the attempt belongs in the holder's history.
+_GENUINE_REFUSALS = frozenset({Reason.EXPIRED, Reason.NOT_YET_VALID, Reason.WRONG_USAGE})
+
+REASON_MESSAGES: dict[str, tuple[str, str]] = {
+    VALID: ("有效", "Valid"),
+    Reason.MALFORMED: ("二维码格式错误", "The code is malformed"),
+    Reason.WRONG_PREFIX: ("不是电子社保卡二维码", "Not a social security e-card code"),
+    Reason.UNSUPPORTED_VERSION: ("不支持的二维码版本", "Unsupported code version"),
+    Reason.TOO_LONG: ("二维码内容过长", "The code is too long"),
+    Reason.UNKNOWN_ISSUER: ("签发机构未知", "Unknown issuer"),
+    Reason.UNKNOWN_KEY: ("签名密钥未知", "Unknown signing key"),
+    Reason.ISSUER_MISMATCH: ("签发地区与密钥不符", "The key belongs to another issuer"),
+    Reason.BAD_SIGNATURE: ("签名无效，可能被篡改", "Bad signature: the code may be forged"),
+    Reason.KEY_WITHDRAWN: ("签名密钥已作废", "The signing key was withdrawn"),
+    Reason.KEY_NOT_VALID: ("签名密钥不在有效期内", "The signing key is outside its validity"),
+    Reason.EXPIRED: ("二维码已过期，请刷新", "The code has expired; refresh it"),
+    Reason.NOT_YET_VALID: ("二维码尚未生效", "The code is not yet valid"),
+    Reason.WRONG_USAGE: ("二维码用途不符", "This code is for another use"),
+    Reason.REVOKED: ("社保卡已列入黑名单", "The card is revoked"),
+    Reason.STALE_TRUST_LIST: ("信任列表已过期", "The trust list is stale"),
+    Reason.STALE_REVOCATION_LIST: ("黑名单已过期", "The revocation list is stale"),
+    ALREADY_USED: ("二维码已被使用", "The code was already used"),
+    CARD_NOT_ACTIVE: ("社保卡状态异常（挂失、冻结或注销）", "The card is not active (lost, frozen or cancelled)"),
+    UNKNOWN_CARD: ("未找到该卡", "No card for this code"),
+}
+
+
+def reason_message(reason: str) -> dict[str, str]:
+    zh, en = REASON_MESSAGES.get(reason, (reason, reason))
+    return {"zh-CN": zh, "en": en}
+
+
+class _SessionRecord(msgspec.Struct):
+    id: str
+    kind: str
+    name: str
+    regions: list[str]
+    entitlements: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _CardDisplay:
+    region: str
+    masked_name: str
+    card_last4: str
+    pseudonym: bytes
+
+
+@dataclass
+class CodeService:
+    """One per worker (it keeps caches): see :func:`ecard.codes.controllers.provide_codes`."""
+
+    platform: Platform
+    publisher: TrustPublisher = field(init=False)
+    _signers: dict[str, CodeSigner] = field(default_factory=dict)
+    _display: dict[str, tuple[float, _CardDisplay]] = field(default_factory=dict)
+    _mapped: set[str] = field(default_factory=set)  # card ids whose pseudonym row exists
+    _store_start: int | None = None  # first whole second the single-use markers cover
+
+    def __post_init__(self) -> None:
+        self.publisher = TrustPublisher(self.platform)
+
+    # --- issuing ---------------------------------------------------------------------------
+    def _issuer_key(self, region: str) -> KeyRecord:
+        try:
+            return self.platform.keys.ring.signing_key(region)
+        except KeyringError:
+            raise AppError("code_signing_unavailable", f"region {region}") from None
+
+    def _signer(self, region: str) -> CodeSigner:
+        record = self._issuer_key(region)
+        signer = self._signers.get(record.kid)
+        if signer is None:
+            signer = self._signers[record.kid] = CodeSigner(region, private_key_of(record.private_pem))
+        return signer
+
+    async def _card_display(self, card_id: str) -> _CardDisplay:
+        cached = self._display.get(card_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < CARD_DISPLAY_TTL:
+            return cached[1]
+        row = await Card.select(Card.region, Card.card_number, Card.person.name).where(Card.id == card_id).first()
+        if row is None:
+            raise AppError("card_not_found")
+        display = _CardDisplay(
+            region=row["region"],
+            masked_name=mask_name(row["person.name"]),
+            card_last4=row["card_number"][-4:].upper(),
+            pseudonym=card_pseudonym(self.platform.pseudonym_key, card_id),
+        )
+        if len(self._display) > 100_000:
+            self._display.clear()
+        self._display[card_id] = (now, display)
+        if card_id not in self._mapped:
+            await CodePseudonym.insert(
+                CodePseudonym(pseudonym=display.pseudonym.hex(), card=card_id)
+            ).on_conflict(action="DO NOTHING").run()
+            self._mapped.add(card_id)
+        return display
+
+    async def _issued_at(self) -> int:
+        """Now in whole seconds, but never before the store's start: ``consume_once`` refuses a
+        code issued before it (fail closed), and a code's second is rounded down.  Read once per
+        worker; after a later flush of the store, codes of that one second are refused, not replayable."""
+        if self._store_start is None:
+            self._store_start = math.ceil(await self.platform.store.store_started_at())
+        return max(int(time.time()), self._store_start)
+
+    async def issue_code(self, holder: HolderPrincipal) -> schemas.CodeIssued:
+        """A code for the holder's card; the holder dependency already refused inactive cards."""
+        display = await self._card_display(holder.card_id)
+        signer = self._signer(display.region)
+        lifetime = self.platform.settings.code_lifetime
+        claims = signer.claims(
+            pseudonym=display.pseudonym,
+            serial=secrets.randbits(32),
+            issued_at=await self._issued_at(),
+            masked_name=display.masked_name,
+            card_last4=display.card_last4,
+            lifetime=lifetime,
+            usage=Usage.SHOW,
+        )
+        return schemas.CodeIssued(
+            code=signer.sign(claims),
+            issued_at=claims.issued_at,
+            expires_at=claims.expires_at,
+            refresh_at=claims.expires_at - min(REFRESH_MARGIN, lifetime // 3),
+            lifetime=lifetime,
+        )
+
+    @staticmethod
+    def render(
+        code: str, image_format: schemas.ImageFormat, scale: int, border: int, level: ErrorCorrection
+    ) -> bytes:
+        try:
+            if image_format == "png":
+                return render_png(code, scale=scale, border=border, error_correction=level)
+            return render_svg(code, scale=scale, border=border, error_correction=level).encode()
+        except RenderError as exc:
+            raise AppError("code_too_large", str(exc)) from None
+
+    async def issue_elicense(self, holder: HolderPrincipal) -> schemas.ElicenseIssued:
+        row = (
+            await Card.select(
+                Card.region,
+                Card.card_number,
+                Card.issue_date,
+                Card.status,
+                Card.person.id,
+                Card.person.name,
+                Card.person.id_number_enc,
+            )
+            .where(Card.id == holder.card_id)
+            .first()
+        )
+        if row is None:
+            raise AppError("card_not_found")
+        number = self.platform.field_cipher.decrypt(
+            row["person.id_number_enc"], f"person:{row['person.id']}"
+        )
+        key = private_key_of(self._issuer_key(row["region"]).private_pem)
+        now = int(time.time())
+        claims = ElicenseClaims(
+            masked_name=mask_name(row["person.name"]),
+            masked_id_number=mask_identity_number(number),
+            card_number=mask_card_number(row["card_number"]),
+            region=row["region"],
+            card_issued_on=row["issue_date"].isoformat(),
+            card_status=row["status"],
+            pseudonym=card_pseudonym(self.platform.pseudonym_key, holder.card_id),
+            issued_at=now,
+            expires_at=now + ELICENSE_LIFETIME,
+        )
+        return schemas.ElicenseIssued(token=sign_elicense(claims, key), expires_at=claims.expires_at)
+
+    # --- verifying -------------------------------------------------------------------------
+    async def verify(self, text: str, verifier: ClientPrincipal) -> schemas.VerificationResult:
+        now = int(time.time())
+        offline = verify(
+            text,
+            self.publisher.trust_store(now),
+            empty_revocations(),
+            now,
+            DEFAULT_SKEW_SECONDS,
+            usages=(Usage.SHOW,),
+        )
+        claims = offline.claims
+        reason: str = VALID if offline.ok else offline.reason.value  # type: ignore[union-attr]
+        card: dict | None = None
+        if claims is not None and (offline.ok or offline.reason in _GENUINE_REFUSALS):
+            card = await self._card_of(claims.pseudonym)
+            if card is None and offline.ok:
+                reason = UNKNOWN_CARD
+        if reason == VALID and card is not None:
+            if card["status"] != "active":
+                reason = CARD_NOT_ACTIVE
+            else:
+                reason = await self._consume(offline.code_id or "", claims.issued_at, claims.expires_at, now)  # type: ignore[union-attr]
+        await CodeVerification.insert(
+            CodeVerification(
+                verifier=verifier.id,
+                card=card["id"] if card else None,
+                code_id=offline.code_id,
+                region=claims.region if claims else None,
+                result=reason,
+            )
+        ).run()
+        valid = reason == VALID
+        return schemas.VerificationResult(
+            valid=valid,
+            reason=None if valid else reason,
+            message=reason_message(reason),
+            verified_at=now,
+            issuer_region=offline.issuer.region if offline.issuer else None,
+            issuer_name=offline.issuer.issuer_name if offline.issuer else None,
+            expires_at=claims.expires_at if claims and valid else None,
+            fields=self._fields(card, verifier) if valid and card else schemas.VerifiedFields(),
+        )
+
+    @staticmethod
+    async def _card_of(pseudonym: bytes) -> dict | None:
+        """The card a pseudonym stands for, with its status as of now (never cached)."""
+        # hand-written join: piccolo's foreign-key chains cost more per request than the query
+        rows = await CodePseudonym.raw(
+            "SELECT c.id, c.status, c.region, c.card_number, p.id AS person_id, p.name,"
+            " p.id_number_enc FROM code_pseudonym x JOIN card c ON c.id = x.card"
+            " JOIN person p ON p.id = c.person WHERE x.pseudonym = {}",
+            pseudonym.hex(),
+        )
+        return rows[0] if rows else None
+
+    async def _consume(self, code_id: str, issued_at: int, expires_at: int, now: int) -> str:
+        """First use wins, across every worker; a store emptied since issue fails closed."""
+        ttl = max(1, expires_at + DEFAULT_SKEW_SECONDS - now)
+        outcome = await self.platform.store.consume_once(f"code:{code_id}", ttl, issued_at)
+        return VALID if outcome is Consumption.FIRST_USE else ALREADY_USED
+
+    def _fields(self, card: dict, verifier: ClientPrincipal) -> schemas.VerifiedFields:
+        entitled = set(verifier.entitlements)
+        name = card["name"]
+        number = (
+            self.platform.field_cipher.decrypt(
+                card["id_number_enc"], f"person:{card['person_id']}"
+            )
+            if entitled & {"identity_number", "masked_identity_number"}
+            else None
+        )
+        values = {
+            "masked_name": mask_name(name),
+            "card_status": card["status"],
+            "region": card["region"],
+            "masked_card_number": mask_card_number(card["card_number"]),
+            "masked_identity_number": mask_identity_number(number) if number else None,
+            "full_name": name,
+            "card_number": card["card_number"],
+            "identity_number": number,
+        }
+        return schemas.VerifiedFields(**{k: v for k, v in values.items() if k in entitled})
+
+    # --- verifier sessions (the verifier page) ---------------------------------------------
+    async def open_verifier_session(self, verifier: ClientPrincipal) -> schemas.VerifierSession:
+        token = VERIFIER_SESSION_PREFIX + secrets.token_urlsafe(32)
+        record = _SessionRecord(
+            id=verifier.id,
+            kind=verifier.kind,
+            name=verifier.name,
+            regions=list(verifier.regions),
+            entitlements=list(verifier.entitlements),
+        )
+        await self.platform.store.put(
+            f"vsess:{secret_digest(token)}", msgspec.json.encode(record), VERIFIER_SESSION_TTL
+        )
+        return schemas.VerifierSession(
+            access_token=token,
+            token_type="Bearer",
+            expires_in=VERIFIER_SESSION_TTL,
+            verifier_name=verifier.name,
+            entitlements=list(verifier.entitlements),
+        )
+
+    async def verifier_of_session(self, token: str) -> ClientPrincipal:
+        raw = await self.platform.store.get(f"vsess:{secret_digest(token)}")
+        if raw is None:
+            raise AppError("token_invalid", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        record = msgspec.json.decode(raw, type=_SessionRecord)
+        return ClientPrincipal(
+            id=record.id,
+            kind=record.kind,
+            name=record.name,
+            regions=tuple(record.regions),
+            entitlements=tuple(record.entitlements),
+        )
+
+    # --- the holder's history --------------------------------------------------------------
+    async def history(self, holder: HolderPrincipal, limit: int, offset: int) -> schemas.HolderVerificationPage:
+        if not 1 <= limit <= HISTORY_PAGE_MAX or offset < 0:
+            raise AppError("validation_failed", f"limit must be 1..{HISTORY_PAGE_MAX} and offset ≥ 0")
+        mine = CodeVerification.card == holder.card_id
+        rows = (
+            await CodeVerification.select(
+                CodeVerification.at, CodeVerification.verifier.name, CodeVerification.result
+            )
+            .where(mine)
+            .order_by(CodeVerification.id, ascending=False)
+            .limit(limit)
+            .offset(offset)
+        )
+        items = [
+            schemas.HolderVerification(at=row["at"], verifier=row["verifier.name"], result=row["result"])
+            for row in rows
+        ]
+        return schemas.HolderVerificationPage(
+            items=items, total=await CodeVerification.count().where(mine), limit=limit, offset=offset
+        )
+

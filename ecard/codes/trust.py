@@ -1,0 +1,375 @@
+"""The platform's side of the offline kit: the trust list from the keyring, the revocation list
+from the registry (kept as a versioned log), and the offline package, each signed with the root key.
+
+Signed documents are cached per worker and re-signed once per :data:`RESIGN_SECONDS` bucket, so a
+burst of downloads costs one signature and the ETag stays put between re-signings.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+from importlib import resources
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ecard.crypto.fields import keyed_digest
+from ecard.crypto.keyring import Keyring, KeyRecord
+from ecard.errors import AppError
+from ecard.offline import (
+    OfflineLimits,
+    OfflinePackage,
+    RevocationList,
+    RevocationSet,
+    RevokedCard,
+    TrustedKey,
+    TrustList,
+    TrustStore,
+    build_revocation_delta,
+    build_revocation_list,
+    sign_offline_package,
+    sign_revocation_delta,
+    sign_revocation_list,
+    sign_trust_list,
+)
+from ecard.offline.package import card_reference
+from ecard.offline.revocation import CardRef, set_digest
+from ecard.platform import Platform
+from ecard.registry.tables import Card
+from ecard.store.db import is_unique_violation
+from ecard.terminal.card_model import chip_code_or_none
+from ecard.codes.tables import RevocationChange, RevocationHead
+
+PSEUDONYM_BYTES = 16
+RESIGN_SECONDS = 300  # a signed list is reused for this long, then signed afresh
+TRUST_LIST_VALIDITY = 86_400  # next_update = issued_at + this
+REVOCATION_LIST_VALIDITY = 3_600  # verifiers online now and then refresh at least hourly
+ACTIVE_KEY_VALIDITY = 5 * 365 * 86_400  # nominal window of an active issuer key
+REVOCATION_REFRESH_SECONDS = 1.0  # the registry is re-read at most this often per worker
+OFFLINE_LIMITS = OfflineLimits(
+    max_offline_seconds=3 * 86_400, max_offline_acceptances=500, accepted_kinds=["card", "code"]
+)
+REVOKED_STATUSES = ("lost", "frozen", "cancelled", "deceased")
+_HEAD_ID = 1
+
+
+def card_pseudonym(pseudonym_key: bytes, card_id: str) -> bytes:
+    """The card's pseudonym in codes and lists: keyed HMAC of the card id, 16 bytes."""
+    return keyed_digest(pseudonym_key, "card-pseudonym", card_id)[:PSEUDONYM_BYTES]
+
+
+@lru_cache(maxsize=64)
+def private_key_of(private_pem: str) -> ec.EllipticCurvePrivateKey:
+    """Parsing a PEM costs more than a signature; keys are parsed once per worker."""
+    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise TypeError("issuer and root keys are P-256")
+    return key
+
+
+@cache
+def region_names() -> dict[str, str]:
+    with resources.files("ecard.registry").joinpath("regions.csv").open(encoding="utf-8") as f:
+        return {row["code"]: row["name_zh"] for row in csv.DictReader(f)}
+
+
+# --- trust list ------------------------------------------------------------------------------
+
+
+def _trusted_key(record: KeyRecord) -> TrustedKey:
+    region = record.region or ""
+    if record.status == "withdrawn":
+        not_after = max(record.withdrawn_at or record.created_at, record.created_at)
+    elif record.status == "retired":
+        not_after = record.verify_until or record.created_at
+    else:
+        not_after = record.created_at + ACTIVE_KEY_VALIDITY
+    jwk = {k: v for k, v in record.public_jwk().items() if k in ("crv", "kty", "x", "y")}
+    return TrustedKey(
+        region=region,
+        kid=record.kid,
+        jwk=jwk,
+        not_before=record.created_at,
+        not_after=not_after,
+        status=record.status,
+        issuer_name=region_names().get(region, ""),
+    )
+
+
+def trust_list_version(ring: Keyring) -> int:
+    """Moves forward whenever a key is added, retired or withdrawn (the latest such moment)."""
+    moments = [
+        moment
+        for key in ring.issuer_keys()
+        for moment in (key.created_at, key.retired_at, key.withdrawn_at)
+        if moment is not None
+    ]
+    return max(moments, default=1)
+
+
+def build_trust_list(ring: Keyring, issued_at: int, validity: int = TRUST_LIST_VALIDITY) -> TrustList:
+    """Every issuer key a verifier may meet: active, retired (until its window ends) and withdrawn
+    (so codes it signed fail as ``key_withdrawn`` rather than ``unknown_key``)."""
+    keys = [
+        _trusted_key(record)
+        for record in ring.issuer_keys()
+        if record.status != "retired" or (record.verify_until or 0) > issued_at
+    ]
+    return TrustList(
+        version=trust_list_version(ring),
+        issued_at=issued_at,
+        next_update=issued_at + validity,
+        keys=keys,
+    )
+
+
+# --- revocation log --------------------------------------------------------------------------
+
+
+def _entry(region: str, pseudonym_hex: str, reason: str, revoked_at: int) -> RevokedCard:
+    return RevokedCard(
+        region=region, pseudonym=bytes.fromhex(pseudonym_hex), reason=reason, revoked_at=revoked_at
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationState:
+    version: int
+    entries: dict[CardRef, RevokedCard]
+
+    def as_list(self, issued_at: int, validity: int) -> RevocationList:
+        return build_revocation_list(
+            self.entries.values(),
+            version=self.version,
+            issued_at=issued_at,
+            next_update=issued_at + validity,
+        )
+
+
+async def _registry_revocations(pseudonym_key: bytes) -> dict[CardRef, RevokedCard]:
+    """The truth: every card whose status is not active, as the registry says right now."""
+    rows = await Card.select(Card.id, Card.region, Card.status, Card.updated_at).where(
+        Card.status.is_in(list(REVOKED_STATUSES))
+    )
+    entries = [
+        RevokedCard(
+            region=row["region"],
+            pseudonym=card_pseudonym(pseudonym_key, row["id"]),
+            reason=row["status"],
+            revoked_at=_epoch(row["updated_at"]),
+        )
+        for row in rows
+    ]
+    return {entry.ref: entry for entry in entries}
+
+
+async def revoked_card_references() -> list[str]:
+    """The chip blacklist: ``card_reference`` of every non-active card's 卡识别码, sorted."""
+    rows = await Card.select(Card.region, Card.identification_code).where(Card.status.is_in(list(REVOKED_STATUSES)))
+    chip_codes = (chip_code_or_none(row["region"], row["identification_code"]) for row in rows)
+    return sorted(card_reference(code) for code in chip_codes if code)
+
+
+def _epoch(value: object) -> int:
+    if isinstance(value, dt.datetime):
+        return int(value.timestamp())
+    return int(time.time())
+
+
+async def revocation_state_at(version: int) -> RevocationState:
+    """The published set at ``version``: the fold of the log up to it."""
+    rows = (
+        await RevocationChange.select()
+        .where(RevocationChange.version <= version)
+        .order_by(RevocationChange.id)
+    )
+    entries: dict[CardRef, RevokedCard] = {}
+    for row in rows:
+        ref = (row["region"], bytes.fromhex(row["pseudonym"]))
+        if row["reason"] is None:
+            entries.pop(ref, None)
+        else:
+            entries[ref] = _entry(row["region"], row["pseudonym"], row["reason"], row["revoked_at"])
+    return RevocationState(version=version, entries=entries)
+
+
+def _changes(
+    old: dict[CardRef, RevokedCard], new: dict[CardRef, RevokedCard], version: int
+) -> list[RevocationChange]:
+    added = [entry for ref, entry in new.items() if old.get(ref) != entry]
+    removed = [ref for ref in old if ref not in new]
+    return [
+        RevocationChange(
+            version=version,
+            region=e.region,
+            pseudonym=e.pseudonym.hex(),
+            reason=e.reason,
+            revoked_at=e.revoked_at,
+        )
+        for e in added
+    ] + [
+        RevocationChange(version=version, region=region, pseudonym=pseudonym.hex(), reason=None)
+        for region, pseudonym in removed
+    ]
+
+
+async def publish_revocations(platform: Platform) -> RevocationState:
+    """Bring the revocation log up to the registry: a new version whenever the set of non-active
+    cards (or a reason) changed since the last one.  Safe to call from every worker at once."""
+    current = await _registry_revocations(platform.pseudonym_key)
+    digest = set_digest(current.values()).hex()
+    for _ in range(5):
+        head = await RevocationHead.select().where(RevocationHead.id == _HEAD_ID).first()
+        if head is not None and head["digest"] == digest:
+            return RevocationState(version=head["version"], entries=current)
+        if head is None:
+            version, old = 1, {}
+        else:
+            version, old = head["version"] + 1, (await revocation_state_at(head["version"])).entries
+        try:
+            async with platform.engine.transaction():
+                if head is None:
+                    await RevocationHead.insert(
+                        RevocationHead(
+                            id=_HEAD_ID, version=version, digest=digest, published_at=int(time.time())
+                        )
+                    ).run()
+                else:
+                    moved = await RevocationHead.update(
+                        {
+                            RevocationHead.version: version,
+                            RevocationHead.digest: digest,
+                            RevocationHead.published_at: int(time.time()),
+                        }
+                    ).where(
+                        (RevocationHead.id == _HEAD_ID) & (RevocationHead.version == head["version"])
+                    ).returning(RevocationHead.id)
+                    if not moved:
+                        continue  # another worker published first: look again
+                changes = _changes(old, current, version)
+                if changes:
+                    await RevocationChange.insert(*changes).run()
+        except Exception as exc:
+            if is_unique_violation(exc):
+                continue
+            raise
+        return RevocationState(version=version, entries=current)
+    raise AppError("status_changed_concurrently", "the revocation list is being published; retry")
+
+
+# --- signed documents, cached per worker -----------------------------------------------------
+
+
+def _bucket(now: float) -> int:
+    return int(now) - int(now) % RESIGN_SECONDS
+
+
+@dataclass
+class TrustPublisher:
+    """Builds and signs the trust list, revocation list, deltas and offline package for one
+    worker, and keeps the online verifier's :class:`TrustStore` in step with the keyring."""
+
+    platform: Platform
+    _signed: dict[tuple, str] = field(default_factory=dict)
+    _store: tuple[Keyring, int, TrustStore] | None = None
+    _revocations: tuple[float, RevocationState] | None = None
+
+    @property
+    def _root(self) -> ec.EllipticCurvePrivateKey:
+        return private_key_of(self.platform.keys.ring.root.private_pem)
+
+    def _cached(self, key: tuple, make) -> str:  # type: ignore[no-untyped-def]
+        token = self._signed.get(key)
+        if token is None:
+            if len(self._signed) > 256:
+                self._signed.clear()
+            token = self._signed[key] = make()
+        return token
+
+    def trust_store(self, now: float | None = None) -> TrustStore:
+        """The keyring as a verifier sees it, re-indexed when the keyring changes."""
+        ring = self.platform.keys.ring
+        bucket = _bucket(time.time() if now is None else now)
+        if self._store is None or self._store[0] is not ring or self._store[1] != bucket:
+            self._store = (ring, bucket, TrustStore.from_list(build_trust_list(ring, bucket)))
+        return self._store[2]
+
+    def trust_list_token(self, now: float | None = None) -> str:
+        ring, bucket = self.platform.keys.ring, _bucket(time.time() if now is None else now)
+        return self._cached(
+            ("trust", trust_list_version(ring), bucket),
+            lambda: sign_trust_list(build_trust_list(ring, bucket), self._root),
+        )
+
+    async def revocations(self) -> RevocationState:
+        now = time.monotonic()
+        if self._revocations is None or now - self._revocations[0] >= REVOCATION_REFRESH_SECONDS:
+            self._revocations = (now, await publish_revocations(self.platform))
+        return self._revocations[1]
+
+    async def _state(self, version: int | None) -> RevocationState:
+        latest = await self.revocations()
+        if version is None or version == latest.version:
+            return latest
+        if not 1 <= version < latest.version:
+            raise AppError("revocation_version_not_found", f"the latest version is {latest.version}")
+        return await revocation_state_at(version)
+
+    async def revocation_list_token(self, version: int | None = None) -> str:
+        state, bucket = await self._state(version), _bucket(time.time())
+        return self._cached(
+            ("revocations", state.version, bucket),
+            lambda: sign_revocation_list(
+                state.as_list(bucket, REVOCATION_LIST_VALIDITY), self._root
+            ),
+        )
+
+    async def revocation_delta_token(self, from_version: int) -> str:
+        latest, bucket = await self.revocations(), _bucket(time.time())
+        if not 1 <= from_version < latest.version:
+            raise AppError(
+                "revocation_version_not_found",
+                f"a delta starts from a version before the latest ({latest.version})",
+            )
+        old = await revocation_state_at(from_version)
+
+        def sign() -> str:
+            delta = build_revocation_delta(
+                old.as_list(bucket, REVOCATION_LIST_VALIDITY),
+                latest.as_list(bucket, REVOCATION_LIST_VALIDITY),
+            )
+            return sign_revocation_delta(delta, self._root)
+
+        return self._cached(("delta", from_version, latest.version, bucket), sign)
+
+    async def offline_package_token(self) -> str:
+        """Lists valid for the whole offline period, bound to the terminal limits, with the chip
+        cards' blacklist (physical cards carry no code pseudonym)."""
+        state, ring, bucket = await self.revocations(), self.platform.keys.ring, _bucket(time.time())
+        validity = OFFLINE_LIMITS.max_offline_seconds
+        key = ("package", trust_list_version(ring), state.version, bucket)
+        revoked_cards = [] if key in self._signed else await revoked_card_references()
+
+        def sign() -> str:
+            package = OfflinePackage(
+                version=bucket,
+                issued_at=bucket,
+                trust_list=sign_trust_list(build_trust_list(ring, bucket, validity), self._root),
+                revocation_list=sign_revocation_list(state.as_list(bucket, validity), self._root),
+                limits=OFFLINE_LIMITS,
+                revoked_cards=revoked_cards,
+            )
+            return sign_offline_package(package, self._root)
+
+        return self._cached(key, sign)
+
+
+def empty_revocations() -> RevocationSet:
+    """Online verification checks live card status instead of a list."""
+    return RevocationSet(
+        version=1, issued_at=0, next_update=2**62, digest=set_digest([]), by_card={}
+    )

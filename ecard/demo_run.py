@@ -1,0 +1,425 @@
+"""``ecard demo run``: the whole product in one walk, against a real server it starts.
+
+Each step says in plain words what happens and checks that it did; the first step that does not
+behave as described stops the walk and the command exits non-zero.  The demo actors come from
+``ecard.demo`` (as ``ecard demo init`` makes them); the chip of the demo card is personalised in
+this process, as a card bureau would, from the same keyring the server uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ecard.cli import ensure_keys
+from ecard.codes.service import CodeService
+from ecard.demo import create_demo
+from ecard.offline import load_revocation_list, load_trust_list, verify
+from ecard.offline.es256 import b64url_decode, public_jwk, public_key_from_jwk
+from ecard.platform import open_platform
+from ecard.settings import Settings, load_settings
+from ecard.terminal.hce import HceCard
+from ecard.terminal.reference import ReferenceTerminal
+from ecard.terminal.service import TerminalService, issuer_master_keys
+from ecard.terminal.virtual_card import VirtualCard
+
+SESSION_ID = re.compile(r'data-session="([^"]+)"')
+
+
+class StepFailed(Exception):
+    """A step did not behave as the walkthrough says it should."""
+
+
+def check(condition: object, failure: str) -> None:
+    if not condition:
+        raise StepFailed(failure)
+
+
+def expect(response: httpx.Response, status: int, what: str) -> Any:
+    """The response's JSON when it has ``status``; otherwise the step fails with the error code."""
+    if response.status_code != status:
+        raise StepFailed(f"{what}: HTTP {response.status_code} {response.text[:300]}")
+    return response.json() if response.content and "json" in response.headers.get("content-type", "") else None
+
+
+def refused(response: httpx.Response, what: str) -> str:
+    """The error code of a refusal; a success fails the step."""
+    if response.status_code < 400:
+        raise StepFailed(f"{what} was accepted (HTTP {response.status_code})")
+    check(response.status_code < 500, f"{what}: server error {response.status_code}")
+    return response.json().get("code", "?")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Walk:
+    """The running story: the HTTP client, the demo actors and what earlier steps left behind."""
+
+    http: httpx.AsyncClient
+    actors: dict[str, Any]
+    settings: Settings
+    chip: VirtualCard
+    terminal_key: ec.EllipticCurvePrivateKey
+    psam_keys: dict
+    out: Any = sys.stdout
+    memo: dict[str, Any] = field(default_factory=dict)
+    steps: int = 0
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    # --- credentials ------------------------------------------------------------------------
+
+    def holder(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.memo['holder_token']}"}
+
+    def client_auth(self, actor: str) -> httpx.BasicAuth:
+        return httpx.BasicAuth(self.actors[actor]["client_id"], self.actors[actor]["client_secret"])
+
+    def operator(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.memo['operator_token']}"}
+
+    def rp(self) -> httpx.BasicAuth:
+        oidc = self.actors["relying_party"]["oidc"]
+        return httpx.BasicAuth(oidc["client_id"], oidc["client_secret"])
+
+    # --- the steps ---------------------------------------------------------------------------
+
+    async def issue_ecard(self) -> str:
+        person = self.actors["holder"]
+        issued = expect(
+            await self.http.post(
+                "/channel/v1/ecards", auth=self.client_auth("channel"),
+                json={"name": person["name"], "identity_number": person["identity_number"], "card_number": person["card_number"]},
+            ),
+            201, "e-card issuance",
+        )
+        self.memo["holder_token"] = issued["session"]["access_token"]
+        login = expect(
+            await self.http.post("/operator/v1/login", json={
+                "username": self.actors["operator"]["username"], "password": self.actors["operator"]["password"],
+            }),
+            200, "operator login",
+        )
+        self.memo["operator_token"] = login["access_token"]
+        return (f"the channel app matched name, identity number and card (实名实人实卡) and got e-card "
+                f"{issued['ecard']['id']} with a holder session")
+
+    async def fetch_code(self) -> str:
+        code = expect(await self.http.post("/holder/v1/codes", headers=self.holder()), 201, "code fetch")
+        check(code["code"].startswith("EC1:"), "the code text does not carry the EC1: prefix")
+        self.memo["code"] = code["code"]
+        return (f"the app fetched a signed QR code of {len(code['code'])} characters, valid for "
+                f"{code['expires_at'] - code['issued_at']} s; it refreshes it at {code['refresh_at']}")
+
+    async def verify_online(self) -> str:
+        result = expect(
+            await self.http.post("/verifier/v1/verifications", json={"code": self.memo["code"]}, auth=self.client_auth("verifier")),
+            200, "online verification",
+        )
+        check(result["valid"], f"the verifier was told the code is invalid: {result.get('reason')}")
+        check(set(result["fields"]) == {"masked_name", "card_status"}, f"the hospital saw {sorted(result['fields'])}")
+        return f"the hospital's scanner checked it online: genuine, card {result['fields']['card_status']}, holder {result['fields']['masked_name']}"
+
+    async def verify_offline(self) -> str:
+        now = int(time.time())
+        root = public_key_from_jwk(expect(await self.http.get("/offline/v1/root-key"), 200, "root key"))
+        trust = load_trust_list((await self.http.get("/offline/v1/trust-list")).text, root, now)
+        revocations = load_revocation_list((await self.http.get("/offline/v1/revocations")).text, root, now)
+        self.memo["offline_kit"] = (root, trust)
+        result = verify(self.memo["code"], trust, revocations, now)
+        check(result.ok, f"the offline kit refused the code: {result.reason}")
+        return "a scanner with no network checked the same code with the signed trust list and revocation list (黑名单)"
+
+    async def second_scan_refused(self) -> str:
+        result = expect(
+            await self.http.post("/verifier/v1/verifications", json={"code": self.memo["code"]}, auth=self.client_auth("verifier")),
+            200, "second online verification",
+        )
+        check(not result["valid"] and result["reason"] == "already_used", f"a second scan got {result}")
+        return "scanned a second time online, the code is refused: already_used (single use)"
+
+    async def scan_to_login(self) -> str:
+        oidc = self.actors["relying_party"]["oidc"]
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        nonce, state = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+        page = await self.http.get("/oidc/authorize", params={
+            "response_type": "code", "client_id": oidc["client_id"], "redirect_uri": oidc["redirect_uri"],
+            "scope": "openid profile ecard", "state": state, "nonce": nonce,
+            "code_challenge": challenge, "code_challenge_method": "S256",
+        })
+        check(page.status_code == 200, f"the login page failed: HTTP {page.status_code}")
+        found = SESSION_ID.search(page.text)
+        check(found, "the login page shows no QR session")
+        session_id = found.group(1)
+        described = expect(await self.http.get(f"/holder/v1/logins/{session_id}", headers=self.holder()), 200, "scan")
+        expect(await self.http.post(f"/holder/v1/logins/{session_id}/approve", headers=self.holder()), 200, "approval")
+        back = await self.http.get(f"/oidc/login/{session_id}/continue")
+        check(back.status_code in (302, 303), f"the page did not continue to the site: HTTP {back.status_code}")
+        callback = {k: v[0] for k, v in parse_qs(urlsplit(back.headers["location"]).query).items()}
+        check(callback.get("state") == state and "code" in callback, f"the callback carries {sorted(callback)}")
+        tokens = expect(await self.http.post("/oidc/token", auth=self.rp(), data={
+            "grant_type": "authorization_code", "code": callback["code"], "redirect_uri": oidc["redirect_uri"],
+            "code_verifier": verifier,
+        }), 200, "code redemption")
+        jwks = jwt.PyJWKSet.from_dict(expect(await self.http.get("/.well-known/jwks.json"), 200, "JWKS"))
+        header = jwt.get_unverified_header(tokens["id_token"])
+        key = next(k for k in jwks.keys if k.key_id == header["kid"])
+        claims = jwt.decode(tokens["id_token"], key, algorithms=["ES256"], audience=oidc["client_id"],
+                            issuer=self.settings.public_url)
+        check(claims["nonce"] == nonce, "the ID token's nonce is not the site's")
+        userinfo = expect(await self.http.get("/oidc/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}),
+                          200, "userinfo")
+        check(userinfo["sub"] == claims["sub"], "userinfo is about someone else")
+        origin = described["origin"]
+        return (f"the site showed a login QR; the app showed who asks ('{described['client_name']}'), for what "
+                f"({', '.join(scope['scope'] for scope in described['scopes'])}) and from where ({origin.get('ip')}); the "
+                f"holder approved; the site got an ID token (pairwise sub, ES256, checked against the JWKS) and userinfo")
+
+    async def consent_grant(self) -> str:
+        person = self.actors["holder"]
+        asked = expect(await self.http.post("/consent/v1/requests", auth=self.client_auth("relying_party"), json={
+            "holder": {"identity_number": person["identity_number"]},
+            "scopes": ["card.status", "insurance.enrollment", "benefit.payments"],
+            "purpose_code": "loan_application", "purpose": "个人消费贷款审核 (loan review)", "duration_seconds": 30 * 86_400,
+        }), 201, "consent request")
+        grant_id = asked["id"]
+        pending = expect(await self.http.get("/holder/v1/consent/requests", headers=self.holder()), 200, "pending requests")
+        check(any(item["id"] == grant_id for item in pending), "the holder does not see the request")
+        expect(await self.http.post(f"/holder/v1/consent/requests/{grant_id}/approve", headers=self.holder(),
+                                    json={"scopes": ["card.status", "insurance.enrollment"]}), 200, "approval")
+        self.memo["grant_id"] = grant_id
+        return "the site asked for card status, enrollment and benefit payments; the holder granted only the first two (精准授权)"
+
+    async def consent_read(self) -> str:
+        grant_id = self.memo["grant_id"]
+        data = expect(await self.http.get(f"/consent/v1/grants/{grant_id}/data", auth=self.client_auth("relying_party")),
+                      200, "data read")
+        check(set(data["data"]) == {"card.status", "insurance.enrollment"}, f"the site read {sorted(data['data'])}")
+        beyond = await self.http.get(f"/consent/v1/grants/{grant_id}/data", params={"scope": "benefit.payments"},
+                                     auth=self.client_auth("relying_party"))
+        code = refused(beyond, "a read beyond the grant")
+        return f"the site read exactly card.status and insurance.enrollment; asking for benefit payments got {code}"
+
+    async def consent_revoke(self) -> str:
+        grant_id = self.memo["grant_id"]
+        expect(await self.http.post(f"/holder/v1/consent/grants/{grant_id}/revoke", headers=self.holder()), 200, "revocation")
+        code = refused(await self.http.get(f"/consent/v1/grants/{grant_id}/data", auth=self.client_auth("relying_party")),
+                       "a read after revocation")
+        check(code == "consent_revoked", f"the read after revocation got {code}")
+        return f"the holder revoked the grant; the site's next read is refused: {code}"
+
+    async def ledger_proof(self) -> str:
+        grant_id = self.memo["grant_id"]
+        receipt = None
+        for _ in range(100):  # the sealer runs about every second
+            receipts = expect(await self.http.get(f"/holder/v1/consent/grants/{grant_id}/receipts", headers=self.holder()),
+                              200, "receipts")
+            events = [event for event in receipts["events"] if event.get("receipt")]
+            if events and len(events) == len(receipts["events"]):
+                checked = await self.http.post("/ledger/v1/receipts/check", json=events[-1]["receipt"])
+                if checked.status_code == 200 and checked.json().get("status") == "sealed":
+                    receipt = checked.json()
+                    break
+            await asyncio.sleep(0.2)
+        check(receipt is not None, "the revocation's ledger receipt was not sealed within 20 s")
+        audit = expect(await self.http.get("/ledger/v1/audit", headers=self.operator()), 200, "ledger audit")
+        check(audit.get("ok"), f"the ledger audit failed: {audit}")
+        return (f"each consent event has a ledger receipt; the revocation's is sealed with an inclusion proof, and "
+                f"the whole log verifies ({audit['audit']['entries']} entries in {audit['audit']['blocks']} blocks)")
+
+    async def terminal_day(self) -> str:
+        terminal = ReferenceTerminal(
+            self.actors["terminal"]["terminal_id"], self.terminal_key, self.http,
+            self.memo["offline_kit"][0], psam_keys=self.psam_keys,
+        )
+        online = await terminal.authenticate_card_online(self.chip)
+        check(online.status_code == 200, f"online card authentication: HTTP {online.status_code} {online.text[:200]}")
+        device = ec.generate_private_key(ec.SECP256R1())
+        certificate = expect(await self.http.post("/holder/v1/hce-certificates", headers=self.holder(),
+                                                  json={"device_key": public_jwk(device.public_key())}), 201, "HCE certificate")
+        code = expect(await self.http.post("/holder/v1/codes", headers=self.holder()), 201, "code fetch")["code"]
+        await terminal.sync()
+        accepted = [
+            terminal.accept_card_offline(self.chip),
+            terminal.accept_hce_offline(HceCard(b64url_decode(certificate["certificate"]), device)),
+            terminal.accept_code_offline(code),
+        ]
+        check(all(item is not None and item.accepted for item in accepted),
+              f"offline acceptances: {[None if a is None else (a.kind, a.accepted, a.reason) for a in accepted]}")
+        uploaded = await terminal.upload()
+        check(uploaded.status_code == 200, f"upload: HTTP {uploaded.status_code} {uploaded.text[:200]}")
+        reconciliation = expect(await self.http.get(
+            f"/operator/v1/terminals/{terminal.terminal_id}/reconciliation", headers=self.operator()), 200, "reconciliation")
+        check(reconciliation["records"] >= len(accepted), f"reconciliation counts {reconciliation['records']} records")
+        self.memo["terminal"] = terminal
+        return (f"a hospital terminal authenticated the chip card online (卡鉴权), then offline accepted the physical card, "
+                f"the e-card over NFC and a QR code; back online it uploaded {len(accepted)} signed records, all reconciled")
+
+    async def report_lost(self) -> str:
+        before = expect(await self.http.post("/holder/v1/codes", headers=self.holder()), 201, "code fetch")["code"]
+        card_id = self.actors["holder"]["card_id"]
+        expect(await self.http.post(f"/operator/v1/cards/{card_id}/status", headers=self.operator(),
+                                    json={"status": "lost", "reason": "持卡人电话挂失 (reported lost by phone)"}), 200, "report lost")
+        refusals = {
+            "the app fetching a code": refused(await self.http.post("/holder/v1/codes", headers=self.holder()), "code fetch"),
+            "the channel issuing a new e-card": refused(await self.http.post(
+                "/channel/v1/ecards", auth=self.client_auth("channel"), json={
+                    key: self.actors["holder"][key] for key in ("name", "identity_number", "card_number")
+                }), "re-issuance"),
+        }
+        online = expect(await self.http.post("/verifier/v1/verifications", json={"code": before},
+                                             auth=self.client_auth("verifier")), 200, "online verification")
+        check(not online["valid"], "a code of the lost card was accepted online")
+        refusals["a verifier scanning a code fetched a second before"] = online["reason"]
+        root, trust = self.memo["offline_kit"]
+        for _ in range(50):  # each worker re-reads the registry for the list at most once a second
+            now = int(time.time())
+            revocations = load_revocation_list((await self.http.get("/offline/v1/revocations")).text, root, now)
+            offline = verify(before, trust, revocations, now)
+            if not offline.ok:
+                break
+            await asyncio.sleep(0.2)
+        check(not offline.ok, "a code of the lost card is still accepted offline 10 s after the loss")
+        refusals["an offline scanner with the new revocation list"] = str(offline.reason)
+        terminal: ReferenceTerminal = self.memo["terminal"]
+        authenticated = expect(await terminal.authenticate_card_online(self.chip), 200, "online card authentication")
+        check(authenticated["authentic"] and not authenticated["usable"], f"the terminal was told {authenticated}")
+        refusals["a terminal authenticating the card online"] = f"genuine but not usable ({authenticated['card_status']})"
+        await terminal.sync()
+        offline_card = terminal.accept_card_offline(self.chip)
+        check(offline_card is None or not offline_card.accepted, "the terminal accepted the lost card offline after syncing")
+        refusals["a terminal offline after syncing"] = offline_card.reason if offline_card else "refused"
+        return "the card was reported lost (挂失); every path refuses it:\n" + "\n".join(
+            f"      - {path}: {why}" for path, why in refusals.items()
+        )
+
+    STORY = (
+        ("A holder's e-card is issued (签发)", issue_ecard),
+        ("The app fetches a dynamic code", fetch_code),
+        ("A verifier scans it online (扫码亮证)", verify_online),
+        ("… and offline, with the offline kit", verify_offline),
+        ("A second scan is refused", second_scan_refused),
+        ("A site logs the holder in by QR (扫码登录)", scan_to_login),
+        ("The site asks for data; the holder grants part of it", consent_grant),
+        ("The site reads exactly that", consent_read),
+        ("The holder revokes; the read fails", consent_revoke),
+        ("The ledger receipt's proof checks out; the log verifies", ledger_proof),
+        ("A terminal accepts the card and the e-card offline, then uploads", terminal_day),
+        ("The card is reported lost; every path refuses it", report_lost),
+    )
+
+    async def run(self) -> bool:
+        for number, (title, step) in enumerate(self.STORY, start=1):
+            self.say(f"[{number:2d}] {title}")
+            try:
+                told = await step(self)
+            except (StepFailed, httpx.HTTPError, KeyError, ValueError, jwt.PyJWTError) as failure:
+                self.say(f"     ✗ FAILED: {type(failure).__name__}: {failure}")
+                return False
+            self.say(f"     ✓ {told}")
+        self.say("all steps behaved as described")
+        return True
+
+
+@contextmanager
+def server(env: Mapping[str, str], port: int, workers: int, log: Path) -> Iterator[str]:
+    """``ecard serve`` in a child process logging to ``log``; yields its base URL once ready."""
+    command = [sys.executable, "-m", "ecard.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    with log.open("ab") as sink:
+        child = subprocess.Popen(command, env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if child.poll() is not None:
+                raise StepFailed(f"the server exited; its log: {log.read_text(errors='replace')[-2000:]}")
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise StepFailed("the server did not become ready within 60 s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+@asynccontextmanager
+async def prepared(settings: Settings) -> AsyncIterator[tuple[dict[str, Any], VirtualCard, dict]]:
+    """The demo actors, the demo card's chip and the issuer's PSAM keys, made before the server runs."""
+    ring = ensure_keys(settings)
+    platform = await open_platform(settings, migrate=True)
+    try:
+        actors = await create_demo(platform, settings)
+        chip = await TerminalService(platform, CodeService(platform)).virtual_card(actors["holder"]["card_id"])
+        yield actors, chip, {settings.region_code: issuer_master_keys(ring, settings.region_code)}
+    finally:
+        await platform.close()
+
+
+def run_demo(workdir: Path | None, workers: int = 1, out: Any = sys.stdout) -> bool:
+    """The walk against a fresh server: embedded defaults in ``workdir`` unless ECARD_DATABASE_URL
+    is set; the demo credentials go to ``workdir/demo.json`` (0600) so a newcomer can go on."""
+    with tempfile.TemporaryDirectory(prefix="ecard-demo-") as scratch:
+        root = workdir or Path(scratch)
+        root.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        env = {"ECARD_PUBLIC_URL": f"http://127.0.0.1:{port}", "ECARD_LOG_LEVEL": os.environ.get("ECARD_LOG_LEVEL", "INFO")}
+        if "ECARD_DATABASE_URL" not in os.environ:
+            env |= {"ECARD_DATABASE_URL": f"sqlite:///{root}/ecard.db", "ECARD_KEYS_DIR": str(root / "keys")}
+        settings = load_settings({**os.environ, **env})
+
+        async def prepare() -> tuple[dict[str, Any], VirtualCard, dict]:
+            async with prepared(settings) as made:
+                return made
+
+        actors, chip, psam_keys = asyncio.run(prepare())
+        credentials = root / "demo.json"
+        credentials.write_text(json.dumps(actors, ensure_ascii=False, indent=2), encoding="utf-8")
+        credentials.chmod(0o600)
+        log = root / "server.log"
+        where = f"embedded defaults in {root}" if "ECARD_KEYS_DIR" in env else "configured database and store"
+        print(f"demo server on http://127.0.0.1:{port} ({where}); its log: {log}", file=out, flush=True)
+        with server(env, port, workers, log) as base:
+
+            async def walk() -> bool:
+                async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+                    key = ec.derive_private_key(
+                        int.from_bytes(b64url_decode(actors["terminal"]["private_jwk"]["d"]), "big"), ec.SECP256R1()
+                    )
+                    return await Walk(http, actors, settings, chip, key, psam_keys, out=out).run()
+
+            return asyncio.run(walk())

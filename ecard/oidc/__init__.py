@@ -1,0 +1,1 @@
+"""The OpenID Connect provider and scan-to-login (扫码登录)."""

@@ -1,0 +1,188 @@
+"""Requests, responses and store records of the OpenID provider (msgspec Structs).
+
+Store records are encoded with msgpack; every record carries what the next step must check, so a
+step never has to trust the browser for it (client, redirect URI, PKCE challenge, nonce).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+ClientType = Literal["public", "confidential"]
+AuthMethod = Literal["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]
+ClientStatus = Literal["pending", "approved", "live", "suspended", "rejected"]
+LoginState = Literal["pending", "scanned", "approved", "denied"]
+
+HttpsUri = Annotated[str, msgspec.Meta(min_length=8, max_length=512)]
+
+
+# --- client filing (应用目录备案) ------------------------------------------------------------
+
+
+class ClientFiling(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    redirect_uris: Annotated[list[HttpsUri], msgspec.Meta(min_length=1, max_length=20)]
+    scopes: Annotated[list[str], msgspec.Meta(min_length=1, max_length=20)]
+    client_type: ClientType
+    token_endpoint_auth_method: AuthMethod
+    logo_uri: HttpsUri | None = None
+    post_logout_redirect_uris: Annotated[list[HttpsUri], msgspec.Meta(max_length=20)] = []
+    jwk: dict[str, str] | None = None  # the public key for private_key_jwt
+
+
+class ClientStatusChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    status: Literal["approved", "live", "suspended", "rejected"]
+    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class ClientView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    client_id: str
+    name: str
+    status: ClientStatus
+    client_type: ClientType
+    token_endpoint_auth_method: AuthMethod
+    redirect_uris: list[str]
+    post_logout_redirect_uris: list[str]
+    scopes: list[str]
+    sector: str
+    logo_uri: str | None = None
+    client_secret: str | None = None  # shown once, at filing
+
+
+# --- what the holder's app sees and answers ---------------------------------------------------
+
+
+class ScopeView(msgspec.Struct):
+    scope: str
+    zh: str
+    en: str
+
+
+class LoginOrigin(msgspec.Struct, kw_only=True):
+    """Where the login started, so the holder can spot a QR relayed from someone else's screen."""
+
+    ip: str
+    location: str | None
+    user_agent: str
+    started_at: int
+
+
+class LoginSessionView(msgspec.Struct, kw_only=True):
+    session_id: str
+    state: LoginState
+    client_name: str
+    client_logo_uri: str | None
+    scopes: list[ScopeView]
+    origin: LoginOrigin
+    expires_at: int
+
+
+class LoginAnswer(msgspec.Struct, kw_only=True):
+    session_id: str
+    state: LoginState
+
+
+# --- what the login page polls ------------------------------------------------------------------
+
+
+class LoginPoll(msgspec.Struct, kw_only=True):
+    state: Literal["pending", "scanned", "approved", "denied", "expired"]
+
+
+class RenewedLogin(msgspec.Struct, kw_only=True):
+    session_id: str
+    qr_svg_url: str
+    expires_in: int
+
+
+# --- OAuth / OIDC responses ----------------------------------------------------------------------
+
+
+class TokenResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str
+    id_token: str | None = None
+    refresh_token: str | None = None
+
+
+class DeviceAuthorization(msgspec.Struct, kw_only=True):
+    device_code: str
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str
+    expires_in: int
+    interval: int
+
+
+class Introspection(msgspec.Struct, kw_only=True, omit_defaults=True):
+    active: bool
+    scope: str | None = None
+    client_id: str | None = None
+    token_type: str | None = None
+    exp: int | None = None
+    iat: int | None = None
+    sub: str | None = None
+    aud: str | None = None
+    iss: str | None = None
+    sid: str | None = None
+
+
+# --- store records (msgpack) ---------------------------------------------------------------------
+
+
+class AuthorizationRequest(msgspec.Struct, kw_only=True, array_like=True):
+    """A validated authorization request: everything later steps hold the client to."""
+
+    client_id: str
+    redirect_uri: str
+    scope: str
+    state: str | None
+    nonce: str | None
+    code_challenge: str | None
+
+
+class LoginFlow(msgspec.Struct, kw_only=True, array_like=True):
+    """One login page: outlives its QR sessions, so an expired QR can be replaced in place."""
+
+    request: AuthorizationRequest
+    browser_digest: str  # sha256 of the page's cookie secret; "" for device logins
+    origin: LoginOrigin
+
+
+class LoginSession(msgspec.Struct, kw_only=True, array_like=True):
+    """A login QR's life: created by the page (or a device), answered once by one holder."""
+
+    request: AuthorizationRequest
+    browser_digest: str
+    flow_id: str | None
+    origin: LoginOrigin
+    expires_at: int
+    state: LoginState = "pending"
+    ecard_id: str | None = None
+    auth_time: int | None = None
+    user_code: str | None = None
+
+
+class CodeGrant(msgspec.Struct, kw_only=True, array_like=True):
+    request: AuthorizationRequest
+    ecard_id: str
+    auth_time: int
+
+
+class DeviceGrant(msgspec.Struct, kw_only=True, array_like=True):
+    client_id: str
+    session_id: str
+
+
+class AccessRecord(msgspec.Struct, kw_only=True, array_like=True):
+    family_id: str
+    client_id: str
+    ecard_id: str
+    subject: str
+    scope: str
+    issued_at: int
+    expires_at: int

@@ -1,0 +1,214 @@
+"""Benchmark of the OpenID provider against node ``oidc-provider`` with an equivalent configuration.
+
+Measures, with one worker each, in the same run:
+- complete logins/s: authorize → the holder approves → back to the site with a code → token → userinfo
+  (five requests in both: ecard's page, approve, continue; the peer's /auth, approve, resume);
+- token-endpoint redemptions/s: codes prepared beforehand, then only redeemed.
+
+Run:  .venv/bin/python scripts/bench/bench_oidc.py [--logins 400] [--concurrency 16]
+Needs node and ``npm install`` in scripts/bench/oidc_peer/ (done on first run).
+Rate limits are raised for the run (one client address makes every request), as the peer has none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from tests.live import REDIRECT_URI, LiveServer, free_port, seed  # noqa: E402
+
+PEER_DIR = Path(__file__).parent / "oidc_peer"
+PEER_SECRET = "bench-secret-bench-secret-bench-secret"
+BENCH_POLICY = json.dumps({"login_sessions_per_ip_minute": 10**7, "token_requests_per_ip_minute": 10**7})
+SCOPE = "openid profile ecard"
+
+
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    return verifier, base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+def no_cookie_jar() -> CookieJar:
+    """The clients keep no cookies: each login is a new browser (no single sign-on shortcut)."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+def cookies_of(response: httpx.Response, jar: dict[str, str]) -> dict[str, str]:
+    """Each login keeps its own cookies (one shared jar would send every login's cookies)."""
+    for header in response.headers.get_list("set-cookie"):
+        name, _, rest = header.partition("=")
+        jar[name.strip()] = rest.split(";", 1)[0]
+    return jar
+
+
+def cookie_header(jar: dict[str, str]) -> dict[str, str]:
+    return {"Cookie": "; ".join(f"{k}={v}" for k, v in jar.items())}
+
+
+def code_of(location: str) -> str:
+    params = parse_qs(urlsplit(location).query)
+    if "code" not in params:
+        raise RuntimeError(f"no code in {location}")
+    return params["code"][0]
+
+
+@dataclass
+class Provider:
+    """One side of the comparison: how to get a code, and where tokens and userinfo are."""
+
+    name: str
+    http: httpx.AsyncClient
+    get_code: Callable[[], Awaitable[tuple[str, str]]]  # (code, verifier)
+    token_path: str
+    userinfo_path: str
+    rp_auth: dict[str, str]
+
+    async def redeem(self, code: str, verifier: str) -> dict:
+        response = await self.http.post(self.token_path, headers=self.rp_auth, data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": verifier})
+        if response.status_code != 200:
+            raise RuntimeError(f"{self.name} token: {response.status_code} {response.text[:300]}")
+        return response.json()
+
+    async def login(self) -> None:
+        code, verifier = await self.get_code()
+        tokens = await self.redeem(code, verifier)
+        info = await self.http.get(self.userinfo_path, headers={"Authorization": f"Bearer {tokens['access_token']}"})
+        if info.status_code != 200 or "sub" not in info.json():
+            raise RuntimeError(f"{self.name} userinfo: {info.status_code} {info.text[:300]}")
+
+
+def ecard_provider(http: httpx.AsyncClient, client_id: str, client_secret: str, holder_token: str) -> Provider:
+    holder = {"Authorization": f"Bearer {holder_token}"}
+
+    async def get_code() -> tuple[str, str]:
+        verifier, challenge = pkce()
+        jar: dict[str, str] = {}
+        page = await http.get("/oidc/authorize", params={
+            "response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT_URI, "scope": SCOPE,
+            "state": "s", "nonce": "n", "code_challenge": challenge, "code_challenge_method": "S256"})
+        cookies_of(page, jar)
+        session_id = page.text.split('data-session="', 1)[1].split('"', 1)[0]
+        approved = await http.post(f"/holder/v1/logins/{session_id}/approve", headers=holder)
+        if approved.status_code != 200:
+            raise RuntimeError(f"ecard approve: {approved.status_code} {approved.text[:300]}")
+        back = await http.get(f"/oidc/login/{session_id}/continue", headers=cookie_header(jar))
+        return code_of(back.headers["location"]), verifier
+
+    return Provider("ecard", http, get_code, "/oidc/token", "/oidc/userinfo", basic(client_id, client_secret))
+
+
+def peer_provider(http: httpx.AsyncClient) -> Provider:
+    async def get_code() -> tuple[str, str]:
+        verifier, challenge = pkce()
+        jar: dict[str, str] = {}
+        auth = await http.get("/auth", params={
+            "response_type": "code", "client_id": "bench-rp", "redirect_uri": REDIRECT_URI, "scope": SCOPE,
+            "state": "s", "nonce": "n", "code_challenge": challenge, "code_challenge_method": "S256"})
+        cookies_of(auth, jar)
+        interaction = auth.headers.get("location", "")
+        if not interaction.startswith("/interaction/"):
+            raise RuntimeError(f"oidc-provider /auth: {auth.status_code} {interaction or auth.text[:300]}")
+        approved = await http.post(f"{interaction}/approve", headers=cookie_header(jar))
+        cookies_of(approved, jar)
+        resumed = await http.get(approved.headers["location"], headers=cookie_header(jar))
+        return code_of(resumed.headers["location"]), verifier
+
+    return Provider("oidc-provider", http, get_code, "/token", "/me", basic("bench-rp", PEER_SECRET))
+
+
+async def rate(operation: Callable[[], Awaitable[object]], count: int, concurrency: int) -> float:
+    """Operations per second with ``concurrency`` in flight."""
+    remaining = iter(range(count))
+
+    async def worker() -> None:
+        for _ in remaining:
+            await operation()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return count / (time.perf_counter() - started)
+
+
+async def measure(provider: Provider, logins: int, concurrency: int) -> dict[str, float]:
+    await rate(provider.login, max(20, logins // 10), concurrency)  # warm up
+    login_rate = await rate(provider.login, logins, concurrency)
+    codes = [await provider.get_code() for _ in range(logins)]
+    pending = iter(codes)
+    redeem_rate = await rate(lambda: provider.redeem(*next(pending)), logins, concurrency)
+    return {"logins": login_rate, "redemptions": redeem_rate}
+
+
+def start_peer() -> tuple[subprocess.Popen, str]:
+    if not (PEER_DIR / "node_modules" / "oidc-provider").exists():
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=PEER_DIR, check=True)
+    port = free_port()
+    process = subprocess.Popen(
+        ["node", "server.js"], cwd=PEER_DIR, env={**os.environ, "PORT": str(port), "CLIENT_SECRET": PEER_SECRET,
+                                                   "REDIRECT_URI": REDIRECT_URI},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if httpx.get(f"{url}/.well-known/openid-configuration", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the oidc-provider peer did not start")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--logins", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+
+    server = LiveServer.start(policy=BENCH_POLICY)
+    peer, peer_url = start_peer()
+    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    try:
+        seeded = await seed(server.url)
+        async with (
+            httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60, cookies=no_cookie_jar()) as ours_http,
+            httpx.AsyncClient(base_url=peer_url, limits=limits, timeout=60, cookies=no_cookie_jar()) as peer_http,
+        ):
+            ours = await measure(ecard_provider(ours_http, seeded.client_id, seeded.client_secret, seeded.holder_token),
+                                 args.logins, args.concurrency)
+            theirs = await measure(peer_provider(peer_http), args.logins, args.concurrency)
+    finally:
+        peer.terminate()
+        server.stop()
+
+    print(f"one worker each, {args.logins} operations, {args.concurrency} in flight")
+    print(f"{'':28}{'ecard':>10}{'oidc-provider':>16}{'ratio':>8}")
+    for key, label in (("logins", "complete logins/s"), ("redemptions", "token redemptions/s")):
+        print(f"{label:28}{ours[key]:>10.0f}{theirs[key]:>16.0f}{ours[key] / theirs[key]:>8.2f}")
+    print("(ecard: granian + SQLite + in-process store; oidc-provider: node http + in-memory adapter)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,163 @@
+"""Scan-to-login as the browser and the holder's app see it: the page, the long poll, the QR's
+renewal, what the app is told, answering once, and the card rules."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from tests.oidc.conftest import (
+    REDIRECT_URI,
+    callback_params,
+    file_client,
+    finish_login,
+    new_holder,
+    start_login,
+)
+
+
+async def test_the_login_page_is_safe_to_show_and_bilingual(client, rp):
+    query = {"response_type": "code", "client_id": rp.client_id, "redirect_uri": REDIRECT_URI, "scope": "openid profile"}
+    page = await client.get("/oidc/authorize", params=query)
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["referrer-policy"] == "no-referrer"
+    assert '<html lang="zh-CN">' in page.text and "扫码登录" in page.text and "Scan to log in" in page.text
+    assert "<script>" not in page.text  # no inline script
+    cookie = page.headers["set-cookie"]
+    assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower() and "Path=/oidc" in cookie
+    english = await client.get("/oidc/authorize", params=query | {"ui_locales": "en"})
+    assert '<html lang="en">' in english.text
+    session_id = english.text.split('data-session="')[1].split('"')[0]
+    qr = await client.get(f"/oidc/login/{session_id}/qr.svg")
+    assert qr.headers["content-type"].startswith("image/svg+xml") and b"<svg" in qr.content
+    assert (await client.get("/static/login.js")).status_code == 200
+
+
+async def test_the_app_sees_who_asks_for_what_and_from_where(client, rp, holder):
+    session_id = await start_login(client, rp, scope="openid profile ecard")
+    before = await client.get(f"/oidc/login/{session_id}/poll", params={"wait": "false"})
+    assert before.json() == {"state": "pending"}
+    described = await client.get(f"/holder/v1/logins/{session_id}", headers=holder.headers())
+    view = described.json()
+    assert view["client_name"].startswith("rp-") and view["client_logo_uri"] == "https://rp.example.test/logo.png"
+    assert [s["scope"] for s in view["scopes"]] == ["openid", "profile", "ecard"] and view["scopes"][1]["zh"]
+    assert view["origin"]["ip"] and view["origin"]["user_agent"] is not None
+    assert abs(view["origin"]["started_at"] - time.time()) < 60 and view["state"] == "scanned"
+    polled = await client.get(f"/oidc/login/{session_id}/poll", params={"known": "pending"})
+    assert polled.json() == {"state": "scanned"}  # the page learns at once, without reloading
+
+
+async def test_the_long_poll_returns_when_the_holder_answers(client, rp, holder):
+    session_id = await start_login(client, rp)
+    waiting = asyncio.create_task(client.get(f"/oidc/login/{session_id}/poll", params={"known": "pending"}))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    assert (await asyncio.wait_for(waiting, 5)).json() == {"state": "approved"}
+
+
+async def test_a_login_is_answered_once(client, rp, holder):
+    session_id = await start_login(client, rp)
+    answers = await asyncio.gather(
+        client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers()),
+        client.post(f"/holder/v1/logins/{session_id}/deny", headers=holder.headers()),
+    )
+    assert sorted(r.status_code for r in answers) == [200, 409]
+    again = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    assert again.status_code == 409 and again.json()["code"] == "login_session_answered"
+
+
+async def test_another_holder_cannot_take_over_a_scanned_login(client, world, rp, holder):
+    other = await new_holder(world)
+    session_id = await start_login(client, rp)
+    assert (await client.get(f"/holder/v1/logins/{session_id}", headers=holder.headers())).status_code == 200
+    hijack = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=other.headers())
+    assert hijack.status_code == 409
+
+
+async def test_denial_returns_access_denied_to_the_client(client, rp, holder):
+    session_id = await start_login(client, rp)
+    await client.post(f"/holder/v1/logins/{session_id}/deny", headers=holder.headers())
+    params = callback_params(await finish_login(client, session_id))
+    assert params["error"] == "access_denied" and params["state"] == "st-1" and params["iss"]
+
+
+async def test_a_card_reported_lost_during_the_login_stops_the_approval(client, world, rp, holder):
+    session_id = await start_login(client, rp)
+    assert (await client.get(f"/holder/v1/logins/{session_id}", headers=holder.headers())).status_code == 200
+    lost = await client.post(f"/operator/v1/cards/{holder.card_id}/status", json={"status": "lost", "reason": "挂失"}, headers=world.op())
+    assert lost.status_code == 200
+    approval = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    assert approval.status_code in (401, 403)
+    assert (await client.get(f"/oidc/login/{session_id}/poll", params={"known": "pending", "wait": "false"})).json()["state"] == "scanned"
+
+
+async def test_a_card_lost_after_approval_gets_no_tokens(client, world, rp, holder):
+    session_id = await start_login(client, rp)
+    await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    params = callback_params(await finish_login(client, session_id))
+    await client.post(f"/operator/v1/cards/{holder.card_id}/status", json={"status": "lost", "reason": "挂失"}, headers=world.op())
+    response = await client.post(
+        "/oidc/token", data={"grant_type": "authorization_code", "code": params["code"], "redirect_uri": REDIRECT_URI},
+        headers=rp.auth(),
+    )
+    assert response.json()["error"] == "invalid_grant"
+
+
+async def test_an_unbound_ecard_cannot_approve(client, rp, holder):
+    session_id = await start_login(client, rp)
+    await client.post("/holder/v1/ecard/unbind", headers=holder.headers())
+    assert (await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())).status_code in (401, 403)
+
+
+async def test_only_the_browser_that_started_the_login_can_watch_or_finish_it(client, rp, holder):
+    session_id = await start_login(client, rp)
+    await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    saved = dict(client.cookies)
+    client.cookies.clear()
+    assert (await client.get(f"/oidc/login/{session_id}/poll")).status_code == 403
+    assert (await client.get(f"/oidc/login/{session_id}/continue")).status_code == 403
+    client.cookies.update(saved)
+    assert (await finish_login(client, session_id)).status_code == 303
+    second = await finish_login(client, session_id)
+    assert second.status_code == 404 and "location" not in second.headers
+
+
+async def test_continuing_before_the_holder_answered_goes_nowhere(client, rp):
+    session_id = await start_login(client, rp)
+    response = await finish_login(client, session_id)
+    assert response.status_code == 400 and "location" not in response.headers
+
+
+async def test_an_expired_qr_is_replaced_on_the_same_page(client, rp, holder, monkeypatch):
+    monkeypatch.setenv("ECARD_OIDC_POLICY", json.dumps({"login_session_ttl": 1}))
+    page = await client.get("/oidc/authorize", params={"response_type": "code", "client_id": rp.client_id,
+                                                        "redirect_uri": REDIRECT_URI, "scope": "openid", "state": "s"})
+    session_id = page.text.split('data-session="')[1].split('"')[0]
+    flow_id = page.text.split('data-flow="')[1].split('"')[0]
+    await asyncio.sleep(1.2)
+    assert (await client.get(f"/oidc/login/{session_id}/poll")).json() == {"state": "expired"}
+    assert (await client.get(f"/holder/v1/logins/{session_id}", headers=holder.headers())).status_code == 404
+    renewed = await client.post(f"/oidc/flows/{flow_id}/renew")
+    fresh = renewed.json()["session_id"]
+    assert renewed.status_code == 200 and fresh != session_id and renewed.json()["qr_svg_url"].endswith("qr.svg")
+    await client.post(f"/holder/v1/logins/{fresh}/approve", headers=holder.headers())
+    assert "code" in callback_params(await finish_login(client, fresh))
+    client.cookies.clear()
+    assert (await client.post(f"/oidc/flows/{flow_id}/renew")).status_code == 403
+
+
+async def test_unknown_logins_are_not_found(client, holder):
+    response = await client.get("/holder/v1/logins/nope", headers=holder.headers())
+    assert response.status_code == 404 and response.json()["code"] == "login_session_not_found"
+    assert (await client.get("/holder/v1/logins/nope")).status_code == 401
+
+
+async def test_a_client_suspended_while_the_page_waits_cannot_be_approved(client, world, holder):
+    rp = await file_client(world)
+    session_id = await start_login(client, rp)
+    await client.post(f"/operator/v1/oidc/clients/{rp.client_id}/status", json={"status": "suspended"}, headers=world.op())
+    response = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    assert response.status_code == 403 and response.json()["code"] == "client_not_live"
