@@ -125,8 +125,30 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     return (client_id, secret) if sep and client_id and secret else None
 
 
+#: A client's row (secret digest, status, kind, entitlements) is read at most this often per
+#: worker: a disabled client or a new secret takes effect within this long on the other workers,
+#: at once on the worker that made the change (:func:`forget_client`).
+CLIENT_CACHE_SECONDS = 1.0
+_CLIENT_CACHE_LIMIT = 10_000
+_client_cache: dict[str, tuple[float, dict]] = {}
+
+
 async def _client_row(client_id: str) -> dict | None:
-    return await ApiClient.select().where(ApiClient.id == client_id).first()
+    now = time.monotonic()
+    cached = _client_cache.get(client_id)
+    if cached is not None and now - cached[0] < CLIENT_CACHE_SECONDS:
+        return cached[1]
+    row = await ApiClient.select().where(ApiClient.id == client_id).first()
+    if row is not None:  # unknown ids are not cached: probing them cannot fill the cache
+        if len(_client_cache) >= _CLIENT_CACHE_LIMIT:
+            _client_cache.clear()
+        _client_cache[client_id] = (now, row)
+    return row
+
+
+def forget_client(client_id: str) -> None:
+    """Drop a cached client row after its status, secret or key changed."""
+    _client_cache.pop(client_id, None)
 
 
 def _principal(row: dict) -> ClientPrincipal:

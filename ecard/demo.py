@@ -9,7 +9,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ecard.auth import CLIENT_SECRET_PREFIX, ClientPrincipal, OperatorPrincipal, new_token
+from ecard.auth import CLIENT_SECRET_PREFIX, ClientPrincipal, OperatorPrincipal, forget_client, new_token
 from ecard.codes.service import CodeService
 from ecard.consent.service import seed_demo_data
 from ecard.crypto.fields import secret_digest
@@ -51,6 +51,7 @@ async def _client(platform: Platform, kind: str, name: str, entitlements: list[s
     await ApiClient.update({ApiClient.secret_digest: secret_digest(secret), ApiClient.status: "active"}).where(
         ApiClient.id == row["id"]
     )
+    forget_client(row["id"])
     return {"client_id": row["id"], "client_secret": secret, "name": name}
 
 
@@ -97,6 +98,7 @@ async def _terminal(platform: Platform, name: str, region: str, actor: str) -> d
     else:
         terminal_id = row["id"]
         await ApiClient.update({ApiClient.public_jwk: jwk, ApiClient.status: "active"}).where(ApiClient.id == terminal_id)
+        forget_client(terminal_id)
     private = key.private_numbers().private_value.to_bytes(32, "big")
     return {"terminal_id": terminal_id, "name": name, "private_jwk": {**jwk, "d": b64url_encode(private)}}
 

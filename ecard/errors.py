@@ -116,8 +116,8 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "revocation_version_not_found": ErrorSpec(
         404, "该版本的黑名单不存在", "No revocation list of this version exists"
     ),
-    "verifier_login_required": ErrorSpec(
-        401, "请使用核验机构凭据登录", "Log in with the verifier's credentials"
+    "peer_unavailable": ErrorSpec(
+        503, "发卡地平台暂不可用，请稍后重试", "The issuing province's platform is unavailable; retry later"
     ),
     # consent and ledger
     "consent_scope_unknown": ErrorSpec(400, "请求的数据范围不存在", "Unknown data scope"),

@@ -20,6 +20,17 @@ RegionCode = Annotated[str, msgspec.Meta(pattern=r"^[1-9]\d{5}$")]
 Seconds = Annotated[int, msgspec.Meta(ge=1)]
 
 
+class Peer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Another province's deployment: whose codes it issues, where, its pinned root key, and this
+    deployment's verifier credentials at it (for routing online verifications)."""
+
+    regions: Annotated[list[RegionCode], msgspec.Meta(min_length=1)]
+    url: Annotated[str, msgspec.Meta(pattern=r"^https?://")]
+    root_key: dict[str, str]  # the peer's root public JWK (P-256)
+    client_id: str
+    client_secret: str
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Every knob of the service; all have embedded defaults so a bare machine can start."""
 
@@ -41,6 +52,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 1_048_576
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+    #: other provinces' deployments (TOML ``[[peers]]`` tables, or ``ECARD_PEERS`` as a JSON list)
+    peers: list[Peer] = []
 
     @property
     def is_sqlite(self) -> bool:
@@ -67,8 +80,18 @@ def _from_environment(environ: dict[str, str]) -> dict[str, Any]:
         name = key[len(PREFIX) :].lower()
         if name not in _FIELDS:
             continue  # other ECARD_* variables (test knobs) are not settings
-        values[name] = raw
+        values[name] = _json_setting(key, raw) if name in _JSON_FIELDS else raw
     return values
+
+
+_JSON_FIELDS = {"peers"}
+
+
+def _json_setting(key: str, raw: str) -> Any:
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise SettingsError(f"{key}: not valid JSON: {exc}") from None
 
 
 def _setting_name(error: msgspec.ValidationError) -> str:

@@ -19,7 +19,7 @@ from ecard.app import etagged
 from ecard.auth import ClientPrincipal, HolderPrincipal, authenticate_client, bearer
 from ecard.codes import schemas
 from ecard.codes.service import VERIFIER_SESSION_PREFIX, CodeService
-from ecard.dependencies import client_of, provide_holder
+from ecard.dependencies import provide_holder
 from ecard.errors import AppError
 from ecard.offline.es256 import public_jwk
 from ecard.platform import Platform
@@ -55,6 +55,16 @@ async def provide_verifier(
     if token and token.startswith(VERIFIER_SESSION_PREFIX):
         return await codes.verifier_of_session(token)
     return await authenticate_client(platform, authorization, {"verifier"})
+
+
+async def provide_page_login(request: Request, platform: NamedDependency[Platform]) -> ClientPrincipal:
+    """The verifier's credentials from the page.  A refusal carries no ``WWW-Authenticate``
+    challenge: browsers answer one to ``fetch`` with their own login dialog, over the page."""
+    try:
+        return await authenticate_client(platform, request.headers.get("authorization"), {"verifier"})
+    except AppError as refusal:
+        refusal.headers.pop("WWW-Authenticate", None)
+        raise
 
 
 CODES = {"codes": Provide(provide_codes)}
@@ -116,7 +126,7 @@ class VerifierController(Controller):
     @post(
         "/session",
         status_code=200,
-        dependencies={"verifier": client_of("verifier")},
+        dependencies={"verifier": Provide(provide_page_login)},
         summary="Exchange the verifier's credentials for a short-lived page session token",
     )
     async def session(
@@ -163,6 +173,7 @@ class OfflineKitController(Controller):
 
     @get("/trust-list", summary="The signed trust list: every issuer's code-signing keys")
     async def trust_list(self, request: Request, codes: NamedDependency[CodeService]) -> Response:
+        await codes.publisher.federation.refresh()
         token = codes.publisher.trust_list_token()
         return etagged(request, token.encode(), max_age=LIST_MAX_AGE, media_type=JOSE)
 
@@ -187,6 +198,7 @@ class OfflineKitController(Controller):
 
     @get("/package", summary="The signed offline package for terminals (lists + limits)")
     async def package(self, request: Request, codes: NamedDependency[CodeService]) -> Response:
+        await codes.publisher.federation.refresh()
         token = await codes.publisher.offline_package_token()
         return etagged(request, token.encode(), max_age=LIST_MAX_AGE, media_type=JOSE)
 

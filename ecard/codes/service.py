@@ -28,9 +28,10 @@ from ecard.crypto.fields import secret_digest
 from ecard.crypto.identity import mask_card_number, mask_identity_number, mask_name
 from ecard.crypto.keyring import KeyringError, KeyRecord
 from ecard.errors import AppError
-from ecard.offline import DEFAULT_SKEW_SECONDS, ElicenseClaims, Reason, Usage, verify
+from ecard.offline import DEFAULT_SKEW_SECONDS, ElicenseClaims, Reason, Usage, VerificationResult, verify
 from ecard.platform import Platform
 from ecard.registry.tables import Card
+from ecard.settings import Peer
 from ecard.store.ephemeral import Consumption
 
 ELICENSE_LIFETIME = 86_400
@@ -225,6 +226,7 @@ class CodeService:
 
     # --- verifying -------------------------------------------------------------------------
     async def verify(self, text: str, verifier: ClientPrincipal) -> schemas.VerificationResult:
+        await self.publisher.federation.refresh()
         now = int(time.time())
         offline = verify(
             text,
@@ -235,6 +237,9 @@ class CodeService:
             usages=(Usage.SHOW,),
         )
         claims = offline.claims
+        peer = self.publisher.federation.peer_for(claims.region) if offline.ok and claims else None
+        if peer is not None:  # another province's card: only its issuer knows its status and use
+            return await self._verify_at_issuer(peer, text, verifier, offline, now)
         reason: str = VALID if offline.ok else offline.reason.value  # type: ignore[union-attr]
         card: dict | None = None
         if claims is not None and (offline.ok or offline.reason in _GENUINE_REFUSALS):
@@ -265,6 +270,31 @@ class CodeService:
             issuer_name=offline.issuer.issuer_name if offline.issuer else None,
             expires_at=claims.expires_at if claims and valid else None,
             fields=self._fields(card, verifier) if valid and card else schemas.VerifiedFields(),
+        )
+
+    async def _verify_at_issuer(
+        self, peer: Peer, text: str, verifier: ClientPrincipal, offline: VerificationResult, now: int
+    ) -> schemas.VerificationResult:
+        """Route to the issuing deployment; pass on only the fields this verifier may see here."""
+        answer = await self.publisher.federation.verify_at_issuer(peer, text)
+        reason = VALID if answer.valid else (answer.reason or UNKNOWN_CARD)
+        await CodeVerification.insert(
+            CodeVerification(
+                verifier=verifier.id, card=None, code_id=offline.code_id,
+                region=offline.claims.region if offline.claims else None, result=reason,
+            )
+        ).run()
+        entitled = set(verifier.entitlements) & set(schemas.VerifiedFields.__struct_fields__)
+        return schemas.VerificationResult(
+            valid=answer.valid,
+            reason=None if answer.valid else reason,
+            message=reason_message(reason),
+            verified_at=now,
+            issuer_region=offline.issuer.region if offline.issuer else None,
+            issuer_name=offline.issuer.issuer_name if offline.issuer else None,
+            expires_at=answer.expires_at if answer.valid else None,
+            fields=schemas.VerifiedFields(**{k: v for k, v in answer.fields.items() if k in entitled})
+            if answer.valid else schemas.VerifiedFields(),
         )
 
     @staticmethod

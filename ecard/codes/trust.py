@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from importlib import resources
 
+import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ecard.codes.federation import Federation
+from ecard.codes.tables import RevocationChange, RevocationHead
 from ecard.crypto.fields import keyed_digest
 from ecard.crypto.keyring import Keyring, KeyRecord
 from ecard.errors import AppError
@@ -42,7 +45,6 @@ from ecard.platform import Platform
 from ecard.registry.tables import Card
 from ecard.store.db import is_unique_violation
 from ecard.terminal.card_model import chip_code_or_none
-from ecard.codes.tables import RevocationChange, RevocationHead
 
 PSEUDONYM_BYTES = 16
 RESIGN_SECONDS = 300  # a signed list is reused for this long, then signed afresh
@@ -275,8 +277,28 @@ class TrustPublisher:
 
     platform: Platform
     _signed: dict[tuple, str] = field(default_factory=dict)
-    _store: tuple[Keyring, int, TrustStore] | None = None
+    _store: tuple[Keyring, tuple[int, int], TrustStore] | None = None
     _revocations: tuple[float, RevocationState] | None = None
+    _federation: Federation | None = None
+
+    @property
+    def federation(self) -> Federation:
+        """Other provinces' deployments, whose issuer keys join ours in the national trust list."""
+        if self._federation is None:
+            self._federation = Federation(self.platform.settings.peers)
+        return self._federation
+
+    def _version(self, ring: Keyring) -> int:
+        return max(trust_list_version(ring), self.federation.version)
+
+    def _trust_list(self, ring: Keyring, issued_at: int, validity: int = TRUST_LIST_VALIDITY) -> TrustList:
+        """Our keys and, when peers are configured, theirs (each only for its own regions)."""
+        own = build_trust_list(ring, issued_at, validity)
+        ours = {key.kid for key in own.keys}
+        peers = [key for key in self.federation.keys if key.kid not in ours]
+        if not peers:
+            return own
+        return msgspec.structs.replace(own, version=self._version(ring), keys=[*own.keys, *peers])
 
     @property
     def _root(self) -> ec.EllipticCurvePrivateKey:
@@ -294,15 +316,16 @@ class TrustPublisher:
         """The keyring as a verifier sees it, re-indexed when the keyring changes."""
         ring = self.platform.keys.ring
         bucket = _bucket(time.time() if now is None else now)
-        if self._store is None or self._store[0] is not ring or self._store[1] != bucket:
-            self._store = (ring, bucket, TrustStore.from_list(build_trust_list(ring, bucket)))
+        moment = (bucket, self.federation.version)
+        if self._store is None or self._store[0] is not ring or self._store[1] != moment:
+            self._store = (ring, moment, TrustStore.from_list(self._trust_list(ring, bucket)))
         return self._store[2]
 
     def trust_list_token(self, now: float | None = None) -> str:
         ring, bucket = self.platform.keys.ring, _bucket(time.time() if now is None else now)
         return self._cached(
-            ("trust", trust_list_version(ring), bucket),
-            lambda: sign_trust_list(build_trust_list(ring, bucket), self._root),
+            ("trust", self._version(ring), bucket),
+            lambda: sign_trust_list(self._trust_list(ring, bucket), self._root),
         )
 
     async def revocations(self) -> RevocationState:
@@ -351,14 +374,14 @@ class TrustPublisher:
         cards' blacklist (physical cards carry no code pseudonym)."""
         state, ring, bucket = await self.revocations(), self.platform.keys.ring, _bucket(time.time())
         validity = OFFLINE_LIMITS.max_offline_seconds
-        key = ("package", trust_list_version(ring), state.version, bucket)
+        key = ("package", self._version(ring), state.version, bucket)
         revoked_cards = [] if key in self._signed else await revoked_card_references()
 
         def sign() -> str:
             package = OfflinePackage(
                 version=bucket,
                 issued_at=bucket,
-                trust_list=sign_trust_list(build_trust_list(ring, bucket, validity), self._root),
+                trust_list=sign_trust_list(self._trust_list(ring, bucket, validity), self._root),
                 revocation_list=sign_revocation_list(state.as_list(bucket, validity), self._root),
                 limits=OFFLINE_LIMITS,
                 revoked_cards=revoked_cards,

@@ -275,7 +275,7 @@ class ClientFilingController(Controller):
     @get("/{client_id:str}", summary="A filed relying party")
     async def get_client(self, client_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> schemas.ClientView:
         require_permission(operator, "registry:read")
-        return (await OidcService(platform).client(client_id)).view()
+        return (await OidcService(platform).filed_client(client_id)).view()
 
     @post("/{client_id:str}/status", status_code=200, summary="pending → approved → live; live ⇄ suspended; reject")
     async def change_status(

@@ -165,11 +165,13 @@ class LoginSession(msgspec.Struct, kw_only=True, array_like=True):
     ecard_id: str | None = None
     auth_time: int | None = None
     user_code: str | None = None
+    subject: str | None = None  # the pairwise sub, once approved
 
 
 class CodeGrant(msgspec.Struct, kw_only=True, array_like=True):
     request: AuthorizationRequest
     ecard_id: str
+    subject: str  # pairwise, fixed at approval
     auth_time: int
 
 

@@ -30,6 +30,7 @@ from ecard.auth import (
     ClientPrincipal,
     HolderPrincipal,
     OperatorPrincipal,
+    forget_client,
     new_token,
 )
 from ecard.crypto.fields import blind_index, secret_digest
@@ -584,6 +585,7 @@ class AccessService:
         async with self.platform.engine.transaction():
             await ApiClient.update({ApiClient.status: change.status}).where(ApiClient.id == client_id)
             await audit(actor, "client.status", "client", client_id, change.reason, to=change.status)
+        forget_client(client_id)
         return await self.get_client(client_id)
 
 

@@ -49,8 +49,11 @@ def wait_for(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
-def wrk(url: str, seconds: int, connections: int, headers: dict[str, str] | None = None) -> float:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+def wrk(
+    url: str, seconds: int, connections: int, headers: dict[str, str] | None = None, script: Path | None = None
+) -> float:
+    """Requests/s; ``script``: a wrk Lua script (POST bodies, rotating inputs)."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *(["-s", str(script)] if script else []), url]
     for name, value in (headers or {}).items():
         cmd[1:1] = ["-H", f"{name}: {value}"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

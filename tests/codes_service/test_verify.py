@@ -7,7 +7,6 @@ import asyncio
 import time
 
 import base45
-import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

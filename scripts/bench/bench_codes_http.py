@@ -1,0 +1,146 @@
+"""Dynamic codes through HTTP on one worker, as ratios of raw ES256 speed measured in the same run.
+
+    .venv/bin/python scripts/bench/bench_codes_http.py [--seconds 10] [--connections 16]
+        [--database-url postgresql://…] [--redis-url redis://…] [--format-seconds 1.0]
+
+A real ``ecard serve`` (one granian worker; SQLite and the in-process store unless given), loaded
+with wrk on loopback:
+- issuance: POST /holder/v1/codes (holder session and card status checked, code signed);
+- verification: POST /verifier/v1/verifications (verifier authenticated, signature checked, card
+  status read, code consumed, the verification recorded), each request a fresh code, signed
+  beforehand with the server's issuer key.
+Targets: issuance >= 20 % of raw signing, verification >= 30 % of raw verification.  Then
+bench_code_format.py runs in the same process: offline verify() ratio, QR images/s, code sizes.
+Needs `wrk` (Debian package `wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+
+import httpx  # noqa: E402
+from bench_code_format import main as bench_code_format  # noqa: E402
+from bench_code_format import rates  # noqa: E402
+from bench_service import wrk  # noqa: E402
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+
+from ecard.codes import CodeSigner  # noqa: E402
+from ecard.codes.trust import card_pseudonym, private_key_of  # noqa: E402
+from ecard.offline.code_format import MAX_LIFETIME  # noqa: E402
+from ecard.store.keyfiles import load_keyring  # noqa: E402
+from tests.live import LiveServer, _ok, new_holder  # noqa: E402
+
+VERIFY_SCRIPT = """
+local codes = {}
+for line in io.lines("%(codes)s") do codes[#codes + 1] = line end
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "%(auth)s"
+request = function()
+  i = i + 1
+  if i > #codes then i = 1 end
+  return wrk.format(nil, nil, nil, '{"code":"' .. codes[i] .. '"}')
+end
+"""
+ISSUE_SCRIPT = 'wrk.method = "POST"\n'
+
+
+def raw_rates(seconds: float) -> tuple[float, float]:
+    """Raw `cryptography` ES256 sign/s and verify/s on this core, right now."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    message = b"ecard/code\x00" + bytes(115)
+    der = key.sign(message, ec.ECDSA(hashes.SHA256()))
+    public = key.public_key()
+    measured = rates(
+        {
+            "sign": lambda: key.sign(message, ec.ECDSA(hashes.SHA256())),
+            "verify": lambda: public.verify(der, message, ec.ECDSA(hashes.SHA256())),
+        },
+        seconds,
+    )
+    return measured["sign"], measured["verify"]
+
+
+async def seed(url: str) -> tuple[str, str, str]:
+    """A holder (access token, card id) and a pharmacy verifier's Basic credentials."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        login = _ok(await http.post("/operator/v1/login", json={"username": "admin", "password": "correct horse battery"}))
+        admin = {"Authorization": f"Bearer {login['access_token']}"}
+        channel = _ok(await http.post("/operator/v1/clients", headers=admin, json={"kind": "channel", "name": "bench-app"}))
+        token, card_id = await new_holder(http, admin, channel)
+        verifier = _ok(await http.post("/operator/v1/clients", headers=admin, json={
+            "kind": "verifier", "name": "bench-pharmacy", "entitlements": ["masked_name", "card_status"]}))
+        _ok(await http.post("/holder/v1/codes", headers={"Authorization": f"Bearer {token}"}))  # maps the pseudonym
+    basic = httpx.BasicAuth(verifier["id"], verifier["client_secret"])._auth_header
+    return token, card_id, basic
+
+
+def sign_codes(keys_dir: str, card_id: str, count: int) -> list[str]:
+    """Fresh codes for the card, as the server would issue them, valid for the whole run."""
+    ring = load_keyring(keys_dir)
+    signer = CodeSigner("330000", private_key_of(ring.signing_key("330000").private_pem))
+    pseudonym = card_pseudonym(ring.secrets.key("pseudonym_key"), card_id)
+    now = int(time.time()) + 1
+    return [
+        signer.sign(signer.claims(pseudonym=pseudonym, serial=secrets.randbits(32), issued_at=now,
+                                  masked_name="张*三", card_last4="0000", lifetime=MAX_LIFETIME))
+        for _ in range(count)
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--database-url", help="PostgreSQL URL (default: a SQLite file)")
+    parser.add_argument("--redis-url", help="Redis URL (default: the in-process store)")
+    parser.add_argument("--format-seconds", default="1.0", help="--seconds of bench_code_format.py")
+    args = parser.parse_args()
+
+    env = {k: v for k, v in (("ECARD_DATABASE_URL", args.database_url), ("ECARD_REDIS_URL", args.redis_url)) if v}
+    server = LiveServer.start(env=env)
+    work = Path(tempfile.mkdtemp(prefix="ecard-bench-codes-"))
+    try:
+        token, card_id, verifier_auth = asyncio.run(seed(server.url))
+        # enough fresh codes that no request of the run meets an already used one
+        codes = sign_codes(f"{server.workdir.name}/keys", card_id, 4_000 * args.seconds)
+        (work / "codes.txt").write_text("\n".join(codes) + "\n")
+        (work / "verify.lua").write_text(VERIFY_SCRIPT % {"codes": work / "codes.txt", "auth": verifier_auth})
+        (work / "issue.lua").write_text(ISSUE_SCRIPT)
+        raw_sign, raw_verify = raw_rates(2.0)
+        issued = wrk(f"{server.url}/holder/v1/codes", args.seconds, args.connections,
+                     {"Authorization": f"Bearer {token}"}, work / "issue.lua")
+        verified = wrk(f"{server.url}/verifier/v1/verifications", args.seconds, args.connections,
+                       script=work / "verify.lua")
+        raw_sign_after, raw_verify_after = raw_rates(2.0)
+        history = _ok(httpx.get(f"{server.url}/holder/v1/verifications", params={"limit": 1},
+                                headers={"Authorization": f"Bearer {token}"}))
+    finally:
+        server.stop()
+    raw_sign, raw_verify = max(raw_sign, raw_sign_after), max(raw_verify, raw_verify_after)
+    storage = ("PostgreSQL" if args.database_url else "SQLite") + (", Redis" if args.redis_url else ", in-process store")
+    print(f"== HTTP, one worker ({storage}), wrk -t1 -c{args.connections} -d{args.seconds}s on loopback ==")
+    print(f"raw ES256 sign            {raw_sign:9.0f}/s  (baseline, best of before/after the load)")
+    print(f"raw ES256 verify          {raw_verify:9.0f}/s  (baseline)")
+    print(f"HTTP issue  POST /holder/v1/codes            {issued:7.0f}/s  {issued / raw_sign:6.1%} of raw sign   (target >= 20 %)")
+    print(f"HTTP verify POST /verifier/v1/verifications  {verified:7.0f}/s  {verified / raw_verify:6.1%} of raw verify (target >= 30 %)")
+    print(f"  ({history['total']} verifications recorded, {len(codes)} fresh codes prepared)")
+    print()
+    sys.argv = [sys.argv[0], "--seconds", args.format_seconds, "--revoked", "100000"]
+    bench_code_format()
+
+
+if __name__ == "__main__":
+    main()
