@@ -120,6 +120,9 @@ def _block_from_row(row: dict[str, Any]) -> Block:
     )
 
 
+_SEAL_LOCK = 0x6C67736C  # PostgreSQL advisory lock id ("lgsl"): one sealer at a time
+
+
 class Ledger:
     """One log, identified by its Ed25519 key (receipts and tree heads), on a piccolo engine."""
 
@@ -320,6 +323,10 @@ class Ledger:
             sealed_size = self._tree.size
             try:
                 async with self._write_transaction():
+                    if self.engine.engine_type == "postgres":
+                        # one sealer at a time across processes: two would both read the same last
+                        # block and one would fail on the block number (READ COMMITTED)
+                        await LedgerBlock.raw("SELECT pg_advisory_xact_lock({})", _SEAL_LOCK)
                     last = await self.latest_block()
                     await self._sync_tree(last.tree_size if last else 0)
                     sealed_size = self._tree.size

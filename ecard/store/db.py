@@ -19,7 +19,7 @@ from piccolo.apps.migrations.commands.forwards import run_forwards
 from piccolo.apps.migrations.tables import Migration
 from piccolo.conf.apps import AppConfig
 from piccolo.engine.base import Engine
-from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 from piccolo.engine.sqlite import SQLiteEngine
 from piccolo.table import Table
 
@@ -84,13 +84,143 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
                 del self._shared[loop]
 
 
+def is_database_unavailable(exc: BaseException, _depth: int = 0) -> bool:
+    """True when ``exc`` means "PostgreSQL cannot serve this now" (down, restarting, the connection
+    was cut, no connection slots), not a fault of the query itself."""
+    import asyncpg
+
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    if isinstance(
+        exc,
+        (
+            asyncpg.exceptions.PostgresConnectionError,  # 08xxx, e.g. connection does not exist
+            asyncpg.exceptions.OperatorInterventionError,  # 57xxx: admin shutdown, crash, cannot connect now
+            asyncpg.exceptions.TooManyConnectionsError,
+            OSError,  # refused, reset, broken pipe (ConnectionError is an OSError)
+            TimeoutError,
+        ),
+    ):
+        return True
+    if isinstance(exc, asyncpg.exceptions.InterfaceError):
+        message = str(exc)
+        if "connection is closed" in message or "pool is closing" in message or "pool is closed" in message:
+            return True
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        # the connection's protocol state broke when the server went away mid-operation; such a
+        # connection is discarded (ResilientPostgresEngine._run_in_pool, the pool's reset)
+        return True
+    context = exc.__cause__ or exc.__context__
+    return _depth < 5 and context is not None and is_database_unavailable(context, _depth + 1)
+
+
+def _unavailable(exc: BaseException) -> DatabaseUnavailable:
+    return exc if isinstance(exc, DatabaseUnavailable) else DatabaseUnavailable(f"{type(exc).__name__}: {exc}")
+
+
+async def _give_back(transaction: PostgresTransaction) -> None:
+    try:
+        if transaction.engine.pool:
+            await transaction.engine.pool.release(transaction.connection)
+        else:
+            await transaction.connection.close()
+    except Exception:  # a broken connection is terminated by the pool's reset either way
+        pass
+
+
+class ResilientPostgresTransaction(PostgresTransaction):
+    """Piccolo's transaction, except that losing the database is a :class:`DatabaseUnavailable`
+    (the service answers 503 with Retry-After), and that a failed begin, rollback or commit still
+    returns the connection to the pool and leaves the task's transaction context: piccolo's own
+    skips both, after which the pool shrinks and every later query of that task (a background
+    loop's, say) would run on the dead connection."""
+
+    async def __aenter__(self) -> PostgresTransaction:
+        if self._parent is not None:
+            return self._parent
+        try:
+            self.connection = await self.get_connection()
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                raise _unavailable(exc) from exc
+            raise
+        try:
+            self.transaction = self.connection.transaction()
+            await self.begin()
+        except Exception as exc:
+            await _give_back(self)
+            if is_database_unavailable(exc):
+                raise _unavailable(exc) from exc
+            raise
+        self.context = self.engine.current_transaction.set(self)
+        return self
+
+    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
+        if self._parent:
+            return exception is None
+        failure: BaseException | None = None
+        try:
+            if exception is not None:
+                if not self._rolled_back:
+                    await self.rollback()
+            elif not self._committed and not self._rolled_back:
+                await self.commit()
+        except Exception as exc:  # the connection died under us
+            failure = exc
+        finally:
+            await _give_back(self)
+            self.engine.current_transaction.reset(self.context)
+        if failure is not None:
+            # a failed commit's outcome is unknown here: the caller answers 503, never success
+            if is_database_unavailable(failure):
+                raise _unavailable(failure) from failure
+            raise failure
+        if exception is not None and not isinstance(exception, DatabaseUnavailable) and is_database_unavailable(exception):
+            raise _unavailable(exception) from exception
+        return exception is None
+
+
+class ResilientPostgresEngine(PostgresEngine):
+    """PostgreSQL through piccolo, with "the database is away" as one typed error."""
+
+    async def _run_in_pool(self, query: str, args: Any = None) -> Any:
+        if not self.pool:
+            raise ValueError("A pool isn't currently running.")
+        async with self.pool.acquire() as connection:
+            try:
+                return await connection.fetch(query, *(args or []))
+            except Exception as exc:
+                if is_database_unavailable(exc):
+                    connection.terminate()  # never hand out a connection in an unknown state again
+                raise
+
+    async def run_querystring(self, querystring: Any, in_pool: bool = True) -> Any:
+        try:
+            return await super().run_querystring(querystring, in_pool)
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                raise _unavailable(exc) from exc
+            raise
+
+    async def run_ddl(self, ddl: str, in_pool: bool = True) -> Any:
+        try:
+            return await super().run_ddl(ddl, in_pool)
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                raise _unavailable(exc) from exc
+            raise
+
+    def transaction(self, allow_nested: bool = True) -> PostgresTransaction:
+        return ResilientPostgresTransaction(engine=self, allow_nested=allow_nested)
+
+
 def make_engine(database_url: str) -> Engine:
     if database_url.startswith("sqlite:///"):
         path = Path(database_url[len("sqlite:///") :])
         path.parent.mkdir(parents=True, exist_ok=True)
         return SharedConnectionSQLiteEngine(path=str(path), timeout=30, check_same_thread=False)
     parsed = urlparse(database_url)
-    return PostgresEngine(
+    return ResilientPostgresEngine(
         config={
             "host": parsed.hostname or "127.0.0.1",
             "port": parsed.port or 5432,

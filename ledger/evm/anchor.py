@@ -189,7 +189,25 @@ async def _update(block_number: int, ledger: Ledger, **values: Any) -> None:
 async def anchor_pending_once(
     ledger: Ledger, chain: ChainAnchor, *, limit: int = 100
 ) -> AnchorProgress:
-    """One pass over the outbox, oldest block first: send what is pending, follow what was sent."""
+    """One pass over the outbox, oldest block first: send what is pending, follow what was sent.
+
+    On PostgreSQL the pass holds a transaction-level advisory lock, so when several processes run
+    a worker only one sends and records at a time: two would each send a transaction for the same
+    block, and the loser's (reverted) hash could overwrite the winner's on a confirmed job.  A
+    process that does not get the lock skips the pass."""
+    if ledger.engine.engine_type == "postgres":
+        async with ledger.engine.transaction():
+            rows = await LedgerAnchor.raw("SELECT pg_try_advisory_xact_lock({}) AS locked", _ANCHOR_LOCK)
+            if not rows[0]["locked"]:
+                return AnchorProgress()
+            return await _anchor_pass(ledger, chain, limit)
+    return await _anchor_pass(ledger, chain, limit)
+
+
+_ANCHOR_LOCK = 0x6C67616E  # PostgreSQL advisory lock id ("lgan"): one anchoring pass at a time
+
+
+async def _anchor_pass(ledger: Ledger, chain: ChainAnchor, limit: int) -> AnchorProgress:
     progress = AnchorProgress()
     jobs = (
         await LedgerAnchor.select()
@@ -261,6 +279,7 @@ async def _advance(
     await _update(
         number,
         ledger,
+        tx_hash=job["tx_hash"],  # the one whose receipt this is
         chain_block=receipt["blockNumber"],
         confirmations=confirmations,
         status=CONFIRMED if done else SENT,
