@@ -349,8 +349,23 @@ class TerminalService:
 
     # --- offline records ----------------------------------------------------------------------
 
-    async def _stored_records(self, terminal_id: str) -> list[rec.SignedRecord]:
-        rows = await TerminalRecord.select().where(TerminalRecord.terminal == terminal_id)
+    async def _stored_around(self, terminal_id: str, counters: list[int]) -> list[rec.SignedRecord]:
+        """The stored records a batch is judged against: those in its counter range, and the
+        nearest one below and above it.  Enough, because stored records are monotone (a counter
+        and its clock rise together, or the record was not stored), so the nearest neighbours
+        hold the latest earlier and the earliest later times; an upload costs the batch, not
+        the terminal's whole history."""
+        if not counters:
+            return []
+        low, high = min(counters), max(counters)
+        mine = TerminalRecord.terminal == terminal_id
+        rows = [
+            *await TerminalRecord.select().where(mine & (TerminalRecord.counter >= low) & (TerminalRecord.counter <= high)),
+            *await TerminalRecord.select().where(mine & (TerminalRecord.counter < low)).order_by(
+                TerminalRecord.counter, ascending=False
+            ).limit(1),
+            *await TerminalRecord.select().where(mine & (TerminalRecord.counter > high)).order_by(TerminalRecord.counter).limit(1),
+        ]
         return [
             rec.SignedRecord(
                 rec.AcceptanceRecord(
@@ -362,6 +377,17 @@ class TerminalService:
             )
             for row in rows
         ]
+
+    @staticmethod
+    async def _gaps(terminal_id: str) -> list[schemas.Gap]:
+        """Counters never uploaded, found by the database (window function) over counters only."""
+        rows = await TerminalRecord.raw(
+            "SELECT prev + 1 AS first, counter - 1 AS last FROM (SELECT counter, LAG(counter, 1, 0)"
+            " OVER (ORDER BY counter) AS prev FROM terminal_record WHERE terminal = {}) AS held"
+            " WHERE counter > prev + 1 ORDER BY first",
+            terminal_id,
+        )
+        return [schemas.Gap(row["first"], row["last"]) for row in rows]
 
     async def _revoked_at(self, references: set[str]) -> dict[str, int]:
         """When each referenced physical card stopped being active (revoked cards only)."""
@@ -408,8 +434,9 @@ class TerminalService:
         batch = upload.records
         card_refs = {s.record.reference for s in batch if s.record.kind is rec.AcceptanceKind.CARD}
         code_refs = {s.record.reference for s in batch if s.record.kind is not rec.AcceptanceKind.CARD}
+        own_counters = [s.record.counter for s in batch if s.record.terminal_id == terminal.id]
         result = rec.reconcile(
-            await self._stored_records(terminal.id),
+            await self._stored_around(terminal.id, own_counters),
             batch,
             terminal_keys={terminal.id: terminal.public_key},
             revoked_at=await self._revoked_at(card_refs),
@@ -443,7 +470,7 @@ class TerminalService:
             conflicts=[s.record.counter for s in result.conflicts],
             rollbacks=[s.record.counter for s in result.rollbacks],
             wrong_key=[s.record.counter for s in result.wrong_key],
-            gaps=[schemas.Gap(g.first, g.last) for g in result.gaps],
+            gaps=await self._gaps(terminal.id),
             revoked_before_acceptance=[s.record.counter for s in result.revoked_before_acceptance],
             expired_codes=[s.record.counter for s in result.expired_codes],
         )
