@@ -7,12 +7,10 @@ its redirect URI are shown on a page; later authorization errors go back to the 
 
 from __future__ import annotations
 
-import io
 import time
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
-import segno
 from litestar import Controller, Request, Response, get, post, route
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
@@ -22,11 +20,11 @@ from litestar.static_files import create_static_files_router
 
 from ecard.app import etagged
 from ecard.auth import HolderPrincipal, OperatorPrincipal, bearer, require_permission
-from ecard.dependencies import provide_holder, provide_operator
+from ecard.codes.render import render_svg
+from ecard.dependencies import operator_with, provide_holder, provide_operator
 from ecard.errors import CATALOGUE, AppError, preferred_language
 from ecard.oidc import schemas
 from ecard.oidc.service import (
-    QR_SCHEME,
     SCOPES,
     AuthorizationError,
     OidcService,
@@ -34,7 +32,7 @@ from ecard.oidc.service import (
     coarse_location,
 )
 from ecard.platform import Platform
-from ecard.web import PAGE_HEADERS, STATIC_DIR, STATIC_PATH, page
+from ecard.web import PAGE_HEADERS, STATIC_DIR, STATIC_PATH, page, page_responses
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FLOW_COOKIE = "ecard_flow_"
@@ -107,7 +105,7 @@ class LoginPageController(Controller):
     tags = ["oidc"]
     include_in_schema = True
 
-    @get("/authorize", summary="Authorization endpoint: validates the request and shows the login QR")
+    @get("/authorize", responses=page_responses(redirects=True), summary="Authorization endpoint: validates the request and shows the login QR")
     async def authorize(self, request: Request, platform: NamedDependency[Platform]) -> Response:
         service = OidcService(platform)
         try:
@@ -132,10 +130,9 @@ class LoginPageController(Controller):
         return response
 
     @get("/login/{session_id:str}/qr.svg", summary="The login QR code (SVG)")
-    async def qr(self, session_id: FromPath[str]) -> Response[bytes]:
-        buffer = io.BytesIO()
-        segno.make(f"{QR_SCHEME}{session_id}", error="m").save(buffer, kind="svg", scale=6, border=2, xmldecl=False)
-        return Response(buffer.getvalue(), media_type="image/svg+xml", headers={**PAGE_HEADERS})
+    async def qr(self, session_id: FromPath[str], platform: NamedDependency[Platform]) -> Response[str]:
+        text = await OidcService(platform).qr_text(session_id)
+        return Response(render_svg(text, scale=6), media_type="image/svg+xml", headers={**PAGE_HEADERS})
 
     @get("/login/{session_id:str}/poll", summary="Long poll of the login state (until it changes)")
     async def poll(
@@ -156,7 +153,7 @@ class LoginPageController(Controller):
         )
         return Response(renewed, headers=NO_STORE)
 
-    @get("/login/{session_id:str}/continue", summary="Back to the relying party with the code (or the denial)")
+    @get("/login/{session_id:str}/continue", responses=page_responses(redirects=True), summary="Back to the relying party with the code (or the denial)")
     async def finish(self, session_id: FromPath[str], request: Request, platform: NamedDependency[Platform]) -> Response:
         try:
             location = await OidcService(platform).finish(session_id, lambda flow: flow_cookie(request, flow))
@@ -164,7 +161,7 @@ class LoginPageController(Controller):
             return error_page(request, error)
         return redirect(location)
 
-    @get("/device", summary="Where a device's user is sent: instructions to enter the code in the app")
+    @get("/device", responses=page_responses(), summary="Where a device's user is sent: instructions to enter the code in the app")
     async def device_page(self, request: Request, user_code: FromQuery[str | None] = None) -> Response[str]:
         return page(
             "message.html", lang=language(request), code="device", user_code=(user_code or "")[:9],
@@ -173,7 +170,7 @@ class LoginPageController(Controller):
             body_en="Open your e-card app, choose “Scan to log in” and enter the code shown on the device.",
         )
 
-    @route("/logout", http_method=["GET", "POST"], status_code=200, summary="RP-initiated logout (end session endpoint)")
+    @route("/logout", http_method=["GET", "POST"], status_code=200, responses=page_responses(redirects=True), summary="RP-initiated logout (end session endpoint)")
     async def logout(self, request: Request, platform: NamedDependency[Platform]) -> Response:
         try:
             if request.method == "POST":
@@ -248,7 +245,11 @@ class HolderLoginController(Controller):
         return await OidcService(platform).describe(session_id, holder)
 
     @get("/", summary="A device login by the user code shown on the device")
-    async def by_user_code(self, user_code: FromQuery[str], platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]) -> schemas.LoginSessionView:
+    async def by_user_code(
+        self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal], user_code: FromQuery[str | None] = None
+    ) -> schemas.LoginSessionView:
+        if not user_code:  # checked here, after the holder: strangers learn nothing from a 400
+            raise AppError("validation_failed", "user_code is required")
         return await OidcService(platform).describe_user_code(user_code, holder)
 
     @post("/{session_id:str}/approve", status_code=200, summary="Approve the login")
@@ -267,9 +268,8 @@ class ClientFilingController(Controller):
     tags = ["operator"]
     dependencies = {"operator": Provide(provide_operator)}
 
-    @post("/", summary="File a relying party (starts pending; the secret is shown once)")
+    @post("/", dependencies=operator_with("clients:manage"), summary="File a relying party (starts pending; the secret is shown once)")
     async def file(self, data: JSONBody[schemas.ClientFiling], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> schemas.ClientView:
-        require_permission(operator, "clients:manage")
         return await OidcService(platform).file_client(data, operator)
 
     @get("/{client_id:str}", summary="A filed relying party")
@@ -277,12 +277,14 @@ class ClientFilingController(Controller):
         require_permission(operator, "registry:read")
         return (await OidcService(platform).filed_client(client_id)).view()
 
-    @post("/{client_id:str}/status", status_code=200, summary="pending → approved → live; live ⇄ suspended; reject")
+    @post(
+        "/{client_id:str}/status", status_code=200, dependencies=operator_with("clients:manage"),
+        summary="pending → approved → live; live ⇄ suspended; reject",
+    )
     async def change_status(
         self, client_id: FromPath[str], data: JSONBody[schemas.ClientStatusChange],
         platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
     ) -> schemas.ClientView:
-        require_permission(operator, "clients:manage")
         return await OidcService(platform).change_client_status(client_id, data, operator)
 
 

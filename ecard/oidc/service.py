@@ -56,6 +56,7 @@ USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # RFC 8628 §6.1: no vowels, no loo
 _PKCE_VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 _PKCE_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _MAX_PARAM = 512
+_OPAQUE_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")  # login session and flow ids (token_urlsafe)
 MAX_ASSERTION_LIFETIME = 3600  # Authlib and others default to an hour
 
 
@@ -259,6 +260,19 @@ def coarse_location(ip: str) -> str | None:
     if address.is_private:
         return "内部网络 / private network"
     return None
+
+
+def login_key(session_id: str) -> str:
+    """The store key of a login session; an id not shaped like ours is simply unknown."""
+    if not _OPAQUE_ID.match(session_id):
+        raise AppError("login_session_not_found")
+    return f"oidc:login:{session_id}"
+
+
+def flow_key(flow_id: str) -> str:
+    if not _OPAQUE_ID.match(flow_id):
+        raise AppError("login_session_not_found", "this login page expired; reload it")
+    return f"oidc:flow:{flow_id}"
 
 
 def with_query(uri: str, params: Mapping[str, str | None]) -> str:
@@ -539,7 +553,7 @@ class OidcService:
         await self._limit(f"oidc:login-ip:{origin.ip}", 60, self.policy.login_sessions_per_ip_minute)
         flow_id, browser_secret = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
         flow = schemas.LoginFlow(request=request, browser_digest=secret_digest(browser_secret), origin=origin)
-        await self.store.put(f"oidc:flow:{flow_id}", _encode(flow), self.policy.flow_ttl)
+        await self.store.put(flow_key(flow_id), _encode(flow), self.policy.flow_ttl)
         return flow_id, browser_secret, await self._new_session(flow, flow_id)
 
     async def _new_session(self, flow: schemas.LoginFlow, flow_id: str | None, user_code: str | None = None) -> str:
@@ -549,12 +563,12 @@ class OidcService:
             request=flow.request, browser_digest=flow.browser_digest, flow_id=flow_id,
             origin=flow.origin, expires_at=int(time.time()) + ttl, user_code=user_code,
         )
-        await self.store.put(f"oidc:login:{session_id}", _encode(session), ttl)
+        await self.store.put(login_key(session_id), _encode(session), ttl)
         return session_id
 
     async def renew_session(self, flow_id: str, browser_secret: str | None) -> str:
         """A fresh QR for a page whose QR expired (the flow, and its cookie, live longer)."""
-        raw = await self.store.get(f"oidc:flow:{flow_id}")
+        raw = await self.store.get(flow_key(flow_id))
         if raw is None:
             raise AppError("login_session_not_found", "this login page expired; reload it")
         flow = _FLOW.decode(raw)
@@ -569,10 +583,15 @@ class OidcService:
             raise AppError("forbidden", "this login belongs to another browser")
 
     async def _session(self, session_id: str) -> tuple[bytes, schemas.LoginSession]:
-        raw = await self.store.get(f"oidc:login:{session_id}") if session_id else None
+        raw = await self.store.get(login_key(session_id))
         if raw is None:
             raise AppError("login_session_not_found")
         return raw, _LOGIN.decode(raw)
+
+    async def qr_text(self, session_id: str) -> str:
+        """What the login QR says: the scheme the app recognises and a live session's id."""
+        await self._session(session_id)
+        return f"{QR_SCHEME}{session_id}"
 
     async def poll(self, session_id: str, browser_secret_of: BrowserSecrets, known: str, wait: bool) -> schemas.LoginPoll:
         """The page's long poll: returns when the state differs from ``known`` or time runs out.
@@ -580,7 +599,7 @@ class OidcService:
         deadline = time.monotonic() + (self.policy.long_poll_seconds if wait else 0)
         checked = False
         while True:
-            raw = await self.store.get(f"oidc:login:{session_id}")
+            raw = await self.store.get(login_key(session_id))
             if raw is None:
                 return schemas.LoginPoll(state="expired")
             session = _LOGIN.decode(raw)
@@ -599,7 +618,7 @@ class OidcService:
         self._check_browser(session.browser_digest, browser_secret_of(session.flow_id))
         if session.state not in ("approved", "denied"):
             raise AppError("authorization_pending")
-        raw = await self.store.take(f"oidc:login:{session_id}")
+        raw = await self.store.take(login_key(session_id))
         if raw is None:
             raise AppError("login_session_not_found")
         session = _LOGIN.decode(raw)
@@ -622,7 +641,7 @@ class OidcService:
         if session.state == "pending":
             scanned = msgspec.structs.replace(session, state="scanned", ecard_id=holder.ecard_id)
             if not await self.store.compare_and_set(
-                f"oidc:login:{session_id}", raw, _encode(scanned), _ttl(session)
+                login_key(session_id), raw, _encode(scanned), _ttl(session)
             ):
                 raise AppError("login_session_answered")
             session = scanned
@@ -666,7 +685,7 @@ class OidcService:
             session, state="approved" if approve else "denied", ecard_id=holder.ecard_id,
             auth_time=int(time.time()), subject=subject,
         )
-        if not await self.store.compare_and_set(f"oidc:login:{session_id}", raw, _encode(answered), _ttl(session)):
+        if not await self.store.compare_and_set(login_key(session_id), raw, _encode(answered), _ttl(session)):
             raise AppError("login_session_answered")
         await audit(
             holder.actor, "oidc.login.approve" if approve else "oidc.login.deny", "oidc_client", client_id,
@@ -791,7 +810,7 @@ class OidcService:
         _, session = await self._device_session(grant.session_id)
         if session.state in ("pending", "scanned"):
             raise AppError("authorization_pending")
-        taken = await self.store.take(f"oidc:login:{grant.session_id}")
+        taken = await self.store.take(login_key(grant.session_id))
         await self.store.delete(f"oidc:device:{device_digest}")
         if taken is None:
             raise AppError("invalid_grant", "the device code was already redeemed")

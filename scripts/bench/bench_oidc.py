@@ -5,8 +5,10 @@ Measures, with one worker each, in the same run:
   (five requests in both: ecard's page, approve, continue; the peer's /auth, approve, resume);
 - token-endpoint redemptions/s: codes prepared beforehand, then only redeemed.
 
-Run:  .venv/bin/python scripts/bench/bench_oidc.py [--logins 400] [--concurrency 16]
-Needs node and ``npm install`` in scripts/bench/oidc_peer/ (done on first run).
+Run:  .venv/bin/python scripts/bench/bench_oidc.py [--logins 400] [--concurrency 16] [--rounds 3]
+Needs node and npm; ``npm install`` in scripts/bench/oidc_peer/ (git-ignored node_modules) is done on
+the first run.  The two servers are measured in alternating rounds on the same (shared) cores and
+the median of each is reported, so a noisy neighbour does not decide the ratio.
 Rate limits are raised for the run (one client address makes every request), as the peer has none.
 """
 
@@ -19,6 +21,7 @@ import hashlib
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import time
@@ -26,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -139,26 +142,51 @@ def peer_provider(http: httpx.AsyncClient) -> Provider:
     return Provider("oidc-provider", http, get_code, "/token", "/me", basic("bench-rp", PEER_SECRET))
 
 
-async def rate(operation: Callable[[], Awaitable[object]], count: int, concurrency: int) -> float:
-    """Operations per second with ``concurrency`` in flight."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and all its descendants, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+@dataclass
+class Sample:
+    """One timed run of one operation against one server."""
+
+    per_second: float
+    cpu_ms: float  # server CPU per operation: what the rate would be on a quiet core
+
+
+async def timed(operation: Callable[[], Awaitable[object]], count: int, concurrency: int, pid: int) -> Sample:
+    """Operations per second with ``concurrency`` in flight, and the server's CPU per operation."""
     remaining = iter(range(count))
 
     async def worker() -> None:
         for _ in remaining:
             await operation()
 
-    started = time.perf_counter()
+    cpu, started = cpu_seconds(pid), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return count / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    return Sample(count / elapsed, (cpu_seconds(pid) - cpu) / count * 1000)
 
 
-async def measure(provider: Provider, logins: int, concurrency: int) -> dict[str, float]:
-    await rate(provider.login, max(20, logins // 10), concurrency)  # warm up
-    login_rate = await rate(provider.login, logins, concurrency)
-    codes = [await provider.get_code() for _ in range(logins)]
-    pending = iter(codes)
-    redeem_rate = await rate(lambda: provider.redeem(*next(pending)), logins, concurrency)
-    return {"logins": login_rate, "redemptions": redeem_rate}
+async def logins(provider: Provider, count: int, concurrency: int, pid: int) -> Sample:
+    return await timed(provider.login, count, concurrency, pid)
+
+
+async def redemptions(provider: Provider, count: int, concurrency: int, pid: int) -> Sample:
+    pending = iter([await provider.get_code() for _ in range(count)])
+    return await timed(lambda: provider.redeem(*next(pending)), count, concurrency, pid)
 
 
 def start_peer() -> tuple[subprocess.Popen, str]:
@@ -185,28 +213,49 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--logins", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     server = LiveServer.start(policy=BENCH_POLICY)
     peer, peer_url = start_peer()
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    samples: dict[tuple[str, str], list[Sample]] = {}
     try:
         seeded = await seed(server.url)
         async with (
             httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60, cookies=no_cookie_jar()) as ours_http,
             httpx.AsyncClient(base_url=peer_url, limits=limits, timeout=60, cookies=no_cookie_jar()) as peer_http,
         ):
-            ours = await measure(ecard_provider(ours_http, seeded.client_id, seeded.client_secret, seeded.holder_token),
-                                 args.logins, args.concurrency)
-            theirs = await measure(peer_provider(peer_http), args.logins, args.concurrency)
+            sides = [
+                (ecard_provider(ours_http, seeded.client_id, seeded.client_secret, seeded.holder_token), server.process.pid),
+                (peer_provider(peer_http), peer.pid),
+            ]
+            for provider, pid in sides:  # warm up
+                await logins(provider, max(20, args.logins // 10), args.concurrency, pid)
+            for number in range(1, args.rounds + 1):
+                line = []
+                for measure in (logins, redemptions):  # the two sides back to back, per operation
+                    for provider, pid in sides:
+                        sample = await measure(provider, args.logins, args.concurrency, pid)
+                        samples.setdefault((measure.__name__, provider.name), []).append(sample)
+                        line.append(f"{provider.name} {measure.__name__} {sample.per_second:.0f}/s")
+                print(f"round {number}: " + ", ".join(line), flush=True)
     finally:
         peer.terminate()
         server.stop()
 
-    print(f"one worker each, {args.logins} operations, {args.concurrency} in flight")
-    print(f"{'':28}{'ecard':>10}{'oidc-provider':>16}{'ratio':>8}")
-    for key, label in (("logins", "complete logins/s"), ("redemptions", "token redemptions/s")):
-        print(f"{label:28}{ours[key]:>10.0f}{theirs[key]:>16.0f}{ours[key] / theirs[key]:>8.2f}")
+    def median(operation: str, side: str, field: str) -> float:
+        return statistics.median(getattr(sample, field) for sample in samples[(operation, side)])
+
+    print(f"\none worker each, {args.logins} operations per run, {args.concurrency} in flight, "
+          f"median of {args.rounds} rounds; the load generator shares the machine")
+    print(f"{'':24}{'ecard':>10}{'oidc-provider':>15}{'ratio':>7}   server CPU ms/op: ecard, peer, ratio")
+    for operation, label in (("logins", "complete logins/s"), ("redemptions", "token redemptions/s")):
+        ours, theirs = median(operation, "ecard", "per_second"), median(operation, "oidc-provider", "per_second")
+        ours_cpu, theirs_cpu = median(operation, "ecard", "cpu_ms"), median(operation, "oidc-provider", "cpu_ms")
+        print(f"{label:24}{ours:>10.0f}{theirs:>15.0f}{ours / theirs:>7.2f}"
+              f"   {ours_cpu:6.2f} {theirs_cpu:6.2f} {theirs_cpu / ours_cpu:6.2f}")
+    print("ratio > 1 means ecard is faster (for CPU: the peer spends more per operation)")
     print("(ecard: granian + SQLite + in-process store; oidc-provider: node http + in-memory adapter)")
 
 

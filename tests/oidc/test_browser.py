@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from tests.conftest import require
-from tests.oidc.conftest import pkce_pair
 from tests.live import LiveServer, Seeded, free_port, seed
+from tests.oidc.conftest import pkce_pair
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.browser

@@ -9,7 +9,6 @@ import json
 import time
 
 import jwt
-import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -276,3 +275,48 @@ async def test_every_login_and_refusal_is_audited(client, world, rp, holder):
     actions = [event["action"] for event in trail.json()["items"]]
     assert {"oidc.login.approve", "oidc.code.refused", "oidc.authorize.refused"} <= set(actions)
     assert all(holder.ecard_id != event["actor_id"] or event["action"].startswith("oidc.login") for event in trail.json()["items"])
+
+
+async def test_a_suspended_clients_tokens_stop_working(client, world, rp, holder):
+    tokens = await login_tokens(client, rp, holder)
+    await client.post(f"/operator/v1/oidc/clients/{rp.client_id}/status", json={"status": "suspended"}, headers=world.op())
+    assert (await client.get("/oidc/userinfo", headers=bearer(tokens["access_token"]))).status_code == 401
+
+
+async def test_a_client_cannot_read_or_revoke_another_clients_tokens(client, world, rp, holder):
+    tokens = await login_tokens(client, rp, holder)
+    other = await file_client(world)
+    for token in (tokens["access_token"], tokens["refresh_token"]):
+        seen = await client.post("/oidc/introspect", data={"token": token}, headers=other.auth())
+        assert seen.status_code == 200 and seen.json() == {"active": False}
+        assert (await client.post("/oidc/revoke", data={"token": token}, headers=other.auth())).status_code == 200
+    assert (await client.get("/oidc/userinfo", headers=bearer(tokens["access_token"]))).status_code == 200
+    still = await client.post("/oidc/introspect", data={"token": tokens["refresh_token"]}, headers=rp.auth())
+    assert still.json()["active"] and still.json()["token_type"] == "refresh_token"
+
+
+async def test_junk_gets_a_clear_oauth_error_never_a_crash(client, rp, holder):
+    """Whatever a client sends, the OAuth endpoints answer with an RFC 6749 error document."""
+    junk_bodies = [
+        {"content": b"\xff\xfe\x00garbage", "headers": {"content-type": "application/x-www-form-urlencoded"}},
+        {"content": b'{"grant_type": "authorization_code"}', "headers": {"content-type": "application/json"}},
+        {"content": b"grant_type=authorization_code&grant_type=refresh_token"},
+        {"content": b"grant_type=" + b"x" * 5000},
+        {"content": b"", "headers": {"authorization": "Basic %%%"}},
+        {"content": b"", "headers": {"authorization": "Basic " + base64.b64encode(b"no-colon").decode()}},
+    ]
+    for path in ("/oidc/token", "/oidc/revoke", "/oidc/introspect", "/oidc/device_authorization"):
+        for body in junk_bodies:
+            headers = {"content-type": "application/x-www-form-urlencoded", **body.get("headers", {})}
+            response = await client.post(path, content=body["content"], headers=headers)
+            assert 400 <= response.status_code < 500, (path, body, response.text)
+            assert response.json()["error"], (path, body, response.text)
+    for token in ("", "ecat_" + "x" * 40, "x" * 5000, "ecat_\u00e9"):
+        response = await client.get("/oidc/userinfo", headers={"authorization": f"Bearer {token}".encode()})
+        assert response.status_code in (400, 401) and response.json()["error"] in ("invalid_token", "invalid_request")
+    for path in ("/oidc/login/{}/poll", "/oidc/login/{}/qr.svg", "/oidc/login/{}/continue", "/holder/v1/logins/{}"):
+        response = await client.get(path.format("z" * 3000), headers=holder.headers())
+        assert response.status_code == 404, (path, response.text)
+    for hint in ("", "a.b.c", "e30." * 3, "x" * 5000):
+        response = await client.get("/oidc/logout", params={"id_token_hint": hint}, follow_redirects=False)
+        assert response.status_code == 400 and "location" not in response.headers
