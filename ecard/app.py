@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib
 import logging
@@ -17,13 +18,16 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.middleware import ASGIMiddleware
 from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins import ReceiveRoutePlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.routes import BaseRoute, HTTPRoute
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from ecard import __version__
 from ecard.dependencies import PLATFORM
-from ecard.errors import CATALOGUE, EXCEPTION_HANDLERS, AppError
+from ecard.errors import CATALOGUE, EXCEPTION_HANDLERS, PROBLEM_JSON, AppError, Problem
 from ecard.logs import configure_logging
 from ecard.platform import Platform, open_platform
 from ecard.settings import Settings
@@ -66,6 +70,67 @@ class RequestContextMiddleware(ASGIMiddleware):
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
+
+
+#: Headers every response carries unless the handler set its own (pages set a stricter CSP).
+SECURITY_HEADERS = {
+    b"x-content-type-options": b"nosniff",
+    b"referrer-policy": b"no-referrer",
+    b"x-frame-options": b"DENY",
+}
+#: The API explorer (Swagger UI at ``/schema/``) loads its script and style from jsDelivr and starts
+#: from one inline script, allowed by its hash (computed per response: it embeds the document).
+DOCS_CSP = (
+    "default-src 'none'; script-src https://cdn.jsdelivr.net {hashes}; "
+    "style-src https://cdn.jsdelivr.net 'unsafe-inline'; img-src 'self' data: https:; "
+    "font-src https://cdn.jsdelivr.net; connect-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+_INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
+
+
+async def add_security_headers(message: dict, scope: Scope) -> None:
+    """``before_send`` hook: :data:`SECURITY_HEADERS` on every response, routed or not."""
+    if message["type"] == "http.response.start":
+        headers = list(message.get("headers") or [])
+        present = {bytes(name).lower() for name, _ in headers}
+        message["headers"] = headers + [(k, v) for k, v in SECURITY_HEADERS.items() if k not in present]
+
+
+class DocsContentSecurityPolicy(ASGIMiddleware):
+    """A Content-Security-Policy for the HTML of the API explorer under ``/schema`` (the other
+    pages set their own, see ``ecard.web``)."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        docs = scope.get("path", "").startswith("/schema")
+        held: dict | None = None
+        chunks: list[bytes] = []
+
+        async def send_secured(message: dict) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                content_type = dict((k.lower(), v) for k, v in headers).get(b"content-type", b"")
+                if docs and content_type.startswith(b"text/html") and b"content-security-policy" not in present:
+                    held = message  # the policy needs the body's inline scripts
+                    return
+            elif held is not None and message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if message.get("more_body"):
+                    return
+                body = b"".join(chunks)
+                message = {"type": "http.response.body", "body": body}
+                hashes = " ".join(
+                    "'sha256-" + base64.b64encode(hashlib.sha256(script).digest()).decode() + "'"
+                    for script in _INLINE_SCRIPT.findall(body)
+                )
+                policy = DOCS_CSP.format(hashes=hashes).encode()
+                await send({**held, "headers": [*held["headers"], (b"content-security-policy", policy)]})
+                held = None
+            await send(message)
+
+        await next_app(scope, receive, send_secured)
 
 
 class JWKS(msgspec.Struct):
@@ -128,6 +193,50 @@ def etagged(request: Request, body: bytes, *, max_age: int, media_type: str = "a
 class MetricsController(PrometheusController):
     path = "/metrics"
 
+    @get(media_type="text/plain", summary="Prometheus metrics (text exposition format)")
+    async def get(self) -> Response:
+        return await PrometheusController.get.fn(self)
+
+
+def _problem(description: str) -> ResponseSpec:
+    return ResponseSpec(Problem, description=description, media_type=PROBLEM_JSON, generate_examples=False)
+
+
+#: The error responses every operation may give, declared once for the whole API (RFC 9457
+#: ``application/problem+json``; the ``code`` member is a key of ``GET /problems``).
+PROBLEM_RESPONSES: dict[str, ResponseSpec] = {
+    "400": _problem("Malformed or invalid request (validation_failed, malformed_request, or a domain rule)"),
+    "401": _problem("Missing or invalid credentials (unauthenticated, invalid_credentials, token_invalid, …)"),
+    "403": _problem("Authenticated, but not allowed (forbidden, wrong kind of caller or role, card not active, …)"),
+    "404": _problem("No such resource, or not one the caller may see"),
+    "409": _problem("The resource's state does not allow this (already answered, status conflict, replay, …)"),
+    "413": _problem("The request body is too large (body_too_large)"),
+    "429": _problem("Too many requests; retry after Retry-After seconds (rate_limited)"),
+    "500": _problem("Internal server error (internal_error); never expected"),
+    "503": _problem("A backing service is unavailable; retry after Retry-After seconds"),
+}
+class ProblemResponses(ReceiveRoutePlugin):
+    """Declares :data:`PROBLEM_RESPONSES` in the OpenAPI document of every operation: 429, 500
+    and 503 everywhere; 400, 401, 403 and 404 where the request carries anything the handler reads
+    (parameters, a body, credentials, the raw request); 409 and 413 on state changes.  A route's
+    own ``responses=`` add to these (and win on the same status)."""
+
+    def receive_route(self, route: BaseRoute) -> None:
+        if not isinstance(route, HTTPRoute):
+            return
+        for handler in route.route_handlers:
+            params = set(handler.parsed_fn_signature.parameters) - {"platform", "codes", "terminals", "state", "scope"}
+            statuses = {"429", "500", "503"}
+            if params:  # parameters, a body, credentials, or the raw request (query, forms, signatures)
+                statuses |= {"400", "401", "403", "404"}
+            if handler.http_methods & {"POST", "PUT", "PATCH", "DELETE"}:
+                statuses |= {"409", "413"}  # state changes can conflict; bodies can be too large
+            declared = {str(code): spec for code, spec in (handler.responses or {}).items()}
+            handler.responses = {  # type: ignore[misc]
+                **{code: spec for code, spec in PROBLEM_RESPONSES.items() if code in statuses},
+                **declared,
+            }
+
 
 #: Domain modules whose ``CONTROLLERS`` list is mounted, in this order.
 DOMAINS = ["ecard.registry.controllers", "ecard.oidc.controllers", "ecard.codes.controllers", "ecard.consent.controllers", "ecard.terminal.controllers"]
@@ -167,7 +276,9 @@ def create_app(settings: Settings, platform: Platform | None = None) -> Litestar
         lifespan=[lifespan],
         state=State({}),
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[RequestContextMiddleware(), PrometheusConfig(app_name="ecard", group_path=True).middleware],
+        plugins=[ProblemResponses()],
+        before_send=[add_security_headers],
+        middleware=[RequestContextMiddleware(), DocsContentSecurityPolicy(), PrometheusConfig(app_name="ecard", group_path=True).middleware],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="ecard",

@@ -13,6 +13,7 @@ from ecard.auth import (
     authenticate_client,
     authenticate_holder,
     authenticate_operator,
+    require_permission,
 )
 from ecard.platform import Platform
 
@@ -39,3 +40,17 @@ def client_of(*kinds: str) -> Provide:
 
 
 PLATFORM = {"platform": Provide(provide_platform)}
+
+
+def operator_with(permission: str) -> dict[str, Provide]:
+    """The ``operator`` dependency, refused (403) unless the operator's role has ``permission``.
+
+    Dependencies are resolved before the body is parsed, so a role without the permission gets
+    403 whatever it sends, never a validation answer about a request it may not make."""
+
+    async def provide(request: Request, platform: NamedDependency[Platform]) -> OperatorPrincipal:
+        operator = await authenticate_operator(platform, request.headers.get("authorization"))
+        require_permission(operator, permission)
+        return operator
+
+    return {"operator": Provide(provide)}

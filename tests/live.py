@@ -13,13 +13,11 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 
 from tests.api.conftest import identity_number
 
-ROOT = Path(__file__).resolve().parents[2]
 REDIRECT_URI = "https://rp.example.test/callback"
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.static_files import create_static_files_router
 
@@ -29,6 +30,9 @@ from ecard.web.verifier import PAGE_HTML, STATIC_DIR
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 JOSE = "application/jose"
 LIST_MAX_AGE = 60
+IMAGE_RESPONSES = {
+    200: ResponseSpec(bytes, media_type="image/*", description="PNG (default) or SVG (format=svg)", generate_examples=False)
+}
 VERIFIER_LOGINS_PER_IP = (300, 30)  # window seconds, attempts
 
 Scale = Annotated[int, QueryParameter(ge=1, le=32)]
@@ -81,7 +85,7 @@ class HolderCodeController(Controller):
     ) -> Response[schemas.CodeIssued]:
         return Response(await codes.issue_code(holder), status_code=201, headers=NO_STORE)
 
-    @get("/codes/qr", summary="A fresh dynamic code as a QR image (PNG or SVG)")
+    @get("/codes/qr", responses=IMAGE_RESPONSES, summary="A fresh dynamic code as a QR image (PNG or SVG)")
     async def image(
         self,
         codes: NamedDependency[CodeService],
@@ -171,32 +175,32 @@ class OfflineKitController(Controller):
         body = {**public_jwk(root.public_key()), "kid": root.kid, "alg": "ES256", "use": "sig"}
         return etagged(request, msgspec.json.encode(body), max_age=3600)
 
-    @get("/trust-list", summary="The signed trust list: every issuer's code-signing keys")
+    @get("/trust-list", media_type=JOSE, summary="The signed trust list: every issuer's code-signing keys")
     async def trust_list(self, request: Request, codes: NamedDependency[CodeService]) -> Response:
         await codes.publisher.federation.refresh()
         token = codes.publisher.trust_list_token()
         return etagged(request, token.encode(), max_age=LIST_MAX_AGE, media_type=JOSE)
 
-    @get("/revocations", summary="The latest signed revocation list (黑名单)")
+    @get("/revocations", media_type=JOSE, summary="The latest signed revocation list (黑名单)")
     async def revocations(self, request: Request, codes: NamedDependency[CodeService]) -> Response:
         token = await codes.publisher.revocation_list_token()
         return etagged(request, token.encode(), max_age=LIST_MAX_AGE, media_type=JOSE)
 
-    @get("/revocations/{version:int}", summary="The signed revocation list as it was at a version")
+    @get("/revocations/{version:int}", media_type=JOSE, summary="The signed revocation list as it was at a version")
     async def revocations_at(
         self, request: Request, version: FromPath[int], codes: NamedDependency[CodeService]
     ) -> Response:
         token = await codes.publisher.revocation_list_token(version)
         return etagged(request, token.encode(), max_age=LIST_MAX_AGE, media_type=JOSE)
 
-    @get("/revocations/delta", summary="The signed delta from a version to the latest")
+    @get("/revocations/delta", media_type=JOSE, summary="The signed delta from a version to the latest")
     async def revocation_delta(
         self, request: Request, from_version: Version, codes: NamedDependency[CodeService]
     ) -> Response:
         token = await codes.publisher.revocation_delta_token(from_version)
         return etagged(request, token.encode(), max_age=LIST_MAX_AGE, media_type=JOSE)
 
-    @get("/package", summary="The signed offline package for terminals (lists + limits)")
+    @get("/package", media_type=JOSE, summary="The signed offline package for terminals (lists + limits)")
     async def package(self, request: Request, codes: NamedDependency[CodeService]) -> Response:
         await codes.publisher.federation.refresh()
         token = await codes.publisher.offline_package_token()
@@ -209,7 +213,7 @@ class VerifierPageController(Controller):
 
     @get("/", summary="The service-hall verifier page (keyboard-wedge scanners)")
     async def page(self) -> Response[str]:
-        return Response(PAGE_HTML, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+        return Response(PAGE_HTML, media_type=MediaType.HTML, headers=PAGE_HEADERS)
 
 
 CONTROLLERS: list = [

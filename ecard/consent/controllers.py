@@ -15,7 +15,7 @@ from ecard.auth import ClientPrincipal, HolderPrincipal, OperatorPrincipal, requ
 from ecard.consent import schemas
 from ecard.consent.ledger_bridge import background, check_one_receipt, consent_ledger, verify_ledger
 from ecard.consent.service import ConsentService, catalogue
-from ecard.dependencies import client_of, provide_holder, provide_operator
+from ecard.dependencies import client_of, operator_with, provide_holder
 from ecard.idempotency import idempotent
 from ecard.platform import Platform
 from ledger import Receipt
@@ -128,7 +128,7 @@ class LedgerController(Controller):
     async def check_receipt(self, data: JSONBody[Receipt], platform: NamedDependency[Platform]) -> ReceiptCheck:
         return await check_one_receipt(platform, data)
 
-    @get("/audit", dependencies={"operator": Provide(provide_operator)}, summary="Audit the whole log and its anchors")
+    @get("/audit", dependencies=operator_with("audit:read"), summary="Audit the whole log and its anchors")
     async def audit(self, platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> schemas.LedgerVerification:
         require_permission(operator, "audit:read")
         return await verify_ledger(platform)

@@ -12,8 +12,14 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Response
 
-from ecard.auth import ClientPrincipal, HolderPrincipal, OperatorPrincipal, require_permission
-from ecard.dependencies import client_of, provide_holder, provide_operator
+from ecard.auth import (
+    ClientPrincipal,
+    HolderPrincipal,
+    OperatorPrincipal,
+    authenticate_operator,
+    require_permission,
+)
+from ecard.dependencies import client_of, operator_with, provide_holder, provide_operator
 from ecard.idempotency import idempotent
 from ecard.platform import Platform
 from ecard.registry import schemas
@@ -39,7 +45,7 @@ class OperatorRegistryController(Controller):
     tags = ["operator"]
     dependencies = {"operator": Provide(provide_operator)}
 
-    @post("/persons", summary="Create a person (identity number validated, stored encrypted)")
+    @post("/persons", dependencies=operator_with("registry:write"), summary="Create a person (identity number validated, stored encrypted)")
     async def create_person(
         self, data: JSONBody[schemas.PersonCreate], request: Request, platform: NamedDependency[Platform],
         operator: NamedDependency[OperatorPrincipal], idempotency_key: IdempotencyKey,
@@ -50,7 +56,7 @@ class OperatorRegistryController(Controller):
             lambda: RegistryService(platform).create_person(data, operator),
         )
 
-    @get("/persons", summary="Search persons (paged)")
+    @get("/persons", dependencies=operator_with("registry:read"), summary="Search persons (paged)")
     async def search_persons(
         self, platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
         identity_number: FromQuery[str | None] = None, name: FromQuery[str | None] = None, region: FromQuery[str | None] = None,
@@ -61,19 +67,19 @@ class OperatorRegistryController(Controller):
             operator, identity_number=identity_number, name=name, region=region, limit=limit, offset=offset
         )
 
-    @get("/persons/{person_id:str}")
+    @get("/persons/{person_id:str}", dependencies=operator_with("registry:read"))
     async def get_person(self, person_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> schemas.PersonView:
         require_permission(operator, "registry:read")
         return await RegistryService(platform).get_person(person_id, operator)
 
-    @patch("/persons/{person_id:str}")
+    @patch("/persons/{person_id:str}", dependencies=operator_with("registry:write"))
     async def update_person(
         self, person_id: FromPath[str], data: JSONBody[schemas.PersonUpdate], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]
     ) -> schemas.PersonView:
         require_permission(operator, "registry:write")
         return await RegistryService(platform).update_person(person_id, data, operator)
 
-    @post("/cards", summary="Register a physical card for a person")
+    @post("/cards", dependencies=operator_with("registry:write"), summary="Register a physical card for a person")
     async def create_card(
         self, data: JSONBody[schemas.CardCreate], request: Request, platform: NamedDependency[Platform],
         operator: NamedDependency[OperatorPrincipal], idempotency_key: IdempotencyKey,
@@ -84,7 +90,7 @@ class OperatorRegistryController(Controller):
             lambda: RegistryService(platform).create_card(data, operator),
         )
 
-    @get("/cards")
+    @get("/cards", dependencies=operator_with("registry:read"))
     async def list_cards(
         self, platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal], person_id: FromQuery[str | None] = None,
         status: FromQuery[schemas.CardStatus | None] = None, limit: Limit = 50, offset: Offset = 0,
@@ -92,26 +98,26 @@ class OperatorRegistryController(Controller):
         require_permission(operator, "registry:read")
         return await RegistryService(platform).list_cards(person_id=person_id, status=status, limit=limit, offset=offset)
 
-    @get("/cards/{card_id:str}")
+    @get("/cards/{card_id:str}", dependencies=operator_with("registry:read"))
     async def get_card(self, card_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> schemas.CardView:
         require_permission(operator, "registry:read")
         return await RegistryService(platform).get_card(card_id)
 
-    @post("/cards/{card_id:str}/status", status_code=200, summary="Change card status (挂失, 解挂, 冻结, 注销 …)")
+    @post("/cards/{card_id:str}/status", dependencies=operator_with("registry:write"), status_code=200, summary="Change card status (挂失, 解挂, 冻结, 注销 …)")
     async def change_status(
         self, card_id: FromPath[str], data: JSONBody[schemas.StatusChange], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]
     ) -> schemas.CardView:
         require_permission(operator, "registry:write")
         return await RegistryService(platform).change_card_status(card_id, data, operator.actor)
 
-    @get("/cards/{card_id:str}/history")
+    @get("/cards/{card_id:str}/history", dependencies=operator_with("registry:read"))
     async def card_history(
         self, card_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]
     ) -> list[schemas.StatusEventView]:
         require_permission(operator, "registry:read")
         return await RegistryService(platform).card_history(card_id)
 
-    @get("/audit", summary="The audit trail (auditors and admins)")
+    @get("/audit", dependencies=operator_with("audit:read"), summary="The audit trail (auditors and admins)")
     async def audit_trail(
         self, platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal], target_id: FromQuery[str | None] = None,
         action: FromQuery[str | None] = None, limit: Limit = 50, offset: Offset = 0,
@@ -119,7 +125,7 @@ class OperatorRegistryController(Controller):
         require_permission(operator, "audit:read")
         return await RegistryService(platform).audit_trail(target_id=target_id, action=action, limit=limit, offset=offset)
 
-    @post("/clients", summary="Register a channel, department, verifier, relying party or terminal")
+    @post("/clients", dependencies=operator_with("clients:manage"), summary="Register a channel, department, verifier, relying party or terminal")
     async def create_client(
         self, data: JSONBody[schemas.ClientCreate], request: Request, platform: NamedDependency[Platform],
         operator: NamedDependency[OperatorPrincipal], idempotency_key: IdempotencyKey,
@@ -130,12 +136,12 @@ class OperatorRegistryController(Controller):
             lambda: AccessService(platform).create_client(data, operator.actor),
         )
 
-    @get("/clients/{client_id:str}")
+    @get("/clients/{client_id:str}", dependencies=operator_with("registry:read"))
     async def get_client(self, client_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> schemas.ClientView:
         require_permission(operator, "registry:read")
         return await AccessService(platform).get_client(client_id)
 
-    @post("/clients/{client_id:str}/status", status_code=200)
+    @post("/clients/{client_id:str}/status", dependencies=operator_with("clients:manage"), status_code=200)
     async def set_client_status(
         self, client_id: FromPath[str], data: JSONBody[schemas.ClientStatusChange], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]
     ) -> schemas.ClientView:

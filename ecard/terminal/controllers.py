@@ -15,7 +15,7 @@ from litestar.params import FromPath, JSONBody
 from ecard.auth import HolderPrincipal, OperatorPrincipal, require_permission
 from ecard.codes import schemas as code_schemas
 from ecard.codes.controllers import provide_codes
-from ecard.dependencies import provide_holder, provide_operator
+from ecard.dependencies import operator_with, provide_holder, provide_operator
 from ecard.terminal import schemas
 from ecard.terminal.service import TerminalPrincipal, TerminalService
 
@@ -47,7 +47,7 @@ class OperatorTerminalController(Controller):
     tags = ["operator"]
     dependencies = {**TERMINALS, "operator": Provide(provide_operator)}
 
-    @post("/", summary="Register an institution's terminal with its ES256 public key")
+    @post("/", dependencies=operator_with("clients:manage"), summary="Register an institution's terminal with its ES256 public key")
     async def register(
         self, data: JSONBody[schemas.TerminalCreate], terminals: NamedDependency[TerminalService],
         operator: NamedDependency[OperatorPrincipal],
@@ -55,7 +55,7 @@ class OperatorTerminalController(Controller):
         require_permission(operator, "clients:manage")
         return await terminals.register(data, operator.actor)
 
-    @get("/{terminal_id:str}")
+    @get("/{terminal_id:str}", dependencies=operator_with("registry:read"))
     async def get_terminal(
         self, terminal_id: FromPath[str], terminals: NamedDependency[TerminalService],
         operator: NamedDependency[OperatorPrincipal],
@@ -63,7 +63,7 @@ class OperatorTerminalController(Controller):
         require_permission(operator, "registry:read")
         return await terminals.get(terminal_id)
 
-    @post("/{terminal_id:str}/status", status_code=200, summary="Disable (or re-enable) a terminal")
+    @post("/{terminal_id:str}/status", dependencies=operator_with("clients:manage"), status_code=200, summary="Disable (or re-enable) a terminal")
     async def set_status(
         self, terminal_id: FromPath[str], data: JSONBody[schemas.TerminalStatusChange],
         terminals: NamedDependency[TerminalService], operator: NamedDependency[OperatorPrincipal],
@@ -71,7 +71,7 @@ class OperatorTerminalController(Controller):
         require_permission(operator, "clients:manage")
         return await terminals.set_status(terminal_id, data, operator.actor)
 
-    @get("/{terminal_id:str}/reconciliation", summary="Offline records, gaps and anomalies of a terminal")
+    @get("/{terminal_id:str}/reconciliation", dependencies=operator_with("audit:read"), summary="Offline records, gaps and anomalies of a terminal")
     async def reconciliation(
         self, terminal_id: FromPath[str], terminals: NamedDependency[TerminalService],
         operator: NamedDependency[OperatorPrincipal],

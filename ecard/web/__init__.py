@@ -7,7 +7,10 @@ from functools import cache
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from litestar import Response
+from litestar import MediaType, Response
+from litestar.openapi.datastructures import ResponseSpec
+
+from ecard.errors import CATALOGUE
 
 WEB_DIR = Path(__file__).parent
 STATIC_DIR = WEB_DIR / "static"
@@ -37,4 +40,18 @@ def _environment() -> Environment:
 
 def page(template: str, status_code: int = 200, **context: object) -> Response[str]:
     html = _environment().get_template(template).render(static=STATIC_PATH, **context)
-    return Response(html, status_code=status_code, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+    return Response(html, status_code=status_code, media_type=MediaType.HTML, headers=PAGE_HEADERS)
+
+
+def page_responses(*, redirects: bool = False) -> dict[int, ResponseSpec]:
+    """OpenAPI of a page: HTML on success and for every refusal the page itself explains (an
+    unexpected failure stays problem+json); ``redirects`` adds the 303 back to the relying party."""
+    statuses = {200, *(spec.status for spec in CATALOGUE.values())} - {500}
+    specs = {
+        status: ResponseSpec(str, media_type=MediaType.HTML, description="a page", generate_examples=False)
+        for status in sorted(statuses)
+    }
+    if redirects:
+        specs[303] = ResponseSpec(None, description="on to the relying party's redirect URI", generate_examples=False)
+    return specs
+
