@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import hmac
 import json
 import secrets
@@ -594,6 +595,8 @@ def _json(value: Any) -> list:
 
 
 @cache
+@functools.cache
 def _dummy_hash() -> str:
-    """A real scrypt hash to check unknown usernames against, so timing does not reveal them."""
+    """A real scrypt hash to check unknown usernames against, so timing does not reveal them
+    (made once: hashing it per attempt would make an unknown name cost twice a known one)."""
     return hash_password(secrets.token_hex(8))

@@ -4,6 +4,7 @@ and production-like (PostgreSQL + Redis)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import base64
 import uuid
 from collections.abc import AsyncIterator
@@ -36,7 +37,7 @@ def settings(request: pytest.FixtureRequest, tmp_path, keys_dir: str) -> Setting
     if request.param == "embedded":
         environ["ECARD_DATABASE_URL"] = f"sqlite:///{tmp_path}/ecard.db"
     else:
-        environ["ECARD_DATABASE_URL"] = request.getfixturevalue("fresh_postgres_url")
+        environ["ECARD_DATABASE_URL"] = request.getfixturevalue("migrated_postgres_url")
         environ["ECARD_REDIS_URL"] = request.getfixturevalue("redis_url")
         environ["ECARD_REDIS_PREFIX"] = f"t{uuid.uuid4().hex[:10]}:"
     return load_settings(environ)
@@ -96,8 +97,13 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def identity_number(region: str = "330000", birth: str = "19900307", serial: int | None = None) -> str:
-    serial = uuid.uuid4().int % 1000 if serial is None else serial
+def identity_number(region: str = "330000", birth: str | None = None, serial: int | None = None) -> str:
+    """A valid, random identity number: birth day and serial both vary, so the dozens of people a
+    test creates do not collide (a serial alone would, about once in ten tests)."""
+    entropy = uuid.uuid4().int
+    serial = entropy % 1000 if serial is None else serial
+    if birth is None:
+        birth = (dt.date(1950, 1, 1) + dt.timedelta(days=(entropy >> 10) % 20_000)).strftime("%Y%m%d")
     first17 = f"{region[:2]}0102{birth}{serial:03d}"
     return first17 + check_digit(first17)
 

@@ -8,7 +8,6 @@ that signs the very request being sent)."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import time
 import uuid
@@ -21,12 +20,12 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecard.consent.scopes import SCOPES
-from ecard.crypto.identity import check_digit
 from ecard.offline.es256 import public_jwk
 from ecard.platform import open_platform
 from ecard.registry.service import AccessService
 from ecard.settings import Settings
 from ecard.terminal.reference import signed_authorization
+from tests.api.conftest import basic, bearer, identity_number
 
 OPERATOR_ROLES = ("admin", "registry_admin", "auditor", "readonly")
 PASSWORD = "correct horse battery"
@@ -56,19 +55,6 @@ def seed_operators(settings: Settings) -> dict[str, str]:
             await platform.close()
 
     return run_in_thread(seed)
-
-
-def basic(client_id: str, secret: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def identity_number(region: str = "330000") -> str:
-    first17 = f"{region[:2]}010219900307{uuid.uuid4().int % 1000:03d}"
-    return first17 + check_digit(first17)
 
 
 class TerminalSigner(requests.auth.AuthBase):

@@ -27,10 +27,10 @@ def prefix() -> str:
 
 
 @pytest.fixture()
-def server(fresh_postgres_url: str, redis_url: str, prefix: str) -> Iterator[LiveServer]:
+def server(migrated_postgres_url: str, redis_url: str, prefix: str) -> Iterator[LiveServer]:
     live = LiveServer.start(
         workers=WORKERS,
-        env={"ECARD_DATABASE_URL": fresh_postgres_url, "ECARD_REDIS_URL": redis_url, "ECARD_REDIS_PREFIX": prefix},
+        env={"ECARD_DATABASE_URL": migrated_postgres_url, "ECARD_REDIS_URL": redis_url, "ECARD_REDIS_PREFIX": prefix},
     )
     yield live
     live.stop()

@@ -41,7 +41,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, keys_dir: str, anvi
     if request.param == "embedded":
         environ["ECARD_DATABASE_URL"] = f"sqlite:///{tmp_path}/ecard.db"
     else:
-        environ["ECARD_DATABASE_URL"] = request.getfixturevalue("fresh_postgres_url")
+        environ["ECARD_DATABASE_URL"] = request.getfixturevalue("migrated_postgres_url")
         environ["ECARD_REDIS_URL"] = request.getfixturevalue("redis_url")
         environ["ECARD_REDIS_PREFIX"] = f"t{uuid.uuid4().hex[:10]}:"
     return load_settings(environ)

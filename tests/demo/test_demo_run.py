@@ -49,10 +49,10 @@ def test_the_demo_walks_every_step_on_the_embedded_defaults(tmp_path: Path) -> N
 
 @pytest.mark.timeout(400)
 def test_the_demo_runs_unchanged_on_two_workers_with_postgresql_and_redis(
-    tmp_path: Path, fresh_postgres_url: str, redis_url: str
+    tmp_path: Path, migrated_postgres_url: str, redis_url: str
 ) -> None:
     result = run_demo(tmp_path, {
-        "ECARD_DATABASE_URL": fresh_postgres_url, "ECARD_REDIS_URL": redis_url,
+        "ECARD_DATABASE_URL": migrated_postgres_url, "ECARD_REDIS_URL": redis_url,
         "ECARD_REDIS_PREFIX": f"demo-{uuid.uuid4().hex[:8]}:", "ECARD_KEYS_DIR": str(tmp_path / "keys"),
     }, "--workers", "2")
     assert_story_told(result)
