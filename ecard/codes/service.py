@@ -36,6 +36,7 @@ from ecard.store.ephemeral import Consumption
 
 ELICENSE_LIFETIME = 86_400
 CARD_DISPLAY_TTL = 60.0  # masked name and card number change rarely; status is never cached
+_CACHE_LIMIT = 100_000  # cards whose display and pseudonym row a worker remembers
 VERIFIER_SESSION_PREFIX = "ecvs_"
 VERIFIER_SESSION_TTL = 900
 HISTORY_PAGE_MAX = 200
@@ -139,8 +140,9 @@ class CodeService:
             card_last4=row["card_number"][-4:].upper(),
             pseudonym=card_pseudonym(self.platform.pseudonym_key, card_id),
         )
-        if len(self._display) > 100_000:
+        if len(self._display) > _CACHE_LIMIT:  # bounded per worker, whatever the card population
             self._display.clear()
+            self._mapped.clear()
         self._display[card_id] = (now, display)
         if card_id not in self._mapped:
             await CodePseudonym.insert(
