@@ -18,7 +18,7 @@ import jwt
 from ecard.crypto.fields import secret_digest, secrets_match
 from ecard.errors import AppError
 from ecard.platform import Platform
-from ecard.registry.tables import ApiClient, HolderSession, Operator, OperatorToken
+from ecard.registry.tables import ApiClient, HolderSession, OperatorToken
 
 OPERATOR_TOKEN_PREFIX = "ecop_"
 HOLDER_ACCESS_PREFIX = "echa_"

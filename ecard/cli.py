@@ -84,7 +84,10 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         engine = db.make_engine(settings.database_url)
-        await db.migrate(engine)
+        try:
+            await db.migrate(engine)
+        finally:  # an open SQLite connection's thread would keep the process from exiting
+            await db.close_engine(engine)
 
     asyncio.run(run())
     print("migrations applied")

@@ -34,7 +34,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time

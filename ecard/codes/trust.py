@@ -39,12 +39,10 @@ from ecard.offline import (
     sign_revocation_list,
     sign_trust_list,
 )
-from ecard.offline.package import card_reference
 from ecard.offline.revocation import CardRef, set_digest
 from ecard.platform import Platform
 from ecard.registry.tables import Card
 from ecard.store.db import is_unique_violation
-from ecard.terminal.card_model import chip_code_or_none
 
 PSEUDONYM_BYTES = 16
 RESIGN_SECONDS = 300  # a signed list is reused for this long, then signed afresh
@@ -171,9 +169,10 @@ async def _registry_revocations(pseudonym_key: bytes) -> dict[CardRef, RevokedCa
 
 async def revoked_card_references() -> list[str]:
     """The chip blacklist: ``card_reference`` of every non-active card's 卡识别码, sorted."""
-    rows = await Card.select(Card.region, Card.identification_code).where(Card.status.is_in(list(REVOKED_STATUSES)))
-    chip_codes = (chip_code_or_none(row["region"], row["identification_code"]) for row in rows)
-    return sorted(card_reference(code) for code in chip_codes if code)
+    rows = await Card.select(Card.chip_reference).where(
+        Card.status.is_in(list(REVOKED_STATUSES)) & Card.chip_reference.is_not_null()
+    )
+    return sorted(row["chip_reference"] for row in rows)
 
 
 def _epoch(value: object) -> int:

@@ -16,7 +16,6 @@ from ecard.auth import (
     ClientPrincipal,
     HolderPrincipal,
     OperatorPrincipal,
-    authenticate_operator,
     require_permission,
 )
 from ecard.dependencies import client_of, operator_with, provide_holder, provide_operator

@@ -23,6 +23,7 @@ from ecard.registry import schemas
 from ecard.registry.service import audit, check_region, new_id
 from ecard.registry.tables import Card, CardStatusEvent, Person
 from ecard.store.db import is_unique_violation
+from ecard.terminal.card_model import chip_reference
 
 COLUMNS = (
     "name", "gender", "ethnicity", "identity_number", "region", "card_number",
@@ -155,6 +156,7 @@ async def _write_row(platform: Platform, row: ImportRow, index_of) -> None:  # t
         Card(
             id=card_id, person=person_id, card_number=row.card_number, region=row.region,
             chip_serial=row.chip_serial, identification_code=row.identification_code,
+            chip_reference=chip_reference(row.region, row.identification_code),
             issue_date=row.issue_date, expiry_date=row.expiry_date, status="active",
         )
     ).run()

@@ -59,6 +59,7 @@ from ecard.registry.tables import (
     Person,
 )
 from ecard.store.db import is_unique_violation
+from ecard.terminal.card_model import chip_reference
 
 #: Allowed card status changes.  Cancelled and deceased are final.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -252,6 +253,7 @@ class RegistryService:
                         region=data.region,
                         chip_serial=data.chip_serial,
                         identification_code=data.identification_code,
+                        chip_reference=chip_reference(data.region, data.identification_code),
                         issue_date=data.issue_date,
                         expiry_date=data.expiry_date,
                         status="active",

@@ -43,6 +43,9 @@ class Card(Table, tablename="card"):
     region = Varchar(length=6, index=True)
     chip_serial = Varchar(length=32)
     identification_code = Varchar(length=32, unique=True)  # 卡识别码, the chip's diversification id
+    # what offline records and the chip blacklist name the card by (a digest of the chip's 卡识别码):
+    # lets an upload find its revoked cards by index instead of hashing every revoked card
+    chip_reference = Varchar(length=32, null=True, default=None, index=True)
     issue_date = Date()
     expiry_date = Date()
     status = Varchar(length=16, index=True)

@@ -18,6 +18,7 @@ from enum import Enum, StrEnum
 
 import msgspec
 
+from ecard.offline.package import card_reference
 from ecard.terminal import tlv
 from ecard.terminal.errors import TerminalError, TerminalReason
 
@@ -320,3 +321,10 @@ def chip_code_or_none(region: str, identification_code: str) -> str | None:
         return chip_identification_code(region, identification_code)
     except TerminalError:
         return None
+
+
+def chip_reference(region: str, identification_code: str) -> str | None:
+    """The reference offline records and the chip blacklist carry for a registry card (None when
+    no chip can carry its code)."""
+    chip_code = chip_code_or_none(region, identification_code)
+    return card_reference(chip_code) if chip_code else None

@@ -393,16 +393,10 @@ class TerminalService:
         """When each referenced physical card stopped being active (revoked cards only)."""
         if not references:
             return {}
-        rows = await Card.select(Card.region, Card.identification_code, Card.updated_at).where(
-            Card.status.is_in(list(REVOKED_STATUSES))
+        rows = await Card.select(Card.chip_reference, Card.updated_at).where(
+            Card.chip_reference.is_in(sorted(references)) & Card.status.is_in(list(REVOKED_STATUSES))
         )
-        found: dict[str, int] = {}
-        for row in rows:
-            chip_code = chip_code_or_none(row["region"], row["identification_code"])
-            reference = rec.card_reference(chip_code) if chip_code else None
-            if reference in references:
-                found[reference] = _epoch(row["updated_at"])
-        return found
+        return {row["chip_reference"]: _epoch(row["updated_at"]) for row in rows}
 
     async def _expires_at(self, references: set[str], codes: dict[str, str]) -> dict[str, int]:
         """When each referenced e-card certificate or QR code expired.  A QR code counts only when

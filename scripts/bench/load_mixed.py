@@ -55,7 +55,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict, deque
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field

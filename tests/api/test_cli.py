@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,14 @@ def test_csv_import_writes_whole_rows_and_reports_rejected_ones(env, tmp_path, c
     # importing the same file again: every good row is now a duplicate of the registry
     assert main(["registry", "import", str(path)]) == 3
     assert "imported 0 row(s), rejected 10" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_db_migrate_applies_every_migration_and_exits(backend: str, env, request: pytest.FixtureRequest) -> None:
+    """On a new database and again on a migrated one; the process ends (it once hung on SQLite)."""
+    environ = {**os.environ, **env}
+    if backend == "postgres":
+        environ["ECARD_DATABASE_URL"] = request.getfixturevalue("fresh_postgres_url")
+    for _ in range(2):
+        migrated = run("db", "migrate", env=environ)
+        assert migrated.returncode == 0 and "migrations applied" in migrated.stdout, migrated.stderr

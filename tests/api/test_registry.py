@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 
 from ecard.crypto.identity import mask_identity_number
-from ecard.registry.tables import Person
+from ecard.offline.package import card_reference
+from ecard.registry.tables import Card, Person
+from ecard.terminal.card_model import chip_identification_code
 from tests.api.conftest import World, basic, bearer, identity_number
 
 
@@ -148,3 +151,16 @@ async def test_creating_posts_are_idempotent_with_an_idempotency_key(world: Worl
     assert second.headers.get("idempotent-replayed") == "true"
     other = await world.client.post("/operator/v1/persons", json={**body, "name": "赵七"}, headers=headers)
     assert other.status_code == 409 and other.json()["code"] == "idempotency_conflict"
+
+
+async def test_every_card_carries_its_chip_reference_and_older_cards_get_it_by_migration(world: World) -> None:
+    """Offline records and the chip blacklist name a card by this digest; uploads look it up by index."""
+    migration = importlib.import_module("ecard.registry.piccolo_migrations.registry_2026_11_29t07_07_31_000000")
+    holder = await world.person_with_card()
+    row = await Card.select().where(Card.id == holder["card_id"]).first()
+    expected = card_reference(chip_identification_code(row["region"], row["identification_code"]))
+    assert row["chip_reference"] == expected
+
+    await Card.update({Card.chip_reference: None}).where(Card.id == holder["card_id"])  # as before the column
+    await migration.backfill()
+    assert (await Card.select(Card.chip_reference).where(Card.id == holder["card_id"]).first())["chip_reference"] == expected
