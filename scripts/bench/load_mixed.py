@@ -50,7 +50,6 @@ import random
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -65,8 +64,9 @@ from urllib.parse import parse_qs, urlparse, urlsplit
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.ledger.chain import AnvilNode, anvil_binary, free_port  # noqa: E402  (the tests' chain node)
+
 PY = sys.executable
-ANVIL = ROOT / ".tools/chain/node_modules/.bin/anvil"
 SESSION_ID = re.compile(r'data-session="([^"]+)"')
 LOAD_OIDC_POLICY = json.dumps({"login_sessions_per_ip_minute": 1_000_000, "token_requests_per_ip_minute": 1_000_000})
 
@@ -75,57 +75,6 @@ TERMINAL_BATCH = 20
 
 
 # --- infrastructure ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def anvil_binary() -> str | None:
-    if ANVIL.exists():
-        return str(ANVIL)
-    return shutil.which("anvil")
-
-
-class AnvilNode:
-    """An anvil process with a state file: stopped gracefully it dumps its state, and started
-    again on the same port it loads it (same chain, same contract, same anchors)."""
-
-    def __init__(self, binary: str, state: Path) -> None:
-        self.binary, self.state, self.port = binary, state, free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [self.binary, "--host", "127.0.0.1", "--port", str(self.port), "--state", str(self.state), "--silent"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.2):
-                    return
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError("anvil exited at start")
-                time.sleep(0.05)
-        raise RuntimeError("anvil did not open its port")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()  # anvil dumps its state on a graceful exit
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
 
 
 def _admin_dsn(database_url: str) -> dict[str, Any]:
