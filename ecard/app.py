@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import importlib
-import logging
-import re
-import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -16,121 +11,21 @@ import msgspec
 from litestar import Controller, Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.middleware import ASGIMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins import ReceiveRoutePlugin
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 from litestar.routes import BaseRoute, HTTPRoute
-from litestar.types import ASGIApp, Receive, Scope, Send
 
 from ecard import __version__
 from ecard.dependencies import PLATFORM
+from ecard.edge import EdgeMiddleware, add_security_headers
 from ecard.errors import CATALOGUE, EXCEPTION_HANDLERS, PROBLEM_JSON, AppError, Problem
 from ecard.logs import configure_logging
 from ecard.platform import Platform, open_platform
 from ecard.settings import Settings
 from ecard.store import db
-
-log = logging.getLogger("ecard.access")
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-class RequestContextMiddleware(ASGIMiddleware):
-    """Gives every request an id (the caller's ``X-Request-ID`` if sane) and logs one line per
-    request: method, route template (never the raw path, which may carry ids), status, duration."""
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        header = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        request_id = header if _REQUEST_ID.match(header) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: dict) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-            await send(message)
-
-        try:
-            await next_app(scope, receive, send_with_id)
-        finally:
-            route = scope.get("path_template") or "-"
-            log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": scope.get("method"),
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
-
-
-#: Headers every response carries unless the handler set its own (pages set a stricter CSP).
-SECURITY_HEADERS = {
-    b"x-content-type-options": b"nosniff",
-    b"referrer-policy": b"no-referrer",
-    b"x-frame-options": b"DENY",
-}
-#: The API explorer (Swagger UI at ``/schema/``) loads its script and style from jsDelivr and starts
-#: from one inline script, allowed by its hash (computed per response: it embeds the document).
-DOCS_CSP = (
-    "default-src 'none'; script-src https://cdn.jsdelivr.net {hashes}; "
-    "style-src https://cdn.jsdelivr.net 'unsafe-inline'; img-src 'self' data: https:; "
-    "font-src https://cdn.jsdelivr.net; connect-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
-_INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
-
-
-async def add_security_headers(message: dict, scope: Scope) -> None:
-    """``before_send`` hook: :data:`SECURITY_HEADERS` on every response, routed or not."""
-    if message["type"] == "http.response.start":
-        headers = list(message.get("headers") or [])
-        present = {bytes(name).lower() for name, _ in headers}
-        message["headers"] = headers + [(k, v) for k, v in SECURITY_HEADERS.items() if k not in present]
-
-
-class DocsContentSecurityPolicy(ASGIMiddleware):
-    """A Content-Security-Policy for the HTML of the API explorer under ``/schema`` (the other
-    pages set their own, see ``ecard.web``)."""
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        docs = scope.get("path", "").startswith("/schema")
-        held: dict | None = None
-        chunks: list[bytes] = []
-
-        async def send_secured(message: dict) -> None:
-            nonlocal held
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                content_type = dict((k.lower(), v) for k, v in headers).get(b"content-type", b"")
-                if docs and content_type.startswith(b"text/html") and b"content-security-policy" not in present:
-                    held = message  # the policy needs the body's inline scripts
-                    return
-            elif held is not None and message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-                if message.get("more_body"):
-                    return
-                body = b"".join(chunks)
-                message = {"type": "http.response.body", "body": body}
-                hashes = " ".join(
-                    "'sha256-" + base64.b64encode(hashlib.sha256(script).digest()).decode() + "'"
-                    for script in _INLINE_SCRIPT.findall(body)
-                )
-                policy = DOCS_CSP.format(hashes=hashes).encode()
-                await send({**held, "headers": [*held["headers"], (b"content-security-policy", policy)]})
-                held = None
-            await send(message)
-
-        await next_app(scope, receive, send_secured)
 
 
 class JWKS(msgspec.Struct):
@@ -278,7 +173,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> Litestar
         exception_handlers=EXCEPTION_HANDLERS,
         plugins=[ProblemResponses()],
         before_send=[add_security_headers],
-        middleware=[RequestContextMiddleware(), DocsContentSecurityPolicy(), PrometheusConfig(app_name="ecard", group_path=True).middleware],
+        middleware=[EdgeMiddleware()],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="ecard",

@@ -69,9 +69,9 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
         connection, lock = await self._connection()
         async with lock:
             try:
-                async with connection.execute(query, args or []) as cursor:
-                    rows = await cursor.fetchall()
-                await connection.commit()
+                rows = await connection.execute_fetchall(query, args or [])
+                if connection.in_transaction:  # a write: a read opened no transaction
+                    await connection.commit()
             except BaseException:
                 await connection.rollback()
                 raise
