@@ -49,36 +49,32 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
     """Piccolo's SQLite engine opens a connection (and a thread) for every query outside a
     transaction, which caps the embedded service at a few hundred queries per second.  This one
     keeps one connection per event loop for those single statements; transactions still get a
-    connection of their own, as in piccolo."""
+    connection of their own, as in piccolo.
+
+    The connection is in autocommit mode (piccolo's ``isolation_level=None``), so each statement
+    is its own transaction: statements of concurrent requests queue on the connection's thread
+    back to back, one thread hop each, with no lock held across the hop."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._shared: dict[asyncio.AbstractEventLoop, tuple[aiosqlite.Connection, asyncio.Lock]] = {}
+        self._shared: dict[asyncio.AbstractEventLoop, aiosqlite.Connection] = {}
 
-    async def _connection(self) -> tuple[aiosqlite.Connection, asyncio.Lock]:
+    async def _connection(self) -> aiosqlite.Connection:
         loop = asyncio.get_running_loop()
         if loop not in self._shared:
             connection = await self.get_connection()
             self._shared = {l: c for l, c in self._shared.items() if not l.is_closed()}
-            self._shared[loop] = (connection, asyncio.Lock())
+            self._shared[loop] = connection
         return self._shared[loop]
 
     async def _run_in_new_connection(
         self, query: str, args: list[Any] | None = None, query_type: str = "generic", table: Any = None
     ) -> Any:
-        connection, lock = await self._connection()
-        async with lock:
-            try:
-                rows = await connection.execute_fetchall(query, args or [])
-                if connection.in_transaction:  # a write: a read opened no transaction
-                    await connection.commit()
-            except BaseException:
-                await connection.rollback()
-                raise
-        return rows
+        connection = await self._connection()
+        return await connection.execute_fetchall(query, args or [])
 
     async def close(self) -> None:
-        for loop, (connection, _) in list(self._shared.items()):
+        for loop, connection in list(self._shared.items()):
             if loop is asyncio.get_running_loop():
                 await connection.close()
                 del self._shared[loop]
