@@ -33,6 +33,7 @@ from ecard.platform import Platform
 from ecard.registry.tables import Card
 from ecard.settings import Peer
 from ecard.store.ephemeral import Consumption
+from ecard.store.group_insert import GroupInsert
 
 ELICENSE_LIFETIME = 86_400
 CARD_DISPLAY_TTL = 60.0  # masked name and card number change rarely; status is never cached
@@ -108,6 +109,7 @@ class CodeService:
     _display: dict[str, tuple[float, _CardDisplay]] = field(default_factory=dict)
     _mapped: set[str] = field(default_factory=set)  # card ids whose pseudonym row exists
     _store_start: int | None = None  # first whole second the single-use markers cover
+    _history: GroupInsert = field(default_factory=lambda: GroupInsert(CodeVerification))
 
     def __post_init__(self) -> None:
         self.publisher = TrustPublisher(self.platform)
@@ -253,7 +255,7 @@ class CodeService:
                 reason = CARD_NOT_ACTIVE
             else:
                 reason = await self._consume(offline.code_id or "", claims.issued_at, claims.expires_at, now)  # type: ignore[union-attr]
-        await CodeVerification.insert(
+        await self._history.add(
             CodeVerification(
                 verifier=verifier.id,
                 card=card["id"] if card else None,
@@ -261,7 +263,7 @@ class CodeService:
                 region=claims.region if claims else None,
                 result=reason,
             )
-        ).run()
+        )
         valid = reason == VALID
         return schemas.VerificationResult(
             valid=valid,
@@ -280,12 +282,12 @@ class CodeService:
         """Route to the issuing deployment; pass on only the fields this verifier may see here."""
         answer = await self.publisher.federation.verify_at_issuer(peer, text)
         reason = VALID if answer.valid else (answer.reason or UNKNOWN_CARD)
-        await CodeVerification.insert(
+        await self._history.add(
             CodeVerification(
                 verifier=verifier.id, card=None, code_id=offline.code_id,
                 region=offline.claims.region if offline.claims else None, result=reason,
             )
-        ).run()
+        )
         entitled = set(verifier.entitlements) & set(schemas.VerifiedFields.__struct_fields__)
         return schemas.VerificationResult(
             valid=answer.valid,

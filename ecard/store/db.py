@@ -48,35 +48,39 @@ def all_tables() -> list[type[Table]]:
 class SharedConnectionSQLiteEngine(SQLiteEngine):
     """Piccolo's SQLite engine opens a connection (and a thread) for every query outside a
     transaction, which caps the embedded service at a few hundred queries per second.  This one
-    keeps one connection per event loop for those single statements; transactions still get a
-    connection of their own, as in piccolo.
+    keeps two connections per event loop for those single statements, one for reads and one for
+    writes; transactions still get a connection of their own, as in piccolo.
 
-    The connection is in autocommit mode (piccolo's ``isolation_level=None``), so each statement
-    is its own transaction: statements of concurrent requests queue on the connection's thread
-    back to back, one thread hop each, with no lock held across the hop."""
+    Both are in autocommit mode (piccolo's ``isolation_level=None``), so each statement is its
+    own transaction: statements of concurrent requests queue on a connection's thread back to
+    back, one thread hop each, with no lock held across the hop.  Reads have their own connection
+    so that they never wait behind a write's commit (WAL lets them run beside it); each read
+    starts a fresh snapshot, so it sees every write that completed before it was sent."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._shared: dict[asyncio.AbstractEventLoop, aiosqlite.Connection] = {}
+        self._shared: dict[asyncio.AbstractEventLoop, tuple[aiosqlite.Connection, aiosqlite.Connection]] = {}
 
-    async def _connection(self) -> aiosqlite.Connection:
+    async def _connections(self) -> tuple[aiosqlite.Connection, aiosqlite.Connection]:
         loop = asyncio.get_running_loop()
         if loop not in self._shared:
-            connection = await self.get_connection()
+            pair = (await self.get_connection(), await self.get_connection())
             self._shared = {l: c for l, c in self._shared.items() if not l.is_closed()}
-            self._shared[loop] = connection
+            self._shared[loop] = pair
         return self._shared[loop]
 
     async def _run_in_new_connection(
         self, query: str, args: list[Any] | None = None, query_type: str = "generic", table: Any = None
     ) -> Any:
-        connection = await self._connection()
-        return await connection.execute_fetchall(query, args or [])
+        reader, writer = await self._connections()
+        read = query.lstrip()[:6].upper() == "SELECT"
+        return await (reader if read else writer).execute_fetchall(query, args or [])
 
     async def close(self) -> None:
-        for loop, connection in list(self._shared.items()):
+        for loop, pair in list(self._shared.items()):
             if loop is asyncio.get_running_loop():
-                await connection.close()
+                for connection in pair:
+                    await connection.close()
                 del self._shared[loop]
 
 

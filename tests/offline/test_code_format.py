@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ecard.codes.format import CodeSigner
 from ecard.offline import CodeClaims, OfflineError, Reason, Usage, parse_code
-from ecard.offline.code_format import MAX_TEXT_LENGTH, PREFIX, b45decode, encode_body
+from ecard.offline.code_format import MAX_TEXT_LENGTH, PREFIX, b45decode, b45encode, encode_body
 from ecard.offline.es256 import verify_raw
 from tests.offline.helpers import NOW, PSEUDONYM, ZHEJIANG, new_key, sign_code
 
@@ -162,6 +162,12 @@ def test_code_ids_differ_per_code_and_ignore_signature_malleability() -> None:
 @given(st.binary(max_size=200))
 def test_our_base45_decoder_inverts_the_base45_package(data: bytes) -> None:
     assert b45decode(base45.b45encode(data).decode()) == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_our_base45_encoder_matches_the_base45_package(data: bytes) -> None:
+    assert b45encode(data) == base45.b45encode(data).decode()
 
 
 @settings(max_examples=300, deadline=None)
