@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 
@@ -37,6 +39,14 @@ class Platform:
     @property
     def pseudonym_key(self) -> bytes:
         return self.keys.ring.secrets.key("pseudonym_key")
+
+    @cached_property
+    def holder_token_key(self) -> bytes:
+        """MAC key of holder access tokens, derived from the pseudonym key (which never rotates)
+        by HKDF with its own label, so no new secret has to be generated and distributed."""
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"ecard-holder-access:v1").derive(
+            self.pseudonym_key
+        )
 
     async def close(self) -> None:
         await self.store.close()

@@ -25,14 +25,16 @@ from typing import Any
 
 from ecard.auth import (
     CLIENT_SECRET_PREFIX,
-    HOLDER_ACCESS_PREFIX,
     HOLDER_REFRESH_PREFIX,
     OPERATOR_TOKEN_PREFIX,
     ClientPrincipal,
+    HolderAccess,
     HolderPrincipal,
     OperatorPrincipal,
     forget_client,
+    holder_access_token,
     new_token,
+    revoke_holder_access,
 )
 from ecard.crypto.fields import blind_index, secret_digest
 from ecard.crypto.identity import (
@@ -300,6 +302,8 @@ class RegistryService:
             raise AppError(
                 "invalid_status_transition", f"{row['status']} → {change.status} is not allowed"
             )
+        if change.status != "active":  # the holder's tokens end with the card, on every worker
+            await revoke_holder_access(self.platform, card_id=card_id)
         async with self.platform.engine.transaction():
             updated = await Card.update(
                 {
@@ -388,15 +392,21 @@ class RegistryService:
             if not existing:
                 await ECard.insert(ECard(id=ecard_id, card=row["id"], channel=channel.id)).run()
                 await audit(channel.actor, "ecard.issue", "ecard", ecard_id)
-            tokens = await self._new_session(ecard_id)
+            tokens = await self._new_session(ecard_id, row["id"], channel.id)
         return schemas.ECardIssued(ecard=await self.get_ecard(ecard_id), session=tokens)
 
-    async def _new_session(self, ecard_id: str) -> schemas.TokenPair:
+    async def _new_session(self, ecard_id: str, card_id: str, channel_id: str) -> schemas.TokenPair:
         settings = self.platform.settings
-        access, refresh, now = new_token(HOLDER_ACCESS_PREFIX), new_token(HOLDER_REFRESH_PREFIX), int(time.time())
+        session_id, issued_at = new_id(), time.time()
+        now = int(issued_at)
+        access = holder_access_token(
+            self.platform,
+            HolderAccess(session_id, ecard_id, card_id, channel_id, issued_at, now + settings.holder_access_ttl),
+        )
+        refresh = new_token(HOLDER_REFRESH_PREFIX)
         await HolderSession.insert(
             HolderSession(
-                id=new_id(),
+                id=session_id,
                 ecard=ecard_id,
                 access_digest=secret_digest(access),
                 refresh_digest=secret_digest(refresh),
@@ -416,7 +426,8 @@ class RegistryService:
         """Rotate: the old pair dies; a reused refresh token revokes every session of its e-card."""
         row = await HolderSession.select(
             HolderSession.id, HolderSession.revoked, HolderSession.refresh_expires,
-            HolderSession.ecard.id, HolderSession.ecard.status, HolderSession.ecard.card.status,
+            HolderSession.ecard.id, HolderSession.ecard.status, HolderSession.ecard.channel,
+            HolderSession.ecard.card.id, HolderSession.ecard.card.status,
         ).where(HolderSession.refresh_digest == secret_digest(refresh_token)).first()
         if row is None or row["refresh_expires"] < time.time():
             raise AppError("token_invalid")
@@ -428,20 +439,23 @@ class RegistryService:
             raise AppError("card_not_active")
         if row["ecard.status"] != "active":
             raise AppError("ecard_not_active")
+        await revoke_holder_access(self.platform, session_id=row["id"])
         async with self.platform.engine.transaction():
             rotated = await HolderSession.update({HolderSession.revoked: True}).where(
                 (HolderSession.id == row["id"]) & (HolderSession.revoked == False)  # noqa: E712
             ).returning(HolderSession.id)
             if not rotated:  # a concurrent refresh with the same token won
                 raise AppError("token_invalid")
-            return await self._new_session(row["ecard.id"])
+            return await self._new_session(row["ecard.id"], row["ecard.card.id"], row["ecard.channel"])
 
     async def _revoke_ecard_sessions(self, ecard_id: str, action: str) -> None:
+        await revoke_holder_access(self.platform, ecard_id=ecard_id)
         async with self.platform.engine.transaction():
             await HolderSession.update({HolderSession.revoked: True}).where(HolderSession.ecard == ecard_id)
             await audit(f"holder:{ecard_id}", action, "ecard", ecard_id)
 
     async def end_session(self, holder: HolderPrincipal) -> None:
+        await revoke_holder_access(self.platform, session_id=holder.session_id)
         await HolderSession.update({HolderSession.revoked: True}).where(HolderSession.id == holder.session_id)
 
     async def get_ecard(self, ecard_id: str) -> schemas.ECardView:
@@ -471,6 +485,7 @@ class RegistryService:
         )
 
     async def unbind_ecard(self, ecard_id: str, actor: str, reason: str) -> schemas.ECardView:
+        await revoke_holder_access(self.platform, ecard_id=ecard_id)
         async with self.platform.engine.transaction():
             updated = await ECard.update(
                 {ECard.status: "unbound", ECard.unbound_at: dt.datetime.now(dt.UTC)}

@@ -82,6 +82,14 @@ class Consumption(enum.StrEnum):
     PREDATES_STORE = "predates_store"
 
 
+class Revocation(enum.StrEnum):
+    """Whether something issued at a time was revoked since (see ``check_revocation``)."""
+
+    NONE = "none"
+    REVOKED = "revoked"
+    PREDATES_STORE = "predates_store"  # a flush may have lost its revocation: ask the database
+
+
 @runtime_checkable
 class EphemeralStore(Protocol):
     """Short-lived shared state with TTLs in float seconds; keys are text, values bytes."""
@@ -127,6 +135,15 @@ class EphemeralStore(Protocol):
 
         ``issued_at`` is the code's issue time (epoch seconds).  A code issued before the store's
         contents began may have been used in a store that was since flushed, so it is refused.
+        """
+        ...
+
+    async def check_revocation(self, keys: list[str], issued_at: float) -> Revocation:
+        """Was something issued at ``issued_at`` (epoch seconds) and named by ``keys`` revoked
+        since?  REVOKED when one of the keys holds a revocation time (written with :meth:`put` as
+        ``repr(epoch seconds)``; anything else counts as revoked) at or after ``issued_at``;
+        PREDATES_STORE when the store's contents began after ``issued_at``, so a flush may have
+        lost the revocation and the caller must ask the durable record.  One atomic read.
         """
         ...
 
@@ -336,6 +353,14 @@ class MemoryStore:
         first = await self.put_if_absent(key, b"1", ttl)
         return Consumption.FIRST_USE if first else Consumption.ALREADY_USED
 
+    async def check_revocation(self, keys: list[str], issued_at: float) -> Revocation:
+        issued_at, now = _check_issued_at(issued_at), self._clock()
+        for key in keys:
+            revoked_at = self._live(_VALUE_NAMESPACE + _check_key(key), now)
+            if revoked_at is not None and _revocation_time(revoked_at) >= issued_at:
+                return Revocation.REVOKED
+        return Revocation.PREDATES_STORE if issued_at < self._started_at else Revocation.NONE
+
     async def store_started_at(self) -> float:
         return self._started_at
 
@@ -400,6 +425,38 @@ return 'already_used'
 """
 
 
+# ARGV[1]: the caller's clock (creates the start marker on an empty store), ARGV[2]: issued_at.
+_CHECK_REVOCATION_SCRIPT = """
+local started = redis.call('GET', KEYS[1])
+if not started then
+  redis.call('SET', KEYS[1], ARGV[1])
+  started = ARGV[1]
+end
+local issued_at = tonumber(ARGV[2])
+for i = 2, #KEYS do
+  local marker = redis.call('GET', KEYS[i])
+  if marker then
+    local revoked_at = tonumber(marker)
+    if revoked_at == nil or revoked_at >= issued_at then
+      return 'revoked'
+    end
+  end
+end
+if issued_at < tonumber(started) then
+  return 'predates_store'
+end
+return 'none'
+"""
+
+
+def _revocation_time(value: bytes) -> float:
+    """A revocation marker's time; one that is not a number revokes everything (fail closed)."""
+    try:
+        return float(value)
+    except ValueError:
+        return math.inf
+
+
 def _milliseconds(ttl: float) -> int:
     """Redis expiries are whole milliseconds; round up so nothing expires early."""
     return max(1, math.ceil(ttl * 1000))
@@ -440,6 +497,7 @@ class RedisStore:
         self._hit = self._redis.register_script(_HIT_SCRIPT)
         self._started_at = self._redis.register_script(_STARTED_AT_SCRIPT)
         self._consume_once = self._redis.register_script(_CONSUME_ONCE_SCRIPT)
+        self._check_revocation = self._redis.register_script(_CHECK_REVOCATION_SCRIPT)
 
     def _value_key(self, key: str) -> str:
         return self._prefix + _VALUE_NAMESPACE + _check_key(key)
@@ -504,6 +562,14 @@ class RedisStore:
                 args=[repr(time.time()), repr(issued_at), _milliseconds(ttl)],
             )
         return Consumption(outcome.decode())
+
+    async def check_revocation(self, keys: list[str], issued_at: float) -> Revocation:
+        names, issued_at = [self._value_key(key) for key in keys], _check_issued_at(issued_at)
+        with _unavailable_on_failure():
+            outcome = await self._check_revocation(
+                keys=[self._marker_key, *names], args=[repr(time.time()), repr(issued_at)]
+            )
+        return Revocation(outcome.decode())
 
     async def store_started_at(self) -> float:
         with _unavailable_on_failure():

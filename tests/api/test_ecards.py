@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+import hmac
+import time
+
+import msgspec
+
+from ecard.auth import REVOCATION_CLOCK_MARGIN, HolderAccess, holder_access_token
+from ecard.registry.tables import HolderSession
 from tests.api.conftest import World, basic, bearer, platform_of
 
 
@@ -166,3 +176,56 @@ async def test_a_channel_can_authenticate_with_a_private_key_jwt_once(world: Wor
     assert (await world.client.post("/channel/v1/ecards", json=body, headers=bearer(forged))).status_code == 401
     hmac_with_public_key = jwt.encode({**claims, "jti": uuid.uuid4().hex}, "not-a-key", algorithm="HS256")
     assert (await world.client.post("/channel/v1/ecards", json=body, headers=bearer(hmac_with_public_key))).status_code == 401
+
+
+async def test_forged_tampered_expired_and_pre_flush_access_tokens_are_refused(world: World) -> None:
+    holder = await world.person_with_card()
+    issued = await world.issue(holder)
+    token = issued["session"]["access_token"]
+    platform = platform_of(world.client)
+    body, tag = token.removeprefix("echa_").split(".")
+    raw_body = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    claims = msgspec.msgpack.decode(raw_body, type=HolderAccess)
+    flipped = body[:-3] + ("A" if body[-3] != "A" else "B") + body[-2:]
+    other_key = hmac.new(b"another platform's key".ljust(32), raw_body, hashlib.sha256).digest()[:16]
+    refused = {
+        "forged": "echa_forged",
+        "tampered body": f"echa_{flipped}.{tag}",
+        "tampered tag": f"echa_{body}.{tag[:-2]}AA",
+        "not base64": f"echa_{body}!.{tag}",
+        "another key's MAC": f"echa_{body}." + base64.urlsafe_b64encode(other_key).rstrip(b"=").decode(),
+        "expired": holder_access_token(platform, msgspec.structs.replace(claims, expires_at=int(time.time()) - 1)),
+    }
+    for case, forged in refused.items():
+        response = await world.client.get("/holder/v1/ecard", headers=bearer(forged))
+        assert response.status_code == 401, case
+        assert response.json()["code"] == "token_invalid", case
+    assert (await world.client.get("/holder/v1/ecard", headers=bearer(token))).status_code == 200
+
+
+async def test_a_token_older_than_the_store_is_checked_against_the_database(world: World) -> None:
+    """After a flush (or, in process, a restart) revocations may be lost: the database decides."""
+    session = (await world.issue(await world.person_with_card()))["session"]
+    platform = platform_of(world.client)
+    body = session["access_token"].removeprefix("echa_").split(".")[0]
+    claims = msgspec.msgpack.decode(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)), type=HolderAccess)
+    before_store = msgspec.structs.replace(claims, issued_at=await platform.store.store_started_at() - 1)
+    old_token = holder_access_token(platform, before_store)
+    assert (await world.client.get("/holder/v1/ecard", headers=bearer(old_token))).status_code == 200
+    await HolderSession.update({HolderSession.revoked: True}).where(HolderSession.id == claims.session_id)
+    refused = await world.client.get("/holder/v1/ecard", headers=bearer(old_token))
+    assert refused.status_code == 401 and refused.json()["code"] == "token_invalid"
+
+
+async def test_a_card_found_again_takes_new_sessions_but_not_the_old_ones(world: World) -> None:
+    holder = await world.person_with_card()
+    old = (await world.issue(holder))["session"]
+    for status in ("lost", "active"):
+        changed = await world.client.post(
+            f"/operator/v1/cards/{holder['card_id']}/status", json={"status": status, "reason": status}, headers=world.op()
+        )
+        assert changed.status_code == 200, changed.text
+    await asyncio.sleep(REVOCATION_CLOCK_MARGIN)  # a revocation also covers tokens minted just after it
+    new = (await world.issue(holder))["session"]
+    assert (await world.client.get("/holder/v1/ecard", headers=bearer(new["access_token"]))).status_code == 200
+    assert (await world.client.get("/holder/v1/ecard", headers=bearer(old["access_token"]))).status_code == 401

@@ -25,6 +25,7 @@ from ecard.store.ephemeral import (
     InvalidStoreArgument,
     MemoryStore,
     RedisStore,
+    Revocation,
     StoreUnavailable,
     open_store,
 )
@@ -174,6 +175,54 @@ async def test_an_emptied_store_never_accepts_a_code_twice(
     assert await store.consume_once("used:code-1", 30, issued_at) is Consumption.PREDATES_STORE
     fresh = time.time()
     assert await store.consume_once("used:code-2", 30, fresh) is Consumption.FIRST_USE
+
+
+# --- check_revocation ------------------------------------------------------------------------
+
+
+async def test_check_revocation_compares_each_marker_with_the_issue_time(store: EphemeralStore) -> None:
+    await store.store_started_at()  # as the platform does at start-up
+    issued_at = time.time()
+    keys = ["off:session", "off:card"]
+    assert await store.check_revocation(keys, issued_at) is Revocation.NONE, "nothing revoked yet"
+    await store.put("off:card", repr(issued_at - 5).encode(), ttl=30)
+    assert await store.check_revocation(keys, issued_at) is Revocation.NONE, "revoked before it was issued"
+    await store.put("off:session", repr(issued_at).encode(), ttl=30)
+    assert await store.check_revocation(keys, issued_at) is Revocation.REVOKED, "the very moment counts"
+    assert await store.check_revocation(keys, issued_at + 1) is Revocation.NONE, "issued after it"
+    assert await store.check_revocation([], issued_at) is Revocation.NONE
+
+
+async def test_check_revocation_fails_closed_on_a_garbled_marker(store: EphemeralStore) -> None:
+    await store.put("off:x", b"not a time", ttl=30)
+    assert await store.check_revocation(["off:x"], time.time() + 3600) is Revocation.REVOKED
+
+
+async def test_an_emptied_store_sends_what_was_issued_before_to_the_durable_record(
+    store: EphemeralStore, store_url: str | None, prefix: str
+) -> None:
+    """A flush may have lost revocation markers: the caller must ask the database."""
+    await store.store_started_at()
+    issued_at = time.time()
+    assert await store.check_revocation(["off:s"], issued_at) is Revocation.NONE
+    store = await emptied(store, store_url, prefix)
+    assert await store.check_revocation(["off:s"], issued_at) is Revocation.PREDATES_STORE
+    assert await store.check_revocation(["off:s"], time.time()) is Revocation.NONE
+
+
+@pytest.mark.redis
+async def test_a_revocation_on_one_worker_is_seen_by_another(redis_url: str, prefix: str) -> None:
+    revoking, checking = open_store(redis_url, prefix), open_store(redis_url, prefix)
+    try:
+        await revoking.store_started_at()
+        issued_at = time.time()
+        assert await checking.check_revocation(["off:s"], issued_at) is Revocation.NONE
+        await revoking.put("off:s", repr(time.time()).encode(), ttl=30)
+        assert await checking.check_revocation(["off:s"], issued_at) is Revocation.REVOKED
+    finally:
+        for opened in (revoking, checking):
+            await opened.close()
+        await _delete_prefix(redis_url, prefix)
 
 
 # --- compare_and_set -------------------------------------------------------------------------
