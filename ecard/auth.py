@@ -23,6 +23,7 @@ from ecard.errors import AppError
 from ecard.platform import Platform
 from ecard.registry.tables import ApiClient, HolderSession, OperatorToken
 from ecard.store.ephemeral import Revocation
+from ecard.store.ttl_cache import TtlCache
 
 OPERATOR_TOKEN_PREFIX = "ecop_"
 HOLDER_ACCESS_PREFIX = "echa_"
@@ -133,26 +134,22 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
 #: worker: a disabled client or a new secret takes effect within this long on the other workers,
 #: at once on the worker that made the change (:func:`forget_client`).
 CLIENT_CACHE_SECONDS = 1.0
-_CLIENT_CACHE_LIMIT = 10_000
-_client_cache: dict[str, tuple[float, dict]] = {}
+_client_cache: TtlCache[str, dict] = TtlCache(CLIENT_CACHE_SECONDS, limit=10_000)
 
 
 async def _client_row(client_id: str) -> dict | None:
-    now = time.monotonic()
-    cached = _client_cache.get(client_id)
-    if cached is not None and now - cached[0] < CLIENT_CACHE_SECONDS:
-        return cached[1]
+    row = _client_cache.get(client_id)
+    if row is not None:
+        return row
     row = await ApiClient.select().where(ApiClient.id == client_id).first()
     if row is not None:  # unknown ids are not cached: probing them cannot fill the cache
-        if len(_client_cache) >= _CLIENT_CACHE_LIMIT:
-            _client_cache.clear()
-        _client_cache[client_id] = (now, row)
+        _client_cache.put(client_id, row)
     return row
 
 
 def forget_client(client_id: str) -> None:
     """Drop a cached client row after its status, secret or key changed."""
-    _client_cache.pop(client_id, None)
+    _client_cache.pop(client_id)
 
 
 def _principal(row: dict) -> ClientPrincipal:

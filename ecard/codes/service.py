@@ -26,18 +26,27 @@ from ecard.codes.tables import CodePseudonym, CodeVerification
 from ecard.codes.trust import TrustPublisher, card_pseudonym, empty_revocations, private_key_of
 from ecard.crypto.fields import secret_digest
 from ecard.crypto.identity import mask_card_number, mask_identity_number, mask_name
-from ecard.crypto.keyring import KeyringError, KeyRecord
+from ecard.crypto.keyring import KeyRecord, KeyringError
 from ecard.errors import AppError
-from ecard.offline import DEFAULT_SKEW_SECONDS, ElicenseClaims, Reason, Usage, VerificationResult, verify
+from ecard.offline import (
+    DEFAULT_SKEW_SECONDS,
+    ElicenseClaims,
+    Reason,
+    Usage,
+    VerificationResult,
+    verify,
+)
 from ecard.platform import Platform
 from ecard.registry.tables import Card
 from ecard.settings import Peer
 from ecard.store.ephemeral import Consumption
 from ecard.store.group_insert import GroupInsert
+from ecard.store.ttl_cache import TtlCache
 
 ELICENSE_LIFETIME = 86_400
 CARD_DISPLAY_TTL = 60.0  # masked name and card number change rarely; status is never cached
 _CACHE_LIMIT = 100_000  # cards whose display and pseudonym row a worker remembers
+PSEUDONYM_ROW_TTL = 3600.0  # how long a worker trusts that a card's pseudonym row exists
 VERIFIER_SESSION_PREFIX = "ecvs_"
 VERIFIER_SESSION_TTL = 900
 HISTORY_PAGE_MAX = 200
@@ -106,8 +115,8 @@ class CodeService:
     platform: Platform
     publisher: TrustPublisher = field(init=False)
     _signers: dict[str, CodeSigner] = field(default_factory=dict)
-    _display: dict[str, tuple[float, _CardDisplay]] = field(default_factory=dict)
-    _mapped: set[str] = field(default_factory=set)  # card ids whose pseudonym row exists
+    _display: TtlCache[str, _CardDisplay] = field(default_factory=lambda: TtlCache(CARD_DISPLAY_TTL, _CACHE_LIMIT))
+    _mapped: TtlCache[str, bool] = field(default_factory=lambda: TtlCache(PSEUDONYM_ROW_TTL, _CACHE_LIMIT))
     _store_start: int | None = None  # first whole second the single-use markers cover
     _history: GroupInsert = field(default_factory=lambda: GroupInsert(CodeVerification))
 
@@ -130,9 +139,8 @@ class CodeService:
 
     async def _card_display(self, card_id: str) -> _CardDisplay:
         cached = self._display.get(card_id)
-        now = time.monotonic()
-        if cached is not None and now - cached[0] < CARD_DISPLAY_TTL:
-            return cached[1]
+        if cached is not None:
+            return cached
         row = await Card.select(Card.region, Card.card_number, Card.person.name).where(Card.id == card_id).first()
         if row is None:
             raise AppError("card_not_found")
@@ -142,15 +150,12 @@ class CodeService:
             card_last4=row["card_number"][-4:].upper(),
             pseudonym=card_pseudonym(self.platform.pseudonym_key, card_id),
         )
-        if len(self._display) > _CACHE_LIMIT:  # bounded per worker, whatever the card population
-            self._display.clear()
-            self._mapped.clear()
-        self._display[card_id] = (now, display)
-        if card_id not in self._mapped:
+        self._display.put(card_id, display)
+        if self._mapped.get(card_id) is None:
             await CodePseudonym.insert(
                 CodePseudonym(pseudonym=display.pseudonym.hex(), card=card_id)
             ).on_conflict(action="DO NOTHING").run()
-            self._mapped.add(card_id)
+            self._mapped.put(card_id, True)
         return display
 
     async def _issued_at(self) -> int:
