@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from importlib import resources
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from ecard.codes.federation import Federation
 from ecard.codes.tables import RevocationChange, RevocationHead
 from ecard.crypto.fields import keyed_digest
-from ecard.crypto.keyring import Keyring, KeyRecord
+from ecard.crypto.keyring import KeyRecord, Keyring
 from ecard.errors import AppError
 from ecard.offline import (
     OfflineLimits,
@@ -41,7 +42,7 @@ from ecard.offline import (
 )
 from ecard.offline.revocation import CardRef, set_digest
 from ecard.platform import Platform
-from ecard.registry.tables import Card
+from ecard.registry.tables import Card, CardStatusEvent
 from ecard.store.db import is_unique_violation
 
 PSEUDONYM_BYTES = 16
@@ -49,7 +50,12 @@ RESIGN_SECONDS = 300  # a signed list is reused for this long, then signed afres
 TRUST_LIST_VALIDITY = 86_400  # next_update = issued_at + this
 REVOCATION_LIST_VALIDITY = 3_600  # verifiers online now and then refresh at least hourly
 ACTIVE_KEY_VALIDITY = 5 * 365 * 86_400  # nominal window of an active issuer key
-REVOCATION_REFRESH_SECONDS = 1.0  # the registry is re-read at most this often per worker
+REVOCATION_REFRESH_SECONDS = 1.0  # the registry is looked at at most this often per worker
+#: Status events that may commit out of id order (concurrent transactions); they are re-read at
+#: every change, far more than ever commit while one status change is in flight.
+EVENT_WINDOW = 1_000
+#: Every this long a worker rebuilds its view from every non-active card, whatever the events said.
+RECONCILE_SECONDS = 600.0
 OFFLINE_LIMITS = OfflineLimits(
     max_offline_seconds=3 * 86_400, max_offline_acceptances=500, accepted_kinds=["card", "code"]
 )
@@ -198,46 +204,106 @@ async def revocation_state_at(version: int) -> RevocationState:
     return RevocationState(version=version, entries=entries)
 
 
-def _changes(
-    old: dict[CardRef, RevokedCard], new: dict[CardRef, RevokedCard], version: int
-) -> list[RevocationChange]:
-    added = [entry for ref, entry in new.items() if old.get(ref) != entry]
-    removed = [ref for ref in old if ref not in new]
-    return [
-        RevocationChange(
-            version=version,
-            region=e.region,
-            pseudonym=e.pseudonym.hex(),
-            reason=e.reason,
-            revoked_at=e.revoked_at,
+@dataclass(frozen=True, slots=True)
+class RegistryMark:
+    """How far a worker's view has followed the registry's card status events: the newest event
+    id, and how many events lay above ``last_event - EVENT_WINDOW`` (a late commit there changes
+    the count even when the newest id stays)."""
+
+    last_event: int
+    window_count: int
+    rebuilt_at: float  # monotonic time of the last full rebuild
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryView:
+    """The published revocation state, equal to the registry as of ``mark``."""
+
+    state: RevocationState
+    mark: RegistryMark
+
+
+Changes = dict[CardRef, RevokedCard | None]  # None: the card leaves the list
+
+
+async def _event_window(last_event: int) -> tuple[int, int]:
+    """(newest event id, events above ``last_event - EVENT_WINDOW``): two index lookups."""
+    rows = await CardStatusEvent.raw(
+        "SELECT (SELECT MAX(id) FROM card_status_event) AS newest,"
+        " (SELECT COUNT(*) FROM card_status_event WHERE id > {}) AS recent",
+        last_event - EVENT_WINDOW,
+    )
+    return int(rows[0]["newest"] or 0), int(rows[0]["recent"])
+
+
+async def _mark(rebuilt_at: float) -> RegistryMark:
+    newest, _ = await _event_window(0)
+    return RegistryMark(newest, (await _event_window(newest))[1], rebuilt_at)
+
+
+async def _touched_cards(after_event: int, pseudonym_key: bytes) -> dict[CardRef, RevokedCard | None]:
+    """The registry's word now on every card with a status event above ``after_event``."""
+    ids = [r["card"] for r in await CardStatusEvent.raw(
+        "SELECT DISTINCT card FROM card_status_event WHERE id > {}", after_event
+    )]
+    found: dict[CardRef, RevokedCard | None] = {}
+    for start in range(0, len(ids), 500):
+        rows = await Card.select(Card.id, Card.region, Card.status, Card.updated_at).where(
+            Card.id.is_in(ids[start : start + 500])
         )
-        for e in added
-    ] + [
-        RevocationChange(version=version, region=region, pseudonym=pseudonym.hex(), reason=None)
-        for region, pseudonym in removed
-    ]
+        for row in rows:
+            ref = (row["region"], card_pseudonym(pseudonym_key, row["id"]))
+            found[ref] = (
+                RevokedCard(region=ref[0], pseudonym=ref[1], reason=row["status"], revoked_at=_epoch(row["updated_at"]))
+                if row["status"] in REVOKED_STATUSES else None
+            )
+    return found
 
 
-async def publish_revocations(platform: Platform) -> RevocationState:
-    """Bring the revocation log up to the registry: a new version whenever the set of non-active
-    cards (or a reason) changed since the last one.  Safe to call from every worker at once."""
-    current = await _registry_revocations(platform.pseudonym_key)
-    digest = set_digest(current.values()).hex()
+async def _published_at_head(known: RevocationState | None, head: dict | None) -> RevocationState:
+    """The published set at the head version, folding only the versions ``known`` lacks."""
+    if head is None:
+        return RevocationState(version=0, entries={})
+    if known is None or known.version > head["version"]:
+        return await revocation_state_at(head["version"])
+    if known.version == head["version"]:
+        return known
+    entries = dict(known.entries)
+    rows = await RevocationChange.select().where(
+        (RevocationChange.version > known.version) & (RevocationChange.version <= head["version"])
+    ).order_by(RevocationChange.id)
+    for row in rows:
+        ref = (row["region"], bytes.fromhex(row["pseudonym"]))
+        if row["reason"] is None:
+            entries.pop(ref, None)
+        else:
+            entries[ref] = _entry(row["region"], row["pseudonym"], row["reason"], row["revoked_at"])
+    return RevocationState(version=head["version"], entries=entries)
+
+
+async def _publish(
+    platform: Platform, known: RevocationState | None, wanted: Callable[[RevocationState], Changes]
+) -> RevocationState:
+    """Publish ``wanted(published)`` as the next version, unless it changes nothing.  Safe from
+    every worker at once: the head moves by compare-and-set, and a loser looks again."""
     for _ in range(5):
         head = await RevocationHead.select().where(RevocationHead.id == _HEAD_ID).first()
-        if head is not None and head["digest"] == digest:
-            return RevocationState(version=head["version"], entries=current)
-        if head is None:
-            version, old = 1, {}
-        else:
-            version, old = head["version"] + 1, (await revocation_state_at(head["version"])).entries
+        published = await _published_at_head(known, head)
+        changes = {ref: e for ref, e in wanted(published).items() if published.entries.get(ref) != e}
+        if not changes and head is not None:
+            return published
+        entries = dict(published.entries)
+        for ref, entry in changes.items():
+            if entry is None:
+                entries.pop(ref, None)
+            else:
+                entries[ref] = entry
+        version, digest = published.version + 1, set_digest(entries.values()).hex()
         try:
             async with platform.engine.transaction():
                 if head is None:
                     await RevocationHead.insert(
-                        RevocationHead(
-                            id=_HEAD_ID, version=version, digest=digest, published_at=int(time.time())
-                        )
+                        RevocationHead(id=_HEAD_ID, version=version, digest=digest, published_at=int(time.time()))
                     ).run()
                 else:
                     moved = await RevocationHead.update(
@@ -251,15 +317,51 @@ async def publish_revocations(platform: Platform) -> RevocationState:
                     ).returning(RevocationHead.id)
                     if not moved:
                         continue  # another worker published first: look again
-                changes = _changes(old, current, version)
                 if changes:
-                    await RevocationChange.insert(*changes).run()
+                    await RevocationChange.insert(*_change_rows(changes, version)).run()
         except Exception as exc:
             if is_unique_violation(exc):
                 continue
             raise
-        return RevocationState(version=version, entries=current)
+        return RevocationState(version=version, entries=entries)
     raise AppError("status_changed_concurrently", "the revocation list is being published; retry")
+
+
+def _change_rows(changes: Changes, version: int) -> list[RevocationChange]:
+    return [
+        RevocationChange(
+            version=version, region=region, pseudonym=pseudonym.hex(),
+            reason=entry.reason if entry else None, revoked_at=entry.revoked_at if entry else 0,
+        )
+        for (region, pseudonym), entry in changes.items()
+    ]
+
+
+async def follow_registry(platform: Platform, view: RegistryView | None = None) -> RegistryView:
+    """The latest published revocation state, after publishing a new version if the registry
+    changed since ``view``.  When nothing changed this costs three index lookups, not a read of
+    every non-active card: the card status events (written in the same transaction as every
+    status change) say which cards to look at.  Every :data:`RECONCILE_SECONDS`, and on a
+    worker's first call, the whole registry is read instead."""
+    now = time.monotonic()
+    if view is None or now - view.mark.rebuilt_at >= RECONCILE_SECONDS:
+        mark = await _mark(now)
+        current = await _registry_revocations(platform.pseudonym_key)
+
+        def everything(published: RevocationState) -> Changes:
+            gone: Changes = {ref: None for ref in published.entries if ref not in current}
+            return {**gone, **current}
+
+        return RegistryView(await _publish(platform, view.state if view else None, everything), mark)
+    newest, recent = await _event_window(view.mark.last_event)
+    if (newest, recent) == (view.mark.last_event, view.mark.window_count):
+        head = await RevocationHead.select(RevocationHead.version).where(RevocationHead.id == _HEAD_ID).first()
+        if head is not None and head["version"] == view.state.version:
+            return view
+        return RegistryView(await _published_at_head(view.state, head), view.mark)
+    mark = RegistryMark(newest, (await _event_window(newest))[1], view.mark.rebuilt_at)
+    touched = await _touched_cards(view.mark.last_event - EVENT_WINDOW, platform.pseudonym_key)
+    return RegistryView(await _publish(platform, view.state, lambda _published: touched), mark)
 
 
 # --- signed documents, cached per worker -----------------------------------------------------
@@ -277,7 +379,7 @@ class TrustPublisher:
     platform: Platform
     _signed: dict[tuple, str] = field(default_factory=dict)
     _store: tuple[Keyring, tuple[int, int], TrustStore] | None = None
-    _revocations: tuple[float, RevocationState] | None = None
+    _revocations: tuple[float, RegistryView] | None = None
     _federation: Federation | None = None
 
     @property
@@ -330,8 +432,9 @@ class TrustPublisher:
     async def revocations(self) -> RevocationState:
         now = time.monotonic()
         if self._revocations is None or now - self._revocations[0] >= REVOCATION_REFRESH_SECONDS:
-            self._revocations = (now, await publish_revocations(self.platform))
-        return self._revocations[1]
+            view = await follow_registry(self.platform, self._revocations[1] if self._revocations else None)
+            self._revocations = (now, view)
+        return self._revocations[1].state
 
     async def _state(self, version: int | None) -> RevocationState:
         latest = await self.revocations()
