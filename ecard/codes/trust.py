@@ -194,14 +194,18 @@ async def revocation_state_at(version: int) -> RevocationState:
         .where(RevocationChange.version <= version)
         .order_by(RevocationChange.id)
     )
-    entries: dict[CardRef, RevokedCard] = {}
+    return RevocationState(version=version, entries=_fold({}, rows))
+
+
+def _fold(entries: dict[CardRef, RevokedCard], rows: list[dict]) -> dict[CardRef, RevokedCard]:
+    """Apply revocation log rows, in log order, to ``entries`` (changed in place)."""
     for row in rows:
         ref = (row["region"], bytes.fromhex(row["pseudonym"]))
         if row["reason"] is None:
             entries.pop(ref, None)
         else:
             entries[ref] = _entry(row["region"], row["pseudonym"], row["reason"], row["revoked_at"])
-    return RevocationState(version=version, entries=entries)
+    return entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,17 +272,10 @@ async def _published_at_head(known: RevocationState | None, head: dict | None) -
         return await revocation_state_at(head["version"])
     if known.version == head["version"]:
         return known
-    entries = dict(known.entries)
     rows = await RevocationChange.select().where(
         (RevocationChange.version > known.version) & (RevocationChange.version <= head["version"])
     ).order_by(RevocationChange.id)
-    for row in rows:
-        ref = (row["region"], bytes.fromhex(row["pseudonym"]))
-        if row["reason"] is None:
-            entries.pop(ref, None)
-        else:
-            entries[ref] = _entry(row["region"], row["pseudonym"], row["reason"], row["revoked_at"])
-    return RevocationState(version=head["version"], entries=entries)
+    return RevocationState(version=head["version"], entries=_fold(dict(known.entries), rows))
 
 
 async def _publish(

@@ -399,22 +399,18 @@ redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.max(1, mat
 return {1, math.floor((window - (new_tat - now)) / interval + 1e-9), 0}
 """
 
-# Returns the start marker, creating it with ARGV[1] (the caller's clock) when the store is empty.
-_STARTED_AT_SCRIPT = """
+# The start marker (KEYS[1]) as ``started``, created with ARGV[1] (the caller's clock) when the
+# store is empty; the scripts below begin with it.
+_READ_START = """
 local started = redis.call('GET', KEYS[1])
 if not started then
   redis.call('SET', KEYS[1], ARGV[1])
   started = ARGV[1]
 end
-return started
 """
+_STARTED_AT_SCRIPT = _READ_START + "return started\n"
 
-_CONSUME_ONCE_SCRIPT = """
-local started = redis.call('GET', KEYS[1])
-if not started then
-  redis.call('SET', KEYS[1], ARGV[1])
-  started = ARGV[1]
-end
+_CONSUME_ONCE_SCRIPT = _READ_START + """
 if tonumber(ARGV[2]) < tonumber(started) then
   return 'predates_store'
 end
@@ -425,13 +421,8 @@ return 'already_used'
 """
 
 
-# ARGV[1]: the caller's clock (creates the start marker on an empty store), ARGV[2]: issued_at.
-_CHECK_REVOCATION_SCRIPT = """
-local started = redis.call('GET', KEYS[1])
-if not started then
-  redis.call('SET', KEYS[1], ARGV[1])
-  started = ARGV[1]
-end
+# ARGV[2]: issued_at; KEYS[2..]: the revocation markers.
+_CHECK_REVOCATION_SCRIPT = _READ_START + """
 local issued_at = tonumber(ARGV[2])
 for i = 2, #KEYS do
   local marker = redis.call('GET', KEYS[i])
