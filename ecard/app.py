@@ -106,7 +106,7 @@ PROBLEM_RESPONSES: dict[str, ResponseSpec] = {
     "404": _problem("No such resource, or not one the caller may see"),
     "409": _problem("The resource's state does not allow this (already answered, status conflict, replay, …)"),
     "413": _problem("The request body is too large (body_too_large)"),
-    "429": _problem("Too many requests; retry after Retry-After seconds (rate_limited)"),
+    "429": _problem("Too many requests; retry after Retry-After seconds (rate_limited; temporarily_unavailable on OAuth endpoints)"),
     "500": _problem("Internal server error (internal_error); never expected"),
     "503": _problem("A backing service is unavailable; retry after Retry-After seconds"),
 }

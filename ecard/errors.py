@@ -98,6 +98,11 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "insufficient_scope": ErrorSpec(403, "访问令牌的权限范围不足", "The access token's scope is insufficient", True),
     "authorization_pending": ErrorSpec(400, "等待持卡人确认", "Waiting for the holder to approve", True),
     "slow_down": ErrorSpec(400, "轮询过于频繁", "Polling too fast; slow down", True),
+    # RFC 6749 has no code for a rate limit; temporarily_unavailable (§4.1.2.1) is what OAuth
+    # clients know to retry, and Retry-After says when
+    "temporarily_unavailable": ErrorSpec(
+        429, "请求过于频繁，请稍后再试", "Too many requests; retry after Retry-After seconds", True
+    ),
     "expired_token": ErrorSpec(400, "设备码已过期", "The device code has expired", True),
     "client_not_live": ErrorSpec(403, "该应用未完成备案或已停用", "This client is not filed, approved and live", True),
     "login_session_not_found": ErrorSpec(404, "登录二维码不存在或已过期", "The login QR session does not exist or has expired"),

@@ -349,7 +349,7 @@ class OidcService:
         decision = await self.store.hit(key, window, limit)
         if not decision.allowed:
             retry = str(max(1, int(decision.retry_after + 0.999)))
-            raise AppError("rate_limited", headers={"Retry-After": retry})
+            raise AppError("temporarily_unavailable", headers={"Retry-After": retry})
 
     async def _refused(self, actor: str, action: str, client_id: str, reason: str) -> None:
         await audit(actor, f"oidc.{action}.refused", "oidc_client", client_id[:40] or "-", reason)

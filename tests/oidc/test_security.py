@@ -261,8 +261,10 @@ async def test_login_sessions_and_token_requests_are_rate_limited(client, rp, mo
     statuses = [(await client.get("/oidc/authorize", params=query)).status_code for _ in range(5)]
     assert statuses[:3] == [200] * 3 and statuses[3:] == [429, 429]
     form = {"grant_type": "authorization_code", "code": "x", "redirect_uri": REDIRECT_URI}
-    statuses = [(await client.post("/oidc/token", data=form, headers=rp.auth())).status_code for _ in range(5)]
-    assert statuses[3:] == [429, 429]
+    answers = [await client.post("/oidc/token", data=form, headers=rp.auth()) for _ in range(5)]
+    assert [a.status_code for a in answers[3:]] == [429, 429]
+    refused = answers[-1].json()  # OAuth clients read error; everyone reads Retry-After
+    assert refused["error"] == refused["code"] == "temporarily_unavailable" and int(answers[-1].headers["retry-after"]) >= 1
 
 
 async def test_every_login_and_refusal_is_audited(client, world, rp, holder):
