@@ -7,7 +7,7 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet --upgrade pip setuptools  # the venv's own setuptools is old (public advisories)
 .venv/bin/python -m pip install --quiet -e .
 .venv/bin/ecard demo init --out demo.json
 exec .venv/bin/ecard serve "$@"
