@@ -267,9 +267,13 @@ def _b64url(data: bytes) -> str:
 
 
 def _unb64url(text: str) -> bytes:
+    """Strict: one spelling per value (the decoder alone ignores a last character's spare bits)."""
     if len(text) > 1024:
         raise ValueError("too long")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64url(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
 
 
 def _revocation_keys(access: HolderAccess) -> list[str]:

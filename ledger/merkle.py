@@ -18,6 +18,10 @@ HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 
+#: right-edge hashes kept for reuse; they are recomputed on demand, so the bound only costs time
+EDGE_CACHE_LIMIT = 8192
+
+
 def leaf_hash(data: bytes) -> bytes:
     """MTH({d}) = SHA-256(0x00 || d)."""
     return hashlib.sha256(b"\x00" + data).digest()
@@ -149,6 +153,8 @@ class MerkleTree:
             return self._levels[height][low >> height]
         edge = self._edges.get((low, high))
         if edge is None:
+            if len(self._edges) >= EDGE_CACHE_LIMIT:  # each new tree size adds ~log2(size) edges
+                self._edges.clear()
             k = _split(n)
             edge = self._edges[low, high] = node_hash(
                 self._range_hash(low, low + k), self._range_hash(low + k, high)

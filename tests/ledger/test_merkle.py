@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ledger import merkle
 from ledger.errors import InvalidProof
 from ledger.merkle import (
     EMPTY_ROOT,
@@ -208,3 +209,17 @@ def test_sizes_beyond_the_tree_are_refused() -> None:
 def test_all_proofs_at_once_equal_one_by_one(size: int) -> None:
     tree = tree_of(leaves(size))
     assert tree.inclusion_proofs() == [tree.inclusion_proof(i) for i in range(size)]
+
+
+def test_the_edge_cache_stays_bounded_while_proofs_stay_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every new tree size adds right-edge hashes; the cache is bounded and proofs still check."""
+    monkeypatch.setattr(merkle, "EDGE_CACHE_LIMIT", 16)
+    tree = MerkleTree()
+    for n in range(1, 300):
+        tree.append(leaf_hash(n.to_bytes(4, "big")))
+        root = tree.root()
+        assert len(tree._edges) <= 16 + n.bit_length()  # the bound, plus one right edge being filled
+        index = n // 2
+        verify_inclusion(index, n, tree.leaf(index), tree.inclusion_proof(index, n), root)
+    leaves = [n.to_bytes(4, "big") for n in range(1, 300)]
+    assert tree.root(150) == naive_mth(leaves[:150])
