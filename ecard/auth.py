@@ -22,7 +22,7 @@ from ecard.crypto.fields import secret_digest, secrets_match
 from ecard.errors import AppError
 from ecard.platform import Platform
 from ecard.registry.tables import ApiClient, HolderSession, OperatorToken
-from ecard.store.ephemeral import Revocation
+from ecard.store.ephemeral import Revocation, StoreUnavailable
 from ecard.store.ttl_cache import TtlCache
 
 OPERATOR_TOKEN_PREFIX = "ecop_"
@@ -300,14 +300,20 @@ async def authenticate_holder(platform: Platform, authorization: str | None) -> 
     store, no database read (the app asks for a code every minute).  Every change that ends a
     token (logout, refresh, unbinding, a card reported lost) revokes first, then writes the
     database.  A token older than the store's contents (a flush or, in process, a restart may
-    have lost a revocation) is checked against the database instead."""
+    have lost a revocation) is checked against the database instead, and so is every token
+    while the store cannot be reached."""
     token = bearer(authorization)
     if not token or not token.startswith(HOLDER_ACCESS_PREFIX):
         raise AppError("unauthenticated", headers={"WWW-Authenticate": 'Bearer realm="holder"'})
     access = _holder_access(platform, token)
     if access is None or access.expires_at < time.time():
         raise _invalid_token()
-    revocation = await platform.store.check_revocation(_revocation_keys(access), access.issued_at)
+    try:
+        revocation = await platform.store.check_revocation(_revocation_keys(access), access.issued_at)
+    except StoreUnavailable:
+        # the database decides: a revocation is written to the store before the database, so
+        # while the store is away nothing can be revoked, and the app keeps its codes coming
+        revocation = Revocation.PREDATES_STORE
     if revocation is Revocation.REVOKED:
         raise _invalid_token()
     if revocation is Revocation.PREDATES_STORE and not await _session_is_live(access):

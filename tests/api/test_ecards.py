@@ -12,6 +12,7 @@ import msgspec
 
 from ecard.auth import REVOCATION_CLOCK_MARGIN, HolderAccess, holder_access_token
 from ecard.registry.tables import HolderSession
+from ecard.store.ephemeral import StoreUnavailable
 from tests.api.conftest import World, basic, bearer, platform_of
 
 
@@ -234,3 +235,22 @@ async def test_a_card_found_again_takes_new_sessions_but_not_the_old_ones(world:
     new = (await world.issue(holder))["session"]
     assert (await world.client.get("/holder/v1/ecard", headers=bearer(new["access_token"]))).status_code == 200
     assert (await world.client.get("/holder/v1/ecard", headers=bearer(old["access_token"]))).status_code == 401
+
+
+async def test_while_the_store_is_away_the_database_decides(world: World, monkeypatch) -> None:
+    """A revocation reaches the store before the database, so nothing is revoked while the store
+    is away: holders keep fetching codes (offline verifiers can still check them)."""
+    session = (await world.issue(await world.person_with_card()))["session"]
+    platform = platform_of(world.client)
+
+    async def away(keys: list[str], issued_at: float) -> None:
+        raise StoreUnavailable("Redis is unavailable (test)")
+
+    monkeypatch.setattr(platform.store, "check_revocation", away)
+    assert (await world.client.post("/holder/v1/codes", headers=bearer(session["access_token"]))).status_code == 201
+    claims = msgspec.msgpack.decode(
+        base64.urlsafe_b64decode(session["access_token"][5:].split(".")[0] + "=="), type=HolderAccess
+    )
+    await HolderSession.update({HolderSession.revoked: True}).where(HolderSession.id == claims.session_id)
+    refused = await world.client.post("/holder/v1/codes", headers=bearer(session["access_token"]))
+    assert refused.status_code == 401 and refused.json()["code"] == "token_invalid"
