@@ -40,6 +40,12 @@ def ensure_keys(settings: Settings) -> Keyring:
 # --- serve -------------------------------------------------------------------------------------
 
 
+GRANIAN_LOG_HANDLERS = {
+    "console": {"formatter": "generic", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
+    "access": {"formatter": "access", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
+}
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.workers > 1 and not settings.redis_url:
@@ -69,7 +75,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=port,
         interface=Interfaces.ASGI,
         workers=args.workers,
-        log_enabled=False,
+        # granian's own warnings and errors (a worker that failed to start, a crash) on stderr;
+        # the application logs every request itself (ecard.edge), so no access log here
+        log_enabled=True,
+        log_level="warning",
+        log_access=False,
+        log_dictconfig={"handlers": GRANIAN_LOG_HANDLERS},
     ).serve()
     return 0
 
