@@ -152,21 +152,22 @@ class Ledger:
         check_writer_id(writer_id)
         raw = raw_public_key(public_key)
         existing = await self._writer_row(writer_id)
-        if existing is not None:
-            if existing.status == ACTIVE and existing.public_key == raw:
-                return existing
-            raise WriterRejected("writer.exists", f"writer {writer_id!r} is already registered")
-        writer = Writer(writer_id, key_id(public_key), raw, ACTIVE, datetime.now(UTC))
-        await LedgerWriter.insert(
-            LedgerWriter(
-                id=writer.id,
-                public_key=raw,
-                key_id=writer.key_id,
-                status=ACTIVE,
-                since=writer.since,
-            )
-        )
-        return writer
+        if existing is None:
+            # processes starting together (a server's workers) register the same writer at once:
+            # the later insert does nothing, and every one of them reads the row that won
+            await LedgerWriter.insert(
+                LedgerWriter(
+                    id=writer_id,
+                    public_key=raw,
+                    key_id=key_id(public_key),
+                    status=ACTIVE,
+                    since=datetime.now(UTC),
+                )
+            ).on_conflict(action="DO NOTHING")
+            existing = await self._writer_row(writer_id)
+        if existing is not None and existing.status == ACTIVE and existing.public_key == raw:
+            return existing
+        raise WriterRejected("writer.exists", f"writer {writer_id!r} is already registered")
 
     async def withdraw_writer(self, writer_id: str) -> Writer:
         """Refuse every later append by this writer; its earlier entries stay verifiable."""

@@ -68,3 +68,13 @@ async def test_concurrent_transactions_get_gapless_sequence_numbers(
     await pg_ledger.seal()
     report = await audit(pg_ledger)
     assert report.ok, report.problems
+
+
+async def test_workers_starting_together_register_the_same_writer_once(
+    pg_engine: Engine, log_key: Ed25519PrivateKey, writer_key: Ed25519PrivateKey
+) -> None:
+    """Each worker of a new deployment registers the writer at start-up, at the same moment."""
+    workers = [Ledger(pg_engine, log_key) for _ in range(8)]
+    registered = await asyncio.gather(*(w.register_writer(WRITER_ID, writer_key.public_key()) for w in workers))
+    assert len({(w.id, w.public_key, w.status) for w in registered}) == 1
+    assert [w.id for w in await workers[0].writers()] == [WRITER_ID]
