@@ -156,20 +156,23 @@ class RevocationState:
         )
 
 
+_CARD_STATUS_COLUMNS = (Card.id, Card.region, Card.status, Card.updated_at)
+
+
+def _revoked_card(pseudonym_key: bytes, row: dict) -> RevokedCard:
+    """A non-active card's list entry (``row`` holds :data:`_CARD_STATUS_COLUMNS`)."""
+    return RevokedCard(
+        region=row["region"],
+        pseudonym=card_pseudonym(pseudonym_key, row["id"]),
+        reason=row["status"],
+        revoked_at=_epoch(row["updated_at"]),
+    )
+
+
 async def _registry_revocations(pseudonym_key: bytes) -> dict[CardRef, RevokedCard]:
     """The truth: every card whose status is not active, as the registry says right now."""
-    rows = await Card.select(Card.id, Card.region, Card.status, Card.updated_at).where(
-        Card.status.is_in(list(REVOKED_STATUSES))
-    )
-    entries = [
-        RevokedCard(
-            region=row["region"],
-            pseudonym=card_pseudonym(pseudonym_key, row["id"]),
-            reason=row["status"],
-            revoked_at=_epoch(row["updated_at"]),
-        )
-        for row in rows
-    ]
+    rows = await Card.select(*_CARD_STATUS_COLUMNS).where(Card.status.is_in(list(REVOKED_STATUSES)))
+    entries = [_revoked_card(pseudonym_key, row) for row in rows]
     return {entry.ref: entry for entry in entries}
 
 
@@ -240,8 +243,7 @@ async def _event_window(last_event: int) -> tuple[int, int]:
     return int(rows[0]["newest"] or 0), int(rows[0]["recent"])
 
 
-async def _mark(rebuilt_at: float) -> RegistryMark:
-    newest, _ = await _event_window(0)
+async def _mark(newest: int, rebuilt_at: float) -> RegistryMark:
     return RegistryMark(newest, (await _event_window(newest))[1], rebuilt_at)
 
 
@@ -252,15 +254,9 @@ async def _touched_cards(after_event: int, pseudonym_key: bytes) -> dict[CardRef
     )]
     found: dict[CardRef, RevokedCard | None] = {}
     for start in range(0, len(ids), 500):
-        rows = await Card.select(Card.id, Card.region, Card.status, Card.updated_at).where(
-            Card.id.is_in(ids[start : start + 500])
-        )
-        for row in rows:
-            ref = (row["region"], card_pseudonym(pseudonym_key, row["id"]))
-            found[ref] = (
-                RevokedCard(region=ref[0], pseudonym=ref[1], reason=row["status"], revoked_at=_epoch(row["updated_at"]))
-                if row["status"] in REVOKED_STATUSES else None
-            )
+        for row in await Card.select(*_CARD_STATUS_COLUMNS).where(Card.id.is_in(ids[start : start + 500])):
+            entry = _revoked_card(pseudonym_key, row)
+            found[entry.ref] = entry if row["status"] in REVOKED_STATUSES else None
     return found
 
 
@@ -342,7 +338,8 @@ async def follow_registry(platform: Platform, view: RegistryView | None = None) 
     worker's first call, the whole registry is read instead."""
     now = time.monotonic()
     if view is None or now - view.mark.rebuilt_at >= RECONCILE_SECONDS:
-        mark = await _mark(now)
+        newest = await CardStatusEvent.raw("SELECT MAX(id) AS newest FROM card_status_event")
+        mark = await _mark(int(newest[0]["newest"] or 0), now)
         current = await _registry_revocations(platform.pseudonym_key)
 
         def everything(published: RevocationState) -> Changes:
@@ -356,7 +353,7 @@ async def follow_registry(platform: Platform, view: RegistryView | None = None) 
         if head is not None and head["version"] == view.state.version:
             return view
         return RegistryView(await _published_at_head(view.state, head), view.mark)
-    mark = RegistryMark(newest, (await _event_window(newest))[1], view.mark.rebuilt_at)
+    mark = await _mark(newest, view.mark.rebuilt_at)
     touched = await _touched_cards(view.mark.last_event - EVENT_WINDOW, platform.pseudonym_key)
     return RegistryView(await _publish(platform, view.state, lambda _published: touched), mark)
 
