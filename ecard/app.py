@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import msgspec
 from litestar import Controller, Litestar, Request, Response, get
@@ -17,11 +18,19 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins import ReceiveRoutePlugin
 from litestar.plugins.prometheus import PrometheusController
 from litestar.routes import BaseRoute, HTTPRoute
+from litestar.types import Receive, Scope, Send
 
 from ecard import __version__
 from ecard.dependencies import PLATFORM
-from ecard.edge import EdgeMiddleware, add_security_headers
-from ecard.errors import CATALOGUE, EXCEPTION_HANDLERS, PROBLEM_JSON, AppError, Problem
+from ecard.edge import EdgeMiddleware
+from ecard.errors import (
+    CATALOGUE,
+    EXCEPTION_HANDLERS,
+    PROBLEM_JSON,
+    AppError,
+    Problem,
+    exception_response,
+)
 from ecard.logs import configure_logging
 from ecard.platform import Platform, open_platform
 from ecard.settings import Settings
@@ -85,6 +94,84 @@ def etagged(request: Request, body: bytes, *, max_age: int, media_type: str = "a
     return Response(content=body, media_type=media_type, headers=headers)
 
 
+class JsonReply:
+    """A JSON response already encoded, as a plain ASGI app: the hot handlers (a code, a
+    verification) return it instead of a ``Response``, whose building costs Litestar more than
+    the handler's own work.  Such a handler declares its body in ``responses=`` for OpenAPI."""
+
+    __slots__ = ("_body", "_headers", "_status")
+
+    def __init__(self, content: object, status: int, headers: dict[str, str]) -> None:
+        self._body = msgspec.json.encode(content)
+        self._status = status
+        self._headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self._body)).encode()),
+            *((name.lower().encode(), value.encode()) for name, value in headers.items()),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self._status, "headers": self._headers})
+        await send({"type": "http.response.body", "body": self._body})
+
+
+#: A hot route's handler: the app's state, the Authorization header and the request body in.
+HotHandler = Callable[[State, "str | None", bytes], Awaitable["JsonReply"]]
+
+
+class EcardApp(Litestar):
+    """Litestar, with the few routes every holder and verifier call all day served before its
+    routing: there, Litestar's routing, request parsing, dependency injection and response
+    building cost more than the work itself (a code signed, a code verified).
+
+    A hot route is still declared as a Litestar handler, for the OpenAPI document; both call the
+    same function.  It keeps the edge (request id, access log, metrics, security headers) and the
+    error catalogue (an exception becomes the same problem response)."""
+
+    def __init__(self, *args: Any, hot_routes: dict[tuple[str, str], HotHandler], edge: EdgeMiddleware, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._hot_routes = hot_routes
+        self._hot_edge = edge(self._serve_hot)
+
+    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (scope["method"], scope["path"]) in self._hot_routes and not scope.get("root_path"):
+            scope["app"] = scope["litestar_app"] = self
+            scope["path_template"] = scope["path"]
+            await self._hot_edge(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def _serve_hot(self, scope: Scope, receive: Receive, send: Send) -> None:
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        try:
+            body = await self._read_body(receive)
+            reply = await self._hot_routes[scope["method"], scope["path"]](self.state, authorization, body)
+        except Exception as exc:  # noqa: BLE001 - answered from the error catalogue, as in Litestar
+            request: Request = Request(scope, receive)
+            await exception_response(request, exc).to_asgi_response(app=None, request=request)(scope, receive, send)
+            return
+        await reply(scope, receive, send)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                raise AppError("malformed_request", "the request body was cut short")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if self.request_max_body_size is not None and size > self.request_max_body_size:
+                raise AppError("body_too_large")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+
 class MetricsController(PrometheusController):
     path = "/metrics"
 
@@ -141,6 +228,12 @@ def domain_controllers() -> list:
     return [c for module in DOMAINS for c in importlib.import_module(module).CONTROLLERS]
 
 
+def domain_hot_routes() -> dict[tuple[str, str], HotHandler]:
+    """Each domain's optional ``HOT_ROUTES``: (method, path) -> handler, served by :class:`EcardApp`."""
+    modules = [importlib.import_module(module) for module in DOMAINS]
+    return {route: handler for m in modules for route, handler in getattr(m, "HOT_ROUTES", {}).items()}
+
+
 def domain_background_tasks() -> list:
     """Each domain's optional ``background(platform)`` async context manager (sealers, relays,
     workers): entered after the platform opens, left before it closes."""
@@ -165,15 +258,17 @@ def create_app(settings: Settings, platform: Platform | None = None) -> Litestar
             if owned:
                 await app.state.platform.close()
 
-    return Litestar(
+    edge = EdgeMiddleware()
+    return EcardApp(
+        hot_routes=domain_hot_routes(),
+        edge=edge,
         route_handlers=[SystemController, MetricsController, *domain_controllers()],
         dependencies=PLATFORM,
         lifespan=[lifespan],
         state=State({}),
         exception_handlers=EXCEPTION_HANDLERS,
         plugins=[ProblemResponses()],
-        before_send=[add_security_headers],
-        middleware=[EdgeMiddleware()],
+        middleware=[edge],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="ecard",

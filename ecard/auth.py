@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import secrets
@@ -243,8 +242,11 @@ _HOLDER_ACCESS_DECODER = msgspec.msgpack.Decoder(HolderAccess)
 def holder_access_token(platform: Platform, access: HolderAccess) -> str:
     """``echa_`` + base64url(msgpack claims) + ``.`` + base64url(HMAC-SHA256 tag, 128 bits)."""
     body = msgspec.msgpack.encode(access)
-    tag = hmac.new(platform.holder_token_key, body, hashlib.sha256).digest()[:_ACCESS_TAG_BYTES]
-    return HOLDER_ACCESS_PREFIX + _b64url(body) + "." + _b64url(tag)
+    return HOLDER_ACCESS_PREFIX + _b64url(body) + "." + _b64url(_access_tag(platform, body))
+
+
+def _access_tag(platform: Platform, body: bytes) -> bytes:
+    return hmac.digest(platform.holder_token_key, body, "sha256")[:_ACCESS_TAG_BYTES]  # one-shot: no HMAC object
 
 
 def _holder_access(platform: Platform, token: str) -> HolderAccess | None:
@@ -253,8 +255,7 @@ def _holder_access(platform: Platform, token: str) -> HolderAccess | None:
         body, tag = _unb64url(body_text), _unb64url(tag_text)
     except (binascii.Error, ValueError):
         return None
-    expected = hmac.new(platform.holder_token_key, body, hashlib.sha256).digest()[:_ACCESS_TAG_BYTES]
-    if not hmac.compare_digest(expected, tag):
+    if not hmac.compare_digest(_access_tag(platform, body), tag):
         return None
     try:
         return _HOLDER_ACCESS_DECODER.decode(body)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import logging
+import os
 import re
 import secrets
 import time
@@ -47,15 +49,26 @@ IN_PROGRESS = Gauge("litestar_requests_in_progress", "Total requests currently i
 APP_NAME = "ecard"
 
 
+def new_request_id() -> str:
+    """Unique, not secret: a random prefix per process and a counter.  A random id per request
+    costs a system call, during which the server's own threads take the GIL from the handler."""
+    global _id_prefix, _id_pid
+    if _id_pid != os.getpid():  # a forked worker draws its own prefix
+        _id_prefix, _id_pid = secrets.token_hex(8), os.getpid()
+    return f"{_id_prefix}{next(_id_counter):016x}"
+
+
+_id_prefix, _id_pid, _id_counter = "", 0, itertools.count()
+
+
 def with_security_headers(headers: list) -> list:
     present = {bytes(name).lower() for name, _ in headers}
     return headers + [(k, v) for k, v in SECURITY_HEADERS.items() if k not in present]
 
 
-async def add_security_headers(message: dict, scope: Scope) -> None:
-    """``before_send`` hook for what no route handles (404, 405): the same headers."""
-    if message["type"] == "http.response.start" and "path_template" not in scope:
-        message["headers"] = with_security_headers(list(message.get("headers") or []))
+#: The same, for responses built outside the edge: what no route handles (404, 405) gets them from
+#: its problem response (a ``before_send`` hook would wrap ``send`` once more on every request).
+SECURITY_HEADER_STRINGS = {name.decode(): value.decode() for name, value in SECURITY_HEADERS.items()}
 
 
 def _docs_policy(body: bytes) -> bytes:
@@ -111,7 +124,7 @@ class EdgeMiddleware:
                     request_id = value.decode("latin-1")
                     break
             if not _REQUEST_ID.match(request_id):
-                request_id = secrets.token_hex(16)
+                request_id = new_request_id()
             scope.setdefault("state", {})["request_id"] = request_id
             method, route = scope["method"], scope.get("path_template") or "-"
             docs = route.startswith("/schema")

@@ -21,6 +21,8 @@ from litestar.exceptions import (
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from ecard.edge import SECURITY_HEADER_STRINGS
+
 log = logging.getLogger("ecard.errors")
 
 PROBLEM_JSON = "application/problem+json"
@@ -270,7 +272,7 @@ def problem_response(
         problem,
         status_code=spec.status,
         media_type=PROBLEM_JSON,
-        headers={"Content-Language": lang, **(headers or {})},
+        headers={**SECURITY_HEADER_STRINGS, "Content-Language": lang, **(headers or {})},
     )
 
 
@@ -339,3 +341,9 @@ EXCEPTION_HANDLERS = {
     HTTP_500_INTERNAL_SERVER_ERROR: _internal_error_handler,
     Exception: _internal_error_handler,
 }
+
+
+def exception_response(request: Request, exc: Exception) -> Response[Problem]:
+    """The problem response Litestar's exception handling would give, for code outside it."""
+    handler = next(EXCEPTION_HANDLERS[cls] for cls in type(exc).__mro__ if cls in EXCEPTION_HANDLERS)
+    return handler(request, exc)  # type: ignore[operator]

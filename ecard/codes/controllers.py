@@ -15,8 +15,9 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.static_files import create_static_files_router
+from litestar.types import ASGIApp
 
-from ecard.app import etagged
+from ecard.app import JsonReply, etagged
 from ecard.auth import (
     ClientPrincipal,
     HolderPrincipal,
@@ -47,7 +48,7 @@ Offset = Annotated[int, QueryParameter(ge=0, le=10_000_000)]
 Version = Annotated[int, QueryParameter(ge=1, le=2**31 - 1)]
 
 
-async def provide_codes(state: State) -> CodeService:
+def code_service(state: State) -> CodeService:
     """One service per worker and platform, so its signers and caches live across requests."""
     service = state.get("code_service")
     if service is None or service.platform is not state.platform:
@@ -55,22 +56,52 @@ async def provide_codes(state: State) -> CodeService:
     return service
 
 
-# The callers below depend on ``codes`` alone (its platform is theirs), so that Litestar resolves
-# one dependency after the other: two independent ones are resolved in a task group, which costs
-# more than issuing a code (litestar-org/litestar#4563).
+async def provide_codes(state: State) -> CodeService:
+    return code_service(state)
 
 
 async def provide_code_holder(request: Request, codes: NamedDependency[CodeService]) -> HolderPrincipal:
     return await authenticate_holder(codes.platform, request.headers.get("authorization"))
 
 
-async def provide_verifier(request: Request, codes: NamedDependency[CodeService]) -> ClientPrincipal:
+async def verifier_of(codes: CodeService, authorization: str | None) -> ClientPrincipal:
     """A verifier page session token, or the verifier's own credentials (Basic or private_key_jwt)."""
-    authorization = request.headers.get("authorization")
     token = bearer(authorization)
     if token and token.startswith(VERIFIER_SESSION_PREFIX):
         return await codes.verifier_of_session(token)
     return await authenticate_client(codes.platform, authorization, {"verifier"})
+
+
+# What every holder and verifier call all day (a code, a verification) is served by
+# ``ecard.app.EcardApp`` before Litestar's routing (``HOT_ROUTES``); the Litestar handlers below
+# document them (and answer the same paths with a trailing slash).  Both call these functions.
+_VERIFY_REQUEST = msgspec.json.Decoder(schemas.VerifyRequest)
+
+
+async def issue_code(state: State, authorization: str | None, body: bytes = b"") -> JsonReply:
+    codes = code_service(state)
+    holder = await authenticate_holder(codes.platform, authorization)
+    return JsonReply(await codes.issue_code(holder), 201, NO_STORE)
+
+
+async def verify_code(state: State, authorization: str | None, body: bytes | schemas.VerifyRequest) -> JsonReply:
+    """The caller is authenticated before its body is read: a stranger learns nothing of it."""
+    codes = code_service(state)
+    verifier = await verifier_of(codes, authorization)
+    request = body if isinstance(body, schemas.VerifyRequest) else _verify_request(body)
+    return JsonReply(await codes.verify(request.code, verifier), 200, NO_STORE)
+
+
+def _verify_request(body: bytes) -> schemas.VerifyRequest:
+    try:
+        return _VERIFY_REQUEST.decode(body)
+    except msgspec.ValidationError as exc:
+        raise AppError("validation_failed", str(exc)) from None
+    except msgspec.DecodeError:
+        raise AppError("malformed_request", "the body is not JSON") from None
+
+
+HOT_ROUTES = {("POST", "/holder/v1/codes"): issue_code, ("POST", "/verifier/v1/verifications"): verify_code}
 
 
 async def provide_page_login(request: Request, platform: NamedDependency[Platform]) -> ClientPrincipal:
@@ -91,11 +122,14 @@ class HolderCodeController(Controller):
     tags = ["holder"]
     dependencies = {**CODES, "holder": Provide(provide_code_holder)}
 
-    @post("/codes", status_code=201, summary="A fresh dynamic code (JSON): show until refresh_at")
-    async def issue(
-        self, codes: NamedDependency[CodeService], holder: NamedDependency[HolderPrincipal]
-    ) -> Response[schemas.CodeIssued]:
-        return Response(await codes.issue_code(holder), status_code=201, headers=NO_STORE)
+    @post(
+        "/codes",
+        status_code=201,
+        responses={201: ResponseSpec(schemas.CodeIssued, description="The code; show it until refresh_at")},
+        summary="A fresh dynamic code (JSON): show until refresh_at",
+    )
+    async def issue(self, request: Request) -> ASGIApp:
+        return await issue_code(request.app.state, request.headers.get("authorization"))
 
     @get("/codes/qr", responses=IMAGE_RESPONSES, summary="A fresh dynamic code as a QR image (PNG or SVG)")
     async def image(
@@ -162,16 +196,11 @@ class VerifierController(Controller):
     @post(
         "/verifications",
         status_code=200,
-        dependencies={"verifier": Provide(provide_verifier)},
+        responses={200: ResponseSpec(schemas.VerificationResult, description="Valid with the entitled fields, or a reason")},
         summary="Verify a scanned code online: valid with the entitled fields, or a reason",
     )
-    async def verify(
-        self,
-        data: JSONBody[schemas.VerifyRequest],
-        codes: NamedDependency[CodeService],
-        verifier: NamedDependency[ClientPrincipal],
-    ) -> Response[schemas.VerificationResult]:
-        return Response(await codes.verify(data.code, verifier), headers=NO_STORE)
+    async def verify(self, request: Request, data: JSONBody[schemas.VerifyRequest]) -> ASGIApp:
+        return await verify_code(request.app.state, request.headers.get("authorization"), data)
 
 
 class OfflineKitController(Controller):

@@ -2,14 +2,19 @@
 for a registered verifier, and keep every verification on record for the holder.
 
 Online verification is the offline ``verify()`` (format, issuer, signature, key state, time, usage)
-followed by the checks only the platform can make, in this order: the card behind the pseudonym
-exists and is active *now* (read from the registry on every request, so a card reported lost a
-second ago is refused), and the code was not used before (one atomic ``consume_once`` in the
-shared store, so exactly one of any number of racing verifiers wins).
+followed by the checks only the platform can make.  The card is still active *now*: a valid code
+proves it was active when the code was issued, and every status change away from ``active``
+first writes a withdrawal marker into the shared store (:func:`ecard.codes.trust.withdraw_codes`),
+so one read of the store answers, on every worker, for a card reported lost a second ago.  The
+card's row is read only when the store cannot vouch for the code's whole life (its contents began
+after the code was issued) or the verifier is entitled to more than the code shows.  Then the
+code is consumed (one atomic ``consume_once`` in the shared store, so exactly one of any number of
+racing verifiers wins).  The record names the card by the code's pseudonym: no lookup.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import secrets
 import time
@@ -23,13 +28,20 @@ from ecard.codes.elicense import sign_elicense
 from ecard.codes.format import CodeSigner
 from ecard.codes.render import ErrorCorrection, RenderError, render_png, render_svg
 from ecard.codes.tables import CodePseudonym, CodeVerification
-from ecard.codes.trust import TrustPublisher, card_pseudonym, empty_revocations, private_key_of
+from ecard.codes.trust import (
+    TrustPublisher,
+    card_pseudonym,
+    code_withdrawal_key,
+    empty_revocations,
+    private_key_of,
+)
 from ecard.crypto.fields import secret_digest
 from ecard.crypto.identity import mask_card_number, mask_identity_number, mask_name
 from ecard.crypto.keyring import KeyRecord, KeyringError
 from ecard.errors import AppError
 from ecard.offline import (
     DEFAULT_SKEW_SECONDS,
+    CodeClaims,
     ElicenseClaims,
     Reason,
     Usage,
@@ -39,7 +51,7 @@ from ecard.offline import (
 from ecard.platform import Platform
 from ecard.registry.tables import Card
 from ecard.settings import Peer
-from ecard.store.ephemeral import Consumption
+from ecard.store.ephemeral import Consumption, Revocation
 from ecard.store.group_insert import GroupInsert
 from ecard.store.ttl_cache import TtlCache
 
@@ -58,6 +70,19 @@ ALREADY_USED = "already_used"
 CARD_NOT_ACTIVE = "card_not_active"
 UNKNOWN_CARD = "unknown_card"
 VALID = "valid"
+
+#: The fields a code carries itself (besides its card being active): a verifier entitled to no
+#: more is answered without reading the card's row.
+CODE_FIELDS = frozenset({"masked_name", "card_status", "region"})
+HISTORY_COLUMNS = (
+    CodeVerification.at,
+    CodeVerification.verifier,
+    CodeVerification.card,
+    CodeVerification.pseudonym,
+    CodeVerification.code_id,
+    CodeVerification.region,
+    CodeVerification.result,
+)
 
 #: Offline refusals that come after the signature and key checks passed: the code is genuinely
 #: the platform's, so the attempt belongs in the holder's history.
@@ -118,7 +143,7 @@ class CodeService:
     _display: TtlCache[str, _CardDisplay] = field(default_factory=lambda: TtlCache(CARD_DISPLAY_TTL, _CACHE_LIMIT))
     _mapped: TtlCache[str, bool] = field(default_factory=lambda: TtlCache(PSEUDONYM_ROW_TTL, _CACHE_LIMIT))
     _store_start: int | None = None  # first whole second the single-use markers cover
-    _history: GroupInsert = field(default_factory=lambda: GroupInsert(CodeVerification))
+    _history: GroupInsert = field(default_factory=lambda: GroupInsert(CodeVerification, HISTORY_COLUMNS))
 
     def __post_init__(self) -> None:
         self.publisher = TrustPublisher(self.platform)
@@ -251,22 +276,28 @@ class CodeService:
             return await self._verify_at_issuer(peer, text, verifier, offline, now)
         reason: str = VALID if offline.ok else offline.reason.value  # type: ignore[union-attr]
         card: dict | None = None
-        if claims is not None and (offline.ok or offline.reason in _GENUINE_REFUSALS):
-            card = await self._card_of(claims.pseudonym)
-            if card is None and offline.ok:
-                reason = UNKNOWN_CARD
-        if reason == VALID and card is not None:
-            if card["status"] != "active":
+        if offline.ok and claims is not None:
+            withdrawn = await self._withdrawn_since(claims)
+            if withdrawn is None or not CODE_FIELDS.issuperset(verifier.entitlements):
+                card = await self._card_of(claims.pseudonym)
+                if card is None:
+                    reason = UNKNOWN_CARD
+                elif card["status"] != "active":
+                    reason = CARD_NOT_ACTIVE
+            if withdrawn:
                 reason = CARD_NOT_ACTIVE
-            else:
-                reason = await self._consume(offline.code_id or "", claims.issued_at, claims.expires_at, now)  # type: ignore[union-attr]
+            if reason == VALID:
+                reason = await self._consume(offline.code_id or "", claims.issued_at, claims.expires_at, now)
+        genuine = claims is not None and (offline.ok or offline.reason in _GENUINE_REFUSALS)
         await self._history.add(
-            CodeVerification(
-                verifier=verifier.id,
-                card=card["id"] if card else None,
-                code_id=offline.code_id,
-                region=claims.region if claims else None,
-                result=reason,
+            (
+                dt.datetime.now(dt.UTC),
+                verifier.id,
+                card["id"] if card else None,
+                claims.pseudonym.hex() if genuine else None,  # type: ignore[union-attr]
+                offline.code_id,
+                claims.region if claims else None,
+                reason,
             )
         )
         valid = reason == VALID
@@ -278,8 +309,15 @@ class CodeService:
             issuer_region=offline.issuer.region if offline.issuer else None,
             issuer_name=offline.issuer.issuer_name if offline.issuer else None,
             expires_at=claims.expires_at if claims and valid else None,
-            fields=self._fields(card, verifier) if valid and card else schemas.VerifiedFields(),
+            fields=self._fields(claims, card, verifier) if valid and claims else schemas.VerifiedFields(),
         )
+
+    async def _withdrawn_since(self, claims: CodeClaims) -> bool | None:
+        """Whether the card left ``active`` after the code was issued, from the shared store's
+        marker (:func:`withdraw_codes`); None when the store's contents begin after the code was
+        issued (a flush may have lost a marker), so the registry must answer."""
+        state = await self.platform.store.check_revocation([code_withdrawal_key(claims.pseudonym)], claims.issued_at)
+        return None if state is Revocation.PREDATES_STORE else state is Revocation.REVOKED
 
     async def _verify_at_issuer(
         self, peer: Peer, text: str, verifier: ClientPrincipal, offline: VerificationResult, now: int
@@ -287,12 +325,8 @@ class CodeService:
         """Route to the issuing deployment; pass on only the fields this verifier may see here."""
         answer = await self.publisher.federation.verify_at_issuer(peer, text)
         reason = VALID if answer.valid else (answer.reason or UNKNOWN_CARD)
-        await self._history.add(
-            CodeVerification(
-                verifier=verifier.id, card=None, code_id=offline.code_id,
-                region=offline.claims.region if offline.claims else None, result=reason,
-            )
-        )
+        region = offline.claims.region if offline.claims else None
+        await self._history.add((dt.datetime.now(dt.UTC), verifier.id, None, None, offline.code_id, region, reason))
         entitled = set(verifier.entitlements) & set(schemas.VerifiedFields.__struct_fields__)
         return schemas.VerificationResult(
             valid=answer.valid,
@@ -324,13 +358,20 @@ class CodeService:
         outcome = await self.platform.store.consume_once(f"code:{code_id}", ttl, issued_at)
         return VALID if outcome is Consumption.FIRST_USE else ALREADY_USED
 
-    def _fields(self, card: dict, verifier: ClientPrincipal) -> schemas.VerifiedFields:
+    def _fields(self, claims: CodeClaims, card: dict | None, verifier: ClientPrincipal) -> schemas.VerifiedFields:
+        """What this verifier may see: from the card's row when it was read (verifiers entitled
+        to more than the code shows), else from the code itself."""
+        if card is not None:
+            return self.entitled_fields(card, verifier)
+        shown = {"masked_name": claims.masked_name, "card_status": "active", "region": claims.region}
+        return schemas.VerifiedFields(**{k: v for k, v in shown.items() if k in verifier.entitlements})
+
+    def entitled_fields(self, card: dict, verifier: ClientPrincipal) -> schemas.VerifiedFields:
+        """The fields of a card's row (card and person columns) that this caller may see."""
         entitled = set(verifier.entitlements)
         name = card["name"]
         number = (
-            self.platform.field_cipher.decrypt(
-                card["id_number_enc"], f"person:{card['person_id']}"
-            )
+            self.platform.field_cipher.decrypt(card["id_number_enc"], f"person:{card['person_id']}")
             if entitled & {"identity_number", "masked_identity_number"}
             else None
         )
@@ -384,7 +425,7 @@ class CodeService:
     async def history(self, holder: HolderPrincipal, limit: int, offset: int) -> schemas.HolderVerificationPage:
         if not 1 <= limit <= HISTORY_PAGE_MAX or offset < 0:
             raise AppError("validation_failed", f"limit must be 1..{HISTORY_PAGE_MAX} and offset ≥ 0")
-        mine = CodeVerification.card == holder.card_id
+        mine = CodeVerification.pseudonym == card_pseudonym(self.platform.pseudonym_key, holder.card_id).hex()
         rows = (
             await CodeVerification.select(
                 CodeVerification.at, CodeVerification.verifier.name, CodeVerification.result

@@ -21,12 +21,16 @@ class CodePseudonym(Table, tablename="code_pseudonym"):
 
 
 class CodeVerification(Table, tablename="code_verification"):
-    """One online verification: who asked, when, about which card, with what result."""
+    """One online verification: who asked, when, about which card (its pseudonym, as the code
+    names it: recording it needs no lookup), with what result."""
 
     id = Serial(primary_key=True)
     at = Timestamptz(default=TimestamptzNow())
     verifier = ForeignKey(references=ApiClient, null=False, index=True)
-    card = ForeignKey(references=Card, null=True, default=None, index=True)  # once the signature held
+    #: the card, where the verification read it from the registry (its status unknown to the
+    #: shared store, or a verifier entitled to more than the code shows); null otherwise
+    card = ForeignKey(references=Card, null=True, default=None, index=True)
+    pseudonym = Varchar(length=32, null=True, default=None, index=True)  # once the signature held
     code_id = Varchar(length=32, null=True, default=None)
     region = Varchar(length=6, null=True, default=None)
     result = Varchar(length=32)  # "valid" or a reason code

@@ -19,12 +19,14 @@ import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ecard.auth import REVOCATION_CLOCK_MARGIN
 from ecard.codes.federation import Federation
 from ecard.codes.tables import RevocationChange, RevocationHead
 from ecard.crypto.fields import keyed_digest
 from ecard.crypto.keyring import KeyRecord, Keyring
 from ecard.errors import AppError
 from ecard.offline import (
+    DEFAULT_SKEW_SECONDS,
     OfflineLimits,
     OfflinePackage,
     RevocationList,
@@ -40,6 +42,7 @@ from ecard.offline import (
     sign_revocation_list,
     sign_trust_list,
 )
+from ecard.offline.code_format import MAX_LIFETIME
 from ecard.offline.revocation import CardRef, set_digest
 from ecard.platform import Platform
 from ecard.registry.tables import Card, CardStatusEvent
@@ -66,6 +69,23 @@ _HEAD_ID = 1
 def card_pseudonym(pseudonym_key: bytes, card_id: str) -> bytes:
     """The card's pseudonym in codes and lists: keyed HMAC of the card id, 16 bytes."""
     return keyed_digest(pseudonym_key, "card-pseudonym", card_id)[:PSEUDONYM_BYTES]
+
+
+def code_withdrawal_key(pseudonym: bytes) -> str:
+    """Shared-store key of the time after which a card's codes are accepted again online."""
+    return f"code-off:{pseudonym.hex()}"
+
+
+async def withdraw_codes(platform: Platform, card_id: str) -> None:
+    """Refuse online, at once and on every worker, every code issued so far for the card: a
+    verification reads this marker instead of the card's row.  Call it *before* the status change
+    it reflects (as ``revoke_holder_access``); the marker outlives every code issued before it."""
+    margin = REVOCATION_CLOCK_MARGIN
+    await platform.store.put(
+        code_withdrawal_key(card_pseudonym(platform.pseudonym_key, card_id)),
+        repr(time.time() + margin).encode(),
+        MAX_LIFETIME + DEFAULT_SKEW_SECONDS + 2 * round(margin),
+    )
 
 
 @lru_cache(maxsize=64)

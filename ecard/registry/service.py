@@ -36,6 +36,7 @@ from ecard.auth import (
     new_token,
     revoke_holder_access,
 )
+from ecard.codes.trust import withdraw_codes
 from ecard.crypto.fields import blind_index, secret_digest
 from ecard.crypto.identity import (
     InvalidIdentityNumber,
@@ -302,8 +303,9 @@ class RegistryService:
             raise AppError(
                 "invalid_status_transition", f"{row['status']} → {change.status} is not allowed"
             )
-        if change.status != "active":  # the holder's tokens end with the card, on every worker
+        if change.status != "active":  # the holder's tokens and codes end with the card, on every worker
             await revoke_holder_access(self.platform, card_id=card_id)
+            await withdraw_codes(self.platform, card_id)
         async with self.platform.engine.transaction():
             updated = await Card.update(
                 {

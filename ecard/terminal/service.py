@@ -259,7 +259,7 @@ class TerminalService:
     def _fields(self, card: dict, terminal: TerminalPrincipal) -> schemas.VerifiedFields:
         """The same entitlement rules as online code verification (the code service's)."""
         person = {"name": card["person.name"], "id_number_enc": card["person.id_number_enc"], "person_id": card["person.id"]}
-        return self.codes._fields({**card, **person}, terminal.client)
+        return self.codes.entitled_fields({**card, **person}, terminal.client)
 
     async def authenticate_card(
         self, terminal: TerminalPrincipal, data: schemas.CardAuthenticationRequest

@@ -7,11 +7,15 @@ import asyncio
 import time
 
 import base45
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ecard.codes import CodeSigner
+from ecard.codes.piccolo_migrations.codes_2026_11_30t05_30_01_000000 import backfill
+from ecard.codes.service import CodeService
+from ecard.codes.tables import CodeVerification
 from ecard.codes.trust import card_pseudonym, private_key_of
 from ecard.offline import parse_code
 from ecard.offline.code_format import PREFIX
@@ -139,12 +143,56 @@ async def test_a_card_reported_lost_a_second_ago_is_refused(world: World, holder
     refused(await present(world.client, pharmacy, code), "card_not_active")
 
 
+async def test_a_verifier_entitled_to_what_the_code_shows_is_answered_without_the_registry(
+    world: World, holder: Holder, pharmacy: Verifier, hall: Verifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code proves its card was active when issued; the shared store's withdrawal marker,
+    written before any status change, says whether it still is.  The card's row is read only for
+    a verifier entitled to more than the code carries."""
+    reads: list[bytes] = []
+    read_card = CodeService._card_of
+
+    async def counted(pseudonym: bytes) -> dict | None:
+        reads.append(pseudonym)
+        return await read_card(pseudonym)
+
+    monkeypatch.setattr(CodeService, "_card_of", staticmethod(counted))
+    codes = [(await fetch_code(world.client, holder))["code"] for _ in range(3)]
+    assert (await present(world.client, pharmacy, codes[0]))["fields"] == {"masked_name": "张*三", "card_status": "active"}
+    assert reads == []
+    assert (await present(world.client, hall, codes[1]))["fields"]["full_name"] == holder.person["name"]
+    assert len(reads) == 1
+    await report(world, holder, "lost")
+    refused(await present(world.client, pharmacy, codes[2]), "card_not_active")
+    assert len(reads) == 1
+
+
+async def test_the_history_names_the_card_by_its_pseudonym(world: World, holder: Holder, pharmacy: Verifier) -> None:
+    await present(world.client, pharmacy, (await fetch_code(world.client, holder))["code"])
+    rows = await CodeVerification.select(CodeVerification.pseudonym, CodeVerification.card, CodeVerification.result)
+    pseudonym = card_pseudonym(platform_of(world.client).pseudonym_key, holder.card_id).hex()
+    assert rows == [{"pseudonym": pseudonym, "card": None, "result": "valid"}]
+
+
+async def test_the_migration_names_earlier_verifications_by_pseudonym(world: World, holder: Holder, hall: Verifier) -> None:
+    """Rows recorded before the pseudonym column (card only) stay in their holder's history."""
+    await present(world.client, hall, (await fetch_code(world.client, holder))["code"])  # maps the pseudonym
+    await CodeVerification.update({CodeVerification.pseudonym: None}, force=True)
+    await backfill()
+    history = (await world.client.get("/holder/v1/verifications", headers=holder.headers())).json()
+    assert [item["result"] for item in history["items"]] == ["valid"]
+
+
 async def test_a_frozen_card_is_refused_and_a_thawed_one_accepted(world: World, holder: Holder, pharmacy: Verifier) -> None:
+    """Freezing voids what was issued before it, as it ends the holder's session: a code shown
+    before the freeze stays refused after the thaw, and a code issued after it is accepted."""
     first, second = (await fetch_code(world.client, holder))["code"], (await fetch_code(world.client, holder))["code"]
     await report(world, holder, "frozen")
     refused(await present(world.client, pharmacy, first), "card_not_active")
     await report(world, holder, "active")
-    assert (await present(world.client, pharmacy, second))["valid"] is True
+    refused(await present(world.client, pharmacy, second), "card_not_active")
+    after_thaw = forge(world, holder, signer(world), issued_at=int(time.time()) + 2)
+    assert (await present(world.client, pharmacy, after_thaw))["valid"] is True
 
 
 async def test_every_verification_is_in_the_holders_history(world: World, holder: Holder) -> None:

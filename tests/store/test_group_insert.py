@@ -58,7 +58,7 @@ class InsertSpy:
         run = engine.run_querystring
 
         async def spied(querystring: QueryString, **kwargs: Any) -> Any:
-            if querystring.query_type == "insert" and querystring.table is CodeVerification:
+            if querystring.template.startswith("INSERT INTO code_verification"):
                 self.statements += 1
                 self.writing.set()
                 await self.release.wait()
@@ -72,8 +72,11 @@ def spy(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> InsertSpy:
     return InsertSpy(engine, monkeypatch)
 
 
-def verification(code_id: str, verifier: str = VERIFIER) -> CodeVerification:
-    return CodeVerification(verifier=verifier, code_id=code_id, result="valid")
+COLUMNS = (CodeVerification.verifier, CodeVerification.code_id, CodeVerification.result)
+
+
+def verification(code_id: str, verifier: str = VERIFIER) -> tuple[str, str, str]:
+    return (verifier, code_id, "valid")
 
 
 async def stored_codes() -> list[str]:
@@ -83,7 +86,7 @@ async def stored_codes() -> list[str]:
 async def test_concurrent_rows_are_all_committed_in_fewer_statements(spy: InsertSpy) -> None:
     """The point of group commit: one statement (one commit) carries many callers' rows, and
     none of them is lost or written twice."""
-    group = GroupInsert(CodeVerification)
+    group = GroupInsert(CodeVerification, COLUMNS)
     codes = [f"c{i:03d}" for i in range(200)]
 
     assert await asyncio.gather(*(group.add(verification(code)) for code in codes)) == [None] * 200
@@ -95,7 +98,7 @@ async def test_concurrent_rows_are_all_committed_in_fewer_statements(spy: Insert
 async def test_a_failed_batch_fails_every_caller_and_later_rows_are_written(engine: Engine) -> None:
     """A caller must never answer as if its record were kept when the statement carrying it
     failed; and one bad batch must not stop the worker from recording later verifications."""
-    group = GroupInsert(CodeVerification)
+    group = GroupInsert(CodeVerification, COLUMNS)
     rows = [verification(f"ok{i}") for i in range(10)] + [
         verification("bad", verifier="no-such-client")
     ]
@@ -110,10 +113,18 @@ async def test_a_failed_batch_fails_every_caller_and_later_rows_are_written(engi
     assert await stored_codes() == ["after"]
 
 
+async def test_a_row_of_the_wrong_width_is_refused_before_it_joins_a_batch(engine: Engine) -> None:
+    group = GroupInsert(CodeVerification, COLUMNS)
+    with pytest.raises(ValueError, match="3 values expected"):
+        await group.add((VERIFIER, "short"))
+    await group.add(verification("fine"))
+    assert await stored_codes() == ["fine"]
+
+
 async def test_a_cancelled_caller_does_not_cancel_the_write(spy: InsertSpy) -> None:
     """A client that disconnects mid-request must not take the other callers' records (nor its
     own, already being written) down with it."""
-    group = GroupInsert(CodeVerification)
+    group = GroupInsert(CodeVerification, COLUMNS)
     spy.release.clear()
     callers = [asyncio.create_task(group.add(verification(f"c{i}"))) for i in range(5)]
     await asyncio.wait_for(spy.writing.wait(), 5)
@@ -129,7 +140,7 @@ async def test_a_cancelled_caller_does_not_cancel_the_write(spy: InsertSpy) -> N
 
 
 async def write_then_read(code_id: str) -> int:
-    await CodeVerification.insert(verification(code_id)).run()
+    await CodeVerification.insert(CodeVerification(verifier=VERIFIER, code_id=code_id, result="valid")).run()
     return await CodeVerification.count().where(CodeVerification.code_id == code_id)
 
 
