@@ -6,7 +6,7 @@ import hashlib
 import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from litestar import Controller, Litestar, Request, Response, get
@@ -115,8 +115,13 @@ class JsonReply:
         await send({"type": "http.response.body", "body": self._body})
 
 
-#: A hot route's handler: the app's state, the Authorization header and the request body in.
-HotHandler = Callable[[State, "str | None", bytes], Awaitable["JsonReply"]]
+class HotRoute(NamedTuple):
+    """A route :class:`EcardApp` serves itself: the handler takes the app's state, the
+    Authorization header and the request body.  A route that reads no body does not wait for one
+    (each ``receive`` is a round trip through the server)."""
+
+    handler: Callable[[State, str | None, bytes], Awaitable[JsonReply]]
+    reads_body: bool = True
 
 
 class EcardApp(Litestar):
@@ -128,7 +133,7 @@ class EcardApp(Litestar):
     same function.  It keeps the edge (request id, access log, metrics, security headers) and the
     error catalogue (an exception becomes the same problem response)."""
 
-    def __init__(self, *args: Any, hot_routes: dict[tuple[str, str], HotHandler], edge: EdgeMiddleware, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, hot_routes: dict[tuple[str, str], HotRoute], edge: EdgeMiddleware, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._hot_routes = hot_routes
         self._hot_edge = edge(self._serve_hot)
@@ -148,8 +153,9 @@ class EcardApp(Litestar):
                 authorization = value.decode("latin-1")
                 break
         try:
-            body = await self._read_body(receive)
-            reply = await self._hot_routes[scope["method"], scope["path"]](self.state, authorization, body)
+            route = self._hot_routes[scope["method"], scope["path"]]
+            body = await self._read_body(receive) if route.reads_body else b""
+            reply = await route.handler(self.state, authorization, body)
         except Exception as exc:  # noqa: BLE001 - answered from the error catalogue, as in Litestar
             request: Request = Request(scope, receive)
             await exception_response(request, exc).to_asgi_response(app=None, request=request)(scope, receive, send)
@@ -228,7 +234,7 @@ def domain_controllers() -> list:
     return [c for module in DOMAINS for c in importlib.import_module(module).CONTROLLERS]
 
 
-def domain_hot_routes() -> dict[tuple[str, str], HotHandler]:
+def domain_hot_routes() -> dict[tuple[str, str], HotRoute]:
     """Each domain's optional ``HOT_ROUTES``: (method, path) -> handler, served by :class:`EcardApp`."""
     modules = [importlib.import_module(module) for module in DOMAINS]
     return {route: handler for m in modules for route, handler in getattr(m, "HOT_ROUTES", {}).items()}

@@ -142,6 +142,7 @@ async def _client_row(client_id: str) -> dict | None:
         return row
     row = await ApiClient.select().where(ApiClient.id == client_id).first()
     if row is not None:  # unknown ids are not cached: probing them cannot fill the cache
+        row = {**row, "regions": _json_list(row["regions"]), "entitlements": _json_list(row["entitlements"])}
         _client_cache.put(client_id, row)
     return row
 

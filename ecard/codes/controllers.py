@@ -17,7 +17,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp
 
-from ecard.app import JsonReply, etagged
+from ecard.app import HotRoute, JsonReply, etagged
 from ecard.auth import (
     ClientPrincipal,
     HolderPrincipal,
@@ -101,7 +101,10 @@ def _verify_request(body: bytes) -> schemas.VerifyRequest:
         raise AppError("malformed_request", "the body is not JSON") from None
 
 
-HOT_ROUTES = {("POST", "/holder/v1/codes"): issue_code, ("POST", "/verifier/v1/verifications"): verify_code}
+HOT_ROUTES = {
+    ("POST", "/holder/v1/codes"): HotRoute(issue_code, reads_body=False),  # a code request has no body
+    ("POST", "/verifier/v1/verifications"): HotRoute(verify_code),
+}
 
 
 async def provide_page_login(request: Request, platform: NamedDependency[Platform]) -> ClientPrincipal:
