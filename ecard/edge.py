@@ -13,7 +13,6 @@ import bisect
 import hashlib
 import itertools
 import logging
-import os
 import re
 import secrets
 import time
@@ -52,18 +51,6 @@ _INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.D
 _LABELS = ("method", "path", "status_code", "app_name")
 _BUCKETS = Histogram.DEFAULT_BUCKETS  # upper bounds, the last one +Inf
 APP_NAME = "ecard"
-
-
-def new_request_id() -> str:
-    """Unique, not secret: a random prefix per process and a counter.  A random id per request
-    costs a system call, during which the server's own threads take the GIL from the handler."""
-    global _id_prefix, _id_pid
-    if _id_pid != os.getpid():  # a forked worker draws its own prefix
-        _id_prefix, _id_pid = secrets.token_hex(8), os.getpid()
-    return f"{_id_prefix}{next(_id_counter):016x}"
-
-
-_id_prefix, _id_pid, _id_counter = "", 0, itertools.count()
 
 
 def with_security_headers(headers: list) -> list:
@@ -165,7 +152,7 @@ class EdgeMiddleware:
                     request_id = value.decode("latin-1")
                     break
             if not _REQUEST_ID.match(request_id):
-                request_id = new_request_id()
+                request_id = secrets.token_hex(16)
             scope.setdefault("state", {})["request_id"] = request_id
             method, route = scope["method"], scope.get("path_template") or "-"
             docs = route.startswith("/schema")
