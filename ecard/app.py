@@ -22,7 +22,7 @@ from litestar.types import Receive, Scope, Send
 
 from ecard import __version__
 from ecard.dependencies import PLATFORM
-from ecard.edge import EdgeMiddleware
+from ecard.edge import SECURITY_HEADER_LIST, EdgeMiddleware
 from ecard.errors import (
     CATALOGUE,
     EXCEPTION_HANDLERS,
@@ -110,8 +110,16 @@ class JsonReply:
             *((name.lower().encode(), value.encode()) for name, value in headers.items()),
         ]
 
+    @property
+    def status(self) -> int:
+        return self._status
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self._status, "headers": self._headers})
+        await self.send_to(send)
+
+    async def send_to(self, send: Send, extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        headers = self._headers + extra_headers if extra_headers else self._headers
+        await send({"type": "http.response.start", "status": self._status, "headers": headers})
         await send({"type": "http.response.body", "body": self._body})
 
 
@@ -136,17 +144,22 @@ class EcardApp(Litestar):
     def __init__(self, *args: Any, hot_routes: dict[tuple[str, str], HotRoute], edge: EdgeMiddleware, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._hot_routes = hot_routes
-        self._hot_edge = edge(self._serve_hot)
+        self._edge = edge
 
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (scope["method"], scope["path"]) in self._hot_routes and not scope.get("root_path"):
             scope["app"] = scope["litestar_app"] = self
             scope["path_template"] = scope["path"]
-            await self._hot_edge(scope, receive, send)
+
+            async def respond(request_id: str) -> int:
+                return await self._serve_hot(scope, receive, send, request_id)
+
+            await self._edge.serve(scope, respond)
             return
         await super().__call__(scope, receive, send)
 
-    async def _serve_hot(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve_hot(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> int:
+        """Answer a hot route with the edge's headers added; return the status sent."""
         authorization = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -158,9 +171,13 @@ class EcardApp(Litestar):
             reply = await route.handler(self.state, authorization, body)
         except Exception as exc:  # noqa: BLE001 - answered from the error catalogue, as in Litestar
             request: Request = Request(scope, receive)
-            await exception_response(request, exc).to_asgi_response(app=None, request=request)(scope, receive, send)
-            return
-        await reply(scope, receive, send)
+            problem = exception_response(request, exc)  # it carries the security headers itself
+            await problem.to_asgi_response(app=None, request=request, headers={"X-Request-ID": request_id})(
+                scope, receive, send
+            )
+            return problem.status_code
+        await reply.send_to(send, [*SECURITY_HEADER_LIST, (b"x-request-id", request_id.encode())])
+        return reply.status
 
     async def _read_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []

@@ -16,6 +16,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 
 from litestar.types import ASGIApp, Receive, Scope, Send
 from prometheus_client import REGISTRY, Histogram
@@ -61,6 +62,7 @@ def with_security_headers(headers: list) -> list:
 #: The same, for responses built outside the edge: what no route handles (404, 405) gets them from
 #: its problem response (a ``before_send`` hook would wrap ``send`` once more on every request).
 SECURITY_HEADER_STRINGS = {name.decode(): value.decode() for name, value in SECURITY_HEADERS.items()}
+SECURITY_HEADER_LIST = list(SECURITY_HEADERS.items())
 
 
 def _docs_policy(body: bytes) -> bytes:
@@ -137,23 +139,15 @@ REGISTRY.register(_SeriesCollector(SERIES))
 
 class EdgeMiddleware:
     """Litestar middleware factory (``middleware=[EdgeMiddleware()]``); runs after routing, so
-    the route template (never the raw path, which may carry ids) labels logs and metrics."""
+    the route template (never the raw path, which may carry ids) labels logs and metrics.  Routes
+    served before Litestar's routing (:class:`ecard.app.EcardApp`) go through :meth:`serve`."""
 
     def __call__(self, app: ASGIApp) -> ASGIApp:
-        series = SERIES
-
         async def edge(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
-            request_id = ""
-            for name, value in scope["headers"]:
-                if name == b"x-request-id":
-                    request_id = value.decode("latin-1")
-                    break
-            if not _REQUEST_ID.match(request_id):
-                request_id = secrets.token_hex(16)
-            scope.setdefault("state", {})["request_id"] = request_id
+            request_id = _request_id(scope)
             method, route = scope["method"], scope.get("path_template") or "-"
             docs = route.startswith("/schema")
             started = time.perf_counter()
@@ -182,25 +176,59 @@ class EdgeMiddleware:
                     message = {"type": "http.response.body", "body": body}
                 await send(message)
 
-            series.start(method, route)
+            SERIES.start(method, route)
             try:
                 await app(scope, receive, send_at_edge)
             finally:
-                elapsed = time.perf_counter() - started
-                series.finish(method, route, status, elapsed)
-                if log.isEnabledFor(logging.INFO):
-                    log.info(
-                        "request",
-                        extra={
-                            "request_id": request_id,
-                            "method": method,
-                            "route": route,
-                            "status": status,
-                            "duration_ms": round(elapsed * 1000, 2),
-                        },
-                    )
+                _record(request_id, method, route, status, started)
 
         return edge
+
+    @staticmethod
+    async def serve(scope: Scope, respond: Callable[[str], Awaitable[int]]) -> None:
+        """The edge for a handler that adds the security headers and ``x-request-id`` to its
+        response itself: the same request id, metrics and log line, without wrapping ``send``
+        (a wrapper per request cost the code endpoints about a tenth of their throughput).
+        ``respond`` gets the request id and returns the status it sent."""
+        request_id = _request_id(scope)
+        method, route = scope["method"], scope["path_template"]
+        started = time.perf_counter()
+        status = 500
+        SERIES.start(method, route)
+        try:
+            status = await respond(request_id)
+        finally:
+            _record(request_id, method, route, status, started)
+
+
+def _request_id(scope: Scope) -> str:
+    """The caller's ``x-request-id`` when it is a sane token, else a new one; kept in the scope's
+    state for problem responses and logs."""
+    request_id = ""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            request_id = value.decode("latin-1")
+            break
+    if not _REQUEST_ID.match(request_id):
+        request_id = secrets.token_hex(16)
+    scope.setdefault("state", {})["request_id"] = request_id
+    return request_id
+
+
+def _record(request_id: str, method: str, route: str, status: int, started: float) -> None:
+    elapsed = time.perf_counter() - started
+    SERIES.finish(method, route, status, elapsed)
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "request",
+            extra={
+                "request_id": request_id,
+                "method": method,
+                "route": route,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+            },
+        )
 
 
 def _is_html_without_csp(headers: list) -> bool:

@@ -8,6 +8,7 @@ import time
 import zxingcpp
 from PIL import Image
 
+from ecard.edge import SERIES
 from ecard.offline import RevocationSet, parse_code, verify, verify_elicense
 from ecard.offline.revocation import build_revocation_list
 from tests.api.conftest import World, platform_of
@@ -105,3 +106,16 @@ async def test_a_code_of_another_region_verifies_through_the_trust_list(world: W
     result = await present(world.client, pharmacy, code)
     assert result["valid"] is True and result["issuer_region"] == "110000", result
     assert result["fields"]["masked_name"] == "王*明"
+
+
+async def test_a_code_response_carries_the_edge_headers_and_is_counted(world: World, holder: Holder) -> None:
+    """The code endpoint is served before Litestar's routing, yet its answer has what every
+    answer has: the security headers, a request id (the caller's, when sane) and a metrics count."""
+    done = SERIES.done.get(("POST", "/holder/v1/codes", 201))
+    before = done.count if done else 0
+    response = await world.client.post("/holder/v1/codes", headers={**holder.headers(), "X-Request-ID": "app-123"})
+    assert response.status_code == 201, response.text
+    assert response.headers["x-request-id"] == "app-123"
+    assert response.headers["x-content-type-options"] == "nosniff" and response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"].startswith("no-store")
+    assert SERIES.done[("POST", "/holder/v1/codes", 201)].count == before + 1
