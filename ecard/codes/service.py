@@ -14,6 +14,7 @@ racing verifiers wins).  The record names the card by the code's pseudonym: no l
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import secrets
@@ -51,7 +52,7 @@ from ecard.offline import (
 from ecard.platform import Platform
 from ecard.registry.tables import Card
 from ecard.settings import Peer
-from ecard.store.ephemeral import Consumption, Revocation
+from ecard.store.ephemeral import Consumption, Revocation, StoreUnavailable
 from ecard.store.group_insert import GroupInsert
 from ecard.store.ttl_cache import TtlCache
 
@@ -289,17 +290,21 @@ class CodeService:
             if reason == VALID:
                 reason = await self._consume(offline.code_id or "", claims.issued_at, claims.expires_at, now)
         genuine = claims is not None and (offline.ok or offline.reason in _GENUINE_REFUSALS)
-        await self._history.add(
-            (
-                dt.datetime.now(dt.UTC),
-                verifier.id,
-                card["id"] if card else None,
-                claims.pseudonym.hex() if genuine else None,  # type: ignore[union-attr]
-                offline.code_id,
-                claims.region if claims else None,
-                reason,
-            )
+        record = (
+            dt.datetime.now(dt.UTC),
+            verifier.id,
+            card["id"] if card else None,
+            claims.pseudonym.hex() if genuine else None,  # type: ignore[union-attr]
+            offline.code_id,
+            claims.region if claims else None,
+            reason,
         )
+        try:
+            await self._history.add(record)
+        except Exception:
+            if reason == VALID:  # nobody was told the code is valid: it must not stay used up
+                await self._release(offline.code_id or "")
+            raise
         valid = reason == VALID
         return schemas.VerificationResult(
             valid=valid,
@@ -357,6 +362,13 @@ class CodeService:
         ttl = max(1, expires_at + DEFAULT_SKEW_SECONDS - now)
         outcome = await self.platform.store.consume_once(f"code:{code_id}", ttl, issued_at)
         return VALID if outcome is Consumption.FIRST_USE else ALREADY_USED
+
+    async def _release(self, code_id: str) -> None:
+        """Undo a use that was never answered as valid (its record could not be written, so the
+        verifier gets a 503): the verifier's retry, or another one, may still use the code.  If
+        the store cannot be reached either, the code stays used (fail closed)."""
+        with contextlib.suppress(StoreUnavailable):
+            await self.platform.store.delete(f"code:{code_id}")
 
     def _fields(self, claims: CodeClaims, card: dict | None, verifier: ClientPrincipal) -> schemas.VerifiedFields:
         """What this verifier may see: from the card's row when it was read (verifiers entitled

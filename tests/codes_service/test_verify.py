@@ -19,6 +19,8 @@ from ecard.codes.tables import CodeVerification
 from ecard.codes.trust import card_pseudonym, private_key_of
 from ecard.offline import parse_code
 from ecard.offline.code_format import PREFIX
+from ecard.store.db import DatabaseUnavailable
+from ecard.store.group_insert import GroupInsert
 from tests.api.conftest import World, bearer, platform_of
 from tests.codes_service.conftest import (
     SERVICE_HALL,
@@ -165,6 +167,26 @@ async def test_a_verifier_entitled_to_what_the_code_shows_is_answered_without_th
     await report(world, holder, "lost")
     refused(await present(world.client, pharmacy, codes[2]), "card_not_active")
     assert len(reads) == 1
+
+
+async def test_a_code_whose_record_could_not_be_written_is_not_used_up(
+    world: World, holder: Holder, pharmacy: Verifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails while a valid code is being recorded: the verifier gets 503 with
+    Retry-After (never "valid" without its record), and its retry still finds the code unused."""
+    add = GroupInsert.add
+
+    async def failing(self: GroupInsert, row: tuple) -> None:
+        raise DatabaseUnavailable("the database went away")
+
+    code = (await fetch_code(world.client, holder))["code"]
+    monkeypatch.setattr(GroupInsert, "add", failing)
+    answer = await world.client.post("/verifier/v1/verifications", json={"code": code}, headers=pharmacy.headers())
+    assert answer.status_code == 503 and answer.headers["retry-after"], answer.text
+    assert answer.json()["code"] == "database_unavailable"
+    monkeypatch.setattr(GroupInsert, "add", add)
+    assert (await present(world.client, pharmacy, code))["valid"] is True
+    refused(await present(world.client, pharmacy, code), "already_used")
 
 
 async def test_the_history_names_the_card_by_its_pseudonym(world: World, holder: Holder, pharmacy: Verifier) -> None:
