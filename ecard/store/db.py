@@ -14,13 +14,12 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import aiosqlite
-
 from piccolo.apps.migrations.commands.forwards import run_forwards
 from piccolo.apps.migrations.tables import Migration
 from piccolo.conf.apps import AppConfig
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
-from piccolo.engine.sqlite import SQLiteEngine
+from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType
 from piccolo.table import Table
 
 #: Piccolo apps, in migration order (each ``piccolo_app`` module holds an ``APP_CONFIG``).
@@ -60,6 +59,15 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._shared: dict[asyncio.AbstractEventLoop, tuple[aiosqlite.Connection, aiosqlite.Connection]] = {}
+
+    def transaction(
+        self, transaction_type: TransactionType = TransactionType.immediate, allow_nested: bool = True
+    ) -> SQLiteTransaction:
+        """IMMEDIATE by default (as piccolo advises for writes, and as the ledger does): the
+        service's transactions write, and a DEFERRED one that read first cannot become the writer
+        once another connection committed after its snapshot; SQLite then answers "database is
+        locked" at once instead of waiting out the busy timeout (a CI run met it)."""
+        return super().transaction(transaction_type=transaction_type, allow_nested=allow_nested)
 
     async def _connections(self) -> tuple[aiosqlite.Connection, aiosqlite.Connection]:
         loop = asyncio.get_running_loop()

@@ -163,3 +163,21 @@ async def test_sqlite_reads_see_the_writes_before_them_under_concurrency(engine:
 
     assert await asyncio.gather(*(write_then_read(code) for code in codes)) == [1] * 50
     assert await stored_codes() == codes
+
+
+@SQLITE_ONLY
+async def test_sqlite_write_transactions_that_read_first_wait_for_other_writers(engine: Engine) -> None:
+    """A transaction that reads, then writes, while single statements commit beside it: SQLite
+    refuses a DEFERRED one at once ("database is locked", no busy wait); the engine's are IMMEDIATE."""
+
+    async def read_then_write(i: int) -> None:
+        async with engine.transaction():
+            await CodeVerification.count()
+            await asyncio.sleep(0.01)
+            await CodeVerification.insert(CodeVerification(verifier=VERIFIER, code_id=f"t{i:02d}", result="valid")).run()
+
+    async def write(i: int) -> None:
+        await CodeVerification.insert(CodeVerification(verifier=VERIFIER, code_id=f"w{i:02d}", result="valid")).run()
+
+    await asyncio.gather(*(read_then_write(i) for i in range(10)), *(write(i) for i in range(20)))
+    assert len(await stored_codes()) == 30
