@@ -22,7 +22,7 @@ from litestar.types import Receive, Scope, Send
 
 from ecard import __version__
 from ecard.dependencies import PLATFORM
-from ecard.edge import SECURITY_HEADER_LIST, EdgeMiddleware
+from ecard.edge import SECURITY_HEADER_LIST, EdgeMiddleware, serve_at_edge
 from ecard.errors import (
     CATALOGUE,
     EXCEPTION_HANDLERS,
@@ -141,10 +141,9 @@ class EcardApp(Litestar):
     same function.  It keeps the edge (request id, access log, metrics, security headers) and the
     error catalogue (an exception becomes the same problem response)."""
 
-    def __init__(self, *args: Any, hot_routes: dict[tuple[str, str], HotRoute], edge: EdgeMiddleware, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, hot_routes: dict[tuple[str, str], HotRoute], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._hot_routes = hot_routes
-        self._edge = edge
 
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (scope["method"], scope["path"]) in self._hot_routes and not scope.get("root_path"):
@@ -154,7 +153,7 @@ class EcardApp(Litestar):
             async def respond(request_id: str) -> int:
                 return await self._serve_hot(scope, receive, send, request_id)
 
-            await self._edge.serve(scope, respond)
+            await serve_at_edge(scope, respond)
             return
         await super().__call__(scope, receive, send)
 
@@ -281,17 +280,15 @@ def create_app(settings: Settings, platform: Platform | None = None) -> Litestar
             if owned:
                 await app.state.platform.close()
 
-    edge = EdgeMiddleware()
     return EcardApp(
         hot_routes=domain_hot_routes(),
-        edge=edge,
         route_handlers=[SystemController, MetricsController, *domain_controllers()],
         dependencies=PLATFORM,
         lifespan=[lifespan],
         state=State({}),
         exception_handlers=EXCEPTION_HANDLERS,
         plugins=[ProblemResponses()],
-        middleware=[edge],
+        middleware=[EdgeMiddleware()],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="ecard",

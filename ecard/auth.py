@@ -289,11 +289,16 @@ async def revoke_holder_access(
     or a card.  Call it *before* the database change it reflects: if the change then fails, holders
     only have to refresh (the refresh reads the database); the other order would leave a window in
     which a revoked token still works.  Markers live as long as an access token can."""
-    revoked_at = repr(time.time() + REVOCATION_CLOCK_MARGIN).encode()
-    ttl = platform.settings.holder_access_ttl + 2 * REVOCATION_CLOCK_MARGIN
     for kind, value in (("s", session_id), ("e", ecard_id), ("c", card_id)):
         if value is not None:
-            await platform.store.put(f"holder-off:{kind}:{value}", revoked_at, ttl)
+            await put_revocation(platform, f"holder-off:{kind}:{value}", platform.settings.holder_access_ttl)
+
+
+async def put_revocation(platform: Platform, key: str, lifetime: float) -> None:
+    """Mark everything issued under ``key`` until now (plus the clock margin) revoked, for
+    ``EphemeralStore.check_revocation``; the marker outlives anything of ``lifetime`` seconds."""
+    revoked_at = repr(time.time() + REVOCATION_CLOCK_MARGIN).encode()
+    await platform.store.put(key, revoked_at, lifetime + 2 * REVOCATION_CLOCK_MARGIN)
 
 
 async def authenticate_holder(platform: Platform, authorization: str | None) -> HolderPrincipal:

@@ -140,7 +140,7 @@ REGISTRY.register(_SeriesCollector(SERIES))
 class EdgeMiddleware:
     """Litestar middleware factory (``middleware=[EdgeMiddleware()]``); runs after routing, so
     the route template (never the raw path, which may carry ids) labels logs and metrics.  Routes
-    served before Litestar's routing (:class:`ecard.app.EcardApp`) go through :meth:`serve`."""
+    served before Litestar's routing (:class:`ecard.app.EcardApp`) go through :func:`serve_at_edge`."""
 
     def __call__(self, app: ASGIApp) -> ASGIApp:
         async def edge(scope: Scope, receive: Receive, send: Send) -> None:
@@ -184,21 +184,22 @@ class EdgeMiddleware:
 
         return edge
 
-    @staticmethod
-    async def serve(scope: Scope, respond: Callable[[str], Awaitable[int]]) -> None:
-        """The edge for a handler that adds the security headers and ``x-request-id`` to its
-        response itself: the same request id, metrics and log line, without wrapping ``send``
-        (a wrapper per request cost the code endpoints about a tenth of their throughput).
-        ``respond`` gets the request id and returns the status it sent."""
-        request_id = _request_id(scope)
-        method, route = scope["method"], scope["path_template"]
-        started = time.perf_counter()
-        status = 500
-        SERIES.start(method, route)
-        try:
-            status = await respond(request_id)
-        finally:
-            _record(request_id, method, route, status, started)
+
+
+async def serve_at_edge(scope: Scope, respond: Callable[[str], Awaitable[int]]) -> None:
+    """The edge for a handler that adds the security headers and ``x-request-id`` to its
+    response itself: the same request id, metrics and log line, without wrapping ``send`` (a
+    wrapper per request cost the code endpoints about a tenth of their throughput).  ``respond``
+    gets the request id and returns the status it sent."""
+    request_id = _request_id(scope)
+    method, route = scope["method"], scope["path_template"]
+    started = time.perf_counter()
+    status = 500
+    SERIES.start(method, route)
+    try:
+        status = await respond(request_id)
+    finally:
+        _record(request_id, method, route, status, started)
 
 
 def _request_id(scope: Scope) -> str:

@@ -85,6 +85,13 @@ HISTORY_COLUMNS = (
     CodeVerification.result,
 )
 
+def _history_row(
+    verifier: str, card: str | None, pseudonym: str | None, code_id: str | None, region: str | None, result: str
+) -> tuple:
+    """A verification record, in the order of :data:`HISTORY_COLUMNS`, stamped now."""
+    return (dt.datetime.now(dt.UTC), verifier, card, pseudonym, code_id, region, result)
+
+
 #: Offline refusals that come after the signature and key checks passed: the code is genuinely
 #: the platform's, so the attempt belongs in the holder's history.
 _GENUINE_REFUSALS = frozenset({Reason.EXPIRED, Reason.NOT_YET_VALID, Reason.WRONG_USAGE})
@@ -290,8 +297,7 @@ class CodeService:
             if reason == VALID:
                 reason = await self._consume(offline.code_id or "", claims.issued_at, claims.expires_at, now)
         genuine = claims is not None and (offline.ok or offline.reason in _GENUINE_REFUSALS)
-        record = (
-            dt.datetime.now(dt.UTC),
+        record = _history_row(
             verifier.id,
             card["id"] if card else None,
             claims.pseudonym.hex() if genuine else None,  # type: ignore[union-attr]
@@ -331,7 +337,7 @@ class CodeService:
         answer = await self.publisher.federation.verify_at_issuer(peer, text)
         reason = VALID if answer.valid else (answer.reason or UNKNOWN_CARD)
         region = offline.claims.region if offline.claims else None
-        await self._history.add((dt.datetime.now(dt.UTC), verifier.id, None, None, offline.code_id, region, reason))
+        await self._history.add(_history_row(verifier.id, None, None, offline.code_id, region, reason))
         entitled = set(verifier.entitlements) & set(schemas.VerifiedFields.__struct_fields__)
         return schemas.VerificationResult(
             valid=answer.valid,

@@ -19,7 +19,7 @@ import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ecard.auth import REVOCATION_CLOCK_MARGIN
+from ecard.auth import put_revocation
 from ecard.codes.federation import Federation
 from ecard.codes.tables import RevocationChange, RevocationHead
 from ecard.crypto.fields import keyed_digest
@@ -80,12 +80,8 @@ async def withdraw_codes(platform: Platform, card_id: str) -> None:
     """Refuse online, at once and on every worker, every code issued so far for the card: a
     verification reads this marker instead of the card's row.  Call it *before* the status change
     it reflects (as ``revoke_holder_access``); the marker outlives every code issued before it."""
-    margin = REVOCATION_CLOCK_MARGIN
-    await platform.store.put(
-        code_withdrawal_key(card_pseudonym(platform.pseudonym_key, card_id)),
-        repr(time.time() + margin).encode(),
-        MAX_LIFETIME + DEFAULT_SKEW_SECONDS + 2 * round(margin),
-    )
+    key = code_withdrawal_key(card_pseudonym(platform.pseudonym_key, card_id))
+    await put_revocation(platform, key, MAX_LIFETIME + DEFAULT_SKEW_SECONDS)
 
 
 @lru_cache(maxsize=64)
