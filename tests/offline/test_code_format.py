@@ -164,6 +164,13 @@ def test_our_base45_decoder_inverts_the_base45_package(data: bytes) -> None:
     assert b45decode(base45.b45encode(data).decode()) == data
 
 
+def test_every_16_bit_group_encodes_as_the_base45_package_does() -> None:
+    """The encoder divides by 45 with a multiply and shift that must be exact for every group."""
+    groups = b"".join(value.to_bytes(2, "big") for value in range(1 << 16))
+    assert b45encode(groups) == base45.b45encode(groups).decode()
+    assert b45decode(b45encode(groups)) == groups
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
 def test_our_base45_encoder_matches_the_base45_package(data: bytes) -> None:

@@ -14,6 +14,7 @@ ALLOWED_TOP_LEVEL = {
     "collections",
     "dataclasses",
     "enum",
+    "functools",
     "hashlib",
     "json",
     "re",
