@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
+import os
+import random
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -30,10 +32,10 @@ from ecard.codes.format import CodeSigner
 from ecard.codes.render import ErrorCorrection, RenderError, render_png, render_svg
 from ecard.codes.tables import CodePseudonym, CodeVerification
 from ecard.codes.trust import (
+    NO_REVOCATIONS,
     TrustPublisher,
     card_pseudonym,
     code_withdrawal_key,
-    empty_revocations,
     private_key_of,
 )
 from ecard.crypto.fields import secret_digest
@@ -63,6 +65,11 @@ PSEUDONYM_ROW_TTL = 3600.0  # how long a worker trusts that a card's pseudonym r
 VERIFIER_SESSION_PREFIX = "ecvs_"
 VERIFIER_SESSION_TTL = 900
 HISTORY_PAGE_MAX = 200
+#: A code's serial only makes the codes of one card and second distinct (its signature makes it
+#: genuine), so a seeded generator serves: a system call per code released the GIL mid-request.
+#: Seeded from the OS at start and again in every forked worker.
+_SERIALS = random.Random()  # noqa: S311 - uniqueness, not secrecy
+os.register_at_fork(after_in_child=_SERIALS.seed)
 #: refresh this long before expiry, so a scan never meets a code in its last seconds
 REFRESH_MARGIN = 10
 
@@ -206,7 +213,7 @@ class CodeService:
         lifetime = self.platform.settings.code_lifetime
         claims = signer.claims(
             pseudonym=display.pseudonym,
-            serial=secrets.randbits(32),
+            serial=_SERIALS.getrandbits(32),
             issued_at=await self._issued_at(),
             masked_name=display.masked_name,
             card_last4=display.card_last4,
@@ -273,7 +280,7 @@ class CodeService:
         offline = verify(
             text,
             self.publisher.trust_store(now),
-            empty_revocations(),
+            NO_REVOCATIONS,
             now,
             DEFAULT_SKEW_SECONDS,
             usages=(Usage.SHOW,),

@@ -503,8 +503,6 @@ class TrustPublisher:
         return self._cached(key, sign)
 
 
-def empty_revocations() -> RevocationSet:
-    """Online verification checks live card status instead of a list."""
-    return RevocationSet(
-        version=1, issued_at=0, next_update=2**62, digest=set_digest([]), by_card={}
-    )
+#: Online verification checks live card status instead of a list (built once: frozen, and its
+#: index is never written).
+NO_REVOCATIONS = RevocationSet(version=1, issued_at=0, next_update=2**62, digest=set_digest([]), by_card={})
