@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,12 +18,20 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins import ReceiveRoutePlugin
 from litestar.plugins.prometheus import PrometheusController
+from litestar.response.base import ASGIResponse
 from litestar.routes import BaseRoute, HTTPRoute
 from litestar.types import Receive, Scope, Send
 
 from ecard import __version__
 from ecard.dependencies import PLATFORM
-from ecard.edge import SECURITY_HEADER_LIST, EdgeMiddleware, serve_at_edge
+from ecard.edge import (
+    SECURITY_HEADER_PAIRS,
+    EdgeMiddleware,
+    request_finished,
+    request_id_of,
+    request_started,
+    valid_request_id,
+)
 from ecard.errors import (
     CATALOGUE,
     EXCEPTION_HANDLERS,
@@ -33,6 +42,7 @@ from ecard.errors import (
 )
 from ecard.logs import configure_logging
 from ecard.platform import Platform, open_platform
+from ecard.rsgi import AsgiSend, Lifespan, RsgiScope, asgi_receive, asgi_scope, call_asgi
 from ecard.settings import Settings
 from ecard.store import db
 
@@ -94,39 +104,43 @@ def etagged(request: Request, body: bytes, *, max_age: int, media_type: str = "a
     return Response(content=body, media_type=media_type, headers=headers)
 
 
+def json_headers(headers: dict[str, str]) -> list[tuple[str, str]]:
+    """The headers of a :class:`JsonReply`, built once per kind of reply: the JSON media type,
+    the security headers the edge would add, and ``headers``."""
+    return [
+        ("content-type", "application/json"),
+        *SECURITY_HEADER_PAIRS,
+        *((name.lower(), value) for name, value in headers.items()),
+    ]
+
+
 class JsonReply:
-    """A JSON response already encoded, as a plain ASGI app: the hot handlers (a code, a
-    verification) return it instead of a ``Response``, whose building costs Litestar more than
-    the handler's own work.  Such a handler declares its body in ``responses=`` for OpenAPI."""
+    """A JSON response already encoded: the hot handlers (a code, a verification) return it
+    instead of a ``Response``, whose building costs Litestar more than the handler's own work.
+    :class:`EcardApp` sends it in RSGI or ASGI, adding ``x-request-id``; as a plain ASGI app it
+    answers the same handlers' Litestar routes, which declare its body in ``responses=`` for
+    OpenAPI.  ``headers`` come from :func:`json_headers`."""
 
-    __slots__ = ("_body", "_headers", "_status")
+    __slots__ = ("body", "headers", "status")
 
-    def __init__(self, content: object, status: int, headers: dict[str, str]) -> None:
-        self._body = msgspec.json.encode(content)
-        self._status = status
-        self._headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(self._body)).encode()),
-            *((name.lower().encode(), value.encode()) for name, value in headers.items()),
-        ]
-
-    @property
-    def status(self) -> int:
-        return self._status
+    def __init__(self, content: object, status: int, headers: list[tuple[str, str]]) -> None:
+        self.body = msgspec.json.encode(content)
+        self.status = status
+        self.headers = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.send_to(send)
+        await self.send_to(send, [])
 
-    async def send_to(self, send: Send, extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        headers = self._headers + extra_headers if extra_headers else self._headers
-        await send({"type": "http.response.start", "status": self._status, "headers": headers})
-        await send({"type": "http.response.body", "body": self._body})
+    async def send_to(self, send: Send, extra_headers: list[tuple[str, str]]) -> None:
+        headers = [(name.encode(), value.encode()) for name, value in (*self.headers, *extra_headers)]
+        headers.append((b"content-length", str(len(self.body)).encode()))
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 class HotRoute(NamedTuple):
     """A route :class:`EcardApp` serves itself: the handler takes the app's state, the
-    Authorization header and the request body.  A route that reads no body does not wait for one
-    (each ``receive`` is a round trip through the server)."""
+    Authorization header and the request body.  A route that reads no body does not wait for one."""
 
     handler: Callable[[State, str | None, bytes], Awaitable[JsonReply]]
     reads_body: bool = True
@@ -137,6 +151,10 @@ class EcardApp(Litestar):
     routing: there, Litestar's routing, request parsing, dependency injection and response
     building cost more than the work itself (a code signed, a code verified).
 
+    Served by granian in RSGI (:mod:`ecard.rsgi`): the hot routes are answered in RSGI directly,
+    every other request is bridged to Litestar's ASGI.  As a plain ASGI app (tests, other
+    servers) the hot routes are answered the same way in ASGI.
+
     A hot route is still declared as a Litestar handler, for the OpenAPI document; both call the
     same function.  It keeps the edge (request id, access log, metrics, security headers) and the
     error catalogue (an exception becomes the same problem response)."""
@@ -144,39 +162,99 @@ class EcardApp(Litestar):
     def __init__(self, *args: Any, hot_routes: dict[tuple[str, str], HotRoute], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._hot_routes = hot_routes
+        self._rsgi_lifespan = Lifespan(super().__call__)
 
+    # --- ASGI ---------------------------------------------------------------------------
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (scope["method"], scope["path"]) in self._hot_routes and not scope.get("root_path"):
-            scope["app"] = scope["litestar_app"] = self
-            scope["path_template"] = scope["path"]
-
-            async def respond(request_id: str) -> int:
-                return await self._serve_hot(scope, receive, send, request_id)
-
-            await serve_at_edge(scope, respond)
+        route = self._hot_routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
+        if route is None or scope.get("root_path"):
+            await super().__call__(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
-
-    async def _serve_hot(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> int:
-        """Answer a hot route with the edge's headers added; return the status sent."""
-        authorization = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-                break
+        method, path = scope["method"], scope["path"]
+        request_id = request_id_of(scope)
+        started = request_started(method, path)
+        status = 500
         try:
-            route = self._hot_routes[scope["method"], scope["path"]]
-            body = await self._read_body(receive) if route.reads_body else b""
-            reply = await route.handler(self.state, authorization, body)
-        except Exception as exc:  # noqa: BLE001 - answered from the error catalogue, as in Litestar
-            request: Request = Request(scope, receive)
-            problem = exception_response(request, exc)  # it carries the security headers itself
-            await problem.to_asgi_response(app=None, request=request, headers={"X-Request-ID": request_id})(
-                scope, receive, send
+            reply = await self._answer(route, _authorization(scope["headers"]), lambda: self._read_body(receive), lambda: scope)
+            if isinstance(reply, JsonReply):
+                status = reply.status
+                await reply.send_to(send, [("x-request-id", request_id)])
+            else:
+                status = reply.status_code
+                await reply(scope, receive, send)
+        finally:
+            request_finished(request_id, method, path, status, started)
+
+    # --- RSGI (granian) -----------------------------------------------------------------
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._rsgi_lifespan.startup(loop)
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._rsgi_lifespan.shutdown(loop)
+
+    async def __rsgi__(self, scope: RsgiScope, protocol: Any) -> None:
+        if scope.proto != "http":  # no websocket routes
+            protocol.close(1008)
+            return
+        method, path = scope.method, scope.path
+        route = self._hot_routes.get((method, path))
+        if route is None:
+            await call_asgi(self, scope, protocol)
+            return
+        headers = scope.headers
+        request_id = valid_request_id(headers.get("x-request-id"))
+        started = request_started(method, path)
+        status = 500
+        try:
+            reply = await self._answer(
+                route,
+                headers.get("authorization"),
+                lambda: self._read_rsgi_body(headers, protocol),
+                lambda: asgi_scope(scope, {"request_id": request_id}),
             )
-            return problem.status_code
-        await reply.send_to(send, [*SECURITY_HEADER_LIST, (b"x-request-id", request_id.encode())])
-        return reply.status
+            if isinstance(reply, JsonReply):
+                status = reply.status
+                protocol.response_bytes(status, [*reply.headers, ("x-request-id", request_id)], reply.body)
+            else:
+                status = reply.status_code
+                await reply(asgi_scope(scope), asgi_receive(protocol), AsgiSend(protocol))  # type: ignore[arg-type]
+        finally:
+            request_finished(request_id, method, path, status, started)
+
+    async def _read_rsgi_body(self, headers: Any, protocol: Any) -> bytes:
+        """A body of declared length (the usual case) in one call, refused at once when it is over
+        the limit; one of undeclared length in chunks, the limit checked as they come."""
+        try:
+            declared = int(headers.get("content-length") or "")
+        except ValueError:
+            return await self._read_body(asgi_receive(protocol))
+        if self.request_max_body_size is not None and declared > self.request_max_body_size:
+            raise AppError("body_too_large")
+        try:
+            return await protocol()
+        except Exception:  # noqa: BLE001 - granian raises when the client went away mid-body
+            raise AppError("malformed_request", "the request body was cut short") from None
+
+    # --- both ---------------------------------------------------------------------------
+    async def _answer(
+        self,
+        route: HotRoute,
+        authorization: str | None,
+        read_body: Callable[[], Awaitable[bytes]],
+        scope_of: Callable[[], Scope],
+    ) -> JsonReply | ASGIResponse:
+        """The handler's reply, or the error catalogue's answer to what it raised (only then is
+        the request's ASGI scope needed: ``scope_of`` gives it)."""
+        try:
+            body = await read_body() if route.reads_body else b""
+            return await route.handler(self.state, authorization, body)
+        except Exception as exc:  # noqa: BLE001 - answered from the error catalogue, as in Litestar
+            scope = scope_of()
+            scope["app"] = scope["litestar_app"] = self
+            request: Request = Request(scope)
+            request_id = scope["state"]["request_id"]
+            # the problem carries the security headers itself
+            return exception_response(request, exc).to_asgi_response(app=None, request=request, headers={"X-Request-ID": request_id})
 
     async def _read_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
@@ -192,6 +270,13 @@ class EcardApp(Litestar):
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)
+
+
+def _authorization(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return None
 
 
 class MetricsController(PrometheusController):

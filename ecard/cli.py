@@ -73,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "ecard.asgi:app",
         address=host,
         port=port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI,  # ecard.rsgi: the hot routes natively, the rest bridged to ASGI
         workers=args.workers,
         # granian's own warnings and errors (a worker that failed to start, a crash) on stderr;
         # the application logs every request itself (ecard.edge), so no access log here

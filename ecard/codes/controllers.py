@@ -17,7 +17,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp
 
-from ecard.app import HotRoute, JsonReply, etagged
+from ecard.app import HotRoute, JsonReply, etagged, json_headers
 from ecard.auth import (
     ClientPrincipal,
     HolderPrincipal,
@@ -34,6 +34,7 @@ from ecard.web import PAGE_HEADERS
 from ecard.web.verifier import PAGE_HTML, STATIC_DIR
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+NO_STORE_JSON = json_headers(NO_STORE)
 JOSE = "application/jose"
 LIST_MAX_AGE = 60
 IMAGE_RESPONSES = {
@@ -81,7 +82,7 @@ _VERIFY_REQUEST = msgspec.json.Decoder(schemas.VerifyRequest)
 async def issue_code(state: State, authorization: str | None, body: bytes = b"") -> JsonReply:
     codes = code_service(state)
     holder = await authenticate_holder(codes.platform, authorization)
-    return JsonReply(await codes.issue_code(holder), 201, NO_STORE)
+    return JsonReply(await codes.issue_code(holder), 201, NO_STORE_JSON)
 
 
 async def verify_code(state: State, authorization: str | None, body: bytes | schemas.VerifyRequest) -> JsonReply:
@@ -89,7 +90,7 @@ async def verify_code(state: State, authorization: str | None, body: bytes | sch
     codes = code_service(state)
     verifier = await verifier_of(codes, authorization)
     request = body if isinstance(body, schemas.VerifyRequest) else _verify_request(body)
-    return JsonReply(await codes.verify(request.code, verifier), 200, NO_STORE)
+    return JsonReply(await codes.verify(request.code, verifier), 200, NO_STORE_JSON)
 
 
 def _verify_request(body: bytes) -> schemas.VerifyRequest:
