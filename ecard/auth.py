@@ -143,6 +143,13 @@ async def _client_row(client_id: str) -> dict | None:
     row = await ApiClient.select().where(ApiClient.id == client_id).first()
     if row is not None:  # unknown ids are not cached: probing them cannot fill the cache
         row = {**row, "regions": _json_list(row["regions"]), "entitlements": _json_list(row["entitlements"])}
+        row["principal"] = ClientPrincipal(
+            id=row["id"],
+            kind=row["kind"],
+            name=row["name"],
+            regions=tuple(row["regions"]),
+            entitlements=tuple(row["entitlements"]),
+        )
         _client_cache.put(client_id, row)
     return row
 
@@ -150,16 +157,6 @@ async def _client_row(client_id: str) -> dict | None:
 def forget_client(client_id: str) -> None:
     """Drop a cached client row after its status, secret or key changed."""
     _client_cache.pop(client_id)
-
-
-def _principal(row: dict) -> ClientPrincipal:
-    return ClientPrincipal(
-        id=row["id"],
-        kind=row["kind"],
-        name=row["name"],
-        regions=tuple(_json_list(row["regions"])),
-        entitlements=tuple(_json_list(row["entitlements"])),
-    )
 
 
 def _json_list(value: object) -> list[str]:
@@ -187,7 +184,7 @@ async def authenticate_client(
         raise AppError("forbidden", "this client is disabled")
     if row["kind"] not in kinds:
         raise AppError("forbidden", "this kind of client may not call this endpoint")
-    return _principal(row)
+    return row["principal"]
 
 
 async def _verify_client_assertion(platform: Platform, assertion: str) -> dict:

@@ -65,6 +65,8 @@ class Federation:
         self._states = [_PeerState(peer) for peer in self.peers]
 
     def peer_for(self, region: str) -> Peer | None:
+        if not self.peers:  # a deployment without peers asks this on every verification
+            return None
         return next((peer for peer in self.peers if region in peer.regions), None)
 
     @property

@@ -127,9 +127,12 @@ REASON_MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
+_MESSAGES = {reason: {"zh-CN": zh, "en": en} for reason, (zh, en) in REASON_MESSAGES.items()}
+
+
 def reason_message(reason: str) -> dict[str, str]:
-    zh, en = REASON_MESSAGES.get(reason, (reason, reason))
-    return {"zh-CN": zh, "en": en}
+    """Both languages' message for a reason (shared dicts: callers only serialize them)."""
+    return _MESSAGES.get(reason) or {"zh-CN": reason, "en": reason}
 
 
 class _SessionRecord(msgspec.Struct):

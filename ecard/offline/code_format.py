@@ -80,6 +80,9 @@ class Usage(IntEnum):
     LOGIN = 3  # 扫码登录: approve a login
 
 
+_USAGES = {usage.value: usage for usage in Usage}  # a dict lookup: calling the enum costs more
+
+
 class CodeClaims(msgspec.Struct, frozen=True, kw_only=True):
     """What a code says.  Only pseudonymous or masked data: no name, no identity number."""
 
@@ -238,7 +241,8 @@ def decode_body(body: bytes) -> CodeClaims:
     region_number = int.from_bytes(region, "big")
     if region_number > MAX_REGION:
         raise _malformed("region must be six digits")
-    if usage not in Usage._value2member_map_:
+    usage_member = _USAGES.get(usage)
+    if usage_member is None:
         raise _malformed("unknown usage")
     offset = _HEAD.size + pseudonym_length
     pseudonym = body[_HEAD.size : offset]
@@ -259,7 +263,7 @@ def decode_body(body: bytes) -> CodeClaims:
         serial=serial,
         issued_at=issued_at,
         lifetime=lifetime,
-        usage=Usage(usage),
+        usage=usage_member,
         masked_name=masked_name,
         card_last4=card_last4,
     )

@@ -41,10 +41,10 @@ class GroupInsert:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((row, done))
         if self._writer is None:
-            # a task of its own: a caller that goes away (client disconnect) does not cancel the
-            # write of the other callers' rows
+            # a task of its own: a caller that goes away (client disconnect) cancels only its own
+            # wait, never the write of its row or of the other callers' rows
             self._writer = asyncio.create_task(self._write_all())
-        await asyncio.shield(done)
+        await done
 
     async def _write_all(self) -> None:
         try:
