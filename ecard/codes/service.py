@@ -40,7 +40,7 @@ from ecard.codes.trust import (
 )
 from ecard.crypto.fields import secret_digest
 from ecard.crypto.identity import mask_card_number, mask_identity_number, mask_name
-from ecard.crypto.keyring import KeyRecord, KeyringError
+from ecard.crypto.keyring import Keyring, KeyRecord, KeyringError
 from ecard.errors import AppError
 from ecard.offline import (
     DEFAULT_SKEW_SECONDS,
@@ -157,7 +157,8 @@ class CodeService:
 
     platform: Platform
     publisher: TrustPublisher = field(init=False)
-    _signers: dict[str, CodeSigner] = field(default_factory=dict)
+    _signers: dict[str, CodeSigner] = field(default_factory=dict)  # by key id
+    _region_signers: dict[str, tuple[Keyring, CodeSigner]] = field(default_factory=dict)  # for the ring in use
     _display: TtlCache[str, _CardDisplay] = field(default_factory=lambda: TtlCache(CARD_DISPLAY_TTL, _CACHE_LIMIT))
     _mapped: TtlCache[str, bool] = field(default_factory=lambda: TtlCache(PSEUDONYM_ROW_TTL, _CACHE_LIMIT))
     _store_start: int | None = None  # first whole second the single-use markers cover
@@ -174,10 +175,17 @@ class CodeService:
             raise AppError("code_signing_unavailable", f"region {region}") from None
 
     def _signer(self, region: str) -> CodeSigner:
+        """The region's active key as a signer; looked up again whenever the keyring is re-read
+        (a rotation or withdrawal replaces the ring, see ``KeyringSource``)."""
+        ring = self.platform.keys.ring
+        known = self._region_signers.get(region)
+        if known is not None and known[0] is ring:
+            return known[1]
         record = self._issuer_key(region)
         signer = self._signers.get(record.kid)
         if signer is None:
             signer = self._signers[record.kid] = CodeSigner(region, private_key_of(record.private_pem))
+        self._region_signers[region] = (ring, signer)
         return signer
 
     async def _card_display(self, card_id: str) -> _CardDisplay:
