@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecard.offline.code_format import (
     DEFAULT_LIFETIME,
+    BodyTemplate,
     CodeClaims,
     Usage,
     encode_body,
@@ -56,5 +57,22 @@ class CodeSigner:
         (for example an unmasked name), so no bad code is ever signed."""
         if claims.key_id != self.key_id or claims.region != self.region:
             raise ValueError("these claims name another key or region than this signer's")
-        body = encode_body(claims)
+        return self._sign_body(encode_body(claims))
+
+    def template(self, *, pseudonym: bytes, masked_name: str, card_last4: str, lifetime: int, usage: Usage) -> BodyTemplate:
+        """A card's codes with this key, checked once (see :meth:`sign_from`)."""
+        return BodyTemplate(
+            self.claims(
+                pseudonym=pseudonym, serial=0, issued_at=0, masked_name=masked_name,
+                card_last4=card_last4, lifetime=lifetime, usage=usage,
+            )
+        )
+
+    def sign_from(self, template: BodyTemplate, serial: int, issued_at: int) -> str:
+        """The QR text of the template's code with this serial and issue time."""
+        if template.key_id != self.key_id:
+            raise ValueError("this template names another key than this signer's")
+        return self._sign_body(template.body(serial, issued_at))
+
+    def _sign_body(self, body: bytes) -> str:
         return encode_text(body, sign_raw(self._private_key, signature_input(body)))

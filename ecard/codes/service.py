@@ -40,7 +40,7 @@ from ecard.codes.trust import (
 )
 from ecard.crypto.fields import secret_digest
 from ecard.crypto.identity import mask_card_number, mask_identity_number, mask_name
-from ecard.crypto.keyring import Keyring, KeyRecord, KeyringError
+from ecard.crypto.keyring import KeyRecord, Keyring, KeyringError
 from ecard.errors import AppError
 from ecard.offline import (
     DEFAULT_SKEW_SECONDS,
@@ -51,6 +51,7 @@ from ecard.offline import (
     VerificationResult,
     verify,
 )
+from ecard.offline.code_format import BodyTemplate
 from ecard.platform import Platform
 from ecard.registry.tables import Card
 from ecard.settings import Peer
@@ -143,12 +144,13 @@ class _SessionRecord(msgspec.Struct):
     entitlements: list[str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _CardDisplay:
     region: str
     masked_name: str
     card_last4: str
     pseudonym: bytes
+    template: BodyTemplate | None = None  # the card's codes with the key and lifetime last used
 
 
 @dataclass
@@ -222,20 +224,22 @@ class CodeService:
         display = await self._card_display(holder.card_id)
         signer = self._signer(display.region)
         lifetime = self.platform.settings.code_lifetime
-        claims = signer.claims(
-            pseudonym=display.pseudonym,
-            serial=_SERIALS.getrandbits(32),
-            issued_at=await self._issued_at(),
-            masked_name=display.masked_name,
-            card_last4=display.card_last4,
-            lifetime=lifetime,
-            usage=Usage.SHOW,
-        )
+        template = display.template
+        if template is None or template.key_id != signer.key_id or template.lifetime != lifetime:
+            template = display.template = signer.template(
+                pseudonym=display.pseudonym,
+                masked_name=display.masked_name,
+                card_last4=display.card_last4,
+                lifetime=lifetime,
+                usage=Usage.SHOW,
+            )
+        issued_at = await self._issued_at()
+        expires_at = issued_at + lifetime
         return schemas.CodeIssued(
-            code=signer.sign(claims),
-            issued_at=claims.issued_at,
-            expires_at=claims.expires_at,
-            refresh_at=claims.expires_at - min(REFRESH_MARGIN, lifetime // 3),
+            code=signer.sign_from(template, _SERIALS.getrandbits(32), issued_at),
+            issued_at=issued_at,
+            expires_at=expires_at,
+            refresh_at=expires_at - min(REFRESH_MARGIN, lifetime // 3),
             lifetime=lifetime,
         )
 

@@ -33,6 +33,10 @@ MAX_REGION = 999_999
 
 # version, region (uint24 as 3 bytes), key id, usage, serial, issued_at, lifetime, pseudonym length
 _HEAD = struct.Struct(f">B3s{SHORT_KEY_ID_BYTES}sBIIHB")
+# the same, in the three parts an issuer fills at different times (BodyTemplate)
+_HEAD_BEFORE_TIMES = struct.Struct(f">B3s{SHORT_KEY_ID_BYTES}sB")
+_HEAD_TIMES = struct.Struct(">II")
+_HEAD_AFTER_TIMES = struct.Struct(">HB")
 _MIN_BODY = _HEAD.size + 1 + 1 + 1 + CARD_LAST4_BYTES
 _MAX_BODY = _HEAD.size + MAX_PSEUDONYM_BYTES + 1 + MAX_MASKED_NAME_BYTES + CARD_LAST4_BYTES
 
@@ -187,22 +191,39 @@ def b45decode(text: str) -> bytes:
     return bytes(decoded)
 
 
+class BodyTemplate:
+    """A code body with everything but its serial and issue time laid out and checked: a card's
+    codes differ only in those two, so an issuer builds this once per card and key, and each code
+    is then one ``struct.pack`` and two concatenations."""
+
+    __slots__ = ("_after", "_before", "key_id", "lifetime")
+
+    def __init__(self, claims: CodeClaims) -> None:
+        check_claims(claims)
+        name = claims.masked_name.encode()
+        self.key_id = claims.key_id
+        self.lifetime = claims.lifetime
+        self._before = _HEAD_BEFORE_TIMES.pack(
+            FORMAT_VERSION, int(claims.region).to_bytes(3, "big"), claims.key_id, claims.usage
+        )
+        self._after = b"".join(
+            (
+                _HEAD_AFTER_TIMES.pack(claims.lifetime, len(claims.pseudonym)),
+                claims.pseudonym,
+                len(name).to_bytes(1, "big"),
+                name,
+                claims.card_last4.encode(),
+            )
+        )
+
+    def body(self, serial: int, issued_at: int) -> bytes:
+        if not (0 <= serial <= 0xFFFF_FFFF and 0 <= issued_at <= 0xFFFF_FFFF):
+            raise _malformed("serial and issued_at must fit in 32 bits")
+        return self._before + _HEAD_TIMES.pack(serial, issued_at) + self._after
+
+
 def encode_body(claims: CodeClaims) -> bytes:
-    check_claims(claims)
-    name = claims.masked_name.encode()
-    head = _HEAD.pack(
-        FORMAT_VERSION,
-        int(claims.region).to_bytes(3, "big"),
-        claims.key_id,
-        claims.usage,
-        claims.serial,
-        claims.issued_at,
-        claims.lifetime,
-        len(claims.pseudonym),
-    )
-    return b"".join(
-        (head, claims.pseudonym, len(name).to_bytes(1, "big"), name, claims.card_last4.encode())
-    )
+    return BodyTemplate(claims).body(claims.serial, claims.issued_at)
 
 
 def b45encode(data: bytes) -> str:
