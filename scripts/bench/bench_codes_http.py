@@ -24,6 +24,7 @@ import secrets
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +35,7 @@ import httpx  # noqa: E402
 from bench_code_format import main as bench_code_format  # noqa: E402
 from bench_code_format import rates  # noqa: E402
 from bench_service import wrk  # noqa: E402
+from load_mixed import scratch_database  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
@@ -127,7 +129,15 @@ def main() -> None:
     parser.add_argument("--holders", type=int, default=300, help="distinct holders of the round-robin issuance run")
     args = parser.parse_args()
 
-    env = {k: v for k, v in (("ECARD_DATABASE_URL", args.database_url), ("ECARD_REDIS_URL", args.redis_url)) if v}
+    with ExitStack() as scratch:
+        # a database of its own on the server given (dropped at the end): a reused one keeps the
+        # ledger writer of an earlier run, registered with that run's key
+        database_url = scratch.enter_context(scratch_database(args.database_url, "codes")) if args.database_url else None
+        run(args, database_url)
+
+
+def run(args: argparse.Namespace, database_url: str | None) -> None:
+    env = {k: v for k, v in (("ECARD_DATABASE_URL", database_url), ("ECARD_REDIS_URL", args.redis_url)) if v}
     server = LiveServer.start(env=env)
     work = Path(tempfile.mkdtemp(prefix="ecard-bench-codes-"))
     try:
