@@ -230,9 +230,8 @@ def b45encode(data: bytes) -> str:
     """RFC 9285 encoding, every 16-bit group at once in the lanes of a big integer (as in
     :func:`b45decode`): the quotients by 45 by multiplying and shifting, the digits placed as
     bytes and turned into characters by one ``translate``.  About 40 % faster than a lookup per
-    group in a 65,536-entry table, whose 3 MiB of objects also pushed the signing key's tables
-    out of the CPU caches; tests check it against the ``base45``
-    package."""
+    group in a 65,536-entry table (3 MiB of objects, touched at random on every code); tests
+    check it against the ``base45`` package."""
     groups, odd = divmod(len(data), 2)
     lanes = bytearray(4 * groups)  # 32-bit lanes: a group's three digit bytes, and a spare one
     lanes[0::4] = data[1 : 2 * groups : 2]  # little-endian lanes of big-endian groups
