@@ -139,10 +139,7 @@ async def call_asgi(app: ASGIApp, scope: RsgiScope, protocol: Any) -> None:
         await app(asgi_scope(scope), asgi_receive(protocol), send)  # type: ignore[arg-type]
     except Exception:
         log.exception("unhandled error in the application")
-        if send.status is None:
-            protocol.response_bytes(500, [("content-type", "text/plain")], b"Internal Server Error")
-        return
-    if send.status is None:  # the application returned without answering
+    if send.status is None:  # it raised, or returned without answering
         protocol.response_bytes(500, [("content-type", "text/plain")], b"Internal Server Error")
 
 

@@ -31,12 +31,11 @@ MAX_MASKED_NAME_BYTES = 24
 CARD_LAST4_BYTES = 4
 MAX_REGION = 999_999
 
-# version, region (uint24 as 3 bytes), key id, usage, serial, issued_at, lifetime, pseudonym length
-_HEAD = struct.Struct(f">B3s{SHORT_KEY_ID_BYTES}sBIIHB")
-# the same, in the three parts an issuer fills at different times (BodyTemplate)
-_HEAD_BEFORE_TIMES = struct.Struct(f">B3s{SHORT_KEY_ID_BYTES}sB")
-_HEAD_TIMES = struct.Struct(">II")
-_HEAD_AFTER_TIMES = struct.Struct(">HB")
+# The fixed head, in the three parts an issuer fills at different times (BodyTemplate):
+_HEAD_BEFORE_TIMES = struct.Struct(f">B3s{SHORT_KEY_ID_BYTES}sB")  # version, region (uint24), key id, usage
+_HEAD_TIMES = struct.Struct(">II")  # serial, issued_at
+_HEAD_AFTER_TIMES = struct.Struct(">HB")  # lifetime, pseudonym length
+_HEAD = struct.Struct(">" + "".join(part.format[1:] for part in (_HEAD_BEFORE_TIMES, _HEAD_TIMES, _HEAD_AFTER_TIMES)))
 _MIN_BODY = _HEAD.size + 1 + 1 + 1 + CARD_LAST4_BYTES
 _MAX_BODY = _HEAD.size + MAX_PSEUDONYM_BYTES + 1 + MAX_MASKED_NAME_BYTES + CARD_LAST4_BYTES
 

@@ -24,7 +24,7 @@ import secrets
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import nullcontext
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,9 +35,9 @@ import httpx  # noqa: E402
 from bench_code_format import main as bench_code_format  # noqa: E402
 from bench_code_format import rates  # noqa: E402
 from bench_service import wrk  # noqa: E402
-from load_mixed import scratch_database  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from load_mixed import scratch_database  # noqa: E402
 
 from ecard.codes import CodeSigner  # noqa: E402
 from ecard.codes.trust import card_pseudonym, private_key_of  # noqa: E402
@@ -129,10 +129,9 @@ def main() -> None:
     parser.add_argument("--holders", type=int, default=300, help="distinct holders of the round-robin issuance run")
     args = parser.parse_args()
 
-    with ExitStack() as scratch:
-        # a database of its own on the server given (dropped at the end): a reused one keeps the
-        # ledger writer of an earlier run, registered with that run's key
-        database_url = scratch.enter_context(scratch_database(args.database_url, "codes")) if args.database_url else None
+    # a database of its own on the server given (dropped at the end): a reused one keeps the
+    # ledger writer of an earlier run, registered with that run's key
+    with scratch_database(args.database_url, "codes") if args.database_url else nullcontext() as database_url:
         run(args, database_url)
 
 
