@@ -153,6 +153,9 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "ledger_entry_pending": ErrorSpec(
         409, "区块链存证尚未完成，请稍后重试", "The ledger entry is not sealed yet; retry shortly"
     ),
+    "ledger_unavailable": ErrorSpec(
+        503, "区块链存证暂不可用，请稍后重试", "The ledger cannot produce this proof now; retry later"
+    ),
     "ledger_receipt_invalid": ErrorSpec(
         400, "存证回执无效或与账本不符", "The ledger receipt is malformed, not genuine or not kept"
     ),

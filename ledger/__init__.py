@@ -12,6 +12,7 @@ from ledger.errors import (
     LedgerError,
     NotFound,
     NotYetSealed,
+    Unavailable,
     WriterRejected,
 )
 from ledger.log import ConsistencyProof, History, InclusionProof, Ledger, ProvenEntry, Writer
@@ -49,6 +50,7 @@ __all__ = [
     "ProvenEntry",
     "Receipt",
     "SignedBatch",
+    "Unavailable",
     "Writer",
     "WriterRejected",
     "bind",

@@ -39,5 +39,10 @@ class NotYetSealed(LedgerError):
         super().__init__("entry.not_sealed", message)
 
 
+class Unavailable(LedgerError):
+    """The stored log lacks what the answer needs (e.g. Merkle tiles): an operator must repair it
+    (codes ``ledger.*``); the audit names what is missing."""
+
+
 class AnchorError(LedgerError):
     """The chain refused or could not be reached (codes ``anchor.*``)."""

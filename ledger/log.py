@@ -3,8 +3,13 @@ signed, hash-chained Merkle blocks, and the proofs served from them.
 
 Appending touches only the database (usable inside the caller's open piccolo transaction, so a
 grant and its ledger entry commit together).  Sealing reads committed entries, extends the
-in-memory RFC 9162 tree, signs the new tree head and, in the same transaction, writes the block
-and its anchoring job (the outbox the chain worker drains).  The chain is never on either path.
+RFC 9162 tree, signs the new tree head and, in the same transaction, writes the block, the tree's
+newly full tiles and the block's anchoring job (the outbox the chain worker drains).  The chain is
+never on either path.
+
+The tree in memory is only its right edge plus a bounded set of recently used tiles: proofs load
+the stored tiles they need, and a process that starts (or falls behind) resumes from the stored
+tiles in a few queries, so neither memory nor start-up time grows with the log.
 """
 
 from __future__ import annotations
@@ -21,8 +26,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from piccolo.engine.base import Engine
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
-from ledger.errors import InvalidEntry, NotFound, NotYetSealed, WriterRejected
-from ledger.merkle import MerkleTree, leaf_hash
+from ledger.errors import InvalidEntry, NotFound, NotYetSealed, Unavailable, WriterRejected
+from ledger.merkle import (
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    MerkleTree,
+    StoredTile,
+    TileKey,
+    consistency_ranges,
+    edge_spans,
+    inclusion_ranges,
+    leaf_hash,
+)
 from ledger.records import (
     SIGNATURE_SIZE,
     ZERO_HASH,
@@ -46,14 +61,19 @@ from ledger.tables import (
     LedgerBlock,
     LedgerCommitment,
     LedgerEntry,
+    LedgerTile,
     LedgerWriter,
     bind,
+    tile_key,
+    tile_position,
 )
 
 ACTIVE, WITHDRAWN = "active", "withdrawn"
 logger = logging.getLogger("ledger")
 _LOOKUP_CHUNK = 400  # commitments per lookup, far below SQLite's 32766 parameters
 _MAX_SEQ = 2**63 - 1
+_BACKFILL_CHUNK = 64 * TILE_WIDTH  # entry hashes read at a time when tiles are rebuilt
+_BLOCKS_KEPT = 1024  # sealed blocks cached by tree size
 _ENTRY_COLUMNS = (
     "seq, entry_hash, leaf, commitment, event, relying_party, writer_id, prev_seq, time_ms"
 )
@@ -108,6 +128,13 @@ def _now_ms(clock: Callable[[], float]) -> int:
     return int(clock() * 1000)
 
 
+def _tiles_missing(which: str) -> Unavailable:
+    logger.error("stored Merkle tiles are missing: %s", which)
+    return Unavailable(
+        "ledger.tiles_missing", "stored Merkle tiles are missing; run the ledger audit"
+    )
+
+
 def _block_from_row(row: dict[str, Any]) -> Block:
     return Block(
         row["number"],
@@ -135,8 +162,8 @@ class Ledger:
         self.public_key: Ed25519PublicKey = log_key.public_key()
         self.key_id = key_id(self.public_key)
         self.clock = clock
-        self._tree = MerkleTree()
-        self._blocks_by_size: dict[int, Block] = {}  # sealed blocks never change
+        self._tree: MerkleTree | None = None  # resumed from storage on first use
+        self._blocks_by_size: dict[int, Block] = {}  # sealed blocks never change; bounded
         self._seal_lock = asyncio.Lock()
 
     def _write_transaction(self) -> Any:
@@ -318,10 +345,10 @@ class Ledger:
     # --- sealing ---------------------------------------------------------------------------------
 
     async def seal(self) -> Block | None:
-        """Seal every committed entry since the last block into a new signed block and queue its
-        anchoring job, in one transaction.  Returns None when there is nothing new."""
+        """Seal every committed entry since the last block into a new signed block, store the
+        tiles it completes and queue its anchoring job, in one transaction.  Returns None when
+        there is nothing new."""
         async with self._seal_lock:
-            sealed_size = self._tree.size
             try:
                 async with self._write_transaction():
                     if self.engine.engine_type == "postgres":
@@ -329,24 +356,24 @@ class Ledger:
                         # block and one would fail on the block number (READ COMMITTED)
                         await LedgerBlock.raw("SELECT pg_advisory_xact_lock({})", _SEAL_LOCK)
                     last = await self.latest_block()
-                    await self._sync_tree(last.tree_size if last else 0)
-                    sealed_size = self._tree.size
+                    tree = await self._sync_tree(last.tree_size if last else 0)
+                    sealed_size = tree.size
                     rows = await LedgerEntry.raw(
                         "SELECT seq, entry_hash FROM ledger_entry WHERE seq >= {} ORDER BY seq",
                         sealed_size,
                     )
                     for row in rows:
-                        if row["seq"] != self._tree.size:
+                        if row["seq"] != tree.size:
                             break  # a gap cannot be committed; stop at it defensively
-                        self._tree.append(bytes(row["entry_hash"]))
-                    if self._tree.size == sealed_size:
+                        tree.append(bytes(row["entry_hash"]))
+                    if tree.size == sealed_size:
                         return None
                     block = sign_block(
                         self._log_key,
                         Block(
                             number=last.number + 1 if last else 0,
-                            tree_size=self._tree.size,
-                            root=self._tree.root(),
+                            tree_size=tree.size,
+                            root=tree.root(),
                             prev_hash=last.block_hash if last else ZERO_HASH,
                             sealed_ms=_now_ms(self.clock),
                             log_key_id=self.key_id,
@@ -365,6 +392,7 @@ class Ledger:
                             signature=block.signature,
                         )
                     )
+                    await self._store_tiles(tree.take_completed())
                     await LedgerAnchor.insert(
                         LedgerAnchor(
                             block_number=block.number,
@@ -375,10 +403,11 @@ class Ledger:
                             updated_ms=block.sealed_ms,
                         )
                     )
-                self._blocks_by_size[block.tree_size] = block
+                self._remember_block(block)
                 return block
             except BaseException:
-                self._tree.truncate(min(sealed_size, self._tree.size))
+                # the tiles this seal completed were not stored: resume from storage next time
+                self._tree = None
                 raise
 
     async def run_sealer(self, interval: float, stop: asyncio.Event) -> None:
@@ -395,18 +424,106 @@ class Ledger:
             ):  # e.g. the database is briefly away: the entries wait for the next tick
                 logger.exception("sealing failed; retrying in %.1f s", interval)
 
-    async def _sync_tree(self, size: int) -> None:
-        """Bring the in-memory tree to exactly the first ``size`` sealed leaves."""
-        if self._tree.size > size:
-            self._tree = MerkleTree()
-        if self._tree.size < size:
-            rows = await LedgerEntry.raw(
-                "SELECT entry_hash FROM ledger_entry WHERE seq >= {} AND seq < {} ORDER BY seq",
-                self._tree.size,
-                size,
+    async def _sync_tree(self, size: int) -> MerkleTree:
+        """Bring the tree to exactly the first ``size`` sealed leaves: append the few new ones, or
+        resume from the stored tiles when it is missing, ahead, or behind by more than a tile."""
+        tree = self._tree
+        if tree is None or tree.size > size or size - tree.size > TILE_WIDTH:
+            tree = self._tree = await self._resume_tree(size)
+        if tree.size < size:
+            for entry_hash in await self._entry_hashes(tree.size, size):
+                tree.append(entry_hash)
+            tree.take_completed()  # the seals of those blocks stored them
+        return tree
+
+    async def _resume_tree(self, size: int) -> MerkleTree:
+        """The tree of the first ``size`` sealed leaves from its stored right edge.  Tiles missing
+        from storage (a log sealed before tiles were stored) are rebuilt from the entries and
+        stored first, once."""
+        full = size >> TILE_HEIGHT
+        rows = await LedgerTile.raw(
+            "SELECT count(*) AS stored FROM ledger_tile WHERE position < {}", tile_position(0, full)
+        )
+        stored = rows[0]["stored"]
+        start = size if stored >= full else stored << TILE_HEIGHT
+        tree = MerkleTree.resumed(start, await self._edge_hashes(start))
+        if start < size:
+            logger.warning("rebuilding Merkle tiles for entries %d to %d", start, size)
+        while tree.size < size:
+            for entry_hash in await self._entry_hashes(
+                tree.size, min(size, tree.size + _BACKFILL_CHUNK)
+            ):
+                tree.append(entry_hash)
+            async with self._write_transaction():
+                await self._store_tiles(tree.take_completed())
+        return tree
+
+    async def _edge_hashes(self, size: int) -> list[bytes]:
+        """The hashes of the right edge of the tree of ``size`` (see ``merkle.edge_spans``)."""
+        spans = edge_spans(size)
+        edge = [b"".join(await self._entry_hashes(*spans[0]))]
+        for level, (start, end) in enumerate(spans[1:], start=1):
+            rows = await LedgerTile.raw(
+                "SELECT root FROM ledger_tile WHERE position >= {} AND position < {} "
+                "ORDER BY position",
+                tile_position(level - 1, start),
+                tile_position(level - 1, end),
+            )
+            if len(rows) != end - start:
+                raise _tiles_missing(f"level {level - 1}, {start} to {end}")
+            edge.append(b"".join(bytes(row["root"]) for row in rows))
+        return edge
+
+    async def _entry_hashes(self, start: int, end: int) -> list[bytes]:
+        rows = await LedgerEntry.raw(
+            "SELECT entry_hash FROM ledger_entry WHERE seq >= {} AND seq < {} ORDER BY seq",
+            start,
+            end,
+        )
+        if len(rows) != end - start:
+            raise InvalidEntry("entry.gap", f"entries {start} to {end} are not all stored")
+        return [bytes(row["entry_hash"]) for row in rows]
+
+    async def _store_tiles(self, tiles: list[StoredTile]) -> None:
+        if tiles:
+            await self._execute_many(
+                "INSERT INTO ledger_tile (position, hashes, root) VALUES ({}, {}, {}) "
+                "ON CONFLICT (position) DO NOTHING",
+                [(tile_position(t.level, t.index), t.hashes, t.root) for t in tiles],
+            )
+
+    async def _load_tiles(self, tree: MerkleTree, ranges: list[tuple[int, int]]) -> None:
+        """Load the stored tiles ``tree`` needs to hash these leaf ranges."""
+        missing = tree.missing_tiles(ranges)
+        if not missing:
+            return
+        found = await self.tiles(list(missing))
+        if len(found) != len(missing):
+            raise _tiles_missing(", ".join(map(str, sorted(missing - found.keys()))))
+        tree.load_tiles((tile.level, tile.index, tile.hashes) for tile in found.values())
+
+    async def tiles(self, keys: list[TileKey]) -> dict[TileKey, StoredTile]:
+        """The stored full tiles among ``keys`` ((level, index) pairs)."""
+        positions = sorted(tile_position(level, index) for level, index in keys)
+        found: dict[TileKey, StoredTile] = {}
+        for start in range(0, len(positions), _LOOKUP_CHUNK):
+            chunk = positions[start : start + _LOOKUP_CHUNK]
+            if self.engine.engine_type == "sqlite":
+                condition, args = "position IN (" + ", ".join("{}" for _ in chunk) + ")", chunk
+            else:  # one array parameter: one prepared statement whatever the count
+                condition, args = "position = ANY({}::bigint[])", [chunk]
+            rows = await LedgerTile.raw(
+                f"SELECT position, hashes, root FROM ledger_tile WHERE {condition}", *args
             )
             for row in rows:
-                self._tree.append(bytes(row["entry_hash"]))
+                key = tile_key(row["position"])
+                found[key] = StoredTile(*key, bytes(row["hashes"]), bytes(row["root"]))
+        return found
+
+    def _remember_block(self, block: Block) -> None:
+        if len(self._blocks_by_size) >= _BLOCKS_KEPT:
+            self._blocks_by_size.clear()
+        self._blocks_by_size[block.tree_size] = block
 
     # --- blocks and proofs -----------------------------------------------------------------------
 
@@ -429,8 +546,8 @@ class Ledger:
         )
         return [_block_from_row(row) for row in rows]
 
-    async def _block_at(self, tree_size: int | None) -> Block:
-        """The block sealed at ``tree_size`` (the latest by default), with the tree synced to it."""
+    async def _block_at(self, tree_size: int | None) -> tuple[Block, MerkleTree]:
+        """The block sealed at ``tree_size`` (the latest by default) and a tree that covers it."""
         if tree_size is None:
             block = await self.latest_block()
             if block is None:
@@ -443,35 +560,39 @@ class Ledger:
                 raise NotFound(
                     "notfound.tree_size", f"no block was sealed at tree size {tree_size}"
                 )
-            block = self._blocks_by_size[tree_size] = _block_from_row(row)
-        if self._tree.size < block.tree_size:
+            block = _block_from_row(row)
+            self._remember_block(block)
+        tree = self._tree
+        if tree is None or tree.size < block.tree_size:
             async with self._seal_lock:
-                await self._sync_tree(max(block.tree_size, self._tree.size))
-        return block
+                tree = self._tree
+                if tree is None or tree.size < block.tree_size:
+                    tree = await self._sync_tree(block.tree_size)
+        return block, tree
 
     async def inclusion_proof(self, seq: int, tree_size: int | None = None) -> InclusionProof:
         """Proof that entry ``seq`` is in the block sealed at ``tree_size`` (the latest by default)."""
-        block = await self._block_at(tree_size)
+        block, tree = await self._block_at(tree_size)
         if not 0 <= seq < block.tree_size:
             if seq < 0:
                 raise NotFound("notfound.entry", f"no entry {seq}")
             await self.entry_leaf(seq)  # NotFound when there is no such entry at all
             raise NotYetSealed(f"entry {seq} is not sealed in a block of this size yet")
+        await self._load_tiles(tree, [(seq, seq + 1), *inclusion_ranges(seq, block.tree_size)])
         return InclusionProof(
-            seq,
-            self._tree.leaf(seq),
-            tuple(self._tree.inclusion_proof(seq, block.tree_size)),
-            block,
+            seq, tree.leaf(seq), tuple(tree.inclusion_proof(seq, block.tree_size)), block
         )
 
     async def consistency_proof(
         self, first_size: int, second_size: int | None = None
     ) -> ConsistencyProof:
         """Proof that the log at ``second_size`` (the latest block by default) extends ``first_size``."""
-        block = await self._block_at(second_size)
+        block, tree = await self._block_at(second_size)
         second = block.tree_size
-        path = tuple(self._tree.consistency_proof(first_size, second))
-        return ConsistencyProof(first_size, second, self._tree.root(first_size), block.root, path)
+        if 0 < first_size < second:
+            await self._load_tiles(tree, [(0, first_size), *consistency_ranges(first_size, second)])
+        path = tuple(tree.consistency_proof(first_size, second))
+        return ConsistencyProof(first_size, second, tree.root(first_size), block.root, path)
 
     async def entry_leaf(self, seq: int) -> bytes:
         row = await LedgerEntry.select(LedgerEntry.leaf).where(LedgerEntry.seq == seq).first()
@@ -482,18 +603,22 @@ class Ledger:
     async def history(self, commitment: bytes, up_to_seq: int | None = None) -> History:
         """Every entry for ``commitment`` (up to and including ``up_to_seq``), each with its proof
         in the latest block — the evidence that a grant existed and what happened to it since."""
-        block = await self._block_at(None)
+        block, tree = await self._block_at(None)
         rows = await LedgerEntry.raw(
             "SELECT seq, leaf FROM ledger_entry WHERE commitment = {} AND seq <= {} ORDER BY seq",
             commitment,
             _MAX_SEQ if up_to_seq is None else up_to_seq,
         )
         sealed = [row for row in rows if row["seq"] < block.tree_size]
+        await self._load_tiles(
+            tree,
+            [r for row in sealed for r in inclusion_ranges(row["seq"], block.tree_size)],
+        )
         proven = tuple(
             ProvenEntry(
                 row["seq"],
                 bytes(row["leaf"]),
-                tuple(self._tree.inclusion_proof(row["seq"], block.tree_size)),
+                tuple(tree.inclusion_proof(row["seq"], block.tree_size)),
             )
             for row in sealed
         )

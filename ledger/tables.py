@@ -46,6 +46,16 @@ class LedgerCommitment(Table, tablename="ledger_commitment"):
     last_seq = BigInt()
 
 
+class LedgerTile(Table, tablename="ledger_tile"):
+    """The sealed tree's full tiles (see ``ledger.merkle``): 256 hashes of height 8·level, 8 KiB,
+    and their subtree hash.  Immutable once written.  ``position`` is ``level << 48 | index``, so
+    the tiles of one level are one key range."""
+
+    position = BigInt(primary_key=True)
+    hashes = Bytea()
+    root = Bytea()
+
+
 class LedgerBlock(Table, tablename="ledger_block"):
     number = BigInt(primary_key=True)
     tree_size = BigInt(unique=True)
@@ -78,9 +88,22 @@ TABLES: list[type[Table]] = [
     LedgerHead,
     LedgerEntry,
     LedgerCommitment,
+    LedgerTile,
     LedgerBlock,
     LedgerAnchor,
 ]
+
+
+_TILE_LEVEL_SHIFT = 48
+
+
+def tile_position(level: int, index: int) -> int:
+    return level << _TILE_LEVEL_SHIFT | index
+
+
+def tile_key(position: int) -> tuple[int, int]:
+    """(level, index) of a tile's position."""
+    return position >> _TILE_LEVEL_SHIFT, position & ((1 << _TILE_LEVEL_SHIFT) - 1)
 
 
 def bind(engine: Engine) -> None:

@@ -1,8 +1,8 @@
 """Audit of the whole log and the checks a receipt or proof holder runs.
 
 ``audit`` re-derives everything from the stored leaves: entry hashes, writer signatures, the
-per-commitment links, every block's root, signature and hash link, and every anchor against the
-chain; each problem names its position (entry seq or block number).  The other functions are pure
+per-commitment links, every block's root, signature and hash link, every stored Merkle tile, and
+every anchor against the chain (in memory bounded by the number of blocks and grants, not entries); each problem names its position (entry seq or block number).  The other functions are pure
 checks a relying party can run with nothing but the log's public key.
 """
 
@@ -17,7 +17,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger.errors import InvalidEntry, InvalidProof, LedgerError, NotYetSealed
 from ledger.log import ConsistencyProof, History, InclusionProof, Ledger
-from ledger.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
+from ledger.merkle import (
+    TILE_HEIGHT,
+    MerkleTree,
+    StoredTile,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
 from ledger.records import (
     ZERO_HASH,
     Block,
@@ -31,6 +38,8 @@ from ledger.records import (
     verify_block,
     verify_receipt,
 )
+
+_TILES_PER_CHECK = 64  # completed tiles compared with storage per query
 
 
 class Problem(msgspec.Struct, frozen=True):
@@ -202,19 +211,26 @@ async def audit(
     """Check the whole stored log; every problem found is listed with its position."""
     key = log_public_key or ledger.public_key
     report = AuditReport()
-    tree = await _audit_entries(ledger, report)
-    blocks = await _audit_blocks(ledger, key, tree, report)
+    blocks = await _audit_blocks(ledger, key, report)
+    await _audit_entries(ledger, report, blocks)
     await _audit_anchors(ledger, blocks, chain, report)
     return report
 
 
-async def _audit_entries(ledger: Ledger, report: AuditReport) -> MerkleTree:
+async def _audit_entries(ledger: Ledger, report: AuditReport, blocks: dict[int, Block]) -> None:
+    """Re-derive the tree from the leaves, a bounded tree streaming through them: every block's
+    root is checked when the tree reaches its size, every stored tile as it completes."""
     writers = {
         w.id: Ed25519PublicKey.from_public_bytes(w.public_key) for w in await ledger.writers()
     }
-    verified_batches: set[tuple[bytes, bytes]] = set()
+    verified_batch: tuple[bytes, bytes] | None = None  # a batch's entries are consecutive
     latest_by_commitment: dict[bytes, int] = {}
-    tree = MerkleTree()
+    blocks_at: dict[int, list[Block]] = {}
+    for block in blocks.values():
+        blocks_at.setdefault(block.tree_size, []).append(block)
+    sealed_size = max(blocks_at, default=0)
+    tree = MerkleTree(stored=True)
+    completed: list[StoredTile] = []
     async for row in ledger.iter_entries():
         seq = row["seq"]
         problems = report.problems
@@ -226,6 +242,19 @@ async def _audit_entries(ledger: Ledger, report: AuditReport) -> MerkleTree:
         computed = leaf_hash(leaf)
         tree.append(computed)
         report.entries += 1
+        for block in blocks_at.get(tree.size, ()):
+            if not hmac.compare_digest(tree.root(), block.root):
+                problems.append(
+                    Problem(
+                        "block.root_mismatch",
+                        "the entries do not hash to the block's root",
+                        block=block.number,
+                    )
+                )
+        completed += tree.take_completed()
+        if len(completed) >= _TILES_PER_CHECK:
+            await _audit_tiles(ledger, completed, sealed_size, report)
+            completed = []
         if not hmac.compare_digest(computed, bytes(row["entry_hash"])):
             problems.append(
                 Problem("entry.hash_mismatch", "the stored hash is not the leaf's hash", seq=seq)
@@ -275,13 +304,24 @@ async def _audit_entries(ledger: Ledger, report: AuditReport) -> MerkleTree:
             )
             continue
         header = entry_batch_header(entry)
-        if header is not None and (header, entry.signature) in verified_batches:
+        if header is not None and (header, entry.signature) == verified_batch:
             continue  # one Ed25519 verification per writer batch, not per entry
         if header is not None and signature_holds(writer, entry.signature, header):
-            verified_batches.add((header, entry.signature))
+            verified_batch = (header, entry.signature)
         else:
             problems.append(
                 Problem("entry.bad_signature", "the writer's signature does not hold", seq=seq)
+            )
+    await _audit_tiles(ledger, completed, sealed_size, report)
+    for size, at_size in sorted(blocks_at.items()):
+        if size > tree.size:
+            report.problems.extend(
+                Problem(
+                    "block.missing_entries",
+                    f"the log holds only {tree.size} entries",
+                    block=block.number,
+                )
+                for block in at_size
             )
     if await ledger.commitment_heads() != latest_by_commitment:
         report.problems.append(
@@ -290,11 +330,40 @@ async def _audit_entries(ledger: Ledger, report: AuditReport) -> MerkleTree:
                 "the stored latest seq per commitment disagrees with the entries",
             )
         )
-    return tree
+
+
+async def _audit_tiles(
+    ledger: Ledger, completed: list[StoredTile], sealed_size: int, report: AuditReport
+) -> None:
+    """The stored tiles are exactly the ones the leaves complete within the sealed tree (a tile
+    past the last block is stored by the seal that covers it)."""
+    expected = [
+        tile
+        for tile in completed
+        if (tile.index + 1) << (TILE_HEIGHT * (tile.level + 1)) <= sealed_size
+    ]
+    stored = await ledger.tiles([(tile.level, tile.index) for tile in expected])
+    for tile in expected:
+        first_seq = tile.index << (TILE_HEIGHT * (tile.level + 1))
+        found = stored.get((tile.level, tile.index))
+        if found is None:
+            report.problems.append(
+                Problem(
+                    "tile.missing", f"tile {tile.level}/{tile.index} is not stored", seq=first_seq
+                )
+            )
+        elif found != tile:
+            report.problems.append(
+                Problem(
+                    "tile.mismatch",
+                    f"stored tile {tile.level}/{tile.index} is not the leaves' hashes",
+                    seq=first_seq,
+                )
+            )
 
 
 async def _audit_blocks(
-    ledger: Ledger, key: Ed25519PublicKey, tree: MerkleTree, report: AuditReport
+    ledger: Ledger, key: Ed25519PublicKey, report: AuditReport
 ) -> dict[int, Block]:
     blocks: dict[int, Block] = {}
     previous: Block | None = None
@@ -324,22 +393,6 @@ async def _audit_blocks(
             if previous and block.tree_size <= previous.tree_size:
                 report.problems.append(
                     Problem("block.tree_shrank", "the tree did not grow", block=block.number)
-                )
-            if block.tree_size > tree.size:
-                report.problems.append(
-                    Problem(
-                        "block.missing_entries",
-                        f"the log holds only {tree.size} entries",
-                        block=block.number,
-                    )
-                )
-            elif not hmac.compare_digest(tree.root(block.tree_size), block.root):
-                report.problems.append(
-                    Problem(
-                        "block.root_mismatch",
-                        "the entries do not hash to the block's root",
-                        block=block.number,
-                    )
                 )
             previous = block
         start = batch[-1].number + 1

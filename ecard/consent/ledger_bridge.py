@@ -25,7 +25,7 @@ from ecard.consent.schemas import LedgerVerification
 from ecard.consent.tables import ChainDeployment, ConsentEvent
 from ecard.errors import AppError
 from ecard.platform import Platform
-from ledger import EntryBody, Event, Ledger, LedgerError, Receipt, sign_batch
+from ledger import EntryBody, Event, Ledger, LedgerError, Receipt, Unavailable, sign_batch
 from ledger.evm.anchor import ChainAnchor, connect, deploy_contract, run_anchor_worker
 from ledger.tables import LedgerEntry
 from ledger.verify import ReceiptCheck, audit, check_receipt
@@ -262,6 +262,8 @@ async def check_one_receipt(platform: Platform, receipt: Receipt) -> ReceiptChec
     ledger = await consent_ledger(platform)
     try:
         return await check_receipt(ledger, receipt)
+    except Unavailable:
+        raise AppError("ledger_unavailable", headers={"Retry-After": "60"}) from None
     except LedgerError as exc:
         raise AppError("ledger_receipt_invalid", f"{exc.code}: {exc.message}") from None
 

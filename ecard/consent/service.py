@@ -53,7 +53,7 @@ from ecard.crypto.identity import InvalidIdentityNumber, mask_card_number, norma
 from ecard.errors import AppError
 from ecard.platform import Platform
 from ecard.registry.tables import ApiClient, Card, Person
-from ledger import Event, NotYetSealed, commit
+from ledger import Event, NotYetSealed, Unavailable, commit
 from ledger.verify import verify_history
 
 logger = logging.getLogger("ecard.consent")
@@ -408,6 +408,8 @@ class ConsentService:
             history = await ledger.history_proof(event["seq"])
         except NotYetSealed:
             raise AppError("ledger_entry_pending", headers={"Retry-After": "1"}) from None
+        except Unavailable:  # e.g. stored tiles missing: logged by the ledger, fixed by an operator
+            raise AppError("ledger_unavailable", headers={"Retry-After": "60"}) from None
         standing = verify_history(history, ledger.public_key)
         return schemas.AccessProof(access_id, event["seq"], history, standing)
 

@@ -3,6 +3,7 @@ with an independent, literal transcription of the RFC's recursive definitions.""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import pytest
@@ -184,16 +185,6 @@ def test_proof_length_is_checked_exactly() -> None:
     assert error.value.code == "proof.malformed"
 
 
-def test_truncate_undoes_appends() -> None:
-    tree = tree_of(leaves(37))
-    root_at_20 = tree.root(20)
-    tree.truncate(20)
-    assert tree.size == 20 and tree.root() == root_at_20
-    for leaf in leaves(37)[20:]:
-        tree.append(leaf_hash(leaf))
-    assert tree.root() == naive_mth(leaves(37))
-
-
 def test_sizes_beyond_the_tree_are_refused() -> None:
     tree = tree_of(leaves(4))
     with pytest.raises(InvalidProof):
@@ -211,15 +202,127 @@ def test_all_proofs_at_once_equal_one_by_one(size: int) -> None:
     assert tree.inclusion_proofs() == [tree.inclusion_proof(i) for i in range(size)]
 
 
-def test_the_edge_cache_stays_bounded_while_proofs_stay_right(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_edge_cache_stays_bounded_while_proofs_stay_right(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Every new tree size adds right-edge hashes; the cache is bounded and proofs still check."""
     monkeypatch.setattr(merkle, "EDGE_CACHE_LIMIT", 16)
     tree = MerkleTree()
     for n in range(1, 300):
         tree.append(leaf_hash(n.to_bytes(4, "big")))
         root = tree.root()
-        assert len(tree._edges) <= 16 + n.bit_length()  # the bound, plus one right edge being filled
+        assert (
+            len(tree._edges) <= 16 + n.bit_length()
+        )  # the bound, plus one right edge being filled
         index = n // 2
         verify_inclusion(index, n, tree.leaf(index), tree.inclusion_proof(index, n), root)
     leaves = [n.to_bytes(4, "big") for n in range(1, 300)]
     assert tree.root(150) == naive_mth(leaves[:150])
+
+
+# --- stored trees: only the right edge in memory, full tiles handed to storage ------------------
+
+STORED_SIZE = 70_000  # three tile levels: 273 full tiles of leaves, one of their roots
+
+
+@functools.cache
+def stored_log() -> tuple[list[bytes], MerkleTree, dict[merkle.TileKey, merkle.StoredTile]]:
+    """A log's leaf hashes, the same tree kept whole in memory, and the tiles a stored tree
+    handed to storage while the leaves were appended one by one."""
+    hashes = [leaf_hash(i.to_bytes(4, "big")) for i in range(STORED_SIZE)]
+    stored, storage = MerkleTree(stored=True), {}
+    for h in hashes:
+        stored.append(h)
+        for tile in stored.take_completed():
+            storage[tile.level, tile.index] = tile
+        assert len(stored._tiles) <= merkle.RESIDENT_TILES
+    assert stored.root() == MerkleTree(hashes).root()
+    return hashes, MerkleTree(hashes), storage
+
+
+def resume(size: int) -> MerkleTree:
+    """A stored tree of ``size`` leaves rebuilt as a restarted log would: from its edge spans."""
+    hashes, _, storage = stored_log()
+    edge = [b"".join(hashes[start:end]) for start, end in merkle.edge_spans(size)[:1]]
+    edge += [
+        b"".join(storage[level - 1, i].root for i in range(start, end))
+        for level, (start, end) in enumerate(merkle.edge_spans(size)[1:], start=1)
+    ]
+    return MerkleTree.resumed(size, edge)
+
+
+def load(tree: MerkleTree, ranges: list[tuple[int, int]]) -> None:
+    storage = stored_log()[2]
+    tree.load_tiles(
+        (level, index, storage[level, index].hashes) for level, index in tree.missing_tiles(ranges)
+    )
+
+
+def test_stored_tiles_are_the_subtrees_they_claim() -> None:
+    hashes, _, storage = stored_log()
+    assert sorted(storage) == [(0, i) for i in range(STORED_SIZE // 256)] + [(1, 0)]
+    tile = storage[0, 5]
+    assert tile.hashes == b"".join(hashes[5 * 256 : 6 * 256])
+    assert tile.root == naive_mth([i.to_bytes(4, "big") for i in range(5 * 256, 6 * 256)])
+    assert storage[1, 0].hashes == b"".join(storage[0, i].root for i in range(256))
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(1, STORED_SIZE), data=st.data())
+def test_a_resumed_stored_tree_proves_what_the_whole_tree_proves(
+    size: int, data: st.DataObject
+) -> None:
+    _, whole, _ = stored_log()
+    tree = resume(size)
+    index = data.draw(st.integers(0, size - 1))
+    first = data.draw(st.integers(1, size))
+    ranges = [(0, size), (index, index + 1), (0, first)]
+    ranges += merkle.inclusion_ranges(index, size) + merkle.consistency_ranges(first, size)
+    if tree.missing_tiles(ranges):
+        with pytest.raises(merkle.MissingTile):
+            [
+                tree.inclusion_proof(index),
+                tree.consistency_proof(first),
+                tree.root(first),
+                tree.leaf(index),
+            ]
+    load(tree, ranges)
+    assert not tree.missing_tiles(ranges)
+    assert tree.root() == whole.root(size)
+    assert tree.leaf(index) == whole.leaf(index)
+    assert tree.inclusion_proof(index) == whole.inclusion_proof(index, size)
+    assert tree.consistency_proof(first) == whole.consistency_proof(first, size)
+    assert tree.root(first) == whole.root(first)
+
+
+@settings(max_examples=20, deadline=None)
+@given(size=st.integers(0, STORED_SIZE - 600))
+def test_a_resumed_tree_appends_on_and_completes_the_same_tiles(size: int) -> None:
+    hashes, whole, storage = stored_log()
+    tree = resume(size)
+    for h in hashes[size : size + 600]:
+        tree.append(h)
+    assert tree.root() == whole.root(size + 600)
+    for tile in tree.take_completed():
+        assert storage[tile.level, tile.index] == tile
+
+
+def test_a_stored_tree_keeps_a_bounded_set_of_tiles_however_many_proofs_it_serves() -> None:
+    tree = resume(STORED_SIZE)
+    for index in range(0, STORED_SIZE, 97):
+        ranges = merkle.inclusion_ranges(index, STORED_SIZE)
+        load(tree, ranges)
+        tree.inclusion_proof(index)
+    assert len(tree._tiles) <= merkle.RESIDENT_TILES + 8  # the bound, plus one proof's tiles
+
+
+def test_a_wrong_edge_or_tile_is_refused() -> None:
+    with pytest.raises(ValueError):
+        MerkleTree.resumed(300, [bytes(32 * 44)])  # level 1 is missing
+    with pytest.raises(ValueError):
+        MerkleTree.resumed(300, [bytes(32 * 43), bytes(32 * 2)])
+    tree = resume(1000)
+    with pytest.raises(ValueError):
+        tree.load_tiles([(0, 1, bytes(32 * 255))])
+    with pytest.raises(ValueError):
+        tree.load_tiles([(0, 3, bytes(32 * 256))])  # the incomplete tile is the edge's

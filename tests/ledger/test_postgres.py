@@ -10,9 +10,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from piccolo.engine.base import Engine
 
 from ledger import Event, Ledger
-from ledger.tables import LedgerEntry
+from ledger.tables import LedgerEntry, LedgerTile
 from ledger.verify import audit, check_receipt
-from tests.ledger.helpers import WRITER_ID, batch_of, body, grant_commitment
+from tests.ledger.helpers import WRITER_ID, batch_of, body, check_proofs, grant_commitment, grow
 
 pytestmark = pytest.mark.postgres
 
@@ -75,6 +75,20 @@ async def test_workers_starting_together_register_the_same_writer_once(
 ) -> None:
     """Each worker of a new deployment registers the writer at start-up, at the same moment."""
     workers = [Ledger(pg_engine, log_key) for _ in range(8)]
-    registered = await asyncio.gather(*(w.register_writer(WRITER_ID, writer_key.public_key()) for w in workers))
+    registered = await asyncio.gather(
+        *(w.register_writer(WRITER_ID, writer_key.public_key()) for w in workers)
+    )
     assert len({(w.id, w.public_key, w.status) for w in registered}) == 1
     assert [w.id for w in await workers[0].writers()] == [WRITER_ID]
+
+
+async def test_a_restarted_log_resumes_from_stored_tiles_and_rebuilds_missing_ones(
+    pg_engine: Engine, pg_ledger: Ledger, log_key: Ed25519PrivateKey, writer_key: Ed25519PrivateKey
+) -> None:
+    blocks = await grow(pg_ledger, writer_key)
+    stored = {row["position"]: bytes(row["hashes"]) for row in await LedgerTile.select()}
+    await LedgerTile.delete().where(LedgerTile.position >= 6)
+    restarted = Ledger(pg_engine, log_key)
+    await check_proofs(restarted, blocks, range(0, 2601, 53))
+    assert {row["position"]: bytes(row["hashes"]) for row in await LedgerTile.select()} == stored
+    assert (await audit(restarted)).problems == []
