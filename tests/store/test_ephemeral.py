@@ -457,6 +457,102 @@ async def test_redis_stores_with_different_prefixes_are_isolated(
         await _delete_prefix(redis_url, prefix)
 
 
+@pytest.fixture()
+async def redis_store(redis_url: str, prefix: str) -> AsyncIterator[RedisStore]:
+    opened = RedisStore(redis_url, prefix)
+    yield opened
+    await opened.close()
+    await _delete_prefix(redis_url, prefix)
+
+
+def count_pipelines(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    sent: list[int] = []
+    make = store._redis.pipeline
+
+    def counting(*args: object, **kwargs: object) -> object:
+        sent.append(1)
+        return make(*args, **kwargs)
+
+    monkeypatch.setattr(store._redis, "pipeline", counting)
+    return sent
+
+
+@pytest.mark.redis
+async def test_concurrent_commands_share_pipelines_and_keep_their_own_answers(
+    redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = count_pipelines(redis_store, monkeypatch)
+    await redis_store.store_started_at()
+    await redis_store.put("held", b"value", 30)
+    issued = time.time()
+    sent.clear()
+    answers = await asyncio.gather(
+        *(redis_store.consume_once("same-code", 30, issued) for _ in range(100)),
+        *(redis_store.consume_once(f"code-{n}", 30, issued) for n in range(100)),
+        *(redis_store.get("held") for _ in range(50)),
+        *(redis_store.hit("bucket", 60, 10) for _ in range(50)),
+    )
+    assert Counter(answers[:100]) == {Consumption.FIRST_USE: 1, Consumption.ALREADY_USED: 99}
+    assert set(answers[100:200]) == {Consumption.FIRST_USE}
+    assert set(answers[200:250]) == {b"value"}
+    assert sum(decision.allowed for decision in answers[250:]) == 10
+    assert 1 < len(sent) < 300 / 10, "one pipeline per round trip, not one per command"
+
+
+@pytest.mark.redis
+async def test_scripts_redis_forgot_are_loaded_again(redis_store: RedisStore) -> None:
+    await redis_store.store_started_at()
+    await asyncio.sleep(0.01)
+    await redis_store._redis.script_flush()
+    answers = await asyncio.gather(
+        *(redis_store.consume_once(f"code-{n}", 30, time.time()) for n in range(20)),
+        *(redis_store.check_revocation([f"mark-{n}"], time.time()) for n in range(20)),
+        redis_store.compare_and_set("absent", b"a", b"b", 30),
+    )
+    assert set(answers[:20]) == {Consumption.FIRST_USE}
+    assert set(answers[20:40]) == {Revocation.NONE}
+    assert answers[40] is False
+
+
+@pytest.mark.redis
+async def test_an_error_in_one_command_leaves_the_others_of_its_pipeline_answered(
+    redis_store: RedisStore, prefix: str
+) -> None:
+    await redis_store._redis.rpush(prefix + "v:a-list", b"x")  # GET on a list fails: WRONGTYPE
+    answers = await asyncio.gather(
+        redis_store.get("a-list"),
+        *(redis_store.put_if_absent(f"k{n}", b"1", 30) for n in range(10)),
+        return_exceptions=True,
+    )
+    assert "WRONGTYPE" in str(answers[0])
+    assert answers[1:] == [True] * 10
+
+
+@pytest.mark.redis
+async def test_a_cancelled_caller_does_not_disturb_the_others(redis_store: RedisStore) -> None:
+    calls = [
+        asyncio.ensure_future(redis_store.put_if_absent(f"k{n}", b"1", 30)) for n in range(60)
+    ]
+    await asyncio.sleep(0)
+    for call in calls[::3]:
+        call.cancel()
+    answers = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(answer is True for n, answer in enumerate(answers) if n % 3)
+    assert await redis_store.put_if_absent("k1", b"1", 30) is False
+
+
+@pytest.mark.timeout(10)
+async def test_every_command_of_a_failed_pipeline_is_unavailable() -> None:
+    store = open_store(f"redis://127.0.0.1:{_closed_port()}/0", "ecard-test:")
+    answers = await asyncio.gather(
+        *(store.consume_once(f"code-{n}", 30, time.time()) for n in range(20)),
+        *(store.get(f"k{n}") for n in range(20)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(answer, StoreUnavailable) for answer in answers)
+    await store.close()
+
+
 RACE_WORKER = """
 import asyncio, json, sys, time
 from ecard.store.ephemeral import RedisStore
