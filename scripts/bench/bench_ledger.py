@@ -5,7 +5,8 @@ same run (the ledger's ceiling if it signed or verified once per entry).
 
 Measures: Ed25519 and ES256 sign/verify (the algorithm choice); appends/s with receipts on a SQLite
 file and on PostgreSQL when reachable (batch of 1 = one grant per transaction, and batches);
-inclusion and consistency proofs/s (served and verified); audit entries/s; chain transactions per
+inclusion and consistency proofs/s (served and verified); a restarted process's first proof
+against reloading every leaf, and its proofs with tiles read from storage; audit entries/s; chain transactions per
 10,000 events on an in-process EVM (must equal the number of sealed blocks); seal latency.
 """
 
@@ -34,8 +35,9 @@ from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine
 
 from ledger import EntryBody, Event, Ledger, sign_batch
-from ledger.merkle import verify_consistency, verify_inclusion
+from ledger.merkle import MerkleTree, verify_consistency, verify_inclusion
 from ledger.migrations import migrate
+from ledger.tables import LedgerEntry
 from ledger.verify import audit
 
 WRITER = "bench-writer"
@@ -154,6 +156,7 @@ async def bench_proofs(ledger: Ledger, ed_verify: float) -> None:
         ("consistency proofs verified", consistency_verify),
     ):
         print(f"  {name:<28} {value:>9,.0f}/s ({value / ed_verify:5.2f}x)")
+    await bench_restart(ledger, latest.tree_size, n, ed_verify)
     start = time.perf_counter()
     report = await audit(ledger)
     elapsed = time.perf_counter() - start
@@ -161,6 +164,34 @@ async def bench_proofs(ledger: Ledger, ed_verify: float) -> None:
     print(
         f"  full audit: {report.entries:,} entries, {report.blocks} blocks in {elapsed:.2f} s "
         f"({report.entries / elapsed:,.0f} entries/s, {report.entries / elapsed / ed_verify:.2f}x verify)"
+    )
+
+
+async def bench_restart(ledger: Ledger, size: int, proofs: int, ed_verify: float) -> None:
+    """A second process on the same log: it resumes the tree from the stored tiles (the baseline,
+    measured here too, is what a restart did before tiles: read every leaf hash and rehash them),
+    then serves proofs reading the tiles it lacks from the database."""
+    start = time.perf_counter()
+    rows = await LedgerEntry.raw("SELECT entry_hash FROM ledger_entry WHERE seq < {} ORDER BY seq", size)
+    MerkleTree(bytes(row["entry_hash"]) for row in rows).root()
+    rehash = time.perf_counter() - start
+    restarted = Ledger(ledger.engine, ledger._log_key)  # the same log key, as a second worker has
+    start = time.perf_counter()
+    await restarted.inclusion_proof(size - 1)
+    resume = time.perf_counter() - start
+    start = time.perf_counter()
+    for i in range(proofs):
+        await restarted.inclusion_proof((i * 7919) % size)
+    cold = proofs / (time.perf_counter() - start)
+    tree = restarted._tree
+    assert tree is not None
+    print(
+        f"  a restarted process's first proof: {1000 * resume:.1f} ms (before tiles, reading and "
+        f"rehashing every leaf: {1000 * rehash:.0f} ms, {rehash / resume:.0f}x longer)"
+    )
+    print(
+        f"  inclusion proofs served by it, {len(tree._tiles)} of {size // 256} tiles in memory: "
+        f"{cold:,.0f}/s ({cold / ed_verify:5.2f}x)"
     )
 
 
