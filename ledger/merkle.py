@@ -110,9 +110,19 @@ class _Tile:
     __slots__ = ("rows",)
 
     def __init__(self, hashes: bytes = b"") -> None:
-        self.rows = [bytearray() for _ in range(TILE_HEIGHT)]
-        for start in range(0, len(hashes), HASH_SIZE):
-            self.append(hashes[start : start + HASH_SIZE])
+        """A tile from its bottom row: each row above hashes the pairs of the row below (a pair is
+        64 adjacent bytes, so a node is one SHA-256 over 0x01 and a slice)."""
+        row = bytearray(hashes)
+        self.rows = [row]
+        for _ in range(TILE_HEIGHT - 1):
+            pairs = len(row) // (2 * HASH_SIZE) * 2 * HASH_SIZE
+            row = bytearray(
+                b"".join(
+                    hashlib.sha256(b"\x01" + row[start : start + 2 * HASH_SIZE]).digest()
+                    for start in range(0, pairs, 2 * HASH_SIZE)
+                )
+            )
+            self.rows.append(row)
 
     @property
     def width(self) -> int:

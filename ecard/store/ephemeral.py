@@ -30,7 +30,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -478,32 +477,46 @@ def _unavailable_on_failure() -> Iterator[None]:
         raise
 
 
-_Call = tuple[Callable[[Pipeline], Any], AsyncScript | None, "asyncio.Future[Any]"]
+_Call = tuple[Callable[[Any], Any], AsyncScript | None, "asyncio.Future[Any]"]
 
 
 class _Pipeliner:
-    """Commands issued while a pipeline is in flight go to Redis together in the next one.
+    """Commands issued while another is in flight go to Redis together, in one pipeline.
 
     redis-py sends each command on its own round trip, and its client costs more CPU per command
     than Redis does; under load the requests of one worker share one write and one read instead.
-    A command issued while nothing is in flight goes out at once, so a quiet worker waits no
-    longer than before.  Each command keeps its own result or error; a connection failure fails
-    every command of its pipeline."""
+    A command issued while nothing is in flight goes out at once, on its own, so a quiet worker
+    pays nothing for this.  Each command keeps its own result or error; a connection failure
+    fails every command of its pipeline."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
+        self._busy = False  # a command or a pipeline is in flight
         self._waiting: list[_Call] = []
         self._sender: asyncio.Task[None] | None = None
 
-    async def run(self, stage: Callable[[Pipeline], Any], script: AsyncScript | None = None) -> Any:
-        """``stage`` adds one command to a pipeline.  When that command is ``script``'s EVALSHA
-        and Redis has forgotten the script (a restart, SCRIPT FLUSH), it is loaded and the
-        command sent again."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append((stage, script, future))
-        if self._sender is None:
-            self._sender = asyncio.get_running_loop().create_task(self._send_waiting())
-        return await future
+    async def run(self, stage: Callable[[Any], Any], script: AsyncScript | None = None) -> Any:
+        """``stage`` issues one command on a client or adds it to a pipeline.  When that command
+        is ``script``'s EVALSHA and Redis has forgotten the script (a restart, SCRIPT FLUSH), it
+        is loaded and the command sent again."""
+        if self._busy:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._waiting.append((stage, script, future))
+            return await future
+        self._busy = True
+        try:
+            try:
+                return await stage(self._redis)
+            except NoScriptError:
+                if script is None:
+                    raise
+                await self._reload([script])
+                return await stage(self._redis)
+        finally:
+            if self._waiting:  # what queued meanwhile goes next, together
+                self._sender = asyncio.get_running_loop().create_task(self._send_waiting())
+            else:
+                self._busy = False
 
     async def _send_waiting(self) -> None:
         try:
@@ -513,6 +526,7 @@ class _Pipeliner:
                 await self._send(batch, reload_scripts=True)
         finally:
             self._sender = None
+            self._busy = False
             if self._waiting:  # only when this task was cancelled (the loop is closing)
                 waiting, self._waiting = self._waiting, []
                 for _, _, future in waiting:

@@ -181,7 +181,7 @@ async def bench_restart(ledger: Ledger, size: int, proofs: int, ed_verify: float
     resume = time.perf_counter() - start
     start = time.perf_counter()
     for i in range(proofs):
-        await restarted.inclusion_proof((i * 7919) % size)
+        await restarted.inclusion_proof((i * 7919) % size, size)
     cold = proofs / (time.perf_counter() - start)
     tree = restarted._tree
     assert tree is not None
