@@ -70,7 +70,7 @@ from ledger.tables import (
 
 ACTIVE, WITHDRAWN = "active", "withdrawn"
 logger = logging.getLogger("ledger")
-_LOOKUP_CHUNK = 400  # commitments per lookup, far below SQLite's 32766 parameters
+_LOOKUP_CHUNK = 400  # values per membership lookup, far below SQLite's 32766 parameters
 _MAX_SEQ = 2**63 - 1
 _BACKFILL_CHUNK = 64 * TILE_WIDTH  # entry hashes read at a time when tiles are rebuilt
 _BLOCKS_KEPT = 1024  # sealed blocks cached by tree size
@@ -299,19 +299,29 @@ class Ledger:
 
     async def _latest_seqs(self, commitments: set[bytes]) -> dict[bytes, int]:
         """The latest seq of each commitment (read under the head lock, so it cannot change)."""
-        latest: dict[bytes, int] = {}
-        ordered = list(commitments)
-        for start in range(0, len(ordered), _LOOKUP_CHUNK):
-            chunk = ordered[start : start + _LOOKUP_CHUNK]
+        rows = await self._select_where_in(
+            "SELECT commitment, last_seq FROM ledger_commitment",
+            "commitment",
+            "bytea",
+            list(commitments),
+        )
+        return {bytes(row["commitment"]): row["last_seq"] for row in rows}
+
+    async def _select_where_in(
+        self, select: str, column: str, array_type: str, values: list[Any]
+    ) -> list[dict[str, Any]]:
+        """The rows of ``select`` whose ``column`` is one of ``values``, asked in chunks: on
+        PostgreSQL one array parameter (one prepared statement whatever the count), on SQLite a
+        parameter per value (far below its 32766 limit)."""
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(values), _LOOKUP_CHUNK):
+            chunk = values[start : start + _LOOKUP_CHUNK]
             if self.engine.engine_type == "sqlite":
-                condition, args = "commitment IN (" + ", ".join("{}" for _ in chunk) + ")", chunk
-            else:  # one array parameter: one prepared statement whatever the batch size
-                condition, args = "commitment = ANY({}::bytea[])", [chunk]
-            rows = await LedgerCommitment.raw(
-                f"SELECT commitment, last_seq FROM ledger_commitment WHERE {condition}", *args
-            )
-            latest.update({bytes(row["commitment"]): row["last_seq"] for row in rows})
-        return latest
+                condition, args = f"{column} IN (" + ", ".join("{}" for _ in chunk) + ")", chunk
+            else:
+                condition, args = f"{column} = ANY({{}}::{array_type}[])", [chunk]
+            rows += await LedgerEntry.raw(f"{select} WHERE {condition}", *args)
+        return rows
 
     async def _store_latest_seqs(self, latest: dict[bytes, int]) -> None:
         await self._execute_many(
@@ -504,20 +514,16 @@ class Ledger:
 
     async def tiles(self, keys: list[TileKey]) -> dict[TileKey, StoredTile]:
         """The stored full tiles among ``keys`` ((level, index) pairs)."""
-        positions = sorted(tile_position(level, index) for level, index in keys)
+        rows = await self._select_where_in(
+            "SELECT position, hashes, root FROM ledger_tile",
+            "position",
+            "bigint",
+            sorted(tile_position(level, index) for level, index in keys),
+        )
         found: dict[TileKey, StoredTile] = {}
-        for start in range(0, len(positions), _LOOKUP_CHUNK):
-            chunk = positions[start : start + _LOOKUP_CHUNK]
-            if self.engine.engine_type == "sqlite":
-                condition, args = "position IN (" + ", ".join("{}" for _ in chunk) + ")", chunk
-            else:  # one array parameter: one prepared statement whatever the count
-                condition, args = "position = ANY({}::bigint[])", [chunk]
-            rows = await LedgerTile.raw(
-                f"SELECT position, hashes, root FROM ledger_tile WHERE {condition}", *args
-            )
-            for row in rows:
-                key = tile_key(row["position"])
-                found[key] = StoredTile(*key, bytes(row["hashes"]), bytes(row["root"]))
+        for row in rows:
+            key = tile_key(row["position"])
+            found[key] = StoredTile(*key, bytes(row["hashes"]), bytes(row["root"]))
         return found
 
     def _remember_block(self, block: Block) -> None:
