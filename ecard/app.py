@@ -23,10 +23,12 @@ from litestar.routes import BaseRoute, HTTPRoute
 from litestar.types import Receive, Scope, Send
 
 from ecard import __version__
+from ecard.bodies import BodySafeRequest
 from ecard.dependencies import PLATFORM
 from ecard.edge import (
     SECURITY_HEADER_PAIRS,
     EdgeMiddleware,
+    behind_proxy,
     request_finished,
     request_id_of,
     request_started,
@@ -42,6 +44,7 @@ from ecard.errors import (
 )
 from ecard.logs import configure_logging
 from ecard.platform import Platform, open_platform
+from ecard.proxy import TrustedProxies, parse_trusted_proxies
 from ecard.rsgi import AsgiSend, Lifespan, RsgiScope, asgi_receive, asgi_scope, call_asgi
 from ecard.settings import Settings
 from ecard.store import db
@@ -159,13 +162,18 @@ class EcardApp(Litestar):
     same function.  It keeps the edge (request id, access log, metrics, security headers) and the
     error catalogue (an exception becomes the same problem response)."""
 
-    def __init__(self, *args: Any, hot_routes: dict[tuple[str, str], HotRoute], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, hot_routes: dict[tuple[str, str], HotRoute], trusted_proxies: TrustedProxies | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._hot_routes = hot_routes
+        self._trusted_proxies = trusted_proxies or TrustedProxies()  # the edge: see ecard.edge.behind_proxy
         self._rsgi_lifespan = Lifespan(super().__call__)
 
     # --- ASGI ---------------------------------------------------------------------------
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+        if self._trusted_proxies and scope["type"] == "http":  # also every request bridged from RSGI
+            behind_proxy(scope, self._trusted_proxies)
         route = self._hot_routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
         if route is None or scope.get("root_path"):
             await super().__call__(scope, receive, send)
@@ -210,7 +218,7 @@ class EcardApp(Litestar):
                 route,
                 headers.get("authorization"),
                 lambda: self._read_rsgi_body(headers, protocol),
-                lambda: asgi_scope(scope, {"request_id": request_id}),
+                lambda: self._behind_proxy(asgi_scope(scope, {"request_id": request_id})),
             )
             if isinstance(reply, JsonReply):
                 status = reply.status
@@ -220,6 +228,10 @@ class EcardApp(Litestar):
                 await reply(asgi_scope(scope), asgi_receive(protocol), AsgiSend(protocol))  # type: ignore[arg-type]
         finally:
             request_finished(request_id, method, path, status, started)
+
+    def _behind_proxy(self, scope: Any) -> Any:
+        behind_proxy(scope, self._trusted_proxies)
+        return scope
 
     async def _read_rsgi_body(self, headers: Any, protocol: Any) -> bytes:
         """A body of declared length (the usual case) in one call, refused at once when it is over
@@ -367,6 +379,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> Litestar
 
     return EcardApp(
         hot_routes=domain_hot_routes(),
+        trusted_proxies=parse_trusted_proxies(settings.trusted_proxies),
         route_handlers=[SystemController, MetricsController, *domain_controllers()],
         dependencies=PLATFORM,
         lifespan=[lifespan],
@@ -375,6 +388,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> Litestar
         plugins=[ProblemResponses()],
         middleware=[EdgeMiddleware()],
         request_max_body_size=settings.max_body_bytes,
+        request_class=BodySafeRequest,  # JSON bodies: nesting checked, decoded into their type
         openapi_config=OpenAPIConfig(
             title="ecard",
             version=__version__,

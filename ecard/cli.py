@@ -81,6 +81,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level="warning",
         log_access=False,
         log_dictconfig={"handlers": GRANIAN_LOG_HANDLERS},
+        # a worker that dies is started again (granian logs "Unexpected exit from worker-N" and
+        # the worker's faulthandler its stack); a worker that dies again within 5.5 s of its
+        # respawn is a crash loop, and then the server exits rather than spin
+        respawn_failed_workers=True,
+        respawn_interval=1.0,
     ).serve()
     return 0
 

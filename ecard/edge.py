@@ -28,6 +28,8 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from ecard.proxy import TrustedProxies, forwarded, split_host
+
 log = logging.getLogger("ecard.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -227,6 +229,31 @@ def request_id_of(scope: Scope) -> str:
     request_id = valid_request_id(header)
     scope.setdefault("state", {})["request_id"] = request_id
     return request_id
+
+
+def behind_proxy(scope: Scope, trusted: TrustedProxies) -> None:
+    """Make an HTTP scope's ``client``, ``scheme``, ``server`` and ``Host`` header the ones the
+    client used, when its immediate peer is a trusted proxy (``ECARD_TRUSTED_PROXIES``) that says
+    so in ``Forwarded`` or ``X-Forwarded-*`` (:func:`ecard.proxy.forwarded`); from anyone else
+    those headers change nothing.  The peer's own address is kept in the scope's state as
+    ``proxy_peer``.  Called once per request, before anything reads the scope."""
+    if not trusted:
+        return
+    peer = scope.get("client")
+    said = forwarded(peer[0] if peer else None, scope["headers"], trusted)
+    if said is None:
+        return
+    scope.setdefault("state", {})["proxy_peer"] = peer
+    if said.client is not None:
+        scope["client"] = said.client
+    if said.scheme is not None:
+        scope["scheme"] = said.scheme
+    host = split_host(said.host) if said.host is not None else None
+    if host is not None and said.host is not None:
+        name, port = host
+        scope["server"] = (name, port or (443 if scope.get("scheme") == "https" else 80))
+        value = said.host.encode("latin-1")
+        scope["headers"] = [(n, v) for n, v in scope["headers"] if n != b"host"] + [(b"host", value)]
 
 
 def request_finished(request_id: str, method: str, route: str, status: int, started: float) -> None:

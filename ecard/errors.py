@@ -9,6 +9,7 @@ response.  Nothing else in the code base builds error responses.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, NamedTuple
 
 import msgspec
@@ -42,6 +43,7 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "not_found": ErrorSpec(404, "请求的资源不存在", "The requested resource does not exist"),
     "method_not_allowed": ErrorSpec(405, "不支持该请求方法", "This method is not allowed on this resource"),
     "malformed_request": ErrorSpec(400, "请求格式错误", "The request body or parameters are malformed"),
+    "body_too_deep": ErrorSpec(400, "请求体嵌套层级过深", "The JSON request body is nested too deeply"),
     "validation_failed": ErrorSpec(400, "请求参数校验失败", "The request failed validation"),
     "body_too_large": ErrorSpec(413, "请求体过大", "The request body is too large"),
     "unsupported_media_type": ErrorSpec(415, "不支持的内容类型", "Unsupported content type"),
@@ -216,6 +218,12 @@ class AppError(Exception):
         return CATALOGUE[self.code].status
 
 
+def rate_limited(retry_after: float, code: str = "rate_limited") -> AppError:
+    """The one rate-limit refusal: 429 ``rate_limited`` (``temporarily_unavailable`` on OAuth
+    endpoints) with ``Retry-After`` in whole seconds, rounded up, at least 1."""
+    return AppError(code, headers={"Retry-After": str(max(1, math.ceil(retry_after - 1e-6)))})
+
+
 class Problem(msgspec.Struct, omit_defaults=True):
     """RFC 9457 problem details, with the catalogue code and both languages' titles."""
 
@@ -322,6 +330,13 @@ def _validation_problem(request: Request, exc: ValidationException) -> Response[
     return problem_response(request, code, detail, errors=errors or None)
 
 
+def _is_unstorable_text(exc: Exception) -> bool:
+    """PostgreSQL refused text from the request (SQLSTATE 22021, a NUL byte; 22P05, a character
+    the encoding lacks).  JSON bodies are checked before (``ecard.bodies``); this answers the same
+    for what arrives another way (forms, query and path parameters)."""
+    return getattr(exc, "sqlstate", None) in {"22021", "22P05"}
+
+
 def _internal_error_handler(request: Request, exc: Exception) -> Response[Problem]:
     from ecard.store.db import DatabaseUnavailable
     from ecard.store.ephemeral import StoreUnavailable
@@ -330,6 +345,9 @@ def _internal_error_handler(request: Request, exc: Exception) -> Response[Proble
         return problem_response(request, "store_unavailable", headers={"Retry-After": "5"})
     if isinstance(exc, DatabaseUnavailable):
         return problem_response(request, "database_unavailable", headers={"Retry-After": "5"})
+    if _is_unstorable_text(exc):  # a NUL in a form field or parameter: the input is wrong, not us
+        log.warning("input text the database cannot store", extra={"path": request.url.path, "method": request.method})
+        return problem_response(request, "validation_failed", "text must not contain NUL (U+0000) characters")
     log.error(
         "unhandled error",
         exc_info=(type(exc), exc, exc.__traceback__),

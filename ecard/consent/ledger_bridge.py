@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -26,9 +26,11 @@ from ecard.consent.tables import ChainDeployment, ConsentEvent
 from ecard.errors import AppError
 from ecard.platform import Platform
 from ledger import EntryBody, Event, Ledger, LedgerError, Receipt, Unavailable, sign_batch
-from ledger.evm.anchor import ChainAnchor, connect, deploy_contract, run_anchor_worker
 from ledger.tables import LedgerEntry
 from ledger.verify import ReceiptCheck, audit, check_receipt
+
+if TYPE_CHECKING:  # web3 is imported only where a chain is configured (open_chain)
+    from ledger.evm.anchor import ChainAnchor
 
 WRITER_ID = "consent"
 RELAY_BATCH = 4000  # a writer batch may hold 4096; bigger batches amortise signing and receipts
@@ -193,6 +195,8 @@ async def open_chain(platform: Platform, *, deploy: bool = True) -> ChainAnchor 
 
     Dev nodes (anvil, Besu dev mode) send from their first unlocked account, which is admin and
     anchorer.  The address is kept per chain id so every worker and the audit find the same one."""
+    from ledger.evm.anchor import ChainAnchor, connect, deploy_contract
+
     w3 = connect(platform.settings.ledger_rpc_url or "")
     try:
         chain_id = int(await w3.eth.chain_id)
@@ -233,6 +237,8 @@ async def run_anchoring(platform: Platform, stop: asyncio.Event, interval: float
                 await asyncio.wait_for(stop.wait(), timeout=interval)
     if chain is None:
         return
+    from ledger.evm.anchor import run_anchor_worker
+
     try:
         await run_anchor_worker(ledger, chain, stop, interval=interval)
     finally:

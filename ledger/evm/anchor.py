@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,12 @@ from web3.exceptions import TransactionNotFound
 from web3.middleware import SignAndSendRawMiddlewareBuilder
 
 from ledger.errors import AnchorError
+from ledger.evm import RECURSION_LIMIT
 from ledger.log import Ledger
 from ledger.tables import LedgerAnchor
 from ledger.verify import ChainRecord
+
+sys.setrecursionlimit(RECURSION_LIMIT)  # web3's py_ecc raised it (see ledger.evm)
 
 ARTIFACT = Path(__file__).with_name("LedgerAnchor.json")
 PENDING, SENT, CONFIRMED, CONFLICT = "pending", "sent", "confirmed", "conflict"
