@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from ecard.proxy import parse_trusted_proxies
+
 PREFIX = "ECARD_"
 
 RegionCode = Annotated[str, msgspec.Meta(pattern=r"^[1-9]\d{5}$")]
@@ -49,9 +51,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     holder_access_ttl: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
     holder_refresh_ttl: Annotated[int, msgspec.Meta(ge=3600, le=180 * 86_400)] = 30 * 86_400
     operator_token_ttl: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 8 * 3600
+    #: how long an ``Idempotency-Key``'s stored (encrypted) response is replayed, then purged
+    idempotency_ttl: Annotated[int, msgspec.Meta(ge=60, le=30 * 86_400)] = 86_400
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 1_048_576
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+    #: reverse proxies (addresses or CIDR networks, comma-separated) whose Forwarded /
+    #: X-Forwarded-* headers name the real client, scheme and host (``docs/deployment.md``)
+    trusted_proxies: str = ""
     #: other provinces' deployments (TOML ``[[peers]]`` tables, or ``ECARD_PEERS`` as a JSON list)
     peers: list[Peer] = []
 
@@ -122,7 +129,15 @@ def load_settings(
     except msgspec.ValidationError as exc:
         raise SettingsError(f"{_setting_name(exc)}: {exc}") from None
     _check_urls(settings)
+    _check_trusted_proxies(settings)
     return settings
+
+
+def _check_trusted_proxies(settings: Settings) -> None:
+    try:
+        parse_trusted_proxies(settings.trusted_proxies)
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}TRUSTED_PROXIES: {exc}") from None
 
 
 def _check_urls(settings: Settings) -> None:
