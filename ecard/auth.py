@@ -12,7 +12,7 @@ import hmac
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jwt
 import msgspec
@@ -31,7 +31,9 @@ CLIENT_SECRET_PREFIX = "eccs_"
 
 #: Operator roles and what each may do; least privilege per caller.
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "admin": frozenset({"registry:read", "registry:write", "audit:read", "clients:manage", "pii:full"}),
+    "admin": frozenset(
+        {"registry:read", "registry:write", "audit:read", "clients:manage", "operators:manage", "pii:full"}
+    ),
     "registry_admin": frozenset({"registry:read", "registry:write", "pii:full"}),
     "auditor": frozenset({"registry:read", "audit:read"}),
     "readonly": frozenset({"registry:read"}),
@@ -47,6 +49,8 @@ class OperatorPrincipal:
     id: str
     username: str
     role: str
+    #: SHA-256 of the bearer token this request came with (what logout revokes); "" when made up
+    token_digest: str = field(default="", repr=False, compare=False)
 
     def can(self, permission: str) -> bool:
         return permission in ROLE_PERMISSIONS.get(self.role, frozenset())
@@ -92,13 +96,16 @@ def bearer(authorization: str | None) -> str | None:
 
 
 async def authenticate_operator(platform: Platform, authorization: str | None) -> OperatorPrincipal:
+    """One database read per request and deliberately no cache: a logout, a revocation of the
+    operator's tokens or a disabled operator ends the token on every worker at the next request."""
     token = bearer(authorization)
     if not token or not token.startswith(OPERATOR_TOKEN_PREFIX):
         raise AppError("unauthenticated", headers={"WWW-Authenticate": 'Bearer realm="operator"'})
+    digest = secret_digest(token)
     rows = await OperatorToken.raw(
         "SELECT t.expires_at, t.revoked, o.id, o.username, o.role, o.status"
         " FROM operator_token t JOIN operator o ON o.id = t.operator WHERE t.digest = {}",
-        secret_digest(token),
+        digest,
     )
     row = rows[0] if rows else None
     if (
@@ -108,7 +115,7 @@ async def authenticate_operator(platform: Platform, authorization: str | None) -
         or row["status"] != "active"
     ):
         raise AppError("token_invalid", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-    return OperatorPrincipal(row["id"], row["username"], row["role"])
+    return OperatorPrincipal(row["id"], row["username"], row["role"], token_digest=digest)
 
 
 def require_permission(operator: OperatorPrincipal, permission: str) -> None:
@@ -171,8 +178,9 @@ async def authenticate_client(
     if basic:
         client_id, secret = basic
         row = await _client_row(client_id)
-        stored = row["secret_digest"] if row and row["secret_digest"] else secret_digest("x" * 64)
-        ok = secrets_match(secret, stored)  # compared even for unknown ids: no timing oracle
+        # compared even for unknown ids (no timing oracle); a client with no usable stored secret
+        # (none, empty, malformed) fails closed in secrets_match, whatever password is sent
+        ok = secrets_match(secret, row["secret_digest"] if row else None)
         if not row or not ok:
             raise AppError("invalid_credentials", headers={"WWW-Authenticate": 'Basic realm="ecard"'})
     else:

@@ -125,12 +125,15 @@ def migrated_postgres_url(postgres_server_url: str, migrated_postgres_template: 
 
 @pytest.fixture(autouse=True, scope="session")
 def cheap_password_hashing() -> Iterator[None]:
-    """Nearly every test creates operators and logs them in: scrypt at the production cost (about
-    60 ms a hash) would be a third of the suite's time.  A hash records its own cost, so checking
-    follows whatever made it; the servers tests start as processes keep the production cost."""
+    """Nearly every test creates operators and logs them in: argon2id at the production cost (tens
+    of ms a hash) would be a large part of the suite's time.  A hash records its own cost, so
+    checking follows whatever made it; the servers tests start as processes keep the production
+    cost."""
+    from argon2 import PasswordHasher, Type
+
     from ecard.crypto import passwords
 
-    production = passwords._N
-    passwords._N = 2**10
+    production = passwords._HASHER
+    passwords._HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1, hash_len=32, salt_len=16, type=Type.ID)
     yield
-    passwords._N = production
+    passwords._HASHER = production

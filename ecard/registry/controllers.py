@@ -55,7 +55,10 @@ class OperatorRegistryController(Controller):
             lambda: RegistryService(platform).create_person(data, operator),
         )
 
-    @get("/persons", dependencies=operator_with("registry:read"), summary="Search persons (paged)")
+    @get(
+        "/persons", dependencies=operator_with("registry:read"),
+        summary="Search persons (paged); by identity number or name only with pii:full",
+    )
     async def search_persons(
         self, platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
         identity_number: FromQuery[str | None] = None, name: FromQuery[str | None] = None, region: FromQuery[str | None] = None,
@@ -95,26 +98,26 @@ class OperatorRegistryController(Controller):
         status: FromQuery[schemas.CardStatus | None] = None, limit: Limit = 50, offset: Offset = 0,
     ) -> schemas.Page:
         require_permission(operator, "registry:read")
-        return await RegistryService(platform).list_cards(person_id=person_id, status=status, limit=limit, offset=offset)
+        return await RegistryService(platform).list_cards(operator, person_id=person_id, status=status, limit=limit, offset=offset)
 
     @get("/cards/{card_id:str}", dependencies=operator_with("registry:read"))
     async def get_card(self, card_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> schemas.CardView:
         require_permission(operator, "registry:read")
-        return await RegistryService(platform).get_card(card_id)
+        return await RegistryService(platform).get_card(card_id, operator)
 
     @post("/cards/{card_id:str}/status", dependencies=operator_with("registry:write"), status_code=200, summary="Change card status (挂失, 解挂, 冻结, 注销 …)")
     async def change_status(
         self, card_id: FromPath[str], data: JSONBody[schemas.StatusChange], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]
     ) -> schemas.CardView:
         require_permission(operator, "registry:write")
-        return await RegistryService(platform).change_card_status(card_id, data, operator.actor)
+        return await RegistryService(platform).change_card_status(card_id, data, operator.actor, operator)
 
     @get("/cards/{card_id:str}/history", dependencies=operator_with("registry:read"))
     async def card_history(
         self, card_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]
     ) -> list[schemas.StatusEventView]:
         require_permission(operator, "registry:read")
-        return await RegistryService(platform).card_history(card_id)
+        return await RegistryService(platform).card_history(card_id, operator)
 
     @get("/audit", dependencies=operator_with("audit:read"), summary="The audit trail (auditors and admins)")
     async def audit_trail(
@@ -139,6 +142,21 @@ class OperatorRegistryController(Controller):
     async def get_client(self, client_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> schemas.ClientView:
         require_permission(operator, "registry:read")
         return await AccessService(platform).get_client(client_id)
+
+    @post("/logout", status_code=204, summary="End the calling operator token at once")
+    async def logout(self, platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> None:
+        await AccessService(platform).logout(operator)
+
+    @post(
+        "/operators/{operator_id:str}/revoke-tokens", dependencies=operator_with("operators:manage"), status_code=200,
+        summary="End every live token of an operator at once (admins; audited)",
+    )
+    async def revoke_operator_tokens(
+        self, operator_id: FromPath[str], data: JSONBody[schemas.OperatorTokensRevoke],
+        platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
+    ) -> schemas.OperatorTokensRevoked:
+        require_permission(operator, "operators:manage")
+        return await AccessService(platform).revoke_operator_tokens(operator_id, data.reason, operator)
 
     @post("/clients/{client_id:str}/status", dependencies=operator_with("clients:manage"), status_code=200)
     async def set_client_status(

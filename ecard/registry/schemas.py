@@ -36,15 +36,19 @@ class PersonUpdate(msgspec.Struct, forbid_unknown_fields=True):
     ethnicity: Ethnicity | None = None
 
 
+# Operator views: which role sees which field, full, masked or not at all, is the table in
+# ecard/registry/visibility.py; a field some role does not see defaults to UNSET (left out).
+
+
 class PersonView(msgspec.Struct):
     id: str
-    name: str
+    name: str  # masked (张*三) without pii:full
     gender: str
-    ethnicity: str
-    birth_date: dt.date
     region: str
-    identity_number: str  # masked unless the caller is entitled to the full number
+    identity_number: str  # masked (330102************) without pii:full
     created_at: dt.datetime
+    ethnicity: str | msgspec.UnsetType = msgspec.UNSET  # absent without pii:full
+    birth_date: dt.date | msgspec.UnsetType = msgspec.UNSET  # absent without pii:full
 
 
 class CardCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -60,14 +64,14 @@ class CardCreate(msgspec.Struct, forbid_unknown_fields=True):
 class CardView(msgspec.Struct):
     id: str
     person_id: str
-    card_number: str
+    card_number: str  # masked (last four) without pii:full
     region: str
-    chip_serial: str
-    identification_code: str
     issue_date: dt.date
     expiry_date: dt.date
     status: CardStatus
     status_version: int
+    chip_serial: str | msgspec.UnsetType = msgspec.UNSET  # absent without pii:full
+    identification_code: str | msgspec.UnsetType = msgspec.UNSET  # 卡识别码; absent without pii:full
 
 
 class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
@@ -164,6 +168,15 @@ class OperatorToken(msgspec.Struct):
     token_type: str
     expires_in: int
     role: OperatorRole
+
+
+class OperatorTokensRevoke(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Reason  # recorded in the audit trail
+
+
+class OperatorTokensRevoked(msgspec.Struct):
+    operator_id: str
+    revoked_tokens: int  # live tokens ended by this call
 
 
 class ClientCreate(msgspec.Struct, forbid_unknown_fields=True):

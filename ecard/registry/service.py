@@ -6,14 +6,20 @@ Rules kept here:
 - a card changes status only along :data:`TRANSITIONS`, with optimistic concurrency, and every
   change is audited; a card that stops being active revokes every holder session of its e-cards
   in the same transaction, so the very next request of any of them fails;
-- an e-card is issued only when name, identity number and card number match an active card.
+- an e-card is issued only when name, identity number and card number match an active card,
+  to a channel serving the card's region (checked first, so a channel outside it learns nothing
+  about the match);
+- an operator sees each field of a view as :mod:`ecard.registry.visibility` says for its role,
+  and every operator read of personal data is audited (ids and field names, never the values).
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import functools
+import hashlib
 import hmac
 import json
 import secrets
@@ -46,10 +52,10 @@ from ecard.crypto.identity import (
     mask_name,
     normalize_identity_number,
 )
-from ecard.crypto.passwords import hash_password, verify_password
-from ecard.errors import AppError
+from ecard.crypto.passwords import hash_password, needs_rehash, verify_password
+from ecard.errors import AppError, rate_limited
 from ecard.platform import Platform
-from ecard.registry import schemas
+from ecard.registry import schemas, throttle, visibility
 from ecard.registry.tables import (
     ApiClient,
     AuditEvent,
@@ -62,6 +68,7 @@ from ecard.registry.tables import (
     Person,
 )
 from ecard.store.db import is_unique_violation
+from ecard.store.ephemeral import StoreUnavailable
 from ecard.terminal.card_model import chip_reference
 
 #: Allowed card status changes.  Cancelled and deceased are final.
@@ -117,6 +124,79 @@ async def audit(
     ).run()
 
 
+#: Refusals are audited once per burst: the first refusal of an (actor, action, target, reason)
+#: in this many seconds writes a row, the rest are counted and the count goes into the next row
+#: of the same key (``detail.suppressed``).  At most :data:`REFUSAL_BURSTS_PER_ACTION` such keys
+#: get a row of their own per action and window; refusals beyond that (say, a flood with a new
+#: client id each time) share one overflow key per action (actor ``system:refusal-overflow``).
+REFUSAL_WINDOW = 60.0
+REFUSAL_BURSTS_PER_ACTION = 10
+_SUPPRESSED_TTL = 7 * 86_400.0  # counts of a key that never recurs are lost after this long
+_OVERFLOW_ACTOR = "system:refusal-overflow"
+
+
+def refusal_key(actor: str, action: str, target_kind: str, target_id: str, reason: str) -> str:
+    """The store key naming one burst (tests read it to end a window early)."""
+    name = f"{actor}\x00{action}\x00{target_kind}\x00{target_id}\x00{reason}".encode()
+    return "audit-burst:" + hashlib.sha256(name).hexdigest()[:32]
+
+
+async def audit_refusal(
+    platform: Platform, actor: str, action: str, target_kind: str, target_id: str, reason: str = "", **detail: Any
+) -> None:
+    """Audit a refusal of an unauthenticated or failing caller without letting a flood of them
+    flood the trail: one row per burst (see :data:`REFUSAL_WINDOW`), the suppressed count in the
+    next row.  When the store is unavailable every refusal is written."""
+    store = platform.store
+    key = refusal_key(actor, action, target_kind, target_id, reason)
+    try:
+        if not await store.put_if_absent(key, b"own", REFUSAL_WINDOW):
+            if await store.get(key) == b"overflow":
+                key = refusal_key(_OVERFLOW_ACTOR, action, target_kind, "*", "")
+            await _count_suppressed(platform, key + ":n")
+            return
+        if not (await store.hit(f"audit-bursts:{action}", REFUSAL_WINDOW, REFUSAL_BURSTS_PER_ACTION)).allowed:
+            await store.put(key, b"overflow", REFUSAL_WINDOW)
+            actor, target_id, reason, detail = _OVERFLOW_ACTOR, "*", "", {}
+            key = refusal_key(actor, action, target_kind, target_id, reason)
+            if not await store.put_if_absent(key, b"own", REFUSAL_WINDOW):
+                await _count_suppressed(platform, key + ":n")
+                return
+        suppressed = int(await store.take(key + ":n") or b"0")
+    except StoreUnavailable:
+        suppressed = 0
+    await audit(actor, action, target_kind, target_id[:40] or "-", reason, suppressed=suppressed, **detail)
+
+
+async def _count_suppressed(platform: Platform, key: str) -> None:
+    store = platform.store
+    for _ in range(32):
+        current = await store.get(key)
+        if current is None:
+            if await store.put_if_absent(key, b"1", _SUPPRESSED_TTL):
+                return
+        elif await store.compare_and_set(key, current, str(int(current) + 1).encode(), _SUPPRESSED_TTL):
+            return
+
+
+def _union_levels(shaped: list[tuple[Any, dict[str, visibility.Level]]]) -> dict[str, visibility.Level]:
+    """The fields a list returned, at their levels (the same for every item of one view and role)."""
+    levels: dict[str, visibility.Level] = {}
+    for _, item_levels in shaped:
+        levels.update(item_levels)
+    return levels
+
+
+async def _audit_list(
+    actor: str, action: str, target_kind: str, subjects: list[str],
+    shaped: list[tuple[Any, dict[str, visibility.Level]]], **detail: Any,
+) -> None:
+    """One audit row for a page of records: the ids returned and the fields shown.  The target is
+    the one subject when there is exactly one (so the trail of that id finds the read), else ``-``."""
+    target = subjects[0] if len(subjects) == 1 else "-"
+    await audit(actor, action, target_kind, target, subjects=subjects, fields=_union_levels(shaped), **detail)
+
+
 def _page(limit: int, offset: int) -> tuple[int, int]:
     if not 1 <= limit <= MAX_PAGE or offset < 0:
         raise AppError("validation_failed", f"limit must be 1..{MAX_PAGE} and offset ≥ 0")
@@ -128,18 +208,24 @@ class RegistryService:
     platform: Platform
 
     # --- persons -------------------------------------------------------------------------
-    def _person_view(self, row: dict, full_identity: bool) -> schemas.PersonView:
-        number = self.platform.field_cipher.decrypt(row["id_number_enc"], f"person:{row['id']}")
-        return schemas.PersonView(
-            id=row["id"],
-            name=row["name"] if full_identity else mask_name(row["name"]),
-            gender=row["gender"],
-            ethnicity=row["ethnicity"],
-            birth_date=row["birth_date"],
-            region=row["region"],
-            identity_number=number if full_identity else mask_identity_number(number),
-            created_at=row["created_at"],
-        )
+    def _person_view(self, row: dict, role: str) -> tuple[schemas.PersonView, dict[str, visibility.Level]]:
+        """The person as ``role`` may see it, and which fields that returns (for the audit)."""
+        values = {
+            "id": row["id"],
+            "name": row["name"],
+            "gender": row["gender"],
+            "ethnicity": row["ethnicity"],
+            "birth_date": row["birth_date"],
+            "region": row["region"],
+            "identity_number": None,
+            "created_at": row["created_at"],
+        }
+        if visibility.level("person", "identity_number", role) != visibility.ABSENT:  # decrypt only to show
+            values["identity_number"] = self.platform.field_cipher.decrypt(
+                bytes(row["id_number_enc"]), f"person:{row['id']}"
+            )
+        shown, levels = visibility.shape("person", role, values)
+        return schemas.PersonView(**shown), levels
 
     def _index(self, identity_number: str) -> str:
         return blind_index(self.platform.index_key, identity_number)
@@ -175,7 +261,10 @@ class RegistryService:
         return row
 
     async def get_person(self, person_id: str, actor: OperatorPrincipal) -> schemas.PersonView:
-        return self._person_view(await self._person_row(person_id), actor.can("pii:full"))
+        """One person, shaped for the operator's role; the read is audited before it is returned."""
+        view, levels = self._person_view(await self._person_row(person_id), actor.role)
+        await audit(actor.actor, "person.read", "person", person_id, fields=levels)
+        return view
 
     async def update_person(
         self, person_id: str, data: schemas.PersonUpdate, actor: OperatorPrincipal
@@ -204,6 +293,15 @@ class RegistryService:
         limit: int = 50,
         offset: int = 0,
     ) -> schemas.Page:
+        """A page of persons, shaped for the operator's role.  Filtering by identity number or by
+        name singles a person out, so it needs ``pii:full`` (a masked answer would still confirm
+        the one candidate); the refusal and every answered search are audited, with the names of
+        the filters used and the ids returned, never the values searched for."""
+        filters = [f for f, v in (("identity_number", identity_number), ("name", name), ("region", region)) if v]
+        exact = [f for f in filters if f in visibility.EXACT_SEARCH_FILTERS]
+        if exact and not actor.can(visibility.PII_PERMISSION):
+            await audit(actor.actor, "person.search.refused", "person", "-", f"role {actor.role}", filters=filters)
+            raise AppError("forbidden", f"searching by {' and '.join(exact)} needs {visibility.PII_PERMISSION}")
         limit, offset = _page(limit, offset)
         query = Person.select()
         count = Person.count()
@@ -217,26 +315,27 @@ class RegistryService:
         for condition in conditions:
             query, count = query.where(condition), count.where(condition)
         rows = await query.order_by(Person.created_at).order_by(Person.id).limit(limit).offset(offset)
-        full = actor.can("pii:full")
-        return schemas.Page(
-            items=[self._person_view(r, full) for r in rows], total=await count, limit=limit, offset=offset
-        )
+        shaped = [self._person_view(r, actor.role) for r in rows]
+        page = schemas.Page(items=[view for view, _ in shaped], total=await count, limit=limit, offset=offset)
+        await _audit_list(actor.actor, "person.search", "person", [r["id"] for r in rows], shaped, filters=filters)
+        return page
 
     # --- cards ---------------------------------------------------------------------------
     @staticmethod
-    def _card_view(row: dict) -> schemas.CardView:
-        return schemas.CardView(
-            id=row["id"],
-            person_id=row["person"],
-            card_number=row["card_number"],
-            region=row["region"],
-            chip_serial=row["chip_serial"],
-            identification_code=row["identification_code"],
-            issue_date=row["issue_date"],
-            expiry_date=row["expiry_date"],
-            status=row["status"],
-            status_version=row["status_version"],
-        )
+    def _card_view(row: dict, role: str) -> tuple[schemas.CardView, dict[str, visibility.Level]]:
+        shown, levels = visibility.shape("card", role, {
+            "id": row["id"],
+            "person_id": row["person"],
+            "card_number": row["card_number"],
+            "region": row["region"],
+            "chip_serial": row["chip_serial"],
+            "identification_code": row["identification_code"],
+            "issue_date": row["issue_date"],
+            "expiry_date": row["expiry_date"],
+            "status": row["status"],
+            "status_version": row["status_version"],
+        })
+        return schemas.CardView(**shown), levels
 
     async def create_card(self, data: schemas.CardCreate, actor: OperatorPrincipal) -> schemas.CardView:
         check_region(data.region)
@@ -270,7 +369,7 @@ class RegistryService:
             if is_unique_violation(exc):
                 raise AppError("card_exists") from None
             raise
-        return await self.get_card(card_id)
+        return await self.get_card(card_id, actor)
 
     async def _card_row(self, card_id: str) -> dict:
         row = await Card.select().where(Card.id == card_id).first()
@@ -278,11 +377,18 @@ class RegistryService:
             raise AppError("card_not_found")
         return row
 
-    async def get_card(self, card_id: str) -> schemas.CardView:
-        return self._card_view(await self._card_row(card_id))
+    async def get_card(self, card_id: str, actor: OperatorPrincipal) -> schemas.CardView:
+        """One card, shaped for the operator's role; the read is audited before it is returned."""
+        return await self._read_card(card_id, actor.actor, actor.role)
+
+    async def _read_card(self, card_id: str, actor: str, role: str) -> schemas.CardView:
+        row = await self._card_row(card_id)
+        view, levels = self._card_view(row, role)
+        await audit(actor, "card.read", "card", card_id, person=row["person"], fields=levels)
+        return view
 
     async def list_cards(
-        self, *, person_id: str | None, status: str | None, limit: int, offset: int
+        self, actor: OperatorPrincipal, *, person_id: str | None, status: str | None, limit: int, offset: int
     ) -> schemas.Page:
         limit, offset = _page(limit, offset)
         query, count = Card.select(), Card.count()
@@ -291,12 +397,22 @@ class RegistryService:
         if status:
             query, count = query.where(Card.status == status), count.where(Card.status == status)
         rows = await query.order_by(Card.created_at).order_by(Card.id).limit(limit).offset(offset)
-        return schemas.Page(items=[self._card_view(r) for r in rows], total=await count, limit=limit, offset=offset)
+        shaped = [self._card_view(r, actor.role) for r in rows]
+        page = schemas.Page(items=[view for view, _ in shaped], total=await count, limit=limit, offset=offset)
+        filters = [f for f, v in (("person_id", person_id), ("status", status)) if v]
+        await _audit_list(
+            actor.actor, "card.list", "card", [r["id"] for r in rows], shaped,
+            persons=sorted({r["person"] for r in rows}), filters=filters,
+        )
+        return page
 
     async def change_card_status(
-        self, card_id: str, change: schemas.StatusChange, actor: str
+        self, card_id: str, change: schemas.StatusChange, actor: str, viewer: OperatorPrincipal | None = None
     ) -> schemas.CardView:
-        """Move a card along an allowed transition; exactly one of two racing changes wins."""
+        """Move a card along an allowed transition; exactly one of two racing changes wins.
+
+        The card is returned as ``viewer`` may see it (an internal caller without one gets the
+        least a role sees), and that read is audited like any other."""
         row = await self._card_row(card_id)
         version = change.expected_version if change.expected_version is not None else row["status_version"]
         if change.status not in TRANSITIONS[row["status"]]:
@@ -328,33 +444,56 @@ class RegistryService:
                     HolderSession.ecard.is_in(ECard.select(ECard.id).where(ECard.card == card_id))
                 )
             await audit(actor, "card.status", "card", card_id, change.reason, to=change.status)
-        return await self.get_card(card_id)
+        if viewer is not None:
+            return await self._read_card(card_id, viewer.actor, viewer.role)
+        return await self._read_card(card_id, actor, visibility.LEAST_PRIVILEGED_ROLE)
 
-    async def card_history(self, card_id: str) -> list[schemas.StatusEventView]:
-        await self._card_row(card_id)
+    async def card_history(self, card_id: str, actor: OperatorPrincipal) -> list[schemas.StatusEventView]:
+        """A card's status events (a card lost, cancelled, its holder deceased): audited reads."""
+        card = await self._card_row(card_id)
         rows = await CardStatusEvent.select().where(CardStatusEvent.card == card_id).order_by(CardStatusEvent.id)
-        return [
-            schemas.StatusEventView(
-                from_status=r["from_status"], to_status=r["to_status"], actor=r["actor"], reason=r["reason"], at=r["at"]
-            )
-            for r in rows
-        ]
+        shaped = []
+        for r in rows:
+            shown, levels = visibility.shape("card_history", actor.role, {
+                "from_status": r["from_status"], "to_status": r["to_status"], "actor": r["actor"],
+                "reason": r["reason"], "at": r["at"],
+            })
+            shaped.append((schemas.StatusEventView(**shown), levels))
+        await audit(
+            actor.actor, "card.history.read", "card", card_id,
+            person=card["person"], events=len(rows), fields=_union_levels(shaped),
+        )
+        return [view for view, _ in shaped]
 
     # --- matching a person to a card (实名实人实卡) -----------------------------------------------
-    async def _match(self, name: str, identity_number: str, card_number: str) -> dict | None:
-        """The card row when all three belong together, else None (without saying which differs)."""
+    @staticmethod
+    def _claimed_number(identity_number: str) -> str:
         try:
-            number = normalize_identity_number(identity_number)
+            return normalize_identity_number(identity_number)
         except InvalidIdentityNumber:
             raise AppError("invalid_identity_number") from None
-        row = (
-            await Card.select(Card.all_columns(), Card.person.name)
-            .where((Card.card_number == card_number.strip().upper()) & (Card.person.id_number_index == self._index(number)))
+
+    async def _card_by_number(self, card_number: str) -> dict | None:
+        """The card with this number, with its holder's name and identity-number index."""
+        return (
+            await Card.select(Card.all_columns(), Card.person.name, Card.person.id_number_index)
+            .where(Card.card_number == card_number.strip().upper())
             .first()
         )
-        if row is None or not hmac.compare_digest(row["person.name"].encode(), name.strip().encode()):
-            return None
-        return row
+
+    def _belongs(self, row: dict | None, name: str, number: str) -> bool:
+        """Whether the card's holder has this name and identity number (both compared, always)."""
+        if row is None:
+            return False
+        same_number = hmac.compare_digest(row["person.id_number_index"].encode(), self._index(number).encode())
+        same_name = hmac.compare_digest(row["person.name"].encode(), name.strip().encode())
+        return same_number and same_name
+
+    async def _match(self, name: str, identity_number: str, card_number: str) -> dict | None:
+        """The card row when all three belong together, else None (without saying which differs)."""
+        number = self._claimed_number(identity_number)
+        row = await self._card_by_number(card_number)
+        return row if self._belongs(row, name, number) else None
 
     async def check_identity(
         self, data: schemas.IdentityCheckRequest, department: ClientPrincipal
@@ -371,12 +510,23 @@ class RegistryService:
     async def _limit(self, key: str, window: int, limit: int) -> None:
         decision = await self.platform.store.hit(key, window, limit)
         if not decision.allowed:
-            raise AppError("rate_limited", headers={"Retry-After": str(max(1, int(decision.retry_after + 0.999)))})
+            raise rate_limited(decision.retry_after)
 
     # --- e-cards and holder sessions -------------------------------------------------------
     async def issue_ecard(self, data: schemas.ECardIssue, channel: ClientPrincipal) -> schemas.ECardIssued:
+        """One check per rule, in this order: the claimed identity number is well formed; the card
+        (found by its number alone) is in a region the channel serves; name and identity number
+        belong to it; it is active.  The region comes first so that a channel outside it gets the
+        same answer whether or not the three match: it learns at most that a card with this number
+        exists elsewhere, never whose it is.  Every refusal is audited (ids only)."""
         await self._limit(f"issue:{channel.id}", 60, 1200)
-        row = await self._match(data.name, data.identity_number, data.card_number)
+        number = self._claimed_number(data.identity_number)
+        card = await self._card_by_number(data.card_number)
+        if card is not None and not channel.serves(card["region"]):
+            await self._limit(f"issue-miss:{channel.id}", 600, 100)  # probing: as a mismatch
+            await audit(channel.actor, "ecard.issue.refused", "card", card["id"], "region not served")
+            raise AppError("channel_region_not_served")
+        row = card if self._belongs(card, data.name, number) else None
         if row is None:
             await self._limit(f"issue-miss:{channel.id}", 600, 100)
             await audit(channel.actor, "ecard.issue.refused", "card", "-", "identity mismatch")
@@ -384,8 +534,6 @@ class RegistryService:
         if row["status"] != "active":
             await audit(channel.actor, "ecard.issue.refused", "card", row["id"], "card not active")
             raise AppError("card_not_active")
-        if not channel.serves(row["region"]):
-            raise AppError("channel_region_not_served")
         async with self.platform.engine.transaction():
             existing = await ECard.select(ECard.id).where(
                 (ECard.card == row["id"]) & (ECard.channel == channel.id) & (ECard.status == "active")
@@ -548,13 +696,31 @@ class AccessService:
         return operator_id
 
     async def login(self, data: schemas.LoginRequest, client_ip: str) -> schemas.OperatorToken:
-        await RegistryService(self.platform)._limit(f"login:{data.username}", 300, 10)
-        await RegistryService(self.platform)._limit(f"login-ip:{client_ip}", 300, 50)
+        """Throttled per (account, address) with growing delays, per address and, for addresses
+        new to the account, per account (:mod:`ecard.registry.throttle`).  Refusals are audited
+        once per burst.  A correct password re-hashes a hash of an older scheme or parameters."""
+        store, address = self.platform.store, throttle.address_of(client_ip)
+        wait = await throttle.admit(store, data.username, client_ip)
         row = await Operator.select().where(Operator.username == data.username).first()
+        target = row["id"] if row else "-"  # an unknown name may be a mistyped password: not kept
+        if wait is not None:
+            await audit_refusal(self.platform, f"address:{address}", "operator.login.refused", "operator", target, "throttled")
+            raise rate_limited(wait)
         stored = row["password_hash"] if row else _dummy_hash()
-        ok = verify_password(data.password, stored)  # always hash: no user-enumeration by timing
+        # always hash (no user enumeration by timing), off the event loop (tens of ms of CPU)
+        ok = await asyncio.to_thread(verify_password, data.password, stored)
         if not row or not ok or row["status"] != "active":
+            await audit_refusal(
+                self.platform, f"address:{address}", "operator.login.refused", "operator", target,
+                "invalid credentials" if row is None or not ok else "operator not active",
+            )
             raise AppError("invalid_credentials")
+        await throttle.succeeded(store, data.username, client_ip)
+        if needs_rehash(stored):
+            new_hash = await asyncio.to_thread(hash_password, data.password)
+            await Operator.update({Operator.password_hash: new_hash}).where(
+                (Operator.id == row["id"]) & (Operator.password_hash == stored)
+            )
         token = new_token(OPERATOR_TOKEN_PREFIX)
         ttl = self.platform.settings.operator_token_ttl
         await OperatorToken.insert(
@@ -562,6 +728,29 @@ class AccessService:
         ).run()
         await audit(f"operator:{row['id']}", "operator.login", "operator", row["id"])
         return schemas.OperatorToken(access_token=token, token_type="Bearer", expires_in=ttl, role=row["role"])
+
+    async def logout(self, operator: OperatorPrincipal) -> None:
+        """End the calling token: the very next request with it fails (tokens are checked against
+        the database on every request, no cache)."""
+        await OperatorToken.update({OperatorToken.revoked: True}).where(OperatorToken.digest == operator.token_digest)
+        await audit(operator.actor, "operator.logout", "operator", operator.id)
+
+    async def revoke_operator_tokens(
+        self, operator_id: str, reason: str, actor: OperatorPrincipal
+    ) -> schemas.OperatorTokensRevoked:
+        """End every live token of an operator at once (a lost laptop, a leaving employee)."""
+        if await Operator.select(Operator.id).where(Operator.id == operator_id).first() is None:
+            raise AppError("not_found", "no such operator")
+        async with self.platform.engine.transaction():
+            live = (
+                (OperatorToken.operator == operator_id)
+                & OperatorToken.revoked.eq(False)
+                & (OperatorToken.expires_at >= int(time.time()))
+            )
+            count = await OperatorToken.count().where(live)
+            await OperatorToken.update({OperatorToken.revoked: True}).where(OperatorToken.operator == operator_id)
+            await audit(actor.actor, "operator.tokens.revoke", "operator", operator_id, reason, revoked=count)
+        return schemas.OperatorTokensRevoked(operator_id=operator_id, revoked_tokens=count)
 
     async def create_client(self, data: schemas.ClientCreate, actor: str) -> schemas.ClientView:
         for region in data.regions:
@@ -616,6 +805,7 @@ def _json(value: Any) -> list:
 @cache
 @functools.cache
 def _dummy_hash() -> str:
-    """A real scrypt hash to check unknown usernames against, so timing does not reveal them
-    (made once: hashing it per attempt would make an unknown name cost twice a known one)."""
+    """A real hash (today's scheme and parameters) to check unknown usernames against, so timing
+    does not reveal them (made once: hashing it per attempt would make an unknown name cost twice
+    a known one)."""
     return hash_password(secrets.token_hex(8))

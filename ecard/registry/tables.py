@@ -132,8 +132,9 @@ class IdempotencyRecord(Table, tablename="idempotency_record"):
     key = Varchar(length=200, primary_key=True)  # caller id + the client's Idempotency-Key
     request_digest = Varchar(length=64)
     status_code = Integer()
-    body = Bytea()
+    body = Bytea()  # the response, AES-256-GCM under the field key (ecard.idempotency)
     created_at = Timestamptz(default=TimestamptzNow())
+    expires_ms = BigInt(default=0, index=True)  # not replayed from then on, and purged
 
 
 TABLES: list[type[Table]] = [

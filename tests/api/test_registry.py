@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 
-from ecard.crypto.identity import mask_identity_number
 from ecard.offline.package import card_reference
-from ecard.registry.tables import Card, Person
+from ecard.registry.tables import AuditEvent, Card, Person
+from ecard.registry.visibility import mask_identity_number_for_operators
 from ecard.terminal.card_model import chip_identification_code
 from tests.api.conftest import World, basic, bearer, identity_number
 
@@ -17,8 +17,10 @@ async def test_person_identity_number_is_encrypted_at_rest_and_masked_for_lesser
     full = await world.client.get(f"/operator/v1/persons/{holder['person_id']}", headers=world.op("registry_admin"))
     assert full.json()["identity_number"] == holder["identity_number"]
     masked = await world.client.get(f"/operator/v1/persons/{holder['person_id']}", headers=world.op("readonly"))
-    assert masked.json()["identity_number"] == mask_identity_number(holder["identity_number"])
+    assert masked.json()["identity_number"] == mask_identity_number_for_operators(holder["identity_number"])
+    assert masked.json()["identity_number"] == holder["identity_number"][:6] + "*" * 12  # no birth date, no check digit
     assert masked.json()["name"] == "张*三"
+    assert "birth_date" not in masked.json() and "ethnicity" not in masked.json()
     row = await Person.select().where(Person.id == holder["person_id"]).first()
     assert holder["identity_number"].encode() not in bytes(row["id_number_enc"])
 
@@ -164,3 +166,46 @@ async def test_every_card_carries_its_chip_reference_and_older_cards_get_it_by_m
     await Card.update({Card.chip_reference: None}).where(Card.id == holder["card_id"])  # as before the column
     await migration.backfill()
     assert (await Card.select(Card.chip_reference).where(Card.id == holder["card_id"]).first())["chip_reference"] == expected
+
+
+async def test_lesser_roles_may_not_search_by_identity_number_or_name_and_the_attempt_is_audited(world: World) -> None:
+    holder = await world.person_with_card()
+    for role in ("auditor", "readonly"):
+        for params in ({"identity_number": holder["identity_number"]}, {"name": holder["name"]},
+                       {"name": holder["name"], "region": "330000"}):
+            response = await world.client.get("/operator/v1/persons", params=params, headers=world.op(role))
+            assert response.status_code == 403 and response.json()["code"] == "forbidden", response.text
+            assert response.headers["content-type"].startswith("application/problem+json")
+        # a malformed number gets the same refusal: the role may not probe the validator either
+        malformed = await world.client.get("/operator/v1/persons", params={"identity_number": "1"}, headers=world.op(role))
+        assert malformed.status_code == 403 and malformed.json()["code"] == "forbidden"
+        by_region = await world.client.get("/operator/v1/persons", params={"region": "330000"}, headers=world.op(role))
+        assert by_region.status_code == 200
+    refused = await AuditEvent.select().where(AuditEvent.action == "person.search.refused")
+    assert len(refused) == 8
+    assert all(holder["identity_number"] not in r["detail"] and holder["name"] not in r["detail"] for r in refused)
+    for role in ("admin", "registry_admin"):
+        found = await world.client.get("/operator/v1/persons", params={"name": holder["name"]}, headers=world.op(role))
+        assert found.status_code == 200 and [p["id"] for p in found.json()["items"]] == [holder["person_id"]]
+
+
+async def test_a_channel_outside_the_cards_region_learns_nothing_about_the_match_and_is_audited(world: World) -> None:
+    beijing_only = await world.new_client("channel", regions=["110000"])
+    headers = basic(beijing_only["client_id"], beijing_only["client_secret"])
+    holder = await world.person_with_card()  # a 330000 card
+    right = {k: holder[k] for k in ("name", "identity_number", "card_number")}
+    wrong_name = {**right, "name": "李四"}
+    wrong_number = {**right, "identity_number": identity_number()}
+    answers = []
+    for body in (right, wrong_name, wrong_number):
+        response = await world.client.post("/channel/v1/ecards", json=body, headers=headers)
+        answers.append((response.status_code, response.json()["code"], response.json().get("detail")))
+    assert answers == [(403, "channel_region_not_served", None)] * 3, answers
+    refusals = await AuditEvent.select().where(
+        (AuditEvent.action == "ecard.issue.refused") & (AuditEvent.actor_id == beijing_only["client_id"])
+    )
+    assert [(r["target_id"], r["reason"]) for r in refusals] == [(holder["card_id"], "region not served")] * 3
+    # an unknown card number is a plain mismatch, as for any channel; a serving channel issues
+    unknown = await world.client.post("/channel/v1/ecards", json={**right, "card_number": "CNOSUCHCARD"}, headers=headers)
+    assert unknown.status_code == 403 and unknown.json()["code"] == "identity_mismatch"
+    assert (await world.issue(holder))["ecard"]["id"]
