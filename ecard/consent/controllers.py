@@ -18,7 +18,6 @@ from ecard.consent.service import ConsentService, catalogue
 from ecard.dependencies import client_of, operator_with, provide_holder
 from ecard.idempotency import idempotent
 from ecard.platform import Platform
-from ledger import Receipt
 from ledger.records import raw_public_key
 from ledger.verify import ReceiptCheck
 
@@ -125,8 +124,8 @@ class LedgerController(Controller):
         return schemas.LedgerKeys(ledger.key_id, raw_public_key(ledger.public_key), writers)
 
     @post("/receipts/check", status_code=200, summary="Is this receipt genuine, and is its entry sealed where promised?")
-    async def check_receipt(self, data: JSONBody[Receipt], platform: NamedDependency[Platform]) -> ReceiptCheck:
-        return await check_one_receipt(platform, data)
+    async def check_receipt(self, data: JSONBody[schemas.ReceiptIn], platform: NamedDependency[Platform]) -> ReceiptCheck:
+        return await check_one_receipt(platform, data.receipt())
 
     @get("/audit", dependencies=operator_with("audit:read"), summary="Audit the whole log and its anchors")
     async def audit(self, platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> schemas.LedgerVerification:

@@ -130,6 +130,30 @@ class EventReceipt(msgspec.Struct):
     receipt: Receipt | None  # None until the relay has appended it (a fraction of a second)
 
 
+#: bounds of a receipt sent to the public check: what the log's binary forms can hold (u64 seqs and
+#: times, kept to PostgreSQL's signed BIGINT; a u32 count) and what its hashes and keys measure, so
+#: a hostile number is a 400 ``validation_failed`` here, never an overflow further in (issue 16 §7)
+Int63 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Hash32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+
+
+class ReceiptIn(msgspec.Struct, frozen=True):
+    """A :class:`ledger.Receipt` as ``POST /ledger/v1/receipts/check`` accepts it: same fields,
+    every one bounded."""
+
+    log_key_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+    seq: Int63
+    entry_hash: Hash32
+    issued_ms: Int63
+    first_seq: Int63
+    count: Annotated[int, msgspec.Meta(ge=1, le=2**32 - 1)]
+    path: Annotated[tuple[Hash32, ...], msgspec.Meta(max_length=64)]
+    signature: Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
+
+    def receipt(self) -> Receipt:
+        return Receipt(**msgspec.structs.asdict(self))
+
+
 class GrantReceipts(msgspec.Struct):
     """Everything a holder needs to prove this grant's history: the canonical form and salt open
     the commitment every ledger entry of the grant carries."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -56,5 +57,15 @@ def secret_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def secrets_match(secret: str, stored_digest: str) -> bool:
-    return hmac.compare_digest(secret_digest(secret), stored_digest)
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+#: compared against when there is no usable stored digest, so that case takes the same time
+_NO_DIGEST = hashlib.sha256(b"ecard: no stored secret").hexdigest()
+
+
+def secrets_match(secret: str, stored_digest: str | None) -> bool:
+    """Constant-time check of ``secret`` against a :func:`secret_digest`.  Fails closed: a missing,
+    empty or malformed stored digest matches no secret at all (a client without a secret must not
+    be entered with whatever password happens to digest to the placeholder)."""
+    usable = stored_digest if isinstance(stored_digest, str) and _DIGEST.fullmatch(stored_digest) else None
+    same = hmac.compare_digest(secret_digest(secret), usable or _NO_DIGEST)
+    return usable is not None and same

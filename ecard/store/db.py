@@ -59,6 +59,13 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._shared: dict[asyncio.AbstractEventLoop, tuple[aiosqlite.Connection, aiosqlite.Connection]] = {}
+        self._private = False
+
+    async def get_connection(self) -> aiosqlite.Connection:
+        if not self._private:  # before SQLite first opens (and so creates) the file
+            make_private_sqlite_file(Path(self.path))
+            self._private = True
+        return await super().get_connection()
 
     def transaction(
         self, transaction_type: TransactionType = TransactionType.immediate, allow_nested: bool = True
@@ -222,10 +229,50 @@ class ResilientPostgresEngine(PostgresEngine):
         return ResilientPostgresTransaction(engine=self, allow_nested=allow_nested)
 
 
+#: what SQLite writes beside the database; it creates them with the database file's own mode
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and any missing parent owner-only (0700), whatever the umask; a
+    directory that already exists is left as it is (it may be shared, as /tmp is)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir(mode=0o700)
+        except FileExistsError:  # another process made it meanwhile
+            continue
+        os.chmod(new, 0o700)
+
+
+def make_private_sqlite_file(path: Path) -> None:
+    """The database holds personal data and token digests: create it 0600 before SQLite does (its
+    -wal, -shm and -journal files then get 0600 too), and take group and other access away from a
+    database and companions an older version left readable."""
+    if str(path) in ("", ":memory:") or str(path).startswith("file:"):
+        return
+    make_private_dirs(path.parent)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # an empty file is an empty database
+    except FileExistsError:
+        pass
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in SQLITE_COMPANIONS)):
+        try:
+            if file.stat().st_mode & 0o077:
+                os.chmod(file, 0o600)
+        except (FileNotFoundError, PermissionError):  # no such file, or not ours to change
+            continue
+
+
 def make_engine(database_url: str) -> Engine:
     if database_url.startswith("sqlite:///"):
         path = Path(database_url[len("sqlite:///") :])
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path.parent)
         return SharedConnectionSQLiteEngine(path=str(path), timeout=30, check_same_thread=False)
     parsed = urlparse(database_url)
     return ResilientPostgresEngine(

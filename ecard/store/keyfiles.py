@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 
 from ecard.crypto.keyring import Keyring
+from ecard.store.db import make_private_dirs
 
 KEYRING_FILE = "keyring.json"
 ENV_KEYRING = "ECARD_KEYRING"
@@ -39,7 +40,7 @@ def save_keyring(keys_dir: str | os.PathLike[str], ring: Keyring) -> Path:
     if os.environ.get(ENV_KEYRING):
         raise RuntimeError(f"the keyring comes from {ENV_KEYRING}; change it where it is managed")
     path = keyring_path(keys_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)  # a new keys directory is 0700, whatever the umask
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keyring-")
     try:
         os.fchmod(fd, 0o600)
