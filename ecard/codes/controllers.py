@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-from litestar import Controller, MediaType, Request, Response, get, post
+from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
@@ -27,7 +27,7 @@ from ecard.auth import (
 )
 from ecard.codes import schemas
 from ecard.codes.service import VERIFIER_SESSION_PREFIX, CodeService
-from ecard.errors import AppError
+from ecard.errors import AppError, rate_limited
 from ecard.offline.es256 import public_jwk
 from ecard.platform import Platform
 from ecard.web import PAGE_HEADERS
@@ -194,8 +194,19 @@ class VerifierController(Controller):
         client_ip = request.client.host if request.client else "-"
         decision = await platform.store.hit(f"vlogin:{client_ip}", window, limit)
         if not decision.allowed:
-            raise AppError("rate_limited", headers={"Retry-After": str(max(1, round(decision.retry_after)))})
+            raise rate_limited(decision.retry_after)
         return Response(await codes.open_verifier_session(verifier), headers=NO_STORE)
+
+    @delete(
+        "/session",
+        status_code=204,
+        summary="Log out of a page session: its token is refused from now on, on every worker",
+    )
+    async def logout(self, request: Request, codes: NamedDependency[CodeService]) -> None:
+        token = bearer(request.headers.get("authorization"))
+        if not token or not token.startswith(VERIFIER_SESSION_PREFIX):
+            raise AppError("unauthenticated")  # no challenge: the page's fetch must not prompt
+        await codes.close_verifier_session(token)  # an unknown or ended token: nothing to end
 
     @post(
         "/verifications",

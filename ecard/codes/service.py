@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from ecard.auth import ClientPrincipal, HolderPrincipal
+from ecard.auth import ClientPrincipal, HolderPrincipal, _client_row  # one client row cache
 from ecard.codes import schemas
 from ecard.codes.elicense import sign_elicense
 from ecard.codes.format import CodeSigner
@@ -134,6 +134,14 @@ _MESSAGES = {reason: {"zh-CN": zh, "en": en} for reason, (zh, en) in REASON_MESS
 def reason_message(reason: str) -> dict[str, str]:
     """Both languages' message for a reason (shared dicts: callers only serialize them)."""
     return _MESSAGES.get(reason) or {"zh-CN": reason, "en": reason}
+
+
+def _session_key(token: str) -> str:
+    return f"vsess:{secret_digest(token)}"
+
+
+def _session_refused() -> AppError:
+    return AppError("token_invalid", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
 class _SessionRecord(msgspec.Struct):
@@ -437,9 +445,7 @@ class CodeService:
             regions=list(verifier.regions),
             entitlements=list(verifier.entitlements),
         )
-        await self.platform.store.put(
-            f"vsess:{secret_digest(token)}", msgspec.json.encode(record), VERIFIER_SESSION_TTL
-        )
+        await self.platform.store.put(_session_key(token), msgspec.json.encode(record), VERIFIER_SESSION_TTL)
         return schemas.VerifierSession(
             access_token=token,
             token_type="Bearer",
@@ -449,17 +455,22 @@ class CodeService:
         )
 
     async def verifier_of_session(self, token: str) -> ClientPrincipal:
-        raw = await self.platform.store.get(f"vsess:{secret_digest(token)}")
+        """The verifier a page session speaks for, as its client row says now: a session ends
+        with its logout, its 15 minutes, or its client's disabling (seen within the client row
+        cache's :data:`ecard.auth.CLIENT_CACHE_SECONDS`, as for every other client credential)."""
+        raw = await self.platform.store.get(_session_key(token))
         if raw is None:
-            raise AppError("token_invalid", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            raise _session_refused()
         record = msgspec.json.decode(raw, type=_SessionRecord)
-        return ClientPrincipal(
-            id=record.id,
-            kind=record.kind,
-            name=record.name,
-            regions=tuple(record.regions),
-            entitlements=tuple(record.entitlements),
-        )
+        row = await _client_row(record.id)
+        if row is None or row["status"] != "active" or row["kind"] != "verifier":
+            raise _session_refused()
+        principal: ClientPrincipal = row["principal"]  # today's entitlements, not the login's
+        return principal
+
+    async def close_verifier_session(self, token: str) -> None:
+        """Logout: the token is refused from now on, on every worker (the shared store holds it)."""
+        await self.platform.store.delete(_session_key(token))
 
     # --- the holder's history --------------------------------------------------------------
     async def history(self, holder: HolderPrincipal, limit: int, offset: int) -> schemas.HolderVerificationPage:

@@ -37,8 +37,10 @@ class CodeVerification(Table, tablename="code_verification"):
 
 
 class RevocationChange(Table, tablename="revocation_change"):
-    """The revocation list as a log: each published version adds (reason set) or removes (reason
-    null) cards.  The set at version N is the fold of every change up to N."""
+    """The revocation list as a log: each published version adds (``reason`` ``"revoked"``) or
+    removes (``reason`` null) cards.  The set at version N is the fold of every change up to N.
+    Why a card is revoked is the registry's; the log (like the public list) never says it, and
+    ``revoked_at`` stays 0 (rows written before format 2 were scrubbed by a migration)."""
 
     id = Serial(primary_key=True)
     version = Integer(index=True)
@@ -58,4 +60,13 @@ class RevocationHead(Table, tablename="revocation_head"):
     published_at = BigInt()
 
 
-TABLES: list[type[Table]] = [CodePseudonym, CodeVerification, RevocationChange, RevocationHead]
+class RevocationVersion(Table, tablename="revocation_version"):
+    """When each version was published: its list is signed (deterministically) with this time
+    and served so ever after, byte for byte; an old version is never stamped afresh."""
+
+    version = Integer(primary_key=True)
+    published_at = BigInt()
+    digest = Varchar(length=64)
+
+
+TABLES: list[type[Table]] = [CodePseudonym, CodeVerification, RevocationChange, RevocationHead, RevocationVersion]

@@ -1,14 +1,18 @@
 """The platform's side of the offline kit: the trust list from the keyring, the revocation list
 from the registry (kept as a versioned log), and the offline package, each signed with the root key.
 
-Signed documents are cached per worker and re-signed once per :data:`RESIGN_SECONDS` bucket, so a
-burst of downloads costs one signature and the ETag stays put between re-signings.
+A revocation list version is signed with the time it was published and nothing else, so it is the
+same document (byte for byte: signatures are deterministic) whenever and wherever it is fetched:
+an old version is never stamped afresh, and an offline verifier refuses it once it is stale.  A
+new version (the same set, if nothing changed) is published every :data:`REPUBLISH_SECONDS` to
+keep the latest list fresh.  The trust list and the offline package (which only ever carry the
+latest state) are re-signed once per :data:`RESIGN_SECONDS` bucket.  Signed documents are cached
+per worker, so a burst of downloads costs one signature and the ETag stays put.
 """
 
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecard.auth import put_revocation
 from ecard.codes.federation import Federation
-from ecard.codes.tables import RevocationChange, RevocationHead
+from ecard.codes.tables import RevocationChange, RevocationHead, RevocationVersion
 from ecard.crypto.fields import keyed_digest
 from ecard.crypto.keyring import KeyRecord, Keyring
 from ecard.errors import AppError
@@ -49,7 +53,11 @@ from ecard.registry.tables import Card, CardStatusEvent
 from ecard.store.db import is_unique_violation
 
 PSEUDONYM_BYTES = 16
-RESIGN_SECONDS = 300  # a signed list is reused for this long, then signed afresh
+RESIGN_SECONDS = 300  # the trust list and the offline package are signed afresh this often
+#: A new revocation list version (the same set, if nothing changed) is published once the latest
+#: is this old, when lists are fetched: a version's list keeps its publication time for ever, so
+#: the latest must be young enough for verifiers (it is valid REVOCATION_LIST_VALIDITY from then).
+REPUBLISH_SECONDS = 300
 TRUST_LIST_VALIDITY = 86_400  # next_update = issued_at + this
 REVOCATION_LIST_VALIDITY = 3_600  # verifiers online now and then refresh at least hourly
 ACTIVE_KEY_VALIDITY = 5 * 365 * 86_400  # nominal window of an active issuer key
@@ -152,37 +160,32 @@ def build_trust_list(ring: Keyring, issued_at: int, validity: int = TRUST_LIST_V
 # --- revocation log --------------------------------------------------------------------------
 
 
-def _entry(region: str, pseudonym_hex: str, reason: str, revoked_at: int) -> RevokedCard:
-    return RevokedCard(
-        region=region, pseudonym=bytes.fromhex(pseudonym_hex), reason=reason, revoked_at=revoked_at
-    )
+def _entry(region: str, pseudonym: bytes) -> RevokedCard:
+    """A card on the public list: its region and pseudonym, nothing about why or when."""
+    return RevokedCard(region=region, pseudonym=pseudonym)
 
 
 @dataclass(frozen=True, slots=True)
 class RevocationState:
     version: int
     entries: dict[CardRef, RevokedCard]
+    published_at: int  # when this version was published: its list's issued_at, for ever
 
-    def as_list(self, issued_at: int, validity: int) -> RevocationList:
+    def as_list(self, validity: int, issued_at: int | None = None) -> RevocationList:
+        """The version's list, stamped with its publication time (``issued_at`` only for the
+        offline package, which always carries the latest version)."""
+        issued = self.published_at if issued_at is None else issued_at
         return build_revocation_list(
-            self.entries.values(),
-            version=self.version,
-            issued_at=issued_at,
-            next_update=issued_at + validity,
+            self.entries.values(), version=self.version, issued_at=issued, next_update=issued + validity
         )
 
 
-_CARD_STATUS_COLUMNS = (Card.id, Card.region, Card.status, Card.updated_at)
+_CARD_STATUS_COLUMNS = (Card.id, Card.region, Card.status)
 
 
 def _revoked_card(pseudonym_key: bytes, row: dict) -> RevokedCard:
     """A non-active card's list entry (``row`` holds :data:`_CARD_STATUS_COLUMNS`)."""
-    return RevokedCard(
-        region=row["region"],
-        pseudonym=card_pseudonym(pseudonym_key, row["id"]),
-        reason=row["status"],
-        revoked_at=_epoch(row["updated_at"]),
-    )
+    return _entry(row["region"], card_pseudonym(pseudonym_key, row["id"]))
 
 
 async def _registry_revocations(pseudonym_key: bytes) -> dict[CardRef, RevokedCard]:
@@ -200,20 +203,26 @@ async def revoked_card_references() -> list[str]:
     return sorted(row["chip_reference"] for row in rows)
 
 
-def _epoch(value: object) -> int:
-    if isinstance(value, dt.datetime):
-        return int(value.timestamp())
-    return int(time.time())
-
-
-async def revocation_state_at(version: int) -> RevocationState:
-    """The published set at ``version``: the fold of the log up to it."""
+async def _state_at(version: int, published_at: int) -> RevocationState:
     rows = (
         await RevocationChange.select()
         .where(RevocationChange.version <= version)
         .order_by(RevocationChange.id)
     )
-    return RevocationState(version=version, entries=_fold({}, rows))
+    return RevocationState(version=version, entries=_fold({}, rows), published_at=published_at)
+
+
+async def revocation_state_at(version: int) -> RevocationState:
+    """The published set at ``version`` (the fold of the log up to it) with its publication time.
+    Versions published before list format 2 recorded no time and are not served."""
+    row = (
+        await RevocationVersion.select(RevocationVersion.published_at)
+        .where(RevocationVersion.version == version)
+        .first()
+    )
+    if row is None:
+        raise AppError("revocation_version_not_found", f"version {version} is not served")
+    return await _state_at(version, row["published_at"])
 
 
 def _fold(entries: dict[CardRef, RevokedCard], rows: list[dict]) -> dict[CardRef, RevokedCard]:
@@ -223,7 +232,7 @@ def _fold(entries: dict[CardRef, RevokedCard], rows: list[dict]) -> dict[CardRef
         if row["reason"] is None:
             entries.pop(ref, None)
         else:
-            entries[ref] = _entry(row["region"], row["pseudonym"], row["reason"], row["revoked_at"])
+            entries[ref] = _entry(*ref)
     return entries
 
 
@@ -246,7 +255,7 @@ class RegistryView:
     mark: RegistryMark
 
 
-Changes = dict[CardRef, RevokedCard | None]  # None: the card leaves the list
+Changes = dict[CardRef, bool]  # True: the card is on the list; False: it leaves it
 
 
 async def _event_window(last_event: int) -> tuple[int, int]:
@@ -263,115 +272,136 @@ async def _mark(newest: int, rebuilt_at: float) -> RegistryMark:
     return RegistryMark(newest, (await _event_window(newest))[1], rebuilt_at)
 
 
-async def _touched_cards(after_event: int, pseudonym_key: bytes) -> dict[CardRef, RevokedCard | None]:
+async def _touched_cards(after_event: int, pseudonym_key: bytes) -> Changes:
     """The registry's word now on every card with a status event above ``after_event``."""
     ids = [r["card"] for r in await CardStatusEvent.raw(
         "SELECT DISTINCT card FROM card_status_event WHERE id > {}", after_event
     )]
-    found: dict[CardRef, RevokedCard | None] = {}
+    found: Changes = {}
     for start in range(0, len(ids), 500):
         for row in await Card.select(*_CARD_STATUS_COLUMNS).where(Card.id.is_in(ids[start : start + 500])):
-            entry = _revoked_card(pseudonym_key, row)
-            found[entry.ref] = entry if row["status"] in REVOKED_STATUSES else None
+            found[_revoked_card(pseudonym_key, row).ref] = row["status"] in REVOKED_STATUSES
     return found
 
 
 async def _published_at_head(known: RevocationState | None, head: dict | None) -> RevocationState:
     """The published set at the head version, folding only the versions ``known`` lacks."""
     if head is None:
-        return RevocationState(version=0, entries={})
+        return RevocationState(version=0, entries={}, published_at=0)
     if known is None or known.version > head["version"]:
-        return await revocation_state_at(head["version"])
+        return await _state_at(head["version"], head["published_at"])
     if known.version == head["version"]:
         return known
     rows = await RevocationChange.select().where(
         (RevocationChange.version > known.version) & (RevocationChange.version <= head["version"])
     ).order_by(RevocationChange.id)
-    return RevocationState(version=head["version"], entries=_fold(dict(known.entries), rows))
+    return RevocationState(
+        version=head["version"], entries=_fold(dict(known.entries), rows), published_at=head["published_at"]
+    )
+
+
+def _due(head: dict | None, now: float) -> bool:
+    """Whether the latest version is old enough that a new one (maybe the same set) is published:
+    its list must stay fresh for verifiers, and a version's list is never stamped afresh."""
+    return head is None or now - head["published_at"] >= REPUBLISH_SECONDS
 
 
 async def _publish(
-    platform: Platform, known: RevocationState | None, wanted: Callable[[RevocationState], Changes]
+    platform: Platform, known: RevocationState | None, wanted: Callable[[RevocationState], Changes], now: float
 ) -> RevocationState:
-    """Publish ``wanted(published)`` as the next version, unless it changes nothing.  Safe from
-    every worker at once: the head moves by compare-and-set, and a loser looks again."""
+    """Publish ``wanted(published)`` as the next version, unless it changes nothing and the latest
+    version is younger than :data:`REPUBLISH_SECONDS`.  Safe from every worker at once: the head
+    moves by compare-and-set, and a loser looks again."""
     for _ in range(5):
         head = await RevocationHead.select().where(RevocationHead.id == _HEAD_ID).first()
         published = await _published_at_head(known, head)
-        changes = {ref: e for ref, e in wanted(published).items() if published.entries.get(ref) != e}
-        if not changes and head is not None:
+        changes = {ref: on for ref, on in wanted(published).items() if (ref in published.entries) != on}
+        if not changes and not _due(head, now):
             return published
         entries = dict(published.entries)
-        for ref, entry in changes.items():
-            if entry is None:
-                entries.pop(ref, None)
+        for ref, on in changes.items():
+            if on:
+                entries[ref] = _entry(*ref)
             else:
-                entries[ref] = entry
+                entries.pop(ref, None)
         version, digest = published.version + 1, set_digest(entries.values()).hex()
+        published_at = max(int(now), published.published_at)  # never before the version it follows
         try:
             async with platform.engine.transaction():
                 if head is None:
                     await RevocationHead.insert(
-                        RevocationHead(id=_HEAD_ID, version=version, digest=digest, published_at=int(time.time()))
+                        RevocationHead(id=_HEAD_ID, version=version, digest=digest, published_at=published_at)
                     ).run()
                 else:
                     moved = await RevocationHead.update(
                         {
                             RevocationHead.version: version,
                             RevocationHead.digest: digest,
-                            RevocationHead.published_at: int(time.time()),
+                            RevocationHead.published_at: published_at,
                         }
                     ).where(
                         (RevocationHead.id == _HEAD_ID) & (RevocationHead.version == head["version"])
                     ).returning(RevocationHead.id)
                     if not moved:
                         continue  # another worker published first: look again
+                await RevocationVersion.insert(
+                    RevocationVersion(version=version, published_at=published_at, digest=digest)
+                ).run()
                 if changes:
                     await RevocationChange.insert(*_change_rows(changes, version)).run()
         except Exception as exc:
             if is_unique_violation(exc):
                 continue
             raise
-        return RevocationState(version=version, entries=entries)
+        return RevocationState(version=version, entries=entries, published_at=published_at)
     raise AppError("status_changed_concurrently", "the revocation list is being published; retry")
 
 
 def _change_rows(changes: Changes, version: int) -> list[RevocationChange]:
     return [
         RevocationChange(
-            version=version, region=region, pseudonym=pseudonym.hex(),
-            reason=entry.reason if entry else None, revoked_at=entry.revoked_at if entry else 0,
+            version=version, region=region, pseudonym=pseudonym.hex(), reason="revoked" if on else None, revoked_at=0
         )
-        for (region, pseudonym), entry in changes.items()
+        for (region, pseudonym), on in changes.items()
     ]
 
 
-async def follow_registry(platform: Platform, view: RegistryView | None = None) -> RegistryView:
+async def follow_registry(
+    platform: Platform, view: RegistryView | None = None, *, now: float | None = None
+) -> RegistryView:
     """The latest published revocation state, after publishing a new version if the registry
-    changed since ``view``.  When nothing changed this costs three index lookups, not a read of
-    every non-active card: the card status events (written in the same transaction as every
-    status change) say which cards to look at.  Every :data:`RECONCILE_SECONDS`, and on a
-    worker's first call, the whole registry is read instead."""
-    now = time.monotonic()
-    if view is None or now - view.mark.rebuilt_at >= RECONCILE_SECONDS:
+    changed since ``view`` (or the latest version is :data:`REPUBLISH_SECONDS` old).  When nothing
+    changed this costs three index lookups, not a read of every non-active card: the card status
+    events (written in the same transaction as every status change) say which cards to look at.
+    Every :data:`RECONCILE_SECONDS`, and on a worker's first call, the whole registry is read
+    instead.  ``now``: the wall clock (epoch seconds) that stamps a new version."""
+    wall = time.time() if now is None else now
+    mono = time.monotonic()
+    if view is None or mono - view.mark.rebuilt_at >= RECONCILE_SECONDS:
         newest = await CardStatusEvent.raw("SELECT MAX(id) AS newest FROM card_status_event")
-        mark = await _mark(int(newest[0]["newest"] or 0), now)
+        mark = await _mark(int(newest[0]["newest"] or 0), mono)
         current = await _registry_revocations(platform.pseudonym_key)
 
         def everything(published: RevocationState) -> Changes:
-            gone: Changes = {ref: None for ref in published.entries if ref not in current}
-            return {**gone, **current}
+            gone: Changes = {ref: False for ref in published.entries if ref not in current}
+            return {**gone, **dict.fromkeys(current, True)}
 
-        return RegistryView(await _publish(platform, view.state if view else None, everything), mark)
+        return RegistryView(await _publish(platform, view.state if view else None, everything, wall), mark)
     newest, recent = await _event_window(view.mark.last_event)
     if (newest, recent) == (view.mark.last_event, view.mark.window_count):
-        head = await RevocationHead.select(RevocationHead.version).where(RevocationHead.id == _HEAD_ID).first()
+        head = (
+            await RevocationHead.select(RevocationHead.version, RevocationHead.published_at)
+            .where(RevocationHead.id == _HEAD_ID)
+            .first()
+        )
+        if _due(head, wall):
+            return RegistryView(await _publish(platform, view.state, lambda _published: {}, wall), view.mark)
         if head is not None and head["version"] == view.state.version:
             return view
         return RegistryView(await _published_at_head(view.state, head), view.mark)
     mark = await _mark(newest, view.mark.rebuilt_at)
     touched = await _touched_cards(view.mark.last_event - EVENT_WINDOW, platform.pseudonym_key)
-    return RegistryView(await _publish(platform, view.state, lambda _published: touched), mark)
+    return RegistryView(await _publish(platform, view.state, lambda _published: touched, wall), mark)
 
 
 # --- signed documents, cached per worker -----------------------------------------------------
@@ -387,6 +417,7 @@ class TrustPublisher:
     worker, and keeps the online verifier's :class:`TrustStore` in step with the keyring."""
 
     platform: Platform
+    clock: Callable[[], float] = time.time  # the wall clock that stamps new revocation versions
     _signed: dict[tuple, str] = field(default_factory=dict)
     _store: tuple[Keyring, tuple[int, int], TrustStore] | None = None
     _revocations: tuple[float, RegistryView] | None = None
@@ -442,7 +473,8 @@ class TrustPublisher:
     async def revocations(self) -> RevocationState:
         now = time.monotonic()
         if self._revocations is None or now - self._revocations[0] >= REVOCATION_REFRESH_SECONDS:
-            view = await follow_registry(self.platform, self._revocations[1] if self._revocations else None)
+            previous = self._revocations[1] if self._revocations else None
+            view = await follow_registry(self.platform, previous, now=self.clock())
             self._revocations = (now, view)
         return self._revocations[1].state
 
@@ -455,31 +487,39 @@ class TrustPublisher:
         return await revocation_state_at(version)
 
     async def revocation_list_token(self, version: int | None = None) -> str:
-        state, bucket = await self._state(version), _bucket(time.time())
+        """A version's list as it was published: stamped with its publication time and signed
+        deterministically, so every fetch of a version, on any worker and at any time, gets the
+        same bytes (until the root key changes); an old version is as stale as it ever was."""
+        root = self.platform.keys.ring.root.kid
+        if version is not None and (token := self._signed.get(("revocations", version, root))):
+            return token
+        state = await self._state(version)
         return self._cached(
-            ("revocations", state.version, bucket),
-            lambda: sign_revocation_list(
-                state.as_list(bucket, REVOCATION_LIST_VALIDITY), self._root
-            ),
+            ("revocations", state.version, root),
+            lambda: sign_revocation_list(state.as_list(REVOCATION_LIST_VALIDITY), self._root),
         )
 
     async def revocation_delta_token(self, from_version: int) -> str:
-        latest, bucket = await self.revocations(), _bucket(time.time())
+        """From ``from_version`` to the latest, stamped (like the latest list) with the latest
+        version's publication time."""
+        latest, root = await self.revocations(), self.platform.keys.ring.root.kid
         if not 1 <= from_version < latest.version:
             raise AppError(
                 "revocation_version_not_found",
                 f"a delta starts from a version before the latest ({latest.version})",
             )
+        key = ("delta", from_version, latest.version, root)
+        if (token := self._signed.get(key)) is not None:
+            return token
         old = await revocation_state_at(from_version)
 
         def sign() -> str:
             delta = build_revocation_delta(
-                old.as_list(bucket, REVOCATION_LIST_VALIDITY),
-                latest.as_list(bucket, REVOCATION_LIST_VALIDITY),
+                old.as_list(REVOCATION_LIST_VALIDITY), latest.as_list(REVOCATION_LIST_VALIDITY)
             )
             return sign_revocation_delta(delta, self._root)
 
-        return self._cached(("delta", from_version, latest.version, bucket), sign)
+        return self._cached(key, sign)
 
     async def offline_package_token(self) -> str:
         """Lists valid for the whole offline period, bound to the terminal limits, with the chip
@@ -494,7 +534,10 @@ class TrustPublisher:
                 version=bucket,
                 issued_at=bucket,
                 trust_list=sign_trust_list(self._trust_list(ring, bucket, validity), self._root),
-                revocation_list=sign_revocation_list(state.as_list(bucket, validity), self._root),
+                # the latest version, valid for the offline period from this package's signing
+                revocation_list=sign_revocation_list(
+                    state.as_list(validity, issued_at=max(bucket, state.published_at)), self._root
+                ),
                 limits=OFFLINE_LIMITS,
                 revoked_cards=revoked_cards,
             )

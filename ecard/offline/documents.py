@@ -18,8 +18,10 @@ from ecard.offline.reasons import OfflineError, Reason
 DEFAULT_SKEW_SECONDS = 30
 
 TRUST_LIST_TYPE = "ecard-trust-list+json"
-REVOCATION_LIST_TYPE = "ecard-revocation-list+json"
-REVOCATION_DELTA_TYPE = "ecard-revocation-delta+json"
+#: Format 2 (no reason, no per-card time); format 1 was ``ecard-revocation-list+json`` and
+#: ``ecard-revocation-delta+json`` and is refused as ``wrong_type``.
+REVOCATION_LIST_TYPE = "ecard-revocation-list-v2+json"
+REVOCATION_DELTA_TYPE = "ecard-revocation-delta-v2+json"
 OFFLINE_PACKAGE_TYPE = "ecard-offline-package+json"
 ELICENSE_TYPE = "ecard-elicense+jwt"
 
@@ -60,6 +62,13 @@ def check_fresh(
         raise OfflineError(Reason.NOT_YET_VALID, "issued in the future")
     if now > next_update + skew_seconds:
         raise OfflineError(stale, "past its next_update")
+
+
+def check_not_too_old(issued_at: int, now: int, max_age_seconds: int | None, stale: Reason) -> None:
+    """The verifier's own staleness bound, whatever ``next_update`` says: a list issued longer
+    than ``max_age_seconds`` ago is refused (None: ``next_update`` alone decides)."""
+    if max_age_seconds is not None and now - issued_at > max_age_seconds:
+        raise OfflineError(stale, f"issued more than {max_age_seconds} s ago")
 
 
 def check_not_older(version: int, held_version: int) -> None:

@@ -60,7 +60,8 @@ def verify_elicense(
     now: int,
     skew_seconds: int = DEFAULT_SKEW_SECONDS,
 ) -> ElicenseResult:
-    """Signature against the trust list, issuer region, key state, validity period, revocation."""
+    """Signature against the trust list, issuer region, key state, validity period, revocation
+    (with a revocation list that is still fresh; ``None``: the caller checks status otherwise)."""
     try:
         kid = jws_header(token).get("kid")
         key = trust_list.by_kid.get(kid) if isinstance(kid, str) else None
@@ -78,6 +79,8 @@ def verify_elicense(
         reason = Reason.NOT_YET_VALID
     elif now >= claims.expires_at + skew_seconds:
         reason = Reason.EXPIRED
+    elif revocation_list is not None and now > revocation_list.next_update + skew_seconds:
+        reason = Reason.STALE_REVOCATION_LIST  # a list past its time cannot vouch for the card
     elif (
         revocation_list is not None
         and revocation_list.lookup(claims.region, claims.pseudonym) is not None

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 import jwt
@@ -106,10 +107,29 @@ def verify_raw(public_key: ec.EllipticCurvePublicKey, signature: bytes, data: by
     return True
 
 
+@cache
+def _deterministic_ecdsa() -> ec.ECDSA:
+    """RFC 6979 ECDSA (cryptography >= 44 with OpenSSL >= 3.2); built on first use, so a verifier
+    whose library lacks it can still load this module: only signing needs it."""
+    return ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+
+
 def sign_jws(payload: bytes, private_key: ec.EllipticCurvePrivateKey, typ: str) -> str:
-    """Compact ES256 JWS with ``typ`` and ``kid`` (the signer's thumbprint) headers."""
-    headers = {"typ": typ, "kid": thumbprint(private_key.public_key())}
-    return _JWS.encode(payload, private_key, algorithm="ES256", headers=headers)
+    """Compact ES256 JWS with ``alg``, ``kid`` (the signer's thumbprint) and ``typ`` headers.
+
+    Deterministic (RFC 6979 nonces, a fixed header spelling): the same payload signed by the same
+    key gives the same bytes every time, on every worker, so a document can be re-made from what
+    it said (a revocation list version from its publication time) and still be the document that
+    was first served.  Any ES256 verifier checks it as usual."""
+    header = {"alg": "ES256", "kid": thumbprint(private_key.public_key()), "typ": typ}
+    signing_input = (
+        b64url_encode(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+        + "."
+        + b64url_encode(payload)
+    )
+    r, s = decode_dss_signature(private_key.sign(signing_input.encode(), _deterministic_ecdsa()))
+    signature = r.to_bytes(_SCALAR_BYTES, "big") + s.to_bytes(_SCALAR_BYTES, "big")
+    return signing_input + "." + b64url_encode(signature)
 
 
 def jws_header(token: str) -> dict[str, Any]:

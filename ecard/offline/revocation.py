@@ -1,12 +1,17 @@
 """The revocation list (黑名单): cards that must no longer be accepted, full and as deltas.
 
-A card is named by its issuer region and pseudonym (pseudonyms are per issuer).  Every list
-carries the SHA-256 digest of its canonical set, so a holder of version N that applies the
-signed delta N -> M can prove it now holds exactly version M's set.
+A card is named by its issuer region and pseudonym (pseudonyms are per issuer), and by nothing
+else: a list says *that* a card is revoked as of the list's ``issued_at``, never why or exactly
+when (a pseudonym is in every code and e-license of its holder, so a reason such as ``deceased``
+next to it would tell every past verifier of a death).  Format 2: the format 1 list of earlier
+releases carried ``reason`` and ``revoked_at`` per entry; format 2 has its own ``typ`` and digest
+domain, so neither format's documents load as the other's.
 
-Canonical set (input of the digest): ``b"ecard/revocations" 0x00``, then per entry, sorted by
-(region, pseudonym): region (6 ASCII digits) || len(pseudonym) (1) || pseudonym ||
-len(reason) (1) || reason (ASCII) || revoked_at (uint64, big-endian).
+Every list carries the SHA-256 digest of its canonical set, so a holder of version N that applies
+the signed delta N -> M can prove it now holds exactly version M's set.
+
+Canonical set (input of the digest): ``b"ecard/revocations/v2" 0x00``, then per entry, sorted by
+(region, pseudonym): region (6 ASCII digits) || len(pseudonym) (1) || pseudonym.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -26,25 +31,25 @@ from ecard.offline.documents import (
     REVOCATION_LIST_TYPE,
     check_fresh,
     check_not_older,
+    check_not_too_old,
     open_document,
     sign_document,
 )
 from ecard.offline.reasons import OfflineError, Reason
 from ecard.offline.trust import EpochSeconds, RegionCode, Version
 
-RevocationReason = Literal["lost", "frozen", "cancelled", "deceased", "other"]
 Pseudonym = Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_PSEUDONYM_BYTES)]
 Digest = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 CardRef = tuple[str, bytes]  # (region, pseudonym)
 
-_DIGEST_DOMAIN = b"ecard/revocations\x00"
+_DIGEST_DOMAIN = b"ecard/revocations/v2\x00"
 
 
 class RevokedCard(msgspec.Struct, frozen=True, kw_only=True):
+    """A card on the list: revoked as of the list's (or delta's) ``issued_at``, no more said."""
+
     region: RegionCode
     pseudonym: Pseudonym
-    reason: RevocationReason
-    revoked_at: EpochSeconds
 
     @property
     def ref(self) -> CardRef:
@@ -65,7 +70,7 @@ class RevocationList(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RevocationDelta(msgspec.Struct, frozen=True, kw_only=True):
-    """What changed from ``from_version`` to ``to_version``; entries re-added replace old ones."""
+    """What changed from ``from_version`` to ``to_version``: cards added and cards removed."""
 
     from_version: Version
     from_digest: Digest
@@ -91,8 +96,6 @@ def set_digest(entries: Iterable[RevokedCard]) -> bytes:
     for entry in sorted(entries, key=lambda e: e.ref):
         digest.update(entry.region.encode())
         digest.update(bytes([len(entry.pseudonym)]) + entry.pseudonym)
-        digest.update(bytes([len(entry.reason)]) + entry.reason.encode())
-        digest.update(entry.revoked_at.to_bytes(8, "big"))
     return digest.digest()
 
 
@@ -151,7 +154,7 @@ def build_revocation_delta(old: RevocationList, new: RevocationList) -> Revocati
         to_digest=new.digest,
         issued_at=new.issued_at,
         next_update=new.next_update,
-        added=[e for ref, e in new_index.items() if old_index.get(ref) != e],
+        added=[e for ref, e in new_index.items() if ref not in old_index],
         removed=[
             CardId(region=region, pseudonym=pseudonym)
             for region, pseudonym in old_index.keys() - new_index.keys()
@@ -182,8 +185,12 @@ def load_revocation_list(
     *,
     skew_seconds: int = DEFAULT_SKEW_SECONDS,
     held_version: int = 0,
+    max_age_seconds: int | None = None,
 ) -> RevocationSet:
-    """Check a signed full list (signature, type, digest, freshness, no rollback) and index it."""
+    """Check a signed full list (signature, type, digest, freshness, no rollback) and index it.
+
+    A list keeps the time it was published: an old version fetched today is as stale as it was
+    then.  ``max_age_seconds`` is the verifier's own bound on a list's age (its ``issued_at``)."""
     revocation_list = open_document(token, REVOCATION_LIST_TYPE, RevocationList, root_public_key)
     check_fresh(
         revocation_list.issued_at,
@@ -192,6 +199,7 @@ def load_revocation_list(
         skew_seconds,
         Reason.STALE_REVOCATION_LIST,
     )
+    check_not_too_old(revocation_list.issued_at, now, max_age_seconds, Reason.STALE_REVOCATION_LIST)
     check_not_older(revocation_list.version, held_version)
     return RevocationSet.from_list(revocation_list)
 
@@ -203,9 +211,10 @@ def apply_revocation_delta(
     now: int,
     *,
     skew_seconds: int = DEFAULT_SKEW_SECONDS,
+    max_age_seconds: int | None = None,
 ) -> RevocationSet:
     """The state after a signed delta; refused unless it starts from exactly ``current`` and ends
-    in exactly the set whose digest the platform signed."""
+    in exactly the set whose digest the platform signed (and is fresh, as a full list)."""
     delta = open_document(token, REVOCATION_DELTA_TYPE, RevocationDelta, root_public_key)
     if delta.to_version <= delta.from_version:
         raise OfflineError(Reason.MALFORMED, "a delta must move to a newer version")
@@ -214,6 +223,7 @@ def apply_revocation_delta(
             Reason.DELTA_BASE_MISMATCH, f"delta is from version {delta.from_version}"
         )
     check_fresh(delta.issued_at, delta.next_update, now, skew_seconds, Reason.STALE_REVOCATION_LIST)
+    check_not_too_old(delta.issued_at, now, max_age_seconds, Reason.STALE_REVOCATION_LIST)
     by_card = dict(current.by_card)
     for card in delta.removed:
         by_card.pop((card.region, card.pseudonym), None)

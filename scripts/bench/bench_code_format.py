@@ -136,7 +136,7 @@ def lists(key: ec.EllipticCurvePrivateKey, revoked: int) -> tuple[TrustStore, Re
         )
     )
     entries = (
-        RevokedCard(region=REGION, pseudonym=n.to_bytes(16, "big"), reason="lost", revoked_at=NOW)
+        RevokedCard(region=REGION, pseudonym=n.to_bytes(16, "big"))
         for n in range(1, revoked + 1)
     )
     revocations = RevocationSet.from_list(

@@ -70,7 +70,7 @@ def test_refusals_have_stable_reasons(token: str, now: int, reason: Reason) -> N
 
 
 def test_a_revoked_card_or_withdrawn_key_fails() -> None:
-    lost = RevokedCard(region=ZHEJIANG, pseudonym=PSEUDONYM, reason="lost", revoked_at=NOW - 10)
+    lost = RevokedCard(region=ZHEJIANG, pseudonym=PSEUDONYM)
     assert verify_elicense(TOKEN, TRUST, revocations(lost), NOW).reason is Reason.REVOKED
     withdrawn = trust_store(trusted(ZHEJIANG_KEY, ZHEJIANG, status="withdrawn"))
     assert verify_elicense(TOKEN, withdrawn, None, NOW).reason is Reason.KEY_WITHDRAWN

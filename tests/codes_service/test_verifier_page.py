@@ -4,6 +4,7 @@ with the masked identity or the reason, in Chinese or English."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Iterator
 
@@ -115,8 +116,18 @@ async def test_staff_scan_codes_and_see_the_verdict(server: LiveServer, browser_
     assert await page.locator("html").get_attribute("lang") == "en"
     await page.locator("#scan").wait_for(state="visible")
     assert await scan(page, await fresh_code(server.url, holder)) == "valid"
+    token = await page.evaluate("JSON.parse(sessionStorage.getItem('ecard.verifier.session')).token")
     await page.click("#logout")
     assert await page.locator("#login").is_visible()
+    # the logout ended the session on the server too: its token is refused from then on
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for _ in range(50):
+            answer = await http.post("/verifier/v1/verifications", json={"code": "x"},
+                                     headers={"Authorization": f"Bearer {token}"})
+            if answer.status_code == 401:
+                break
+            await asyncio.sleep(0.1)
+    assert answer.status_code == 401 and answer.json()["code"] == "token_invalid"
     assert not [p for p in problems if "Content Security Policy" in p], problems
 
 

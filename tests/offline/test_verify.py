@@ -6,8 +6,19 @@ import base45
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ecard.codes.elicense import sign_elicense
 from ecard.codes.format import CodeSigner
-from ecard.offline import Reason, RevokedCard, Usage, parse_code, verify
+from ecard.offline import (
+    ElicenseClaims,
+    Reason,
+    RevocationSet,
+    RevokedCard,
+    Usage,
+    build_revocation_list,
+    parse_code,
+    verify,
+    verify_elicense,
+)
 from ecard.offline.code_format import PREFIX
 from tests.offline.helpers import (
     BEIJING,
@@ -62,14 +73,27 @@ def test_time_window_with_clock_skew() -> None:
 
 
 def test_a_revoked_card_is_refused_with_its_revocation_entry() -> None:
-    entry = RevokedCard(region=ZHEJIANG, pseudonym=PSEUDONYM, reason="lost", revoked_at=NOW - DAY)
+    entry = RevokedCard(region=ZHEJIANG, pseudonym=PSEUDONYM)
     result = verify(CODE, TRUST, revocations(entry), NOW)
     assert result.reason is Reason.REVOKED and result.revocation == entry
 
 
+def test_a_listed_card_is_refused_whenever_its_code_was_issued() -> None:
+    """A list says a card is revoked as of its issued_at (no time per card): a code issued before
+    the list, as every code of a revoked card is, is refused."""
+    entry = RevokedCard(region=ZHEJIANG, pseudonym=PSEUDONYM)
+    listed = RevocationSet.from_list(
+        build_revocation_list([entry], version=2, issued_at=NOW - 1, next_update=NOW + DAY)
+    )
+    assert parse_code(CODE).claims.issued_at < listed.issued_at
+    assert verify(CODE, TRUST, listed, NOW).reason is Reason.REVOKED
+    later = sign_code(ZHEJIANG_SIGNER, issued_at=NOW)
+    assert verify(later, TRUST, listed, NOW).reason is Reason.REVOKED
+
+
 def test_revocation_is_per_issuer_region() -> None:
     same_pseudonym_elsewhere = RevokedCard(
-        region=BEIJING, pseudonym=PSEUDONYM, reason="lost", revoked_at=NOW - DAY
+        region=BEIJING, pseudonym=PSEUDONYM
     )
     assert verify(CODE, TRUST, revocations(same_pseudonym_elsewhere), NOW).ok
 
@@ -147,3 +171,18 @@ def test_any_single_character_change_in_the_text_makes_the_code_fail(data: st.Da
 def test_garbage_gets_a_result_with_a_reason_never_an_exception(garbage: str | bytes) -> None:
     result = verify(garbage, TRUST, NO_REVOCATIONS, NOW)
     assert not result.ok and isinstance(result.reason, Reason)
+
+
+def test_an_elicense_is_not_vouched_for_by_a_stale_revocation_list() -> None:
+    """A lost card's e-license must not verify again against an old list fetched later."""
+    claims = ElicenseClaims(
+        masked_name="张*三", masked_id_number="3301**********1234", card_number="C1234****", region=ZHEJIANG,
+        card_issued_on="2020-01-01", card_status="active", pseudonym=PSEUDONYM, issued_at=NOW - 60,
+        expires_at=NOW + 30 * DAY,
+    )
+    token = sign_elicense(claims, ZHEJIANG_KEY)
+    lost = revocations(RevokedCard(region=ZHEJIANG, pseudonym=PSEUDONYM))
+    assert verify_elicense(token, TRUST, lost, NOW).reason is Reason.REVOKED
+    old = revocations(next_update=NOW - 3_600)  # a list from before the loss, past its time
+    assert verify_elicense(token, TRUST, old, NOW).reason is Reason.STALE_REVOCATION_LIST
+    assert verify_elicense(token, TRUST, revocations(), NOW).ok

@@ -40,10 +40,19 @@ function showLoggedIn(saved) {
   (saved ? $("code") : $("client-id")).focus();
 }
 
+// Ends the session on the server too (its token is refused from then on, on every worker), then
+// forgets it here.  The page returns to the login form even when the server cannot be reached.
 function logout() {
+  const saved = session();
   sessionStorage.removeItem(SESSION_KEY);
   clearResult();
   showLoggedIn(null);
+  if (saved) {
+    return fetch("/verifier/v1/session", {
+      method: "DELETE",
+      headers: { Authorization: "Bearer " + saved.token },
+    }).catch(() => undefined);
+  }
 }
 
 async function login(event) {
