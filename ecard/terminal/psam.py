@@ -6,10 +6,17 @@ one for EXTERNAL AUTHENTICATE (the terminal proves it may read protected files).
 apart means a card can never be made to compute, through INTERNAL AUTHENTICATE, the cryptogram
 that would open its own protected files.
 
-Both answers are one SM4-ECB block over the challenge; an 8-byte challenge is padded by
-ISO/IEC 9797-1 method 2 (``80 00..``).  Real cards use keys and diversification of the national
-key system, which are not public: this is a faithful shape, not the real key hierarchy.
-Pure: no I/O.
+Both answers are an SM4 CBC-MAC (ISO/IEC 9797-1 MAC algorithm 1, zero IV, 16 bytes) over the
+challenge *always* padded by ISO/IEC 9797-1 method 2 (``80`` then ``00`` to a whole block): an
+8-byte challenge is one block, a 16-byte one two (the second ``80 00..``).  Padding every length
+makes the padded message determine the challenge exactly, so an 8-byte challenge ``C`` and the
+16-byte ``C || 80 00 00 00 00 00 00 00`` get different answers: an answer captured for one is no
+answer for the other.  (Padding only the 8-byte challenges, as this module once did, gave both the
+same block, and a captured authentication could be relayed a second time under the padded twin.)
+For 8-byte challenges the answer is the single SM4-ECB block it always was.
+
+Real cards use keys and diversification of the national key system, which are not public: this is
+a faithful shape, not the real key hierarchy.  Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -75,18 +82,24 @@ def derive_card_keys(masters: MasterKeys, card_identification_code: str) -> Card
 
 
 def pad_challenge(challenge: bytes) -> bytes:
-    """One SM4 block: 16 bytes as they are, 8 bytes padded by ISO/IEC 9797-1 method 2."""
+    """ISO/IEC 9797-1 padding method 2 of an 8- or 16-byte challenge: ``80`` then ``00`` up to a
+    whole number of SM4 blocks (16 or 32 bytes).  Always padded, so injective: no two challenges
+    of any accepted lengths share a padded form."""
     if len(challenge) not in CHALLENGE_SIZES:
         raise TerminalError(TerminalReason.BAD_CHALLENGE, "challenges are 8 or 16 bytes")
-    return (
-        (challenge + b"\x80").ljust(SM4_BLOCK_BYTES, b"\x00") if len(challenge) == 8 else challenge
-    )
+    padded = challenge + b"\x80"
+    return padded + b"\x00" * (-len(padded) % SM4_BLOCK_BYTES)
 
 
 def authentication_cryptogram(card_key: bytes, challenge: bytes) -> bytes:
-    """SM4-ECB over the padded challenge: the card's INTERNAL AUTHENTICATE answer under its
-    internal key, the terminal's EXTERNAL AUTHENTICATE cryptogram under the external key."""
-    return _sm4_ecb_block(card_key, pad_challenge(challenge))
+    """SM4 CBC-MAC (zero IV, the last block) over the padded challenge: the card's INTERNAL
+    AUTHENTICATE answer under its internal key, the terminal's EXTERNAL AUTHENTICATE cryptogram
+    under the external key.  16 bytes either way."""
+    padded = pad_challenge(challenge)
+    if len(card_key) != SM4_KEY_BYTES:
+        raise TerminalError(TerminalReason.BAD_KEY, f"SM4 keys are {SM4_KEY_BYTES} bytes")
+    encryptor = Cipher(algorithms.SM4(card_key), modes.CBC(bytes(SM4_BLOCK_BYTES))).encryptor()
+    return (encryptor.update(padded) + encryptor.finalize())[-SM4_BLOCK_BYTES:]
 
 
 def verify_internal_authenticate(

@@ -259,6 +259,51 @@ def reconcile(
     )
 
 
+def record_key(record: AcceptanceRecord) -> str:
+    """The unique key a stored record is held under: one record per terminal and counter."""
+    return f"{record.terminal_id}:{record.counter}"
+
+
+def settle_lost_races(
+    result: Reconciliation, inserted: Iterable[str], held: Mapping[str, AcceptanceRecord]
+) -> Reconciliation:
+    """Re-sort the ``accepted`` records that another upload stored first.
+
+    :func:`reconcile` judges a batch against what was stored when it read; a concurrent upload
+    (another request, another worker) may store the same terminal and counter before this one
+    inserts.  The insert is atomic on :func:`record_key` (insert ... on conflict do nothing), so
+    exactly one upload stores each key: ``inserted`` are the keys this upload stored, ``held`` the
+    records now stored under the others.  An accepted record that was not inserted is a duplicate
+    when the stored one has the same content (the signature may differ: ES256 is randomised) and a
+    conflict when it does not; either way it leaves ``accepted`` and the flags derived from it.
+    """
+    inserted = set(inserted)
+    lost = [signed for signed in result.accepted if record_key(signed.record) not in inserted]
+    if not lost:
+        return result
+    missing = [record_key(signed.record) for signed in lost if record_key(signed.record) not in held]
+    if missing:
+        raise ValueError(f"neither inserted nor held: {missing[:3]}")
+    gone = {id(signed) for signed in lost}
+
+    def kept(items: tuple[SignedRecord, ...]) -> tuple[SignedRecord, ...]:
+        return tuple(signed for signed in items if id(signed) not in gone)
+
+    def by_counter(items: Iterable[SignedRecord]) -> tuple[SignedRecord, ...]:
+        return tuple(sorted(items, key=lambda item: (item.record.terminal_id, item.record.counter)))
+
+    same = [signed for signed in lost if held[record_key(signed.record)] == signed.record]
+    different = [signed for signed in lost if held[record_key(signed.record)] != signed.record]
+    return msgspec.structs.replace(
+        result,
+        accepted=kept(result.accepted),
+        duplicates=by_counter([*result.duplicates, *same]),
+        conflicts=by_counter([*result.conflicts, *different]),
+        revoked_before_acceptance=kept(result.revoked_before_acceptance),
+        expired_codes=kept(result.expired_codes),
+    )
+
+
 # --- references: pseudonyms the terminal writes and the platform recomputes --------------------
 
 def code_reference(code_id: str) -> str:

@@ -136,6 +136,14 @@ def _json_list(value: object) -> list[str]:
     return json.loads(value) if isinstance(value, str) else list(value or [])
 
 
+def _stored_record(row: dict) -> rec.AcceptanceRecord:
+    return rec.AcceptanceRecord(
+        terminal_id=row["terminal"], counter=row["counter"], reference=row["reference"],
+        accepted_at=row["accepted_at"], kind=rec.AcceptanceKind(row["kind"]),
+        result=rec.AcceptanceResult(row["result"]), reason=row["reason"],
+    )
+
+
 @dataclass(frozen=True)
 class TerminalPrincipal:
     client: ClientPrincipal
@@ -366,17 +374,36 @@ class TerminalService:
             ).limit(1),
             *await TerminalRecord.select().where(mine & (TerminalRecord.counter > high)).order_by(TerminalRecord.counter).limit(1),
         ]
-        return [
-            rec.SignedRecord(
-                rec.AcceptanceRecord(
-                    terminal_id=row["terminal"], counter=row["counter"], reference=row["reference"],
-                    accepted_at=row["accepted_at"], kind=rec.AcceptanceKind(row["kind"]),
-                    result=rec.AcceptanceResult(row["result"]), reason=row["reason"],
-                ),
-                bytes.fromhex(row["signature"]),
+        return [rec.SignedRecord(_stored_record(row), bytes.fromhex(row["signature"])) for row in rows]
+
+    @staticmethod
+    async def _store(accepted: tuple[rec.SignedRecord, ...]) -> tuple[set[str], dict[str, rec.AcceptanceRecord]]:
+        """Insert the accepted records atomically on their unique key (on conflict do nothing):
+        the keys this upload stored, and the records held under the keys a concurrent upload
+        stored first (for :func:`records.settle_lost_races`)."""
+        if not accepted:
+            return set(), {}
+        rows = await TerminalRecord.insert(
+            *[
+                TerminalRecord(
+                    record_key=rec.record_key(s.record), terminal=s.record.terminal_id,
+                    counter=s.record.counter, reference=s.record.reference, accepted_at=s.record.accepted_at,
+                    kind=s.record.kind.value, result=s.record.result.value, reason=s.record.reason,
+                    signature=s.signature.hex(),
+                )
+                for s in accepted
+            ]
+        ).on_conflict(action="DO NOTHING").returning(TerminalRecord.record_key).run()
+        inserted = {row["record_key"] for row in rows}
+        lost = sorted({rec.record_key(s.record) for s in accepted} - inserted)
+        held: dict[str, rec.AcceptanceRecord] = {}
+        for start in range(0, len(lost), 500):
+            chunk = lost[start : start + 500]
+            held.update(
+                (row["record_key"], _stored_record(row))
+                for row in await TerminalRecord.select().where(TerminalRecord.record_key.is_in(chunk))
             )
-            for row in rows
-        ]
+        return inserted, held
 
     @staticmethod
     async def _gaps(terminal_id: str) -> list[schemas.Gap]:
@@ -420,7 +447,12 @@ class TerminalService:
         return found
 
     async def upload(self, terminal: TerminalPrincipal, body: bytes) -> schemas.UploadReport:
-        """Idempotent by terminal id + counter; every record lands in exactly one bucket."""
+        """Idempotent by terminal id + counter; every record lands in exactly one bucket.
+
+        The batch is judged against what is stored, then inserted atomically on the unique record
+        key; a record a concurrent upload stored first in the meantime is re-judged against it
+        (duplicate or conflict), so racing uploads of different content for one counter store
+        one, report the other as a conflict and write its anomaly, whatever the interleaving."""
         try:
             upload = msgspec.json.decode(body, type=schemas.RecordUpload)
         except msgspec.DecodeError as error:
@@ -436,18 +468,7 @@ class TerminalService:
             revoked_at=await self._revoked_at(card_refs),
             code_expires_at=await self._expires_at(code_refs, upload.codes),
         )
-        if result.accepted:
-            await TerminalRecord.insert(
-                *[
-                    TerminalRecord(
-                        record_key=f"{s.record.terminal_id}:{s.record.counter}", terminal=s.record.terminal_id,
-                        counter=s.record.counter, reference=s.record.reference, accepted_at=s.record.accepted_at,
-                        kind=s.record.kind.value, result=s.record.result.value, reason=s.record.reason,
-                        signature=s.signature.hex(),
-                    )
-                    for s in result.accepted
-                ]
-            ).on_conflict(action="DO NOTHING").run()
+        result = rec.settle_lost_races(result, *await self._store(result.accepted))
         anomalies = [
             TerminalAnomaly(
                 terminal=terminal.id, anomaly=bucket, counter=s.record.counter, reference=s.record.reference,

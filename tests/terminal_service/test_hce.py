@@ -36,7 +36,7 @@ TRUST = TrustStore.from_list(
 
 
 def revocations(*revoked: bytes) -> RevocationSet:
-    entries = [RevokedCard(region="330000", pseudonym=p, reason="lost", revoked_at=NOW - 5) for p in revoked]
+    entries = [RevokedCard(region="330000", pseudonym=p) for p in revoked]
     return RevocationSet.from_list(build_revocation_list(entries, version=1, issued_at=NOW - 10, next_update=NOW + 3600))
 
 

@@ -81,6 +81,35 @@ async def test_forged_answers_and_replayed_challenges_are_refused(
     assert (replayed.status_code, replayed.json()["code"]) == (409, "card_challenge_replayed")
 
 
+def answers_for(chip: VirtualCard, challenge: bytes) -> dict:
+    """What a terminal relays for a challenge of any length (Lc is the challenge's length)."""
+    chip.transmit(SELECT_SSSE)
+    record = chip.transmit(READ_EF05_RECORD_1)
+    answer = chip.transmit(bytes([0x00, 0x88, 0x00, 0x00, len(challenge)]) + challenge + b"\x00")
+    return {"card_record": record.hex(), "challenge": challenge.hex(), "answer": answer.hex()}
+
+
+async def test_a_captured_authentication_is_refused_under_the_padded_challenge(
+    client: httpx.AsyncClient, hospital: RegisteredTerminal, card: RegistryCard
+) -> None:
+    """C (8 bytes) and C || 80 00.. (16 bytes) once got one answer, so a captured authentication
+    was accepted twice: the replay marker is per exact challenge, and the twin is another one."""
+    chip = await chip_of(client, card)
+    challenge = bytes.fromhex("A1B2C3D4E5F60718")
+    twin = challenge + b"\x80" + bytes(7)
+    captured = answers_for(chip, challenge)
+    assert (await relay(client, hospital, captured)).status_code == 200
+    replayed = await relay(client, hospital, {**captured, "challenge": twin.hex()})
+    assert (replayed.status_code, replayed.json()["code"]) == (403, "card_authentication_failed")
+
+    captured_twin = answers_for(chip, challenge[::-1] + b"\x80" + bytes(7))  # and the other way round
+    assert (await relay(client, hospital, captured_twin)).status_code == 200
+    shortened = await relay(client, hospital, {**captured_twin, "challenge": challenge[::-1].hex()})
+    assert (shortened.status_code, shortened.json()["code"]) == (403, "card_authentication_failed")
+    again = await relay(client, hospital, captured_twin)
+    assert (again.status_code, again.json()["code"]) == (409, "card_challenge_replayed")
+
+
 async def test_malformed_card_answers_get_the_codec_reason(
     client: httpx.AsyncClient, hospital: RegisteredTerminal, card: RegistryCard
 ) -> None:
