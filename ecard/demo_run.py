@@ -180,9 +180,11 @@ class Walk:
         session_id = found.group(1)
         described = expect(await self.http.get(f"/holder/v1/logins/{session_id}", headers=self.holder()), 200, "scan")
         expect(await self.http.post(f"/holder/v1/logins/{session_id}/approve", headers=self.holder()), 200, "approval")
-        back = await self.http.get(f"/oidc/login/{session_id}/continue")
-        check(back.status_code in (302, 303), f"the page did not continue to the site: HTTP {back.status_code}")
-        callback = {k: v[0] for k, v in parse_qs(urlsplit(back.headers["location"]).query).items()}
+        page_sees = expect(await self.http.get(f"/oidc/login/{session_id}/poll"), 200, "the page's poll")
+        check(page_sees.get("state") == "approved_pending_confirmation" and "*" in page_sees.get("holder_name", ""),
+              f"the page does not ask the browser to confirm a masked holder: {page_sees}")
+        back = expect(await self.http.post(f"/oidc/login/{session_id}/confirm"), 200, "the browser's confirmation")
+        callback = {k: v[0] for k, v in parse_qs(urlsplit(back["location"]).query).items()}
         check(callback.get("state") == state and "code" in callback, f"the callback carries {sorted(callback)}")
         tokens = expect(await self.http.post("/oidc/token", auth=self.rp(), data={
             "grant_type": "authorization_code", "code": callback["code"], "redirect_uri": oidc["redirect_uri"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from litestar import Controller, Request, Response, get, post, route
@@ -86,6 +87,20 @@ def flow_cookie(request: Request, flow_id: str | None) -> str | None:
     return request.cookies.get(f"{FLOW_COOKIE}{flow_id}") if flow_id else None
 
 
+def same_origin(request: Request, issuer: str) -> None:
+    """A browser's POST to the login page's endpoints must come from the page itself: the flow
+    cookie is SameSite=Strict, and a sent ``Origin`` must be the issuer's (a sibling subdomain is
+    the same site but not the same origin)."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin.rstrip("/") != issuer_origin(issuer):
+        raise AppError("forbidden", "this request did not come from the login page")
+
+
+def issuer_origin(issuer: str) -> str:
+    parts = urlsplit(issuer)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def redirect(location: str) -> Redirect:
     return Redirect(location, status_code=303, headers=PAGE_HEADERS)
 
@@ -137,7 +152,8 @@ class LoginPageController(Controller):
     @get("/login/{session_id:str}/poll", summary="Long poll of the login state (until it changes)")
     async def poll(
         self, session_id: FromPath[str], request: Request, platform: NamedDependency[Platform],
-        known: FromQuery[Literal["pending", "scanned"]] = "pending", wait: FromQuery[bool] = True,
+        known: FromQuery[Literal["pending", "scanned", "approved_pending_confirmation"]] = "pending",
+        wait: FromQuery[bool] = True,
     ) -> Response[schemas.LoginPoll]:
         service = OidcService(platform)
         result = await service.poll(session_id, lambda flow: flow_cookie(request, flow), known, wait)
@@ -153,7 +169,21 @@ class LoginPageController(Controller):
         )
         return Response(renewed, headers=NO_STORE)
 
-    @get("/login/{session_id:str}/continue", responses=page_responses(redirects=True), summary="Back to the relying party with the code (or the denial)")
+    @post("/login/{session_id:str}/confirm", status_code=200, summary="是本人: the browser confirms the approving holder; the code is issued")
+    async def confirm(self, session_id: FromPath[str], request: Request, platform: NamedDependency[Platform]) -> Response[schemas.LoginContinuation]:
+        service = OidcService(platform)
+        same_origin(request, service.issuer)
+        location = await service.confirm(session_id, lambda flow: flow_cookie(request, flow))
+        return Response(schemas.LoginContinuation(location=location), headers=NO_STORE)
+
+    @post("/login/{session_id:str}/cancel", status_code=200, summary="不是我: the browser cancels the login; the client gets access_denied")
+    async def cancel(self, session_id: FromPath[str], request: Request, platform: NamedDependency[Platform]) -> Response[schemas.LoginContinuation]:
+        service = OidcService(platform)
+        same_origin(request, service.issuer)
+        location = await service.cancel(session_id, lambda flow: flow_cookie(request, flow))
+        return Response(schemas.LoginContinuation(location=location), headers=NO_STORE)
+
+    @get("/login/{session_id:str}/continue", responses=page_responses(redirects=True), summary="Back to the relying party after a denial (an approval goes on through confirm)")
     async def finish(self, session_id: FromPath[str], request: Request, platform: NamedDependency[Platform]) -> Response:
         try:
             location = await OidcService(platform).finish(session_id, lambda flow: flow_cookie(request, flow))

@@ -87,8 +87,22 @@ class LoginAnswer(msgspec.Struct, kw_only=True):
 # --- what the login page polls ------------------------------------------------------------------
 
 
-class LoginPoll(msgspec.Struct, kw_only=True):
-    state: Literal["pending", "scanned", "approved", "denied", "expired"]
+PageState = Literal["pending", "scanned", "approved_pending_confirmation", "denied", "expired"]
+
+
+class LoginPoll(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The page's view: ``approved_pending_confirmation`` carries the approving holder's masked
+    name (张*三) and nothing else about them; the page then confirms or cancels."""
+
+    state: PageState
+    holder_name: str | None = None
+
+
+class LoginContinuation(msgspec.Struct, kw_only=True):
+    """Where the page goes after confirming or cancelling: the client's redirect URI with a code
+    (confirm) or ``error=access_denied`` (cancel), ``state`` and ``iss``."""
+
+    location: str
 
 
 class RenewedLogin(msgspec.Struct, kw_only=True):
@@ -166,6 +180,7 @@ class LoginSession(msgspec.Struct, kw_only=True, array_like=True):
     auth_time: int | None = None
     user_code: str | None = None
     subject: str | None = None  # the pairwise sub, once approved
+    holder_name: str | None = None  # masked (张*三), once approved on a page: what the browser confirms
 
 
 class CodeGrant(msgspec.Struct, kw_only=True, array_like=True):

@@ -32,14 +32,14 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecard.auth import HolderPrincipal, OperatorPrincipal
-from ecard.crypto.fields import keyed_digest, secret_digest
+from ecard.crypto.fields import keyed_digest, secret_digest, secrets_match
 from ecard.crypto.identity import mask_name
 from ecard.crypto.jwk import b64url
-from ecard.errors import AppError
+from ecard.errors import AppError, rate_limited
 from ecard.oidc import schemas
 from ecard.oidc.tables import OidcClient, OidcTokenFamily
 from ecard.platform import Platform
-from ecard.registry.service import audit, new_id
+from ecard.registry.service import audit, audit_refusal, new_id
 from ecard.registry.tables import ECard
 from ecard.store.db import is_unique_violation
 
@@ -65,11 +65,14 @@ class OidcPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     them, e.g. for load tests from one address."""
 
     login_session_ttl: int = 120
+    #: How long the page may wait for "是本人 / continue" once the holder approved in the app.
+    confirm_ttl: int = 120
     flow_ttl: int = 900
     device_session_ttl: int = 600
     device_interval: int = 5
     code_ttl: int = 60
     spent_code_memory: int = 3600
+    #: Also bounds one token request: an issuance slower than half of it is refused (see ``_tokens``).
     access_token_ttl: int = 600
     id_token_ttl: int = 600
     refresh_token_ttl: int = 30 * 86_400
@@ -348,11 +351,10 @@ class OidcService:
     async def _limit(self, key: str, window: int, limit: int) -> None:
         decision = await self.store.hit(key, window, limit)
         if not decision.allowed:
-            retry = str(max(1, int(decision.retry_after + 0.999)))
-            raise AppError("temporarily_unavailable", headers={"Retry-After": retry})
+            raise rate_limited(decision.retry_after, "temporarily_unavailable")
 
     async def _refused(self, actor: str, action: str, client_id: str, reason: str) -> None:
-        await audit(actor, f"oidc.{action}.refused", "oidc_client", client_id[:40] or "-", reason)
+        await audit_refusal(self.platform, actor, f"oidc.{action}.refused", "oidc_client", client_id[:40] or "-", reason)
 
     # --- client filing ------------------------------------------------------------------------
     async def file_client(self, data: schemas.ClientFiling, operator: OperatorPrincipal) -> schemas.ClientView:
@@ -447,8 +449,8 @@ class OidcService:
         client = await self._client_or_none(client_id)
         if method in ("client_secret_basic", "client_secret_post"):
             secret = basic[1] if basic else form["client_secret"]
-            stored = client.secret_digest if client and client.secret_digest else secret_digest("x" * 43)
-            secret_ok = hmac.compare_digest(secret_digest(secret), stored)  # also for unknown ids
+            # fails closed for a client without a stored secret; costs the same for unknown ids
+            secret_ok = secrets_match(secret, client.secret_digest if client else None)
         else:
             secret_ok = True
         if client is None or method != client.auth_method or not secret_ok:
@@ -595,7 +597,9 @@ class OidcService:
 
     async def poll(self, session_id: str, browser_secret_of: BrowserSecrets, known: str, wait: bool) -> schemas.LoginPoll:
         """The page's long poll: returns when the state differs from ``known`` or time runs out.
-        Polls the store, so it works whichever worker the holder's answer reached."""
+        Polls the store, so it works whichever worker the holder's answer reached.  An approval
+        reads as ``approved_pending_confirmation`` with the approving holder's masked name, and
+        nothing more about them: the browser must confirm it (:meth:`confirm`) before any code."""
         deadline = time.monotonic() + (self.policy.long_poll_seconds if wait else 0)
         checked = False
         while True:
@@ -606,32 +610,67 @@ class OidcService:
             if not checked:
                 self._check_browser(session.browser_digest, browser_secret_of(session.flow_id))
                 checked = True
-            if session.state != known or time.monotonic() >= deadline:
-                return schemas.LoginPoll(state=session.state)
+            polled = _page_view(session)
+            if polled.state != known or time.monotonic() >= deadline:
+                return polled
             await asyncio.sleep(0.25)
 
-    async def finish(self, session_id: str, browser_secret_of: BrowserSecrets) -> str:
-        """Where the page goes once the holder answered: the redirect URI with a code (or
-        error=access_denied), ``state`` and ``iss`` (RFC 9207).  The session is taken atomically,
-        so a second continue finds nothing."""
+    async def _browser_session(self, session_id: str, browser_secret_of: BrowserSecrets) -> schemas.LoginSession:
+        """The session, taken from the store (so at most one of continue, confirm and cancel acts
+        on it) once its browser is checked."""
         _, session = await self._session(session_id)
         self._check_browser(session.browser_digest, browser_secret_of(session.flow_id))
-        if session.state not in ("approved", "denied"):
-            raise AppError("authorization_pending")
         raw = await self.store.take(login_key(session_id))
         if raw is None:
             raise AppError("login_session_not_found")
-        session = _LOGIN.decode(raw)
+        return _LOGIN.decode(raw)
+
+    async def finish(self, session_id: str, browser_secret_of: BrowserSecrets) -> str:
+        """Where the page goes once the holder denied: the redirect URI with error=access_denied,
+        ``state`` and ``iss`` (RFC 9207).  An approval goes on only through :meth:`confirm`."""
+        _, session = await self._session(session_id)
+        self._check_browser(session.browser_digest, browser_secret_of(session.flow_id))
+        if session.state == "approved":
+            raise AppError("authorization_pending", "confirm on the login page that this is you first")
+        if session.state != "denied":
+            raise AppError("authorization_pending")
+        session = await self._browser_session(session_id, browser_secret_of)
+        if session.state != "denied":  # pragma: no cover - an answered session never changes state
+            raise AppError("login_session_not_found")
+        return self._denied_location(session.request, "the holder declined in the app")
+
+    async def confirm(self, session_id: str, browser_secret_of: BrowserSecrets) -> str:
+        """"是本人 / continue": the browser that started the login accepts the holder shown to it
+        (draft-ietf-oauth-cross-device-security); only now is the authorization code issued.  The
+        session is taken atomically, so a second confirm (or a cancel) finds nothing."""
+        _, session = await self._session(session_id)
+        self._check_browser(session.browser_digest, browser_secret_of(session.flow_id))
+        if session.state != "approved":
+            raise AppError("authorization_pending", "the holder has not approved this login")
+        session = await self._browser_session(session_id, browser_secret_of)
+        if session.state != "approved":  # pragma: no cover - an approved session never changes state
+            raise AppError("login_session_not_found")
         request = session.request
-        if session.state == "denied":
-            denied = AppError("access_denied")
-            return AuthorizationError(request.redirect_uri, request.state, denied, self.issuer).location
         code = secrets.token_urlsafe(32)
         grant = schemas.CodeGrant(
             request=request, ecard_id=session.ecard_id or "", subject=session.subject or "", auth_time=session.auth_time or 0
         )
         await self.store.put(f"oidc:code:{secret_digest(code)}", _encode(grant), self.policy.code_ttl)
         return with_query(request.redirect_uri, {"code": code, "state": request.state, "iss": self.issuer})
+
+    async def cancel(self, session_id: str, browser_secret_of: BrowserSecrets) -> str:
+        """"不是我 / cancel": the browser discards the login (an approval by someone else among
+        them); no code is ever issued for it and the client hears ``access_denied``."""
+        session = await self._browser_session(session_id, browser_secret_of)
+        await audit(
+            "browser:-", "oidc.login.cancel", "oidc_client", session.request.client_id,
+            "cancelled in the browser", after_approval=session.state == "approved",
+        )
+        return self._denied_location(session.request, "the login was cancelled in the browser")
+
+    def _denied_location(self, request: schemas.AuthorizationRequest, detail: str) -> str:
+        denied = AppError("access_denied", detail)
+        return AuthorizationError(request.redirect_uri, request.state, denied, self.issuer).location
 
     # --- the holder's app ---------------------------------------------------------------------
     async def describe(self, session_id: str, holder: HolderPrincipal) -> schemas.LoginSessionView:
@@ -663,6 +702,7 @@ class OidcService:
 
     @staticmethod
     def _check_open(session: schemas.LoginSession, holder: HolderPrincipal) -> None:
+        """Pending or scanned (by this holder): an answered session is final for the app."""
         if session.state in ("approved", "denied"):
             raise AppError("login_session_answered")
         if session.ecard_id and session.ecard_id != holder.ecard_id:
@@ -673,7 +713,8 @@ class OidcService:
         raw, session = await self._session(session_id)
         self._check_open(session, holder)
         client_id = session.request.client_id
-        subject = None
+        subject = holder_name = None
+        expires_at = session.expires_at
         if approve:
             client = await self.client(client_id)
             if client.status != "live":
@@ -681,11 +722,14 @@ class OidcService:
                 raise AppError("client_not_live")
             facts = await self._require_active(holder.ecard_id, client_id, holder.actor)
             subject = self.subject(client, facts)
+            if session.user_code is None:  # a page login: its browser must still confirm who approved
+                holder_name = mask_name(facts.name)
+                expires_at = max(expires_at, int(time.time()) + self.policy.confirm_ttl)
         answered = msgspec.structs.replace(
             session, state="approved" if approve else "denied", ecard_id=holder.ecard_id,
-            auth_time=int(time.time()), subject=subject,
+            auth_time=int(time.time()), subject=subject, holder_name=holder_name, expires_at=expires_at,
         )
-        if not await self.store.compare_and_set(login_key(session_id), raw, _encode(answered), _ttl(session)):
+        if not await self.store.compare_and_set(login_key(session_id), raw, _encode(answered), _ttl(answered)):
             raise AppError("login_session_answered")
         await audit(
             holder.actor, "oidc.login.approve" if approve else "oidc.login.deny", "oidc_client", client_id,
@@ -758,19 +802,49 @@ class OidcService:
         raise AppError("unsupported_grant_type")
 
     async def _redeem_code(self, client: RelyingParty, form: Mapping[str, str]) -> schemas.TokenResponse:
-        """Single use (atomic take); a replay revokes what the first redemption issued; bound to
-        the client, the exact redirect URI and the PKCE verifier."""
+        """Single use; a replay revokes what the first redemption issued (RFC 6749 §4.1.2, RFC 9700
+        §4.2.4); bound to the client, the exact redirect URI and the PKCE verifier.
+
+        Why a replay never leaves a live family, whatever the interleaving (redeemer A, replayer B,
+        on any workers; every store operation is atomic, every SQL statement commits on its own):
+
+        1. The family's id is decided before consumption and written *by* the consumption: A's
+           ``put_if_absent(code-spent, family id)`` both decides "first use" (exactly one caller
+           wins) and records which family a replay must revoke.  There is no moment at which the
+           code is consumed but its family unknown, so B, which loses the ``put_if_absent`` (or
+           finds the code gone and the marker present), always learns A's family id.  A code read
+           as absent with no marker was never redeemed (or expired unredeemed): "unknown".
+        2. B revokes with :meth:`_revoke_family`: store mark (b1), then the database row (b2),
+           then the store mark again (b3).  b1 comes after A's consumption (a0).
+        3. A creates the row (a1, INSERT), stores the access token (a2), then reads the mark (a3),
+           refusing (and revoking its own row) when it is set; A also refuses when a0..a3 took
+           longer than half the access-token lifetime (:meth:`_tokens`), so a3 < b1 + ttl and a
+           mark written at b1 is still live at a3.
+           - b1 before a3: A sees the mark and hands out nothing (its row is revoked by A).
+           - a3 before b1: then a1 < a3 < b1 < b2, so B's UPDATE (b2) finds A's row and revokes it:
+             the refresh token is dead.  a2 < b1, so the mark (same lifetime as the access token,
+             written later) outlives the access token, which :meth:`_access` therefore refuses.
+           Under PostgreSQL's READ COMMITTED, "b2 finds the row" holds whenever A's INSERT
+           committed before b2's statement began; if it did not, b2 began after b1 and before
+           A's commit, hence b1 < a3: the first case.
+        The refresh path (:meth:`_refresh`) keeps the same order (rotate the row, store the access
+        token, read the mark) and refuses a revoked row, so it can neither revive the family.
+        """
         code_digest = secret_digest(form.get("code", ""))
-        raw = await self.store.take(f"oidc:code:{code_digest}")
-        if raw is None:
+        started = time.monotonic()
+        family_id = new_id()
+        raw = await self.store.get(f"oidc:code:{code_digest}")
+        first = raw is not None and await self.store.put_if_absent(
+            f"oidc:code-spent:{code_digest}", family_id.encode(), self.policy.spent_code_memory
+        )
+        if raw is None or not first:
             spent_family = await self.store.get(f"oidc:code-spent:{code_digest}")
             if spent_family is not None:
                 await self._revoke_family(spent_family.decode(), "code_replay")
                 await self._refused(f"oidc_client:{client.id}", "code", client.id, "code replayed; family revoked")
                 raise AppError("invalid_grant", "authorization code already used; tokens issued with it are revoked")
             raise AppError("invalid_grant", "unknown or expired authorization code")
-        family_id = new_id()
-        await self.store.put(f"oidc:code-spent:{code_digest}", family_id.encode(), self.policy.spent_code_memory)
+        await self.store.delete(f"oidc:code:{code_digest}")  # spent: the marker alone decides now
         grant = _CODE.decode(raw)
         try:
             self._check_code(grant, client, form)
@@ -778,7 +852,8 @@ class OidcService:
             await self._refused(f"oidc_client:{client.id}", "code", client.id, error.detail or error.code)
             raise
         return await self._issue_new_family(
-            client, family_id, grant.ecard_id, grant.subject, grant.request.scope, grant.auth_time, grant.request.nonce
+            client, family_id, grant.ecard_id, grant.subject, grant.request.scope, grant.auth_time, grant.request.nonce,
+            started,
         )
 
     @staticmethod
@@ -799,6 +874,7 @@ class OidcService:
 
     async def _redeem_device_code(self, client: RelyingParty, form: Mapping[str, str]) -> schemas.TokenResponse:
         device_digest = secret_digest(form.get("device_code", ""))
+        started = time.monotonic()
         raw = await self.store.get(f"oidc:device:{device_digest}")
         if raw is None:
             raise AppError("expired_token")
@@ -808,7 +884,7 @@ class OidcService:
         if not await self.store.put_if_absent(f"oidc:device-poll:{device_digest}", b"1", self.policy.device_interval):
             raise AppError("slow_down")
         _, session = await self._device_session(grant.session_id)
-        if session.state in ("pending", "scanned"):
+        if session.state not in ("approved", "denied"):
             raise AppError("authorization_pending")
         taken = await self.store.take(login_key(grant.session_id))
         await self.store.delete(f"oidc:device:{device_digest}")
@@ -818,7 +894,8 @@ class OidcService:
         if session.state == "denied":
             raise AppError("access_denied")
         return await self._issue_new_family(
-            client, new_id(), session.ecard_id or "", session.subject or "", session.request.scope, session.auth_time or 0, None
+            client, new_id(), session.ecard_id or "", session.subject or "", session.request.scope, session.auth_time or 0, None,
+            started,
         )
 
     async def _device_session(self, session_id: str) -> tuple[bytes, schemas.LoginSession]:
@@ -829,9 +906,10 @@ class OidcService:
 
     async def _issue_new_family(
         self, client: RelyingParty, family_id: str, ecard_id: str, subject: str, scope: str, auth_time: int,
-        nonce: str | None,
+        nonce: str | None, started: float,
     ) -> schemas.TokenResponse:
-        """Tokens of a new login, only while its card and e-card are still active."""
+        """Tokens of a new login, only while its card and e-card are still active (``started``:
+        :func:`time.monotonic` before the grant was consumed; see :meth:`_tokens`)."""
         expires_at = int(time.time()) + self.policy.refresh_token_ttl
         written = await OidcTokenFamily.raw(
             _NEW_FAMILY_SQL, family_id, client.id, subject, scope, auth_time, expires_at, ecard_id
@@ -839,19 +917,32 @@ class OidcService:
         if not written:
             await self._refused(f"oidc_client:{client.id}", "token", client.id, "card or e-card not active")
             raise AppError("invalid_grant", "the card or e-card is no longer active")
-        return await self._tokens(client, family_id, ecard_id, subject, scope, auth_time, 0, nonce)
+        return await self._tokens(client, family_id, ecard_id, subject, scope, auth_time, 0, nonce, started)
 
     async def _tokens(
         self, client: RelyingParty, family_id: str, ecard_id: str, subject: str, scope: str,
-        auth_time: int, generation: int, nonce: str | None,
+        auth_time: int, generation: int, nonce: str | None, started: float,
     ) -> schemas.TokenResponse:
+        """Tokens of a family whose row was just created or rotated (``started``: before that).
+
+        The access token is stored first and the family's revocation mark read after it: a
+        revocation that raced this issuance is either seen here (nothing is handed out) or wrote
+        its mark later than the access token, so the mark outlives it (see :meth:`_redeem_code`).
+        An issuance slower than half an access token's life is refused, so a mark written after
+        it started cannot have expired before it is read."""
         now = int(time.time())
         access_token = ACCESS_TOKEN_PREFIX + secrets.token_urlsafe(32)
         record = schemas.AccessRecord(
             family_id=family_id, client_id=client.id, ecard_id=ecard_id, subject=subject, scope=scope,
             issued_at=now, expires_at=now + self.policy.access_token_ttl,
         )
-        await self.store.put(f"oidc:at:{secret_digest(access_token)}", _encode(record), self.policy.access_token_ttl)
+        access_key = f"oidc:at:{secret_digest(access_token)}"
+        await self.store.put(access_key, _encode(record), self.policy.access_token_ttl)
+        revoked = await self.store.get(f"oidc:family-revoked:{family_id}") is not None
+        if revoked or time.monotonic() - started >= self.policy.access_token_ttl / 2:
+            await self.store.delete(access_key)
+            await self._revoke_family(family_id, "revoked_during_issuance" if revoked else "issuance_too_slow")
+            raise AppError("invalid_grant", "the login's tokens were revoked while they were being issued")
         claims: dict[str, Any] = {
             "iss": self.issuer, "sub": subject, "aud": client.id, "azp": client.id,
             "exp": now + self.policy.id_token_ttl, "iat": now, "auth_time": auth_time,
@@ -896,6 +987,7 @@ class OidcService:
         if parsed is None:
             raise AppError("invalid_grant", "unknown refresh token")
         family_id, generation = parsed
+        started = time.monotonic()
         family = await OidcTokenFamily.select().where(OidcTokenFamily.id == family_id).first()
         if family is None or family["client"] != client.id:
             raise AppError("invalid_grant", "unknown refresh token")
@@ -918,14 +1010,20 @@ class OidcService:
             await self._revoke_family(family_id, "card_not_active")
             raise AppError("invalid_grant", "the card or e-card is no longer active")
         return await self._tokens(
-            client, family_id, family["ecard_id"], family["subject"], scope, family["auth_time"], generation + 1, None
+            client, family_id, family["ecard_id"], family["subject"], scope, family["auth_time"], generation + 1, None,
+            started,
         )
 
     async def _revoke_family(self, family_id: str, reason: str) -> None:
+        """Mark, row, mark again: the order :meth:`_redeem_code` relies on.  The first mark stops
+        an issuance that has not yet read it; the second one is written after the row is revoked,
+        so it outlives every access token of an issuance that rotated the row before that."""
+        marker = f"oidc:family-revoked:{family_id}"
+        await self.store.put(marker, b"1", self.policy.access_token_ttl)
         await OidcTokenFamily.update(
             {OidcTokenFamily.revoked: True, OidcTokenFamily.revoked_reason: reason}
         ).where((OidcTokenFamily.id == family_id) & (OidcTokenFamily.revoked == False))  # noqa: E712
-        await self.store.put(f"oidc:family-revoked:{family_id}", b"1", self.policy.access_token_ttl)
+        await self.store.put(marker, b"1", self.policy.access_token_ttl)
 
     # --- using access tokens ------------------------------------------------------------------
     async def _access(self, token: str) -> schemas.AccessRecord | None:
@@ -1061,6 +1159,14 @@ class OidcService:
 
 def _ttl(session: schemas.LoginSession) -> int:
     return max(1, session.expires_at - int(time.time()))
+
+
+def _page_view(session: schemas.LoginSession) -> schemas.LoginPoll:
+    """What the login page may know of a session: its state and, once approved, the approving
+    holder's masked name (张*三) so the person at the browser can tell whether it was them."""
+    if session.state == "approved":
+        return schemas.LoginPoll(state="approved_pending_confirmation", holder_name=session.holder_name or "*")
+    return schemas.LoginPoll(state=session.state)
 
 
 def basic_credentials(authorization: str | None) -> tuple[str, str] | None:

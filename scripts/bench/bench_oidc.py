@@ -2,7 +2,7 @@
 
 Measures, with one worker each, in the same run:
 - complete logins/s: authorize → the holder approves → back to the site with a code → token → userinfo
-  (five requests in both: ecard's page, approve, continue; the peer's /auth, approve, resume);
+  (five requests in both: ecard's page, approve, confirm; the peer's /auth, approve, resume);
 - token-endpoint redemptions/s: codes prepared beforehand, then only redeemed.
 
 Run:  .venv/bin/python scripts/bench/bench_oidc.py [--logins 400] [--concurrency 16] [--rounds 3]
@@ -117,8 +117,10 @@ def ecard_provider(http: httpx.AsyncClient, client_id: str, client_secret: str, 
         approved = await http.post(f"/holder/v1/logins/{session_id}/approve", headers=holder)
         if approved.status_code != 200:
             raise RuntimeError(f"ecard approve: {approved.status_code} {approved.text[:300]}")
-        back = await http.get(f"/oidc/login/{session_id}/continue", headers=cookie_header(jar))
-        return code_of(back.headers["location"]), verifier
+        back = await http.post(f"/oidc/login/{session_id}/confirm", headers=cookie_header(jar))
+        if back.status_code != 200:
+            raise RuntimeError(f"ecard confirm: {back.status_code} {back.text[:300]}")
+        return code_of(back.json()["location"]), verifier
 
     return Provider("ecard", http, get_code, "/oidc/token", "/oidc/userinfo", basic(client_id, client_secret))
 

@@ -22,7 +22,7 @@ What it does:
    - ``show``: fetch a code, then present it to the verifier from two requests at once (counts
      double acceptances); now and then a code accepted earlier is presented again (must be refused)
      and a few codes are held back and presented 15-45 s later;
-   - ``login``: OIDC scan-to-login (authorize page, holder scan, approve, continue, token, userinfo);
+   - ``login``: OIDC scan-to-login (authorize page, holder scan, approve, confirm, token, userinfo);
    - ``consent``: RP request, holder approval, RP data read;
    - ``terminal``: a signed offline-record upload (20 records) from the process's terminal;
    - ``operator``: an operator reads a person and a card.
@@ -520,13 +520,13 @@ class VirtualUser:
         approve = await self.call("login.approve", "POST", f"/holder/v1/logins/{session}/approve", headers=self.holder_auth)
         if approve is None or approve.status_code != 200:
             return
-        back = await self.call("login.continue", "GET", f"/oidc/login/{session}/continue", headers=browser_headers)
+        back = await self.call("login.confirm", "POST", f"/oidc/login/{session}/confirm", headers=browser_headers)
         if back is not None:
             for name in back.cookies:
                 self.http.cookies.delete(name)
-        if back is None or back.status_code not in (302, 303):
+        if back is None or back.status_code != 200:
             return
-        query = {k: v[0] for k, v in parse_qs(urlsplit(back.headers["location"]).query).items()}
+        query = {k: v[0] for k, v in parse_qs(urlsplit(back.json()["location"]).query).items()}
         if query.get("state") != state or "code" not in query:
             self.rec.wrong.append(f"login callback carries {sorted(query)}")
             return

@@ -99,12 +99,27 @@ async def start_login(client: AsyncTestClient, rp: RelyingParty, **params: str) 
 
 
 async def finish_login(client: AsyncTestClient, session_id: str):
+    """The page's continue after a denial (an approval goes on through :func:`confirm_login`)."""
     return await client.get(f"/oidc/login/{session_id}/continue", follow_redirects=False)
 
 
+async def confirm_login(client: AsyncTestClient, session_id: str):
+    """The page's "是本人 / continue" after the holder approved: the code is issued now."""
+    return await client.post(f"/oidc/login/{session_id}/confirm")
+
+
+async def cancel_login(client: AsyncTestClient, session_id: str):
+    """The page's "不是我 / cancel"."""
+    return await client.post(f"/oidc/login/{session_id}/cancel")
+
+
 def callback_params(response) -> dict[str, str]:
-    assert response.status_code == 303, response.text
-    location = response.headers["location"]
+    """The client's callback parameters: from a 303 (continue) or a confirm/cancel answer."""
+    if response.status_code == 200:
+        location = response.json()["location"]
+    else:
+        assert response.status_code == 303, response.text
+        location = response.headers["location"]
     assert location.startswith(REDIRECT_URI)
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
@@ -116,7 +131,7 @@ async def login_code(client: AsyncTestClient, rp: RelyingParty, holder: Holder, 
     assert described.status_code == 200, described.text
     approved = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
     assert approved.status_code == 200, approved.text
-    return callback_params(await finish_login(client, session_id))
+    return callback_params(await confirm_login(client, session_id))
 
 
 async def redeem(client: AsyncTestClient, rp: RelyingParty, code: str, **form: str):

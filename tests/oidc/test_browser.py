@@ -112,6 +112,13 @@ async def test_scan_to_login_in_a_real_browser(server, browser_page, relying_par
         assert described.status_code == 200 and "HeadlessChrome" in described.json()["origin"]["user_agent"]
         await page.locator(".msg[data-for=scanned]").wait_for(state="visible", timeout=5000)  # no reload
         assert (await app.post(f"/holder/v1/logins/{session_id}/approve", headers=holder)).status_code == 200
+        # the page shows who approved (masked) and waits for the person at this browser
+        await page.locator(".msg[data-for=approved_pending_confirmation]").wait_for(state="visible", timeout=5000)
+        assert await page.locator("#holder-name").text_content() == "张*三"
+        assert not await page.locator("#qr").is_visible()
+        await asyncio.sleep(0.5)
+        assert page.url.startswith(server.url)  # no code, no redirect before the confirmation
+        await page.click("#confirm-login")
         callback = await callback_of(page, seeded)
         assert callback["state"] == "browser-state" and callback["iss"] == server.url
         tokens = await app.post("/oidc/token", headers=seeded.rp_auth(), data={
@@ -140,3 +147,22 @@ async def test_an_expired_qr_is_replaced_and_a_denial_returns_to_the_site(server
         assert (await app.post(f"/holder/v1/logins/{second}/deny", headers=holder)).status_code == 200
     callback = await callback_of(page, seeded)
     assert callback["error"] == "access_denied" and callback["state"] == "browser-state"
+
+
+async def test_not_me_cancels_the_login_in_the_browser(server, browser_page, relying_party):
+    """Someone else scanned the QR and approved: the person at the browser sees a name that is
+    not theirs, answers 不是我, and the site hears access_denied; the approval is gone."""
+    page = browser_page
+    seeded = await seed(server.url, relying_party)
+    _, challenge = pkce_pair()
+    await open_login(page, server, seeded, challenge)
+    session_id = await read_qr(page)
+    async with httpx.AsyncClient(base_url=server.url) as app:
+        holder = {"Authorization": f"Bearer {seeded.holder_token}"}
+        assert (await app.post(f"/holder/v1/logins/{session_id}/approve", headers=holder)).status_code == 200
+        await page.locator("#cancel-login").wait_for(state="visible", timeout=5000)
+        assert await page.locator("#holder-name").text_content() == "张*三"
+        await page.click("#cancel-login")
+        callback = await callback_of(page, seeded)
+        assert callback["error"] == "access_denied" and callback["state"] == "browser-state" and "code" not in callback
+        assert (await app.post(f"/holder/v1/logins/{session_id}/approve", headers=holder)).status_code == 404

@@ -26,8 +26,8 @@ from tests.oidc.conftest import (
     LOGOUT_URI,
     REDIRECT_URI,
     Holder,
+    confirm_login,
     file_client,
-    finish_login,
 )
 
 ISSUER = "http://127.0.0.1:8000"
@@ -50,9 +50,11 @@ async def scan_and_approve(client, url: str, holder: Holder) -> str:
     session_id = page.text.split('data-session="')[1].split('"')[0]
     assert (await client.get(f"/holder/v1/logins/{session_id}", headers=holder.headers())).status_code == 200
     assert (await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())).status_code == 200
-    response = await finish_login(client, session_id)
-    assert response.status_code == 303
-    return response.headers["location"]
+    polled = await client.get(f"/oidc/login/{session_id}/poll", params={"wait": "false"})
+    assert polled.json()["state"] == "approved_pending_confirmation"
+    response = await confirm_login(client, session_id)  # the person at the browser: "是本人"
+    assert response.status_code == 200
+    return response.json()["location"]
 
 
 def validate_id_token(id_token: str, jwks: dict, client_id: str, nonce: str | None) -> dict:

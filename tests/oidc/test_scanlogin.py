@@ -7,12 +7,16 @@ import asyncio
 import json
 import time
 
+from tests.api.conftest import platform_of
 from tests.oidc.conftest import (
     REDIRECT_URI,
     callback_params,
+    cancel_login,
+    confirm_login,
     file_client,
     finish_login,
     new_holder,
+    redeem,
     start_login,
 )
 
@@ -55,7 +59,8 @@ async def test_the_long_poll_returns_when_the_holder_answers(client, rp, holder)
     await asyncio.sleep(0.3)
     assert not waiting.done()
     await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
-    assert (await asyncio.wait_for(waiting, 5)).json() == {"state": "approved"}
+    # the page learns who approved (masked, nothing more) and must confirm before any code exists
+    assert (await asyncio.wait_for(waiting, 5)).json() == {"state": "approved_pending_confirmation", "holder_name": "张*三"}
 
 
 async def test_a_login_is_answered_once(client, rp, holder):
@@ -97,7 +102,7 @@ async def test_a_card_reported_lost_during_the_login_stops_the_approval(client, 
 async def test_a_card_lost_after_approval_gets_no_tokens(client, world, rp, holder):
     session_id = await start_login(client, rp)
     await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
-    params = callback_params(await finish_login(client, session_id))
+    params = callback_params(await confirm_login(client, session_id))
     await client.post(f"/operator/v1/cards/{holder.card_id}/status", json={"status": "lost", "reason": "挂失"}, headers=world.op())
     response = await client.post(
         "/oidc/token", data={"grant_type": "authorization_code", "code": params["code"], "redirect_uri": REDIRECT_URI},
@@ -119,10 +124,12 @@ async def test_only_the_browser_that_started_the_login_can_watch_or_finish_it(cl
     client.cookies.clear()
     assert (await client.get(f"/oidc/login/{session_id}/poll")).status_code == 403
     assert (await client.get(f"/oidc/login/{session_id}/continue")).status_code == 403
+    assert (await confirm_login(client, session_id)).status_code == 403
+    assert (await cancel_login(client, session_id)).status_code == 403
     client.cookies.update(saved)
-    assert (await finish_login(client, session_id)).status_code == 303
-    second = await finish_login(client, session_id)
-    assert second.status_code == 404 and "location" not in second.headers
+    assert (await confirm_login(client, session_id)).status_code == 200
+    second = await confirm_login(client, session_id)
+    assert second.status_code == 404 and "location" not in second.text
 
 
 async def test_continuing_before_the_holder_answered_goes_nowhere(client, rp):
@@ -144,7 +151,7 @@ async def test_an_expired_qr_is_replaced_on_the_same_page(client, rp, holder, mo
     fresh = renewed.json()["session_id"]
     assert renewed.status_code == 200 and fresh != session_id and renewed.json()["qr_svg_url"].endswith("qr.svg")
     await client.post(f"/holder/v1/logins/{fresh}/approve", headers=holder.headers())
-    assert "code" in callback_params(await finish_login(client, fresh))
+    assert "code" in callback_params(await confirm_login(client, fresh))
     client.cookies.clear()
     assert (await client.post(f"/oidc/flows/{flow_id}/renew")).status_code == 403
 
@@ -161,3 +168,68 @@ async def test_a_client_suspended_while_the_page_waits_cannot_be_approved(client
     await client.post(f"/operator/v1/oidc/clients/{rp.client_id}/status", json={"status": "suspended"}, headers=world.op())
     response = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
     assert response.status_code == 403 and response.json()["code"] == "client_not_live"
+
+
+# --- the browser confirms who approved (draft-ietf-oauth-cross-device-security) ----------------
+
+
+async def test_an_approval_issues_no_code_until_the_browser_confirms(client, rp, holder):
+    session_id = await start_login(client, rp)
+    await client.get(f"/holder/v1/logins/{session_id}", headers=holder.headers())
+    assert (await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())).status_code == 200
+    polled = await client.get(f"/oidc/login/{session_id}/poll", params={"known": "scanned", "wait": "false"})
+    assert polled.json() == {"state": "approved_pending_confirmation", "holder_name": "张*三"}
+    assert polled.headers["cache-control"] == "no-store"
+    # waiting on the new state is allowed (the page may watch for expiry) and returns at once when done
+    same = await client.get(f"/oidc/login/{session_id}/poll", params={"known": "approved_pending_confirmation", "wait": "false"})
+    assert same.json()["state"] == "approved_pending_confirmation"
+    continued = await finish_login(client, session_id)  # the old way on: refused, no code
+    assert continued.status_code == 400 and "location" not in continued.headers
+    keys = [k for k in getattr(platform_of(client).store, "_entries", {}) if "oidc:code:" in k]
+    assert keys == []  # (memory store) nothing was issued yet
+    confirmed = await confirm_login(client, session_id)
+    assert confirmed.status_code == 200 and confirmed.headers["cache-control"] == "no-store"
+    params = callback_params(confirmed)
+    assert set(params) == {"code", "state", "iss"} and params["state"] == "st-1"
+    assert (await redeem(client, rp, params["code"])).status_code == 200
+    assert (await cancel_login(client, session_id)).status_code == 404  # confirmed: nothing left to cancel
+
+
+async def test_the_browser_can_cancel_an_approval_that_was_not_its_person(client, world, rp, holder):
+    session_id = await start_login(client, rp)
+    assert (await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())).status_code == 200
+    cancelled = await cancel_login(client, session_id)
+    assert cancelled.status_code == 200
+    params = callback_params(cancelled)
+    assert params["error"] == "access_denied" and params["state"] == "st-1" and params["iss"] and "code" not in params
+    # the approval is discarded: no confirm, no continue, no second answer
+    assert (await confirm_login(client, session_id)).status_code == 404
+    assert (await finish_login(client, session_id)).status_code == 404
+    again = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    assert again.status_code == 404
+    trail = await client.get("/operator/v1/audit", params={"target_id": rp.client_id, "action": "oidc.login.cancel"},
+                             headers=world.op("auditor"))
+    assert [event["detail"] for event in trail.json()["items"]] in ([{"after_approval": True}], ['{"after_approval": true}'])
+
+
+async def test_confirm_needs_the_holders_approval_and_the_pages_origin(client, rp, holder):
+    session_id = await start_login(client, rp)
+    early = await confirm_login(client, session_id)
+    assert early.status_code == 400 and early.json()["code"] == "authorization_pending"
+    await client.post(f"/holder/v1/logins/{session_id}/deny", headers=holder.headers())
+    assert (await confirm_login(client, session_id)).status_code == 400  # a denial is never confirmed into a code
+    params = callback_params(await finish_login(client, session_id))
+    assert params["error"] == "access_denied"
+    other = await start_login(client, rp)
+    await client.post(f"/holder/v1/logins/{other}/approve", headers=holder.headers())
+    foreign = await client.post(f"/oidc/login/{other}/confirm", headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403
+    assert (await confirm_login(client, other)).status_code == 200  # still there for the real page
+
+
+async def test_the_page_learns_only_the_masked_name(client, world, rp):
+    holder = await new_holder(world)
+    session_id = await start_login(client, rp, scope="openid")  # even without the profile scope
+    await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    polled = (await client.get(f"/oidc/login/{session_id}/poll", params={"wait": "false"})).json()
+    assert set(polled) == {"state", "holder_name"} and polled["holder_name"] == "张*三"

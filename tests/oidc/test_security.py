@@ -16,8 +16,8 @@ from ecard.crypto.jwk import public_jwk
 from tests.oidc.conftest import (
     REDIRECT_URI,
     callback_params,
+    confirm_login,
     file_client,
-    finish_login,
     login_code,
     pkce_pair,
     platform_of,
@@ -145,7 +145,7 @@ async def test_no_token_travels_in_a_url(client, rp, holder):
     verifier, challenge = pkce_pair()
     session_id = await start_login(client, rp, code_challenge=challenge, code_challenge_method="S256")
     await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
-    params = callback_params(await finish_login(client, session_id))
+    params = callback_params(await confirm_login(client, session_id))
     assert set(params) == {"code", "state", "iss"}
     tokens = await redeem(client, rp, params["code"], code_verifier=verifier)
     assert tokens.headers["cache-control"] == "no-store"
@@ -322,3 +322,21 @@ async def test_junk_gets_a_clear_oauth_error_never_a_crash(client, rp, holder):
     for hint in ("", "a.b.c", "e30." * 3, "x" * 5000):
         response = await client.get("/oidc/logout", params={"id_token_hint": hint}, follow_redirects=False)
         assert response.status_code == 400 and "location" not in response.headers
+
+
+async def test_a_client_without_a_stored_secret_cannot_be_entered_with_any_password(client, rp):
+    """A confidential client whose secret digest is missing or empty (a damaged row, an import)
+    fails closed: not even the placeholder the check compares unknown clients against gets in."""
+    from ecard.oidc import service as oidc_service
+    from ecard.oidc.tables import OidcClient
+
+    for stored in ("", None):
+        await OidcClient.update({OidcClient.secret_digest: stored}).where(OidcClient.id == rp.client_id)
+        oidc_service._clients.pop(rp.client_id, None)  # as another worker would after its cache window
+        for password in ("x" * 43, "x" * 64, ""):
+            response = await client.post(
+                "/oidc/token", auth=(rp.client_id, password),
+                data={"grant_type": "authorization_code", "code": "c", "redirect_uri": REDIRECT_URI},
+            )
+            assert response.status_code == 401, (stored, password, response.text)
+            assert response.json()["error"] == "invalid_client"

@@ -1,5 +1,7 @@
 // Scan-to-login page: long-polls the login state (no reload), swaps in a new QR when one
-// expires, and continues to the relying party once the holder answered in the app.
+// expires, and once a holder approved in the app shows their masked name and asks the person at
+// this browser to confirm ("是本人") or cancel ("不是我") before continuing to the relying party
+// (a code exists only after the confirmation); a denial continues at once.
 "use strict";
 
 (() => {
@@ -18,6 +20,40 @@
   let session = root.dataset.session;
   const show = (state) => { root.dataset.state = state; };
   const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const confirmButton = document.getElementById("confirm-login");
+  const cancelButton = document.getElementById("cancel-login");
+
+  // "confirm" or "cancel": the server answers with where to go (the cookie proves this browser).
+  async function decide(decision) {
+    confirmButton.disabled = true;
+    cancelButton.disabled = true;
+    let response;
+    try {
+      response = await fetch(`/oidc/login/${encodeURIComponent(session)}/${decision}`, {
+        method: "POST", credentials: "same-origin", cache: "no-store",
+      });
+    } catch (networkError) {
+      confirmButton.disabled = false;
+      cancelButton.disabled = false;
+      return;
+    }
+    if (!response.ok) { show(response.status === 404 ? "flow-expired" : "error"); return; }
+    const { location } = await response.json();
+    show(decision === "confirm" ? "approved" : "cancelled");
+    window.location.assign(location);
+  }
+  if (confirmButton && cancelButton) {
+    confirmButton.addEventListener("click", () => decide("confirm"));
+    cancelButton.addEventListener("click", () => decide("cancel"));
+  }
+
+  function askForConfirmation(holderName) {
+    document.getElementById("holder-name").textContent = holderName || "*";
+    confirmButton.disabled = false;
+    cancelButton.disabled = false;
+    show("approved_pending_confirmation");
+    confirmButton.focus();
+  }
 
   async function renew() {
     const response = await fetch(`/oidc/flows/${encodeURIComponent(flow)}/renew`, {
@@ -45,8 +81,12 @@
       }
       if (response.status >= 500 || response.status === 429) { await pause(3000); continue; }
       if (!response.ok) { show("error"); return; }
-      const { state } = await response.json();
-      if (state === "approved" || state === "denied") {
+      const { state, holder_name: holderName } = await response.json();
+      if (state === "approved_pending_confirmation") {
+        askForConfirmation(holderName);
+        return;
+      }
+      if (state === "denied") {
         show(state);
         window.location.assign(`/oidc/login/${encodeURIComponent(session)}/continue`);
         return;
