@@ -19,10 +19,13 @@ from urllib.parse import urlsplit
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ecard.auth import OPERATOR_TOKEN_PREFIX, new_token
 from ecard.consent.scopes import SCOPES
+from ecard.crypto.fields import secret_digest
 from ecard.offline.es256 import public_jwk
 from ecard.platform import open_platform
 from ecard.registry.service import AccessService
+from ecard.registry.tables import Operator, OperatorToken
 from ecard.settings import Settings
 from ecard.terminal.reference import signed_authorization
 from tests.api.conftest import basic, bearer, identity_number
@@ -55,6 +58,30 @@ def seed_operators(settings: Settings) -> dict[str, str]:
             await platform.close()
 
     return run_in_thread(seed)
+
+
+def spare_operator_tokens(settings: Settings, operators: dict[str, str], count: int) -> dict[str, list[str]]:
+    """``count`` extra live tokens per role, for calls that spend one (an operator logging out):
+    minted in the database as a login would, since that many logins would trip the per-address
+    login limit."""
+
+    async def mint() -> dict[str, list[str]]:
+        platform = await open_platform(settings)
+        try:
+            spare: dict[str, list[str]] = {}
+            for role, username in operators.items():
+                row = await Operator.select(Operator.id).where(Operator.username == username).first()
+                tokens = [new_token(OPERATOR_TOKEN_PREFIX) for _ in range(count)]
+                await OperatorToken.insert(*(
+                    OperatorToken(digest=secret_digest(t), operator=row["id"], expires_at=int(time.time()) + 3600)
+                    for t in tokens
+                )).run()
+                spare[role] = tokens
+            return spare
+        finally:
+            await platform.close()
+
+    return run_in_thread(mint)
 
 
 class TerminalSigner(requests.auth.AuthBase):
@@ -98,13 +125,23 @@ class Cast:
     ids: dict[str, str]
 
 
+def _spare(role: str, tokens: list[str] | None) -> Callable[[], Caller] | None:
+    if tokens is None:
+        return None
+    pool = iter(tokens)
+    return lambda: Caller(role, bearer(next(pool)))
+
+
 def _ok(response: requests.Response, status: int = 201) -> dict:
     assert response.status_code == status, (response.request.method, response.request.url, response.status_code, response.text)
     return response.json() if response.content else {}
 
 
-def build_cast(session: requests.Session, operators: dict[str, str]) -> Cast:
-    """Create, over HTTP, one caller of every kind (and a second holder)."""
+def build_cast(
+    session: requests.Session, operators: dict[str, str], spare_tokens: dict[str, list[str]] | None = None
+) -> Cast:
+    """Create, over HTTP, one caller of every kind (and a second holder); operators whose calls
+    spend their token take the next of ``spare_tokens``."""
     tokens = {
         role: _ok(session.post("/operator/v1/login", json={"username": name, "password": PASSWORD}), 200)["access_token"]
         for role, name in operators.items()
@@ -183,6 +220,7 @@ def build_cast(session: requests.Session, operators: dict[str, str]) -> Cast:
         Caller("relying_party", basic(party["client_id"], party["client_secret"])),
         Caller("oidc_relying_party", basic(filed["client_id"], filed["client_secret"])),
         Caller("terminal", auth=TerminalSigner(terminal["id"], key)),
-        *(Caller(role, bearer(tokens[role])) for role in OPERATOR_ROLES),
+        *(Caller(role, bearer(tokens[role]), fresh=_spare(role, (spare_tokens or {}).get(role)))
+          for role in OPERATOR_ROLES),
     ]
     return Cast(session, {c.name: c for c in callers}, ids)

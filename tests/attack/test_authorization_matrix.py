@@ -33,6 +33,7 @@ from ecard.app import create_app
 from ecard.consent.scopes import SCOPES
 from ecard.consent.service import seed_demo_data
 from ecard.offline.es256 import b64url_encode, public_jwk
+from ecard.registry.service import AccessService
 from ecard.settings import load_settings
 from ecard.terminal.reference import AUTHORIZATION_SCHEME, REQUEST_TYPE
 from tests.api.conftest import World, basic, bearer, client, keys_dir, platform_of, settings, world  # noqa: F401
@@ -41,7 +42,7 @@ OPERATORS = ("admin", "registry_admin", "auditor", "readonly")
 READ = frozenset(OPERATORS)  # registry:read
 WRITE = frozenset({"admin", "registry_admin"})  # registry:write
 AUDIT = frozenset({"admin", "auditor"})  # audit:read
-MANAGE = frozenset({"admin"})  # clients:manage
+MANAGE = frozenset({"admin"})  # clients:manage, operators:manage
 HOLDERS = frozenset({"holder", "other_holder"})
 PARTIES = frozenset({"relying_party", "other_relying_party"})
 
@@ -54,15 +55,15 @@ class Access:
     allowed: frozenset[str] = frozenset()
     #: the path names a resource of ``holder`` / ``relying_party``: ``other_*`` gets 404
     owned: bool = False
-    #: an allowed call may end the caller's credentials: each allowed call gets a fresh holder
+    #: an allowed call may end the caller's credentials: each allowed call gets a fresh holder (operator)
     spends: bool = False
 
 
 PUBLIC = Access("public")
 
 
-def operator(allowed: frozenset[str]) -> Access:
-    return Access("operator", allowed)
+def operator(allowed: frozenset[str], *, spends: bool = False) -> Access:
+    return Access("operator", allowed, spends=spends)
 
 
 def client_of(*kinds: str) -> Access:
@@ -104,6 +105,8 @@ MATRIX: dict[str, Access] = {
     "GET /oidc/login/{session_id:str}/qr.svg": PUBLIC,
     "GET /oidc/login/{session_id:str}/poll": PUBLIC,
     "GET /oidc/login/{session_id:str}/continue": PUBLIC,
+    "POST /oidc/login/{session_id:str}/confirm": PUBLIC,
+    "POST /oidc/login/{session_id:str}/cancel": PUBLIC,
     "POST /oidc/flows/{flow_id:str}/renew": PUBLIC,
     "GET /oidc/logout": PUBLIC,
     "POST /oidc/logout": PUBLIC,
@@ -121,6 +124,8 @@ MATRIX: dict[str, Access] = {
     "POST /operator/v1/clients": operator(MANAGE),
     "GET /operator/v1/clients/{client_id:str}": operator(READ),
     "POST /operator/v1/clients/{client_id:str}/status": operator(MANAGE),
+    "POST /operator/v1/logout": operator(READ, spends=True),
+    "POST /operator/v1/operators/{operator_id:str}/revoke-tokens": operator(MANAGE),
     "POST /operator/v1/oidc/clients": operator(MANAGE),
     "GET /operator/v1/oidc/clients/{client_id:str}": operator(READ),
     "POST /operator/v1/oidc/clients/{client_id:str}/status": operator(MANAGE),
@@ -134,6 +139,7 @@ MATRIX: dict[str, Access] = {
     "POST /channel/v1/ecards/{ecard_id:str}/unbind": client_of("channel"),
     "POST /department/v1/identity-checks": client_of("department"),
     "POST /verifier/v1/session": client_of("verifier"),
+    "DELETE /verifier/v1/session": Access("verifier_session"),
     "POST /verifier/v1/verifications": client_of("verifier"),
     # the catalogue of data scopes and purpose codes: public (the handler asks for no caller)
     "GET /consent/v1/scopes": PUBLIC,
@@ -227,6 +233,7 @@ class Cast:
     credentials: dict[str, dict]  # caller → {"headers": …} or {"auth": …}
     params: dict[str, str]  # path parameter values
     new_holder: object
+    new_operator: object  # role → credentials of a fresh token of an operator with that role
 
 
 async def cast_of(world: World) -> Cast:
@@ -291,13 +298,19 @@ async def cast_of(world: World) -> Cast:
         "registry_client_id": world.channel["client_id"], "oidc_client_id": oidc["client_id"],
         "terminal_id": terminal.json()["id"], "consent_id": consent.json()["id"],
         "grant_id": consent.json()["id"], "access_id": uuid.uuid4().hex, "session_id": uuid.uuid4().hex,
-        "flow_id": uuid.uuid4().hex, "version": "1", "path": "swagger",
+        "flow_id": uuid.uuid4().hex, "version": "1", "path": "swagger", "operator_id": uuid.uuid4().hex,
     }
 
     async def fresh_holder() -> dict:
         return {"headers": (await holder_session("赵六"))[1]}
 
-    return Cast(credentials, params, fresh_holder)
+    async def fresh_operator(role: str) -> dict:
+        username = f"{role}-{uuid.uuid4().hex[:6]}"
+        await AccessService(platform_of(http)).create_operator(username, "correct horse battery", role)
+        login = await http.post("/operator/v1/login", json={"username": username, "password": "correct horse battery"})
+        return {"headers": bearer(login.json()["access_token"])}
+
+    return Cast(credentials, params, fresh_holder, fresh_operator)
 
 
 def concrete(route: str, params: dict[str, str]) -> tuple[str, str]:
@@ -352,7 +365,7 @@ async def test_authorization_matrix(client: httpx.AsyncClient, world: World) -> 
         for caller in order:
             credentials = cast.credentials[caller]
             if access.spends and caller in access.allowed:
-                credentials = await cast.new_holder()
+                credentials = await (cast.new_holder() if access.realm == "holder" else cast.new_operator(caller))
             response = await client.request(method, path, **body, **credentials)
             calls += 1
             status, code = response.status_code, code_of(response)

@@ -1,5 +1,5 @@
 """Schemathesis against the service's own OpenAPI document (``/schema/openapi.json``), in process
-over ASGI, on the embedded backend: every operation, positive and negative inputs, each input sent
+over ASGI, on both storage backends (SQLite + the in-process store; PostgreSQL + Redis): every operation, positive and negative inputs, each input sent
 as every kind of caller (anonymous, holder, channel, department, verifier, consent relying party,
 OIDC relying party, terminal with signed requests, each operator role).
 
@@ -11,6 +11,7 @@ document does not declare.  Bounded: ``ECARD_FUZZ_EXAMPLES`` examples per operat
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -32,7 +33,8 @@ from ecard.app import create_app
 from ecard.crypto.keyring import Keyring
 from ecard.settings import load_settings
 from ecard.store.keyfiles import save_keyring
-from tests.attack.actors import Cast, build_cast, seed_operators
+from tests.attack.actors import Cast, build_cast, seed_operators, spare_operator_tokens
+from tests.attack.test_hostile_bodies import SMALL_CORPUS
 
 EXAMPLES = int(os.environ.get("ECARD_FUZZ_EXAMPLES", "25"))
 CHECKS = [
@@ -43,7 +45,7 @@ CHECKS = [
     response_schema_conformance,
 ]
 #: operations whose success ends the caller's credentials: each call gets a fresh holder
-SPENDS_CREDENTIALS = {"POST /holder/v1/session/logout", "POST /holder/v1/ecard/unbind"}
+SPENDS_CREDENTIALS = {"POST /holder/v1/session/logout", "POST /holder/v1/ecard/unbind", "POST /operator/v1/logout"}
 
 
 def _operations() -> dict[str, bool]:
@@ -96,22 +98,31 @@ class Target:
 
 
 @pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+def backend(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The embedded backend: a SQLite file and the in-process store.  ``test_openapi_fuzz_postgres``
+    runs every test of this file again on PostgreSQL + Redis (its own file, so the two run in
+    parallel processes)."""
+    return {"ECARD_DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('fuzzdb')}/ecard.db"}
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory, backend: dict[str, str]) -> Iterator[Target]:
     directory = tmp_path_factory.mktemp("fuzz")
     save_keyring(directory, Keyring.create(["330000", "110000"]))
     environ = {
         "ECARD_KEYS_DIR": str(directory),
-        "ECARD_DATABASE_URL": f"sqlite:///{directory}/ecard.db",
         "ECARD_LOG_JSON": "true",
         "ECARD_LOG_LEVEL": "ERROR",
+        **backend,
     }
     app_settings = load_settings(environ)
     operators = seed_operators(app_settings)
+    spare = spare_operator_tokens(app_settings, operators, 6 * EXAMPLES + 20)
     app = create_app(app_settings)
     schema = schemathesis.openapi.from_asgi("/schema/openapi.json", app)
     schema.config.generation.update(deterministic=True)
     with asgi.get_client(app) as session:
-        cast = build_cast(session, operators)
+        cast = build_cast(session, operators, spare)
         target = Target(schema, cast)
         try:
             yield target
@@ -157,3 +168,27 @@ def test_operation(target: Target, label: str, mode: GenerationMode) -> None:
                 raise AssertionError(f"as {caller.name}: {failure}") from None
 
     run()
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("label", OPERATIONS)
+def test_hostile_corpus(target: Target, label: str) -> None:
+    """The hostile bodies of ``test_hostile_bodies`` (deep nesting, NaN, huge numbers, invalid
+    UTF-8, duplicate keys, …) on every operation, as every caller: a 4xx each time, never a 5xx."""
+    method, path = label.split(" ", 1)
+    known = known_path_parameters(label, target.cast.ids)
+    for name, value in known.items():
+        path = path.replace("{" + name + "}", value).replace("{" + name + ":str}", value)
+    path = re.sub(r"\{[^}]+\}", "x1", path)
+    failures = []
+    for caller in target.cast.callers.values():
+        if label in SPENDS_CREDENTIALS and caller.fresh:
+            caller = caller.fresh()
+        kwargs = caller.kwargs()
+        for body_name, body in SMALL_CORPUS.items():
+            headers = {**kwargs["headers"], "content-type": "application/json"}
+            response = target.cast.session.request(method, path, data=body, **{**kwargs, "headers": headers})
+            target.requests += 1
+            if response.status_code >= 500:
+                failures.append(f"as {caller.name} with {body_name}: {response.status_code} {response.text[:200]}")
+    assert not failures, "\n".join(failures)

@@ -71,11 +71,10 @@ async def test_concurrent_redemptions_never_leave_a_live_login(client, rp, holde
         await race_round([client, client, client], client, rp, holder)
 
 
+@pytest.mark.parametrize("settings", ["postgres"], indirect=True)  # the in-process store is one worker's alone
 async def test_two_workers_sharing_the_stores_never_leave_a_live_login(client, rp, holder, settings):
     """A second app instance with its own Redis connection (and, like every worker, connections of
     the same PostgreSQL): the redemptions race across workers."""
-    if settings.redis_url is None:
-        pytest.skip("the in-process store is one worker's alone")
     first = platform_of(client)
     second = dataclasses.replace(first, store=open_store(settings.redis_url, settings.redis_prefix))
     other_app = create_app(settings, platform=second)

@@ -22,3 +22,18 @@ def test_the_runtime_closure_holds_the_service_dependencies_and_not_the_test_too
     # extras ecard asks for are followed: redis[hiredis], piccolo[postgres]
     assert {"hiredis", "asyncpg"} <= closure
     assert not {"pytest", "hypothesis", "schemathesis", "playwright", "ecard"} & closure
+
+
+def test_the_documented_audit_commands_exist() -> None:
+    """docs/SECURITY.md and the README show both audit commands: each answers --help."""
+    import subprocess
+    import sys
+
+    root = SCRIPT.parents[1]
+    latest = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=False)
+    assert latest.returncode == 0 and "--runtime" in latest.stdout
+    pip_audit = subprocess.run(
+        [str(root / "scripts" / "audit_dependencies.sh"), "--help"], capture_output=True, text=True, check=False,
+        env={"PATH": "/usr/bin:/bin", "VENV": sys.prefix}, cwd=root,
+    )
+    assert pip_audit.returncode == 0 and "vulnerability-service" in pip_audit.stdout, pip_audit.stderr
