@@ -723,9 +723,16 @@ class AccessService:
             )
         token = new_token(OPERATOR_TOKEN_PREFIX)
         ttl = self.platform.settings.operator_token_ttl
-        await OperatorToken.insert(
-            OperatorToken(digest=secret_digest(token), operator=row["id"], expires_at=int(time.time()) + ttl)
-        ).run()
+        now = int(time.time())
+        async with self.platform.engine.transaction():
+            # the operator's ended tokens (expired or revoked) go as a new one is made: the table
+            # holds each operator's live tokens and nothing else
+            await OperatorToken.delete().where(
+                (OperatorToken.operator == row["id"]) & ((OperatorToken.expires_at <= now) | (OperatorToken.revoked == True))  # noqa: E712
+            )
+            await OperatorToken.insert(
+                OperatorToken(digest=secret_digest(token), operator=row["id"], expires_at=now + ttl)
+            ).run()
         await audit(f"operator:{row['id']}", "operator.login", "operator", row["id"])
         return schemas.OperatorToken(access_token=token, token_type="Bearer", expires_in=ttl, role=row["role"])
 

@@ -278,3 +278,23 @@ async def test_login_refusals_are_audited_per_burst(world: World, monkeypatch) -
     rows = [e for e in await trail(world, target_id=operator_id) if e["action"] == "operator.login.refused"]
     assert sorted(r["reason"] for r in rows) == ["invalid credentials", "throttled"]
     assert {r["actor_kind"] + ":" + r["actor_id"] for r in rows} == {"address:203.0.113.99"}
+
+
+async def test_ended_tokens_are_removed_when_the_operator_logs_in_again(world: World) -> None:
+    """The token table holds live tokens only: a login removes the operator's expired and revoked
+    ones (not anybody else's)."""
+    from ecard.registry.tables import OperatorToken
+
+    username, operator_id = await new_operator(world)
+    other, other_id = await new_operator(world)
+    ended, live = await token_of(world.client, username), await token_of(world.client, username)
+    await token_of(world.client, other)
+    assert (await world.client.post("/operator/v1/logout", headers=bearer(ended))).status_code == 204
+    await OperatorToken.update({OperatorToken.expires_at: 0}).where(OperatorToken.operator == other_id)
+    expired_rows = await OperatorToken.count().where(OperatorToken.operator == other_id)
+
+    fresh = await token_of(world.client, username)
+    rows = await OperatorToken.select(OperatorToken.revoked, OperatorToken.expires_at).where(OperatorToken.operator == operator_id)
+    assert len(rows) == 2 and not any(r["revoked"] for r in rows)  # ``live`` and ``fresh``
+    assert await works(world.client, live) and await works(world.client, fresh)
+    assert await OperatorToken.count().where(OperatorToken.operator == other_id) == expired_rows == 1
