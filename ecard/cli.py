@@ -86,6 +86,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # respawn is a crash loop, and then the server exits rather than spin
         respawn_failed_workers=True,
         respawn_interval=1.0,
+        # a worker that has not finished its shutdown (draining the ledger relay, closing pools)
+        # 30 s after being asked is killed, so a stuck worker cannot hold a restart forever
+        workers_kill_timeout=30,
     ).serve()
     return 0
 

@@ -298,7 +298,11 @@ def test_a_worker_that_dies_is_respawned(server: LiveServer) -> None:
     # ten more requests, all served (by the new worker too)
     assert all(httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200 for _ in range(10))
     server.process.terminate()
-    log = server.process.communicate(timeout=20)[1].decode(errors="replace")
+    try:
+        log = server.process.communicate(timeout=90)[1].decode(errors="replace")
+    except subprocess.TimeoutExpired:  # the log is what this test reads; a slow stop is not its subject
+        server.process.kill()
+        log = server.process.communicate()[1].decode(errors="replace")
     assert "Unexpected exit from worker" in log
     assert "Fatal Python error: Segmentation fault" in log, log[-2000:]
 
