@@ -161,6 +161,17 @@ async def _client_row(client_id: str) -> dict | None:
     return row
 
 
+async def active_client(client_id: str, kind: str) -> ClientPrincipal | None:
+    """The client as its row says now (seen within :data:`CLIENT_CACHE_SECONDS`, like every client
+    credential), or None when it is unknown, disabled or not of ``kind``: for credentials that
+    stand for a client after it authenticated (a verifier page session)."""
+    row = await _client_row(client_id)
+    if row is None or row["status"] != "active" or row["kind"] != kind:
+        return None
+    principal: ClientPrincipal = row["principal"]
+    return principal
+
+
 def forget_client(client_id: str) -> None:
     """Drop a cached client row after its status, secret or key changed."""
     _client_cache.pop(client_id)

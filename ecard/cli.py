@@ -218,7 +218,7 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
 
 
 #: Domain modules that add their own commands with ``register(subparsers)``.
-DOMAIN_CLIS = ["ecard.terminal.cli", "ecard.codes.cli"]
+DOMAIN_CLIS = ["ecard.terminal.cli", "ecard.codes.cli", "ecard.consent.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from ecard.auth import ClientPrincipal, HolderPrincipal, _client_row  # one client row cache
+from ecard.auth import ClientPrincipal, HolderPrincipal, active_client
 from ecard.codes import schemas
 from ecard.codes.elicense import sign_elicense
 from ecard.codes.format import CodeSigner
@@ -462,11 +462,10 @@ class CodeService:
         if raw is None:
             raise _session_refused()
         record = msgspec.json.decode(raw, type=_SessionRecord)
-        row = await _client_row(record.id)
-        if row is None or row["status"] != "active" or row["kind"] != "verifier":
+        verifier = await active_client(record.id, "verifier")  # today's entitlements, not the login's
+        if verifier is None:
             raise _session_refused()
-        principal: ClientPrincipal = row["principal"]  # today's entitlements, not the login's
-        return principal
+        return verifier
 
     async def close_verifier_session(self, token: str) -> None:
         """Logout: the token is refused from now on, on every worker (the shared store holds it)."""

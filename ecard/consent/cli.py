@@ -1,6 +1,6 @@
 """``ecard ledger …``: audit the consent ledger and check receipts from the command line.
 
-The lead wires ``register(subparsers)`` into ``ecard.cli.build_parser``.
+Listed in ``ecard.cli.DOMAIN_CLIS``, which calls ``register(subparsers)``.
 """
 
 from __future__ import annotations

@@ -615,41 +615,40 @@ class OidcService:
                 return polled
             await asyncio.sleep(0.25)
 
-    async def _browser_session(self, session_id: str, browser_secret_of: BrowserSecrets) -> schemas.LoginSession:
-        """The session, taken from the store (so at most one of continue, confirm and cancel acts
-        on it) once its browser is checked."""
+    async def _browser_checked(self, session_id: str, browser_secret_of: BrowserSecrets) -> schemas.LoginSession:
+        """The session, once the browser asking holds its flow's secret."""
         _, session = await self._session(session_id)
         self._check_browser(session.browser_digest, browser_secret_of(session.flow_id))
+        return session
+
+    async def _take(self, session_id: str, state: str | None = None) -> schemas.LoginSession:
+        """The session, taken from the store, so at most one of continue, confirm and cancel acts
+        on it (``state``: the one it was checked to be in, which an answered session keeps)."""
         raw = await self.store.take(login_key(session_id))
-        if raw is None:
+        session = _LOGIN.decode(raw) if raw is not None else None
+        if session is None or (state is not None and session.state != state):
             raise AppError("login_session_not_found")
-        return _LOGIN.decode(raw)
+        return session
 
     async def finish(self, session_id: str, browser_secret_of: BrowserSecrets) -> str:
         """Where the page goes once the holder denied: the redirect URI with error=access_denied,
         ``state`` and ``iss`` (RFC 9207).  An approval goes on only through :meth:`confirm`."""
-        _, session = await self._session(session_id)
-        self._check_browser(session.browser_digest, browser_secret_of(session.flow_id))
+        session = await self._browser_checked(session_id, browser_secret_of)
         if session.state == "approved":
             raise AppError("authorization_pending", "confirm on the login page that this is you first")
         if session.state != "denied":
             raise AppError("authorization_pending")
-        session = await self._browser_session(session_id, browser_secret_of)
-        if session.state != "denied":  # pragma: no cover - an answered session never changes state
-            raise AppError("login_session_not_found")
+        session = await self._take(session_id, "denied")
         return self._denied_location(session.request, "the holder declined in the app")
 
     async def confirm(self, session_id: str, browser_secret_of: BrowserSecrets) -> str:
         """"是本人 / continue": the browser that started the login accepts the holder shown to it
         (draft-ietf-oauth-cross-device-security); only now is the authorization code issued.  The
         session is taken atomically, so a second confirm (or a cancel) finds nothing."""
-        _, session = await self._session(session_id)
-        self._check_browser(session.browser_digest, browser_secret_of(session.flow_id))
+        session = await self._browser_checked(session_id, browser_secret_of)
         if session.state != "approved":
             raise AppError("authorization_pending", "the holder has not approved this login")
-        session = await self._browser_session(session_id, browser_secret_of)
-        if session.state != "approved":  # pragma: no cover - an approved session never changes state
-            raise AppError("login_session_not_found")
+        session = await self._take(session_id, "approved")
         request = session.request
         code = secrets.token_urlsafe(32)
         grant = schemas.CodeGrant(
@@ -661,7 +660,8 @@ class OidcService:
     async def cancel(self, session_id: str, browser_secret_of: BrowserSecrets) -> str:
         """"不是我 / cancel": the browser discards the login (an approval by someone else among
         them); no code is ever issued for it and the client hears ``access_denied``."""
-        session = await self._browser_session(session_id, browser_secret_of)
+        await self._browser_checked(session_id, browser_secret_of)
+        session = await self._take(session_id)
         await audit(
             "browser:-", "oidc.login.cancel", "oidc_client", session.request.client_id,
             "cancelled in the browser", after_approval=session.state == "approved",
