@@ -23,7 +23,7 @@ from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionTy
 from piccolo.table import Table
 
 #: Piccolo apps, in migration order (each ``piccolo_app`` module holds an ``APP_CONFIG``).
-APP_MODULES = ["ecard.registry.piccolo_app", "ledger.piccolo_app", "ecard.oidc.piccolo_app", "ecard.codes.piccolo_app", "ecard.consent.piccolo_app", "ecard.terminal.piccolo_app"]
+APP_MODULES = ["ecard.registry.piccolo_app", "ledger.piccolo_app", "ecard.oidc.piccolo_app", "ecard.codes.piccolo_app", "ecard.consent.piccolo_app", "ecard.terminal.piccolo_app", "ecard.webhooks.piccolo_app"]
 
 PICCOLO_CONF = "ecard.piccolo_conf"
 

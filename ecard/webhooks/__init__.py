@@ -1,0 +1,1 @@
+"""Signed webhook deliveries to partners (Standard Webhooks) from a transactional outbox."""
