@@ -24,6 +24,7 @@ from litestar.types import Receive, Scope, Send
 
 from ecard import __version__
 from ecard.bodies import BodySafeRequest
+from ecard.auth import DpopContext
 from ecard.dependencies import PLATFORM
 from ecard.edge import (
     SECURITY_HEADER_PAIRS,
@@ -143,10 +144,13 @@ class JsonReply:
 
 class HotRoute(NamedTuple):
     """A route :class:`EcardApp` serves itself: the handler takes the app's state, the
-    Authorization header and the request body.  A route that reads no body does not wait for one."""
+    Authorization header and the request body.  A route that reads no body does not wait for one.
+    A route with ``dpop`` also gets ``dpop=`` the request's :class:`ecard.auth.DpopContext` (its
+    method, path and ``DPoP`` headers), for holder tokens bound to a device key."""
 
-    handler: Callable[[State, str | None, bytes], Awaitable[JsonReply]]
+    handler: Callable[..., Awaitable[JsonReply]]
     reads_body: bool = True
+    dpop: bool = False
 
 
 class EcardApp(Litestar):
@@ -183,7 +187,10 @@ class EcardApp(Litestar):
         started = request_started(method, path)
         status = 500
         try:
-            reply = await self._answer(route, _authorization(scope["headers"]), lambda: self._read_body(receive), lambda: scope)
+            dpop = DpopContext(method, path, _all_headers(scope["headers"], b"dpop")) if route.dpop else None
+            reply = await self._answer(
+                route, _authorization(scope["headers"]), lambda: self._read_body(receive), lambda: scope, dpop
+            )
             if isinstance(reply, JsonReply):
                 status = reply.status
                 await reply.send_to(send, [("x-request-id", request_id)])
@@ -219,6 +226,7 @@ class EcardApp(Litestar):
                 headers.get("authorization"),
                 lambda: self._read_rsgi_body(headers, protocol),
                 lambda: self._behind_proxy(asgi_scope(scope, {"request_id": request_id})),
+                DpopContext(method, path, tuple(headers.get_all("dpop"))) if route.dpop else None,
             )
             if isinstance(reply, JsonReply):
                 status = reply.status
@@ -254,11 +262,14 @@ class EcardApp(Litestar):
         authorization: str | None,
         read_body: Callable[[], Awaitable[bytes]],
         scope_of: Callable[[], Scope],
+        dpop: DpopContext | None = None,
     ) -> JsonReply | ASGIResponse:
         """The handler's reply, or the error catalogue's answer to what it raised (only then is
         the request's ASGI scope needed: ``scope_of`` gives it)."""
         try:
             body = await read_body() if route.reads_body else b""
+            if dpop is not None:
+                return await route.handler(self.state, authorization, body, dpop=dpop)
             return await route.handler(self.state, authorization, body)
         except Exception as exc:  # noqa: BLE001 - answered from the error catalogue, as in Litestar
             scope = scope_of()
@@ -282,6 +293,11 @@ class EcardApp(Litestar):
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)
+
+
+def _all_headers(headers: list[tuple[bytes, bytes]], wanted: bytes) -> tuple[str, ...]:
+    """Every value of the (lowercase) header ``wanted``, in order."""
+    return tuple(value.decode("latin-1") for name, value in headers if name == wanted)
 
 
 def _authorization(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -340,7 +356,7 @@ class ProblemResponses(ReceiveRoutePlugin):
 
 
 #: Domain modules whose ``CONTROLLERS`` list is mounted, in this order.
-DOMAINS = ["ecard.registry.controllers", "ecard.oidc.controllers", "ecard.codes.controllers", "ecard.consent.controllers", "ecard.terminal.controllers"]
+DOMAINS = ["ecard.registry.controllers", "ecard.registry.stock_controllers", "ecard.oidc.controllers", "ecard.codes.controllers", "ecard.consent.controllers", "ecard.terminal.controllers", "ecard.timeline.controllers", "ecard.webhooks.controllers"]
 
 
 def domain_controllers() -> list:

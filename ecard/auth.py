@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import json
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import jwt
 import msgspec
 
+from ecard.crypto import dpop as dpop_rules
 from ecard.crypto.fields import secret_digest, secrets_match
 from ecard.errors import AppError
 from ecard.platform import Platform
@@ -82,6 +85,8 @@ class HolderPrincipal:
     ecard_id: str
     card_id: str
     channel_id: str
+    #: RFC 7638 thumbprint of the device key the session is bound to (DPoP), None when unbound
+    jkt: str | None = None
 
     @property
     def actor(self) -> str:
@@ -247,6 +252,9 @@ class HolderAccess(msgspec.Struct, array_like=True, frozen=True):
     channel_id: str
     issued_at: float  # epoch seconds, compared with revocation times
     expires_at: int
+    #: the device key's RFC 7638 thumbprint when the session is DPoP-bound.  Last, with a default:
+    #: the claims are a msgpack array, so tokens minted before this field still decode (unbound)
+    jkt: str | None = None
 
 
 #: A revocation covers tokens issued up to this long after it, so a worker whose clock runs
@@ -256,9 +264,25 @@ _ACCESS_TAG_BYTES = 16
 _HOLDER_ACCESS_DECODER = msgspec.msgpack.Decoder(HolderAccess)
 
 
+class _UnboundAccess(msgspec.Struct, array_like=True, frozen=True):
+    """An unbound token's claims as they were before ``jkt``: six members, so that workers of the
+    previous release (during a rolling deployment) still read the tokens this one mints."""
+
+    session_id: str
+    ecard_id: str
+    card_id: str
+    channel_id: str
+    issued_at: float
+    expires_at: int
+
+
 def holder_access_token(platform: Platform, access: HolderAccess) -> str:
     """``echa_`` + base64url(msgpack claims) + ``.`` + base64url(HMAC-SHA256 tag, 128 bits)."""
-    body = msgspec.msgpack.encode(access)
+    body = msgspec.msgpack.encode(
+        access if access.jkt is not None else _UnboundAccess(
+            access.session_id, access.ecard_id, access.card_id, access.channel_id, access.issued_at, access.expires_at
+        )
+    )
     return HOLDER_ACCESS_PREFIX + _b64url(body) + "." + _b64url(_access_tag(platform, body))
 
 
@@ -317,6 +341,16 @@ async def revoke_holder_access(
             await put_revocation(platform, f"holder-off:{kind}:{value}", platform.settings.holder_access_ttl)
 
 
+async def reinstate_card_access(platform: Platform, card_id: str) -> None:
+    """A card active again (a loss undone or lapsed, 解挂, 解冻): the card-wide marker moves to
+    this moment without its clock margin, so every token issued before stays refused while the
+    tokens its sessions get from now on work at once (with the margin they would be refused for a
+    second).  A worker whose clock runs behind by δ has its new tokens refused for δ."""
+    key = f"holder-off:c:{card_id}"
+    if await platform.store.get(key) is not None:
+        await platform.store.put(key, repr(time.time()).encode(), platform.settings.holder_access_ttl)
+
+
 async def put_revocation(platform: Platform, key: str, lifetime: float) -> None:
     """Mark everything issued under ``key`` until now (plus the clock margin) revoked, for
     ``EphemeralStore.check_revocation``; the marker outlives anything of ``lifetime`` seconds."""
@@ -324,20 +358,136 @@ async def put_revocation(platform: Platform, key: str, lifetime: float) -> None:
     await platform.store.put(key, revoked_at, lifetime + 2 * REVOCATION_CLOCK_MARGIN)
 
 
-async def authenticate_holder(platform: Platform, authorization: str | None) -> HolderPrincipal:
+@dataclass(frozen=True, slots=True)
+class DpopContext:
+    """What a DPoP check needs of a request: its method, its path (the public URL is the
+    configured ``public_url`` + this path: behind proxies that is the URL the app signed) and the
+    value of every ``DPoP`` header it came with (RFC 9449 §4.3: exactly one is allowed)."""
+
+    method: str
+    path: str
+    proofs: tuple[str, ...] = ()
+
+
+def dpop_context(request: Any) -> DpopContext:
+    """The :class:`DpopContext` of a Litestar request (any object with ``method``, ``url.path``
+    and multi-valued ``headers``)."""
+    return DpopContext(request.method, request.url.path, tuple(request.headers.getall("dpop", ())))
+
+
+def dpop_url(platform: Platform, path: str) -> str:
+    """The URL a proof's ``htu`` must name for a request to ``path``."""
+    return platform.settings.public_url.rstrip("/") + path
+
+
+#: The ``WWW-Authenticate`` challenge's algorithm list (RFC 9449 §7.1).
+_DPOP_ALGS = " ".join(dpop_rules.ALLOWED_ALGORITHMS)
+
+
+def _dpop_refusal(message: str) -> AppError:
+    return AppError(
+        "invalid_dpop_proof", message,
+        headers={"WWW-Authenticate": f'DPoP error="invalid_dpop_proof", algs="{_DPOP_ALGS}"'},
+    )
+
+
+def _nonce_key(platform: Platform) -> bytes:
+    return hmac.digest(platform.holder_token_key, b"ecard dpop nonce key", "sha256")
+
+
+def dpop_nonce(platform: Platform, now: float | None = None) -> str:
+    """A fresh server nonce for ``DPoP-Nonce`` (stateless: any worker checks it)."""
+    return dpop_rules.make_nonce(_nonce_key(platform), time.time() if now is None else now)
+
+
+def check_holder_proof(
+    platform: Platform, dpop: DpopContext | None, *, jkt: str, access_token: str | None = None
+) -> dpop_rules.DpopProof:
+    """The request's one DPoP proof passes every rule of :mod:`ecard.crypto.dpop` for ``jkt``
+    (and, with an access token, its ``ath``); the replay rule is :func:`consume_proof`'s.
+    Raises ``invalid_dpop_proof`` (or ``use_dpop_nonce`` with a fresh ``DPoP-Nonce``)."""
+    if dpop is None or not dpop.proofs:
+        raise _dpop_refusal("a DPoP proof is required: this session is bound to a device key")
+    if len(dpop.proofs) != 1:
+        raise _dpop_refusal("exactly one DPoP header is allowed")
+    settings = platform.settings
+    now = time.time()
+    try:
+        return dpop_rules.check_proof(
+            dpop.proofs[0], method=dpop.method, url=dpop_url(platform, dpop.path), now=now,
+            window=settings.holder_dpop_iat_window, access_token=access_token, expected_jkt=jkt,
+            nonce_key=_nonce_key(platform) if settings.holder_dpop_nonce else None,
+        )
+    except dpop_rules.DpopNonceRequired:
+        raise AppError(
+            "use_dpop_nonce",
+            headers={"WWW-Authenticate": 'DPoP error="use_dpop_nonce"', "DPoP-Nonce": dpop_nonce(platform, now)},
+        ) from None
+    except dpop_rules.DpopError as error:
+        raise _dpop_refusal(error.message) from None
+
+
+async def consume_proof(platform: Platform, proof: dpop_rules.DpopProof) -> None:
+    """Rule: a proof's ``jti`` is used once per key.  Marked in the shared store for as long as its
+    ``iat`` is acceptable.  While the store cannot be reached the rule is skipped (like revocation
+    the database cannot decide it): the ``iat`` window, ``htm``/``htu`` and ``ath`` still bound a
+    replay to one request of one token within that window."""
+    window = platform.settings.holder_dpop_iat_window
+    key = f"dpop-jti:{proof.jkt}:{hashlib.sha256(proof.jti.encode()).hexdigest()[:32]}"
+    try:
+        fresh = await platform.store.put_if_absent(key, b"1", ttl=2 * window + 5)
+    except StoreUnavailable:
+        return
+    if not fresh:
+        raise _dpop_refusal("this DPoP proof was already used")
+
+
+async def verify_holder_proof(
+    platform: Platform, dpop: DpopContext | None, *, jkt: str, access_token: str | None = None
+) -> dpop_rules.DpopProof:
+    """:func:`check_holder_proof`, then :func:`consume_proof`."""
+    proof = check_holder_proof(platform, dpop, jkt=jkt, access_token=access_token)
+    await consume_proof(platform, proof)
+    return proof
+
+
+def holder_credentials(authorization: str | None) -> tuple[str, str] | None:
+    """(``bearer`` or ``dpop``, token) from an ``Authorization`` header, None for anything else."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    return (scheme, value) if scheme in ("bearer", "dpop") and value else None
+
+
+async def authenticate_holder(
+    platform: Platform, authorization: str | None, dpop: DpopContext | None = None
+) -> HolderPrincipal:
     """A holder access token is valid while its MAC holds, it has not expired, and neither its
     session, its e-card nor its card was revoked since it was issued: one read of the shared
     store, no database read (the app asks for a code every minute).  Every change that ends a
     token (logout, refresh, unbinding, a card reported lost) revokes first, then writes the
     database.  A token older than the store's contents (a flush or, in process, a restart may
     have lost a revocation) is checked against the database instead, and so is every token
-    while the store cannot be reached."""
-    token = bearer(authorization)
-    if not token or not token.startswith(HOLDER_ACCESS_PREFIX):
+    while the store cannot be reached.
+
+    A token bound to a device key (``jkt``) is accepted only as ``Authorization: DPoP <token>``
+    with one valid DPoP proof of that key for this request (``dpop``), used once: one signature
+    verification and one more store write per request.  An unbound token is a Bearer token."""
+    credentials = holder_credentials(authorization)
+    if credentials is None or not credentials[1].startswith(HOLDER_ACCESS_PREFIX):
         raise AppError("unauthenticated", headers={"WWW-Authenticate": 'Bearer realm="holder"'})
+    scheme, token = credentials
     access = _holder_access(platform, token)
     if access is None or access.expires_at < time.time():
-        raise _invalid_token()
+        raise _invalid_token(scheme)
+    proof = None
+    if access.jkt is not None:
+        if scheme != "dpop":  # RFC 9449 §7.2: a bound token is never a bearer token
+            raise _invalid_token("dpop", "this token is bound to a device key: present it with the DPoP scheme")
+        proof = check_holder_proof(platform, dpop, jkt=access.jkt, access_token=token)
+    elif scheme == "dpop":
+        raise _invalid_token("bearer", "this token is not bound to a device key: present it as a Bearer token")
     try:
         revocation = await platform.store.check_revocation(_revocation_keys(access), access.issued_at)
     except StoreUnavailable:
@@ -345,16 +495,20 @@ async def authenticate_holder(platform: Platform, authorization: str | None) -> 
         # while the store is away nothing can be revoked, and the app keeps its codes coming
         revocation = Revocation.PREDATES_STORE
     if revocation is Revocation.REVOKED:
-        raise _invalid_token()
+        raise _invalid_token(scheme)
     if revocation is Revocation.PREDATES_STORE and not await _session_is_live(access):
-        raise _invalid_token()
+        raise _invalid_token(scheme)
+    if proof is not None:
+        await consume_proof(platform, proof)
     return HolderPrincipal(
-        session_id=access.session_id, ecard_id=access.ecard_id, card_id=access.card_id, channel_id=access.channel_id
+        session_id=access.session_id, ecard_id=access.ecard_id, card_id=access.card_id,
+        channel_id=access.channel_id, jkt=access.jkt,
     )
 
 
-def _invalid_token() -> AppError:
-    return AppError("token_invalid", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+def _invalid_token(scheme: str = "bearer", detail: str | None = None) -> AppError:
+    challenge = f'DPoP error="invalid_token", algs="{_DPOP_ALGS}"' if scheme == "dpop" else 'Bearer error="invalid_token"'
+    return AppError("token_invalid", detail, headers={"WWW-Authenticate": challenge})
 
 
 async def _session_is_live(access: HolderAccess) -> bool:

@@ -218,7 +218,7 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
 
 
 #: Domain modules that add their own commands with ``register(subparsers)``.
-DOMAIN_CLIS = ["ecard.terminal.cli", "ecard.codes.cli", "ecard.consent.cli"]
+DOMAIN_CLIS = ["ecard.terminal.cli", "ecard.codes.cli", "ecard.consent.cli", "ecard.webhooks.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     importer = registry.add_parser("import", help="bulk-import persons and cards from CSV")
     importer.add_argument("file")
     importer.set_defaults(func=cmd_registry_import)
+    from ecard.registry.deaths import register_cli as register_import_deaths
+
+    register_import_deaths(registry)
 
     for module in DOMAIN_CLIS:
         importlib.import_module(module).register(sub)

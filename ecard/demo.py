@@ -21,7 +21,9 @@ from ecard.oidc.service import CLIENT_SECRET_PREFIX as OIDC_SECRET_PREFIX
 from ecard.oidc.service import OidcService
 from ecard.oidc.tables import OidcClient
 from ecard.platform import Platform
-from ecard.registry import schemas
+from ecard.errors import AppError
+from ecard.registry import holder_password, schemas
+from ecard.registry.evidence import sign_evidence
 from ecard.registry.service import AccessService, RegistryService
 from ecard.registry.tables import ApiClient, Card, Operator, Person
 from ecard.settings import Settings
@@ -39,20 +41,40 @@ def demo_identity_number(region: str) -> str:
     return first17 + check_digit(first17)
 
 
-async def _client(platform: Platform, kind: str, name: str, entitlements: list[str], actor: str) -> dict[str, Any]:
-    """Create the demo client, or give the existing one a fresh secret."""
+async def _client(
+    platform: Platform, kind: str, name: str, entitlements: list[str], actor: str, jwk: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Create the demo client, or give the existing one a fresh secret (and ``jwk``, when given, as
+    its registered public key)."""
     row = await ApiClient.select(ApiClient.id).where(ApiClient.name == name).first()
     if row is None:
         view = await AccessService(platform).create_client(
-            schemas.ClientCreate(kind=kind, name=name, entitlements=entitlements), actor  # type: ignore[arg-type]
+            schemas.ClientCreate(kind=kind, name=name, entitlements=entitlements, public_jwk=jwk), actor  # type: ignore[arg-type]
         )
         return {"client_id": view.id, "client_secret": view.client_secret, "name": name}
     secret = new_token(CLIENT_SECRET_PREFIX)
-    await ApiClient.update({ApiClient.secret_digest: secret_digest(secret), ApiClient.status: "active"}).where(
-        ApiClient.id == row["id"]
-    )
+    changes: dict[Any, Any] = {ApiClient.secret_digest: secret_digest(secret), ApiClient.status: "active"}
+    if jwk is not None:
+        changes[ApiClient.public_jwk] = jwk
+    await ApiClient.update(changes).where(ApiClient.id == row["id"])
     forget_client(row["id"])
     return {"client_id": row["id"], "client_secret": secret, "name": name}
+
+
+def _private_jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
+    private = key.private_numbers().private_value.to_bytes(32, "big")
+    return {**public_jwk(key.public_key()), "d": b64url_encode(private)}
+
+
+def _demo_password(birth: dt.date) -> str:
+    """A new six-digit 电子社保卡密码 for the demo holder that no strength rule refuses."""
+    while True:
+        candidate = f"{secrets.randbelow(10**6):06d}"
+        try:
+            holder_password.check_strength(candidate, birth)
+        except AppError:
+            continue
+        return candidate
 
 
 async def _oidc_client(platform: Platform, name: str, operator: OperatorPrincipal) -> dict[str, Any]:
@@ -115,7 +137,13 @@ async def create_demo(platform: Platform, settings: Settings) -> dict[str, Any]:
         operator_id = await access.create_operator("demo-admin", password, "admin")
     operator = OperatorPrincipal(operator_id, "demo-admin", "admin")
 
-    channel = await _client(platform, "channel", "演示人社App (demo channel)", [], operator.actor)
+    channel_key = ec.generate_private_key(ec.SECP256R1())  # signs the channel's 实人 evidence
+    channel = {
+        **await _client(
+            platform, "channel", "演示人社App (demo channel)", [], operator.actor, public_jwk(channel_key.public_key())
+        ),
+        "private_jwk": _private_jwk(channel_key),
+    }
     clients = {
         "channel": channel,
         "department": await _client(platform, "department", "演示核验部门 (demo department)", [], operator.actor),
@@ -156,10 +184,16 @@ async def create_demo(platform: Platform, settings: Settings) -> dict[str, Any]:
     await seed_demo_data(platform, person_id)
     card = await Card.select(Card.id).where(Card.card_number == card_number).first()
     channel_principal = ClientPrincipal(channel["client_id"], "channel", channel["name"], ("*",), ())
+    evidence = sign_evidence(  # what the channel app does after its face-liveness check of the holder
+        channel_key, channel_id=channel["client_id"], audience=settings.public_url, identity_number=number,
+        method="face_liveness", reference=f"demo-{secrets.token_hex(6)}",
+    )
     issued = await registry.issue_ecard(
-        schemas.ECardIssue(name=DEMO_HOLDER["name"], identity_number=number, card_number=card_number),
+        schemas.ECardIssue(name=DEMO_HOLDER["name"], identity_number=number, card_number=card_number, evidence=evidence),
         channel_principal,
     )
+    holder_secret = _demo_password(dt.datetime.strptime(DEMO_HOLDER["birth"], "%Y%m%d").date())
+    await holder_password.provision_password(platform, person_id, holder_secret, operator.actor)
     return {
         "base_url": settings.public_url,
         "operator": {"username": "demo-admin", "password": password, "role": "admin"},
@@ -172,5 +206,6 @@ async def create_demo(platform: Platform, settings: Settings) -> dict[str, Any]:
             "ecard_id": issued.ecard.id,
             "access_token": issued.session.access_token,
             "refresh_token": issued.session.refresh_token,
+            "password": holder_secret,  # the 电子社保卡密码 (step-up when approving)
         },
     }

@@ -13,6 +13,7 @@ from ecard.auth import (
     authenticate_client,
     authenticate_holder,
     authenticate_operator,
+    dpop_context,
     require_permission,
 )
 from ecard.platform import Platform
@@ -27,7 +28,9 @@ async def provide_operator(request: Request, platform: NamedDependency[Platform]
 
 
 async def provide_holder(request: Request, platform: NamedDependency[Platform]) -> HolderPrincipal:
-    return await authenticate_holder(platform, request.headers.get("authorization"))
+    """The holder of the request's access token: a Bearer token, or a DPoP-bound token with its
+    ``DPoP`` proof for this request (``ecard.auth.authenticate_holder``)."""
+    return await authenticate_holder(platform, request.headers.get("authorization"), dpop_context(request))
 
 
 def client_of(*kinds: str) -> Provide:

@@ -58,6 +58,17 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "unauthenticated": ErrorSpec(401, "需要身份认证", "Authentication is required"),
     "invalid_credentials": ErrorSpec(401, "凭据无效", "The credentials are invalid"),
     "token_invalid": ErrorSpec(401, "令牌无效、已过期或已撤销", "The token is invalid, expired or revoked"),
+    # holder sessions bound to a device key (DPoP, RFC 9449; docs/holder-sessions.md)
+    "invalid_dpop_proof": ErrorSpec(
+        401, "设备密钥证明（DPoP）缺失或无效", "The DPoP proof is missing, invalid, replayed or from another key", oauth=True
+    ),
+    "use_dpop_nonce": ErrorSpec(
+        401, "请使用服务端下发的 DPoP-Nonce 重新生成证明", "Make the DPoP proof again with the server's DPoP-Nonce", oauth=True
+    ),
+    "dpop_required": ErrorSpec(
+        400, "本省要求会话绑定设备密钥，请提供 dpop_jkt", "This platform requires device-bound sessions: send dpop_jkt"
+    ),
+    "session_not_found": ErrorSpec(404, "会话不存在或已结束", "No such live session of this holder"),
     "forbidden": ErrorSpec(403, "无权执行该操作", "You are not allowed to do this"),
     # registry
     "invalid_identity_number": ErrorSpec(
@@ -78,6 +89,26 @@ CATALOGUE: dict[str, ErrorSpec] = {
         409, "卡状态已被他人修改，请刷新后重试", "The card status was changed concurrently; reload and retry"
     ),
     "card_not_active": ErrorSpec(403, "社保卡状态异常，不可使用", "The card is not active"),
+    "card_expired": ErrorSpec(403, "社保卡已过有效期，请换领新卡", "The card has expired; it must be renewed"),
+    "loss_is_formal": ErrorSpec(
+        409, "社保卡已正式挂失，请到服务网点解挂或补卡", "The loss is formal: undo it or replace the card at an outlet"
+    ),
+    "replacement_not_requested": ErrorSpec(
+        409, "请先提交补换卡申请", "Request a replacement for this card first"
+    ),
+    "stock_card_invalid": ErrorSpec(
+        409, "库存卡不属于该持卡人或状态不符", "The stock card is not this person's or not in stock"
+    ),
+    "card_batch_invalid": ErrorSpec(
+        400, "批次中有不合格的卡，整批未写入", "Some cards of the batch are invalid; nothing was written"
+    ),
+    "card_batch_not_found": ErrorSpec(404, "库存卡批次不存在", "No such card batch"),
+    "death_records_invalid": ErrorSpec(
+        400, "死亡人员文件格式错误", "The death records file is malformed (its header or encoding)"
+    ),
+    "death_records_too_large": ErrorSpec(
+        413, "死亡人员文件过大，请分批导入", "The death records file has too many bytes or rows; split it"
+    ),
     "identity_mismatch": ErrorSpec(
         403, "姓名、身份证号与卡号不匹配", "Name, identity number and card number do not match an active card"
     ),
@@ -89,6 +120,33 @@ CATALOGUE: dict[str, ErrorSpec] = {
         403, "该渠道未开通此地区的服务", "This channel does not serve the card's region"
     ),
     "operator_exists": ErrorSpec(409, "操作员已存在", "An operator with this name already exists"),
+    # the trusted front door: 实人 evidence and the 电子社保卡密码 (docs/front-door.md)
+    "evidence_required": ErrorSpec(
+        400, "签发须提供渠道的实人核验凭证", "Issuing needs the channel's live-person evidence (evidence)"
+    ),
+    "evidence_invalid": ErrorSpec(
+        400, "实人核验凭证无效、过期或已使用", "The live-person evidence is malformed, not genuine, stale, reused or not this applicant's"
+    ),
+    "evidence_method_not_accepted": ErrorSpec(
+        400, "本省不接受该实人核验方式", "The card's province does not accept this live-person check method"
+    ),
+    "evidence_key_missing": ErrorSpec(
+        403, "渠道未登记签名公钥，不能签发", "The channel has no usable registered key to sign evidence: it cannot issue"
+    ),
+    "password_required": ErrorSpec(
+        400, "此操作需要输入电子社保卡密码", "This step needs the holder's e-card password (password)"
+    ),
+    "password_not_set": ErrorSpec(409, "尚未设置电子社保卡密码", "The holder has not set an e-card password yet"),
+    "password_already_set": ErrorSpec(
+        409, "电子社保卡密码已设置，如需更改请通过实人核验重置", "The e-card password is set; reset it through a live-person check"
+    ),
+    "password_too_weak": ErrorSpec(
+        400, "密码过于简单（重复、连续数字或出生日期）", "The password is trivial (one digit repeated, a run, or the birth date)"
+    ),
+    "password_invalid": ErrorSpec(403, "电子社保卡密码错误", "The e-card password is wrong"),
+    "password_locked": ErrorSpec(
+        429, "密码错误次数过多，已暂时锁定", "Too many wrong passwords: locked; retry after Retry-After seconds"
+    ),
     # OAuth 2.0 / OpenID Connect (RFC 6749 §5.2, RFC 8628 §3.5, RFC 6750 §3.1)
     "invalid_request": ErrorSpec(400, "请求参数缺失或无效", "The request is missing a parameter or is invalid", True),
     "invalid_client": ErrorSpec(401, "客户端认证失败", "Client authentication failed", True),
@@ -161,6 +219,10 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "ledger_receipt_invalid": ErrorSpec(
         400, "存证回执无效或与账本不符", "The ledger receipt is malformed, not genuine or not kept"
     ),
+    # the holder's timeline
+    "timeline_cursor_invalid": ErrorSpec(
+        400, "翻页游标无效，请从第一页重新查询", "The paging cursor is not one this service gave; start from the first page"
+    ),
     # terminals
     "terminal_not_found": ErrorSpec(404, "终端不存在", "No such terminal"),
     "terminal_disabled": ErrorSpec(403, "终端已停用", "This terminal is disabled"),
@@ -191,6 +253,15 @@ CATALOGUE: dict[str, ErrorSpec] = {
     # keys
     "key_not_found": ErrorSpec(404, "密钥不存在", "No such key"),
     "key_state_conflict": ErrorSpec(409, "密钥状态不允许该操作", "The key's state does not allow this"),
+    # partner webhooks
+    "webhook_url_invalid": ErrorSpec(
+        400, "回调地址无效（须为 https，且不含凭据或片段）", "The webhook URL is not allowed (https, no credentials, no fragment)"
+    ),
+    "webhook_not_configured": ErrorSpec(404, "该客户端未配置回调地址", "This client has no webhook endpoint"),
+    "webhook_delivery_not_found": ErrorSpec(404, "回调投递记录不存在", "No such webhook delivery"),
+    "webhook_delivery_not_failed": ErrorSpec(
+        409, "仅可重新投递已最终失败的回调", "Only a permanently failed delivery can be redelivered"
+    ),
 }
 
 
@@ -288,7 +359,7 @@ def problem_response(
 
 
 def _app_error_handler(request: Request, exc: AppError) -> Response[Problem]:
-    return problem_response(request, exc.code, exc.detail, headers=exc.headers)
+    return problem_response(request, exc.code, exc.detail, headers=exc.headers, errors=exc.extra.get("errors"))
 
 
 _STATUS_CODES = {

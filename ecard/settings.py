@@ -33,6 +33,15 @@ class Peer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     client_secret: str
 
 
+class CardPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A province's card-life policy (``docs/lifecycle.md``)."""
+
+    #: a 临时挂失 lapses by itself after this many days (the card is active again)
+    temporary_loss_days: Annotated[int, msgspec.Meta(ge=1, le=90)] = 7
+    #: whether an expired physical card suspends its e-cards (``suspend``) or not (``continue``)
+    expired_card: Literal["continue", "suspend"] = "continue"
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Every knob of the service; all have embedded defaults so a bare machine can start."""
 
@@ -50,6 +59,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     code_lifetime: Annotated[int, msgspec.Meta(ge=15, le=300)] = 60
     holder_access_ttl: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
     holder_refresh_ttl: Annotated[int, msgspec.Meta(ge=3600, le=180 * 86_400)] = 30 * 86_400
+    #: holder sessions bound to a device key (DPoP, RFC 9449; ``docs/holder-sessions.md``):
+    #: ``optional`` issues unbound (Bearer) sessions when the channel sends no ``dpop_jkt``;
+    #: ``required`` refuses such an issuance (``dpop_required``) — production provinces set it
+    holder_dpop: Literal["optional", "required"] = "optional"
+    #: how far (seconds) a DPoP proof's ``iat`` may be from the server's clock, either way
+    holder_dpop_iat_window: Annotated[int, msgspec.Meta(ge=5, le=600)] = 60
+    #: ask for server nonces in DPoP proofs (``use_dpop_nonce`` / ``DPoP-Nonce``); off by default
+    holder_dpop_nonce: bool = False
+    #: live holder sessions one e-card may have; issuing one more ends the oldest
+    holder_max_sessions_per_ecard: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
     operator_token_ttl: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 8 * 3600
     #: how long an ``Idempotency-Key``'s stored (encrypted) response is replayed, then purged
     idempotency_ttl: Annotated[int, msgspec.Meta(ge=60, le=30 * 86_400)] = 86_400
@@ -61,6 +80,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     trusted_proxies: str = ""
     #: other provinces' deployments (TOML ``[[peers]]`` tables, or ``ECARD_PEERS`` as a JSON list)
     peers: list[Peer] = []
+    #: card-life policy per province region code, ``"*"`` for the rest (TOML ``[card_policies."*"]``
+    #: tables, or ``ECARD_CARD_POLICIES`` as a JSON object)
+    card_policies: dict[str, CardPolicy] = {}
+    #: seconds between the webhook delivery worker's looks for due deliveries (``docs/webhooks.md``)
+    webhook_poll_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 2.0
+    #: accept ``http://`` webhook endpoint URLs (development and tests; otherwise https only)
+    webhook_allow_http: bool = False
+    #: how old (seconds) a channel's 实人 evidence may be at issuance or password reset
+    #: (``docs/front-door.md``); its ``iat`` may also be at most 60 s in the future
+    liveness_max_age_seconds: Annotated[int, msgspec.Meta(ge=30, le=3600)] = 300
+    #: the 实人 check methods each province accepts: region code (e.g. ``"330000"``) or ``"*"`` for
+    #: the rest → method names of :data:`ecard.registry.evidence.METHODS` (TOML
+    #: ``[liveness_methods]`` table, or ``ECARD_LIVENESS_METHODS`` as a JSON object)
+    liveness_methods: dict[str, list[str]] = msgspec.field(
+        default_factory=lambda: {"*": ["face_liveness", "face_compare_police", "counter_in_person"]}
+    )
 
     @property
     def is_sqlite(self) -> bool:
@@ -91,7 +126,7 @@ def _from_environment(environ: dict[str, str]) -> dict[str, Any]:
     return values
 
 
-_JSON_FIELDS = {"peers"}
+_JSON_FIELDS = {"peers", "card_policies", "liveness_methods"}
 
 
 def _json_setting(key: str, raw: str) -> Any:
@@ -130,7 +165,21 @@ def load_settings(
         raise SettingsError(f"{_setting_name(exc)}: {exc}") from None
     _check_urls(settings)
     _check_trusted_proxies(settings)
+    _check_liveness_methods(settings)
     return settings
+
+
+def _check_liveness_methods(settings: Settings) -> None:
+    from ecard.registry.evidence import METHODS  # the catalogue lives with the rules that use it
+
+    for region, methods in settings.liveness_methods.items():
+        if region != "*" and not re.fullmatch(r"[1-9]\d{5}", region):
+            raise SettingsError(f"{PREFIX}LIVENESS_METHODS: {region!r} is neither a region code nor \"*\"")
+        unknown = sorted(set(methods) - set(METHODS))
+        if unknown:
+            raise SettingsError(
+                f"{PREFIX}LIVENESS_METHODS: {region}: unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}"
+            )
 
 
 def _check_trusted_proxies(settings: Settings) -> None:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from tests.api.conftest import identity_number
+from ecard.registry.evidence import sign_evidence
+from tests.api.conftest import HOLDER_PASSWORD, channel_key_pair, identity_number
 
 REDIRECT_URI = "https://rp.example.test/callback"
 
@@ -112,17 +113,32 @@ async def new_holder(http: httpx.AsyncClient, admin: dict[str, str], channel: di
         "chip_serial": uuid.uuid4().hex[:16].upper(), "identification_code": uuid.uuid4().hex[:24].upper(),
         "issue_date": "2024-01-01", "expiry_date": "2034-01-01"}))
     basic = base64.b64encode(f"{channel['id']}:{channel['client_secret']}".encode()).decode()
+    evidence = sign_evidence(
+        channel["private_key_pem"], channel_id=channel["id"], audience=str(http.base_url).rstrip("/"),
+        identity_number=number, method="face_liveness", reference=f"ref-{uuid.uuid4().hex[:12]}",
+    )
     issued = _ok(await http.post("/channel/v1/ecards", headers={"Authorization": f"Basic {basic}"},
-                                 json={"name": "张小三", "identity_number": number, "card_number": card_number}))
-    return issued["session"]["access_token"], card["id"]
+                                 json={"name": "张小三", "identity_number": number, "card_number": card_number,
+                                       "evidence": evidence}))
+    token = issued["session"]["access_token"]
+    _ok(await http.post("/holder/v1/password", json={"password": HOLDER_PASSWORD},
+                        headers={"Authorization": f"Bearer {token}"}))
+    return token, card["id"]
+
+
+async def new_channel(http: httpx.AsyncClient, admin: dict[str, str], name: str | None = None) -> dict:
+    """A channel registered with a P-256 key for its 实人 evidence (``private_key_pem`` added)."""
+    private_pem, jwk = channel_key_pair()
+    channel = _ok(await http.post("/operator/v1/clients", headers=admin, json={
+        "kind": "channel", "name": name or f"app-{uuid.uuid4().hex[:6]}", "public_jwk": jwk}))
+    return {**channel, "private_key_pem": private_pem}
 
 
 async def seed(url: str, redirect_uri: str = REDIRECT_URI) -> Seeded:
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         login = _ok(await http.post("/operator/v1/login", json={"username": "admin", "password": "correct horse battery"}))
         admin = {"Authorization": f"Bearer {login['access_token']}"}
-        channel = _ok(await http.post("/operator/v1/clients", headers=admin,
-                                      json={"kind": "channel", "name": f"app-{uuid.uuid4().hex[:6]}"}))
+        channel = await new_channel(http, admin)
         holder_token, card_id = await new_holder(http, admin, channel)
         rp = _ok(await http.post("/operator/v1/oidc/clients", headers=admin, json={
             "name": f"rp-{uuid.uuid4().hex[:6]}", "redirect_uris": [redirect_uri], "scopes": ["openid", "profile", "ecard"],

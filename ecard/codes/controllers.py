@@ -20,10 +20,12 @@ from litestar.types import ASGIApp
 from ecard.app import HotRoute, JsonReply, etagged, json_headers
 from ecard.auth import (
     ClientPrincipal,
+    DpopContext,
     HolderPrincipal,
     authenticate_client,
     authenticate_holder,
     bearer,
+    dpop_context,
 )
 from ecard.codes import schemas
 from ecard.codes.service import VERIFIER_SESSION_PREFIX, CodeService
@@ -62,7 +64,7 @@ async def provide_codes(state: State) -> CodeService:
 
 
 async def provide_code_holder(request: Request, codes: NamedDependency[CodeService]) -> HolderPrincipal:
-    return await authenticate_holder(codes.platform, request.headers.get("authorization"))
+    return await authenticate_holder(codes.platform, request.headers.get("authorization"), dpop_context(request))
 
 
 async def verifier_of(codes: CodeService, authorization: str | None) -> ClientPrincipal:
@@ -79,9 +81,12 @@ async def verifier_of(codes: CodeService, authorization: str | None) -> ClientPr
 _VERIFY_REQUEST = msgspec.json.Decoder(schemas.VerifyRequest)
 
 
-async def issue_code(state: State, authorization: str | None, body: bytes = b"") -> JsonReply:
+async def issue_code(
+    state: State, authorization: str | None, body: bytes = b"", dpop: DpopContext | None = None
+) -> JsonReply:
+    """A DPoP-bound holder token comes with its proof for this request (``dpop``)."""
     codes = code_service(state)
-    holder = await authenticate_holder(codes.platform, authorization)
+    holder = await authenticate_holder(codes.platform, authorization, dpop)
     return JsonReply(await codes.issue_code(holder), 201, NO_STORE_JSON)
 
 
@@ -103,7 +108,8 @@ def _verify_request(body: bytes) -> schemas.VerifyRequest:
 
 
 HOT_ROUTES = {
-    ("POST", "/holder/v1/codes"): HotRoute(issue_code, reads_body=False),  # a code request has no body
+    # a code request has no body; a DPoP-bound token comes with its proof
+    ("POST", "/holder/v1/codes"): HotRoute(issue_code, reads_body=False, dpop=True),
     ("POST", "/verifier/v1/verifications"): HotRoute(verify_code),
 }
 
@@ -133,7 +139,7 @@ class HolderCodeController(Controller):
         summary="A fresh dynamic code (JSON): show until refresh_at",
     )
     async def issue(self, request: Request) -> ASGIApp:
-        return await issue_code(request.app.state, request.headers.get("authorization"))
+        return await issue_code(request.app.state, request.headers.get("authorization"), dpop=dpop_context(request))
 
     @get("/codes/qr", responses=IMAGE_RESPONSES, summary="A fresh dynamic code as a QR image (PNG or SVG)")
     async def image(

@@ -53,6 +53,7 @@ from ecard.offline import (
 )
 from ecard.offline.code_format import BodyTemplate
 from ecard.platform import Platform
+from ecard.registry import lifecycle
 from ecard.registry.tables import Card
 from ecard.settings import Peer
 from ecard.store.ephemeral import Consumption, Revocation, StoreUnavailable
@@ -320,7 +321,9 @@ class CodeService:
                 card = await self._card_of(claims.pseudonym)
                 if card is None:
                     reason = UNKNOWN_CARD
-                elif card["status"] != "active":
+                elif not lifecycle.card_usable(
+                    self.platform.settings.card_policies, card["status"], _as_date(card["expiry_date"]), card["region"]
+                ):
                     reason = CARD_NOT_ACTIVE
             if withdrawn:
                 reason = CARD_NOT_ACTIVE
@@ -386,7 +389,7 @@ class CodeService:
         """The card a pseudonym stands for, with its status as of now (never cached)."""
         # hand-written join: piccolo's foreign-key chains cost more per request than the query
         rows = await CodePseudonym.raw(
-            "SELECT c.id, c.status, c.region, c.card_number, p.id AS person_id, p.name,"
+            "SELECT c.id, c.status, c.region, c.card_number, c.expiry_date, p.id AS person_id, p.name,"
             " p.id_number_enc FROM code_pseudonym x JOIN card c ON c.id = x.card"
             " JOIN person p ON p.id = c.person WHERE x.pseudonym = {}",
             pseudonym.hex(),
@@ -475,7 +478,15 @@ class CodeService:
     async def history(self, holder: HolderPrincipal, limit: int, offset: int) -> schemas.HolderVerificationPage:
         if not 1 <= limit <= HISTORY_PAGE_MAX or offset < 0:
             raise AppError("validation_failed", f"limit must be 1..{HISTORY_PAGE_MAX} and offset ≥ 0")
-        mine = CodeVerification.pseudonym == card_pseudonym(self.platform.pseudonym_key, holder.card_id).hex()
+        # every card of the person whose e-card this is: a replacement card (new id, new
+        # pseudonym) keeps the history of the cards before it
+        lineage = await Card.raw(
+            "SELECT c.id FROM ecard e JOIN card k ON k.id = e.card JOIN card c ON c.person = k.person WHERE e.id = {}",
+            holder.ecard_id,
+        )
+        card_ids = {row["id"] for row in lineage} | {holder.card_id}
+        key = self.platform.pseudonym_key
+        mine = CodeVerification.pseudonym.is_in(sorted(card_pseudonym(key, card).hex() for card in card_ids))
         rows = (
             await CodeVerification.select(
                 CodeVerification.at, CodeVerification.verifier.name, CodeVerification.result
@@ -493,3 +504,7 @@ class CodeService:
             items=items, total=await CodeVerification.count().where(mine), limit=limit, offset=offset
         )
 
+
+def _as_date(value: dt.date | str) -> dt.date:
+    """A DATE column from a raw query: a date on PostgreSQL, ISO text on SQLite."""
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)

@@ -49,6 +49,7 @@ from ecard.offline import (
 from ecard.offline.code_format import MAX_LIFETIME
 from ecard.offline.revocation import CardRef, set_digest
 from ecard.platform import Platform
+from ecard.registry import lifecycle
 from ecard.registry.tables import Card, CardStatusEvent
 from ecard.store.db import is_unique_violation
 
@@ -70,7 +71,7 @@ RECONCILE_SECONDS = 600.0
 OFFLINE_LIMITS = OfflineLimits(
     max_offline_seconds=3 * 86_400, max_offline_acceptances=500, accepted_kinds=["card", "code"]
 )
-REVOKED_STATUSES = ("lost", "frozen", "cancelled", "deceased")
+REVOKED_STATUSES = tuple(sorted(lifecycle.REVOKED))  # on the revocation list and the chip blacklist
 _HEAD_ID = 1
 
 

@@ -33,9 +33,11 @@ class RequestCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Approval(msgspec.Struct, forbid_unknown_fields=True):
-    """Approve all requested scopes (``scopes`` omitted) or only some of them."""
+    """Approve all requested scopes (``scopes`` omitted) or only some of them, with the holder's
+    电子社保卡密码 (step-up; ``password_required`` without it, ``docs/front-door.md``)."""
 
     scopes: Scopes | None = None
+    password: Annotated[str, msgspec.Meta(max_length=64)] | None = None
 
 
 class ScopeView(msgspec.Struct):

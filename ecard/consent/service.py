@@ -52,6 +52,7 @@ from ecard.crypto.fields import blind_index
 from ecard.crypto.identity import InvalidIdentityNumber, mask_card_number, normalize_identity_number
 from ecard.errors import AppError
 from ecard.platform import Platform
+from ecard.registry.holder_password import verify_holder_password
 from ecard.registry.tables import ApiClient, Card, Person
 from ledger import Event, NotYetSealed, Unavailable, commit
 from ledger.verify import verify_history
@@ -228,6 +229,9 @@ class ConsentService:
         party = await ApiClient.select(ApiClient.status).where(ApiClient.id == row["relying_party"]).first()
         if party is None or party["status"] != "active":
             raise AppError("client_not_live", "the relying party is no longer live")
+        if not approval.password:  # step-up: the 电子社保卡密码, checked before anything is granted
+            raise AppError("password_required")
+        await verify_holder_password(self.platform, row["person"], approval.password, actor=holder.actor)
         at = now_ms()
         granted = [s for s in requested if s in granted]  # the request's order
         async with write_transaction(self.platform.engine):

@@ -17,7 +17,10 @@ from ecard.offline.reasons import OfflineError, Reason
 from ecard.offline.revocation import Pseudonym, RevocationSet
 from ecard.offline.trust import EpochSeconds, RegionCode, TrustedKey, TrustStore
 
-CardStatus = Literal["active", "lost", "frozen", "cancelled", "deceased"]
+CardStatus = Literal[  # as the registry spells them (ecard/registry/lifecycle.py)
+    "produced", "in_stock", "issued", "active", "lost_temporary", "lost", "frozen",
+    "replacement_pending", "replaced", "cancelled", "deceased",
+]
 IsoDate = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
 
 

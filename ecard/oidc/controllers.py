@@ -282,9 +282,12 @@ class HolderLoginController(Controller):
             raise AppError("validation_failed", "user_code is required")
         return await OidcService(platform).describe_user_code(user_code, holder)
 
-    @post("/{session_id:str}/approve", status_code=200, summary="Approve the login")
-    async def approve(self, session_id: FromPath[str], platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]) -> schemas.LoginAnswer:
-        return await OidcService(platform).answer(session_id, holder, approve=True)
+    @post("/{session_id:str}/approve", status_code=200, summary="Approve the login (with the 电子社保卡密码)")
+    async def approve(
+        self, session_id: FromPath[str], data: JSONBody[schemas.LoginApproval], platform: NamedDependency[Platform],
+        holder: NamedDependency[HolderPrincipal],
+    ) -> schemas.LoginAnswer:
+        return await OidcService(platform).answer(session_id, holder, approve=True, password=data.password)
 
     @post("/{session_id:str}/deny", status_code=200, summary="Deny the login")
     async def deny(self, session_id: FromPath[str], platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]) -> schemas.LoginAnswer:

@@ -79,6 +79,12 @@ class LoginSessionView(msgspec.Struct, kw_only=True):
     expires_at: int
 
 
+class LoginApproval(msgspec.Struct, forbid_unknown_fields=True):
+    """The holder's approval of a login: the 电子社保卡密码 (step-up; ``docs/front-door.md``)."""
+
+    password: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+
+
 class LoginAnswer(msgspec.Struct, kw_only=True):
     session_id: str
     state: LoginState

@@ -39,12 +39,16 @@ from ecard.errors import AppError, rate_limited
 from ecard.oidc import schemas
 from ecard.oidc.tables import OidcClient, OidcTokenFamily
 from ecard.platform import Platform
+from ecard.registry.holder_password import verify_holder_password
 from ecard.registry.service import audit, audit_refusal, new_id
 from ecard.registry.tables import ECard
 from ecard.store.db import is_unique_violation
 
-ACR_SCAN_LOGIN = "urn:ecard:acr:scan-login"
-AMR_SCAN_LOGIN = ["swk", "user"]  # RFC 8176: the app's software-held key, the holder's presence
+#: scan-to-login approved in the app with the 电子社保卡密码 (docs/front-door.md)
+ACR_SCAN_LOGIN = "urn:ecard:acr:scan-login:pwd"
+#: RFC 8176: the holder's password (every approval steps up), the app's software-held key, the
+#: holder's presence
+AMR_SCAN_LOGIN = ["pwd", "swk", "user"]
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CLIENT_SECRET_PREFIX = "ecrp_"
@@ -708,8 +712,12 @@ class OidcService:
         if session.ecard_id and session.ecard_id != holder.ecard_id:
             raise AppError("login_session_answered", "another holder is answering this login")
 
-    async def answer(self, session_id: str, holder: HolderPrincipal, approve: bool) -> schemas.LoginAnswer:
-        """Approve or deny, once: a compare-and-set in the store decides between racing answers."""
+    async def answer(
+        self, session_id: str, holder: HolderPrincipal, approve: bool, password: str | None = None
+    ) -> schemas.LoginAnswer:
+        """Approve or deny, once: a compare-and-set in the store decides between racing answers.
+        Approving steps up: the holder's 电子社保卡密码 is checked (after the session, the client
+        and the card, before the answer is written; :func:`verify_holder_password`)."""
         raw, session = await self._session(session_id)
         self._check_open(session, holder)
         client_id = session.request.client_id
@@ -721,6 +729,9 @@ class OidcService:
                 await self._refused(holder.actor, "login", client_id, "client not live")
                 raise AppError("client_not_live")
             facts = await self._require_active(holder.ecard_id, client_id, holder.actor)
+            if not password:
+                raise AppError("password_required")
+            await verify_holder_password(self.platform, facts.person_id, password, actor=holder.actor)
             subject = self.subject(client, facts)
             if session.user_code is None:  # a page login: its browser must still confirm who approved
                 holder_name = mask_name(facts.name)

@@ -16,13 +16,17 @@ from ecard.auth import (
     ClientPrincipal,
     HolderPrincipal,
     OperatorPrincipal,
+    dpop_context,
     require_permission,
 )
 from ecard.dependencies import client_of, operator_with, provide_holder, provide_operator
 from ecard.idempotency import idempotent
 from ecard.platform import Platform
 from ecard.registry import schemas
+from ecard.registry.card_life import CardLifeService, background
+from ecard.registry.holder_password import HolderPasswords
 from ecard.registry.service import AccessService, RegistryService
+from ecard.registry import sessions
 
 IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key", required=False)]
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
@@ -195,9 +199,32 @@ class HolderController(Controller):
     async def my_ecard(self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]) -> schemas.ECardView:
         return await RegistryService(platform).get_ecard(holder.ecard_id)
 
-    @post("/session/refresh", status_code=200, summary="Rotate the holder session's tokens")
-    async def refresh(self, data: JSONBody[schemas.RefreshRequest], platform: NamedDependency[Platform]) -> schemas.TokenPair:
-        return await RegistryService(platform).refresh_session(data.refresh_token)
+    @post(
+        "/session/refresh", status_code=200,
+        summary="Rotate the holder session's tokens (a DPoP-bound session: with a proof of its key)",
+    )
+    async def refresh(
+        self, data: JSONBody[schemas.RefreshRequest], request: Request, platform: NamedDependency[Platform]
+    ) -> schemas.TokenPair:
+        return await RegistryService(platform).refresh_session(data.refresh_token, dpop_context(request))
+
+    @get(
+        "/sessions", dependencies={"holder": Provide(provide_holder)},
+        summary="The holder's signed-in sessions, in every channel app holding an e-card of the card",
+    )
+    async def my_sessions(
+        self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]
+    ) -> list[schemas.HolderSessionView]:
+        return await sessions.list_sessions(platform, holder)
+
+    @post(
+        "/sessions/{session_id:str}/revoke", status_code=204, dependencies={"holder": Provide(provide_holder)},
+        summary="End one of the holder's sessions (any channel app of the same card)",
+    )
+    async def revoke_session(
+        self, session_id: FromPath[str], platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]
+    ) -> None:
+        await sessions.revoke_session(platform, holder, session_id)
 
     @post("/session/logout", status_code=204, dependencies={"holder": Provide(provide_holder)})
     async def logout(self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]) -> None:
@@ -206,6 +233,25 @@ class HolderController(Controller):
     @post("/ecard/unbind", status_code=200, dependencies={"holder": Provide(provide_holder)})
     async def unbind(self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]) -> schemas.ECardView:
         return await RegistryService(platform).unbind_ecard(holder.ecard_id, holder.actor, "holder")
+
+    @get("/password", dependencies={"holder": Provide(provide_holder)}, summary="电子社保卡密码: set or not, locked until when")
+    async def password_state(self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]) -> schemas.HolderPasswordState:
+        return await HolderPasswords(platform).state(holder)
+
+    @post("/password", dependencies={"holder": Provide(provide_holder)}, summary="Set the 电子社保卡密码 (once per person)")
+    async def set_password(
+        self, data: JSONBody[schemas.HolderPasswordSet], platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]
+    ) -> schemas.HolderPasswordState:
+        return await HolderPasswords(platform).set_first(holder, data.password)
+
+    @post(
+        "/password/reset", status_code=200, dependencies={"holder": Provide(provide_holder)},
+        summary="Reset the 电子社保卡密码 through the channel's 实人 evidence",
+    )
+    async def reset_password(
+        self, data: JSONBody[schemas.HolderPasswordReset], platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]
+    ) -> schemas.HolderPasswordState:
+        return await HolderPasswords(platform).reset(holder, data.password, data.evidence)
 
 
 class DepartmentController(Controller):
@@ -220,10 +266,63 @@ class DepartmentController(Controller):
         return await RegistryService(platform).check_identity(data, department)
 
 
+class CardLifeController(Controller):
+    """The card's life beyond a status change: 补领/换领 (operators), 临时挂失 and its undo (holders)."""
+
+    tags = ["card life"]
+
+    @post(
+        "/operator/v1/cards/{card_id:str}/replacement-request", dependencies=operator_with("registry:write"),
+        status_code=200, summary="补领/换领 requested: the card becomes replacement_pending (no 解挂 any more)",
+    )
+    async def request_replacement(
+        self, card_id: FromPath[str], data: JSONBody[schemas.ReplacementRequest],
+        platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
+    ) -> schemas.CardView:
+        require_permission(operator, "registry:write")
+        return await RegistryService(platform).request_replacement(card_id, data, operator)
+
+    @post(
+        "/operator/v1/cards/{card_id:str}/replace", dependencies=operator_with("registry:write"),
+        summary="The replacement: new card active, old card replaced, its e-cards moved with their ids",
+    )
+    async def replace(
+        self, card_id: FromPath[str], data: JSONBody[schemas.Replacement], request: Request,
+        platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
+        idempotency_key: IdempotencyKey,
+    ) -> Response:
+        require_permission(operator, "registry:write")
+        return await idempotent(
+            platform, operator.actor, idempotency_key, await request.body(),
+            lambda: CardLifeService(platform).replace(card_id, data, operator.actor),
+        )
+
+    @post(
+        "/holder/v1/card/loss-report", status_code=200, dependencies={"holder": Provide(provide_holder)},
+        summary="临时挂失 in the app: the card and every e-card stop at once; lapses by itself",
+    )
+    async def report_loss(
+        self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]
+    ) -> schemas.LossReported:
+        return await CardLifeService(platform).report_loss(holder)
+
+    @post(
+        "/holder/v1/card/loss-report/undo", status_code=200,
+        summary="Undo a 临时挂失: the session's refresh token (and DPoP proof where bound) + 电子社保卡密码",
+    )
+    async def undo_loss(
+        self, data: JSONBody[schemas.LossUndo], request: Request, platform: NamedDependency[Platform]
+    ) -> schemas.LossReported:
+        return await CardLifeService(platform).undo_loss(data, dpop_context(request))
+
+
 CONTROLLERS = [
     OperatorAuthController,
+    CardLifeController,
     OperatorRegistryController,
     ChannelController,
     HolderController,
     DepartmentController,
 ]
+
+__all__ = ["CONTROLLERS", "background"]

@@ -3,9 +3,10 @@ channels, holder sessions, and the real-person-card check (实名实人实卡核
 
 Rules kept here:
 - an identity number is validated (GB 11643), stored encrypted and looked up by blind index;
-- a card changes status only along :data:`TRANSITIONS`, with optimistic concurrency, and every
-  change is audited; a card that stops being active revokes every holder session of its e-cards
-  in the same transaction, so the very next request of any of them fails;
+- a card changes status only along :data:`ecard.registry.lifecycle.TRANSITIONS`, through
+  :class:`ecard.registry.card_life.CardLifeService` (optimistic concurrency, every effect of the
+  change in one transaction, audited); a card that stops being usable ends its holders' access
+  tokens and codes at once, on every worker;
 - an e-card is issued only when name, identity number and card number match an active card,
   to a channel serving the card's region (checked first, so a channel outside it learns nothing
   about the match);
@@ -31,14 +32,11 @@ from typing import Any
 
 from ecard.auth import (
     CLIENT_SECRET_PREFIX,
-    HOLDER_REFRESH_PREFIX,
     OPERATOR_TOKEN_PREFIX,
     ClientPrincipal,
-    HolderAccess,
     HolderPrincipal,
     OperatorPrincipal,
     forget_client,
-    holder_access_token,
     new_token,
     revoke_holder_access,
 )
@@ -55,7 +53,10 @@ from ecard.crypto.identity import (
 from ecard.crypto.passwords import hash_password, needs_rehash, verify_password
 from ecard.errors import AppError, rate_limited
 from ecard.platform import Platform
-from ecard.registry import schemas, throttle, visibility
+from ecard.registry import evidence, lifecycle, schemas, sessions, throttle, visibility
+from ecard.registry.card_life import CardLifeService
+from ecard.webhooks.outbox import enqueue
+from ecard.registry.audit import audit, new_id
 from ecard.registry.tables import (
     ApiClient,
     AuditEvent,
@@ -71,22 +72,10 @@ from ecard.store.db import is_unique_violation
 from ecard.store.ephemeral import StoreUnavailable
 from ecard.terminal.card_model import chip_reference
 
-#: Allowed card status changes.  Cancelled and deceased are final.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "active": frozenset({"lost", "frozen", "cancelled", "deceased"}),
-    "lost": frozenset({"active", "cancelled", "deceased"}),
-    "frozen": frozenset({"active", "cancelled", "deceased"}),
-    "cancelled": frozenset(),
-    "deceased": frozenset(),
-}
-#: Statuses in which a card still belongs to its holder (one such card per person).
-IN_USE = ("active", "lost", "frozen")
+#: Statuses in which a card belongs to its holder or waits for them (one such card per person).
+IN_USE = tuple(sorted(lifecycle.HELD | lifecycle.STOCK))
 
 MAX_PAGE = 200
-
-
-def new_id() -> str:
-    return secrets.token_hex(16)
 
 
 @cache
@@ -105,23 +94,6 @@ def normalize_id_number(raw: str) -> str:
         return normalize_identity_number(raw)
     except InvalidIdentityNumber as exc:
         raise AppError("invalid_identity_number", str(exc)) from None
-
-
-async def audit(
-    actor: str, action: str, target_kind: str, target_id: str, reason: str = "", **detail: Any
-) -> None:
-    kind, _, actor_id = actor.partition(":")
-    await AuditEvent.insert(
-        AuditEvent(
-            actor_kind=kind,
-            actor_id=actor_id,
-            action=action,
-            target_kind=target_kind,
-            target_id=target_id,
-            reason=reason,
-            detail=json.dumps(detail, ensure_ascii=False),
-        )
-    ).run()
 
 
 #: Refusals are audited once per burst: the first refusal of an (actor, action, target, reason)
@@ -346,7 +318,7 @@ class RegistryService:
         try:
             async with self.platform.engine.transaction():
                 if await Card.exists().where(Card.person == data.person_id, Card.status.is_in(list(IN_USE))):
-                    raise AppError("card_already_active", "cancel the old card before issuing a new one")
+                    raise AppError("card_already_active", "replace the person's card instead (补换卡)")
                 await Card.insert(
                     Card(
                         id=card_id,
@@ -409,44 +381,24 @@ class RegistryService:
     async def change_card_status(
         self, card_id: str, change: schemas.StatusChange, actor: str, viewer: OperatorPrincipal | None = None
     ) -> schemas.CardView:
-        """Move a card along an allowed transition; exactly one of two racing changes wins.
+        """Move a card along an allowed transition (:mod:`ecard.registry.card_life` does it, with
+        every effect); exactly one of two racing changes wins.
 
         The card is returned as ``viewer`` may see it (an internal caller without one gets the
         least a role sees), and that read is audited like any other."""
-        row = await self._card_row(card_id)
-        version = change.expected_version if change.expected_version is not None else row["status_version"]
-        if change.status not in TRANSITIONS[row["status"]]:
-            raise AppError(
-                "invalid_status_transition", f"{row['status']} → {change.status} is not allowed"
-            )
-        if change.status != "active":  # the holder's tokens and codes end with the card, on every worker
-            await revoke_holder_access(self.platform, card_id=card_id)
-            await withdraw_codes(self.platform, card_id)
-        async with self.platform.engine.transaction():
-            updated = await Card.update(
-                {
-                    Card.status: change.status,
-                    Card.status_version: version + 1,
-                    Card.updated_at: dt.datetime.now(dt.UTC),
-                }
-            ).where(
-                (Card.id == card_id) & (Card.status_version == version) & (Card.status == row["status"])
-            ).returning(Card.id)
-            if not updated:
-                raise AppError("status_changed_concurrently")
-            await CardStatusEvent.insert(
-                CardStatusEvent(
-                    card=card_id, from_status=row["status"], to_status=change.status, actor=actor, reason=change.reason
-                )
-            ).run()
-            if change.status != "active":
-                await HolderSession.update({HolderSession.revoked: True}).where(
-                    HolderSession.ecard.is_in(ECard.select(ECard.id).where(ECard.card == card_id))
-                )
-            await audit(actor, "card.status", "card", card_id, change.reason, to=change.status)
+        await CardLifeService(self.platform).change_status(card_id, change, actor)
+        return await self._card_after_change(card_id, actor, viewer)
+
+    async def _card_after_change(self, card_id: str, actor: str, viewer: OperatorPrincipal | None) -> schemas.CardView:
         if viewer is not None:
             return await self._read_card(card_id, viewer.actor, viewer.role)
         return await self._read_card(card_id, actor, visibility.LEAST_PRIVILEGED_ROLE)
+
+    async def request_replacement(
+        self, card_id: str, data: schemas.ReplacementRequest, viewer: OperatorPrincipal
+    ) -> schemas.CardView:
+        await CardLifeService(self.platform).request_replacement(card_id, data, viewer.actor)
+        return await self._card_after_change(card_id, viewer.actor, viewer)
 
     async def card_history(self, card_id: str, actor: OperatorPrincipal) -> list[schemas.StatusEventView]:
         """A card's status events (a card lost, cancelled, its holder deceased): audited reads."""
@@ -518,7 +470,10 @@ class RegistryService:
         (found by its number alone) is in a region the channel serves; name and identity number
         belong to it; it is active.  The region comes first so that a channel outside it gets the
         same answer whether or not the three match: it learns at most that a card with this number
-        exists elsewhere, never whose it is.  Every refusal is audited (ids only)."""
+        exists elsewhere, never whose it is.  Then the channel's 实人 evidence for this applicant
+        (:mod:`ecard.registry.evidence`; after the match, so a mismatch still answers
+        ``identity_mismatch``), recorded in ``liveness_evidence`` in the e-card's transaction.
+        Every refusal is audited (ids only)."""
         await self._limit(f"issue:{channel.id}", 60, 1200)
         number = self._claimed_number(data.identity_number)
         card = await self._card_by_number(data.card_number)
@@ -534,6 +489,17 @@ class RegistryService:
         if row["status"] != "active":
             await audit(channel.actor, "ecard.issue.refused", "card", row["id"], "card not active")
             raise AppError("card_not_active")
+        if lifecycle.is_expired(_as_date(row["expiry_date"]), dt.date.today()):  # renewal is a replacement
+            await audit(channel.actor, "ecard.issue.refused", "card", row["id"], "card expired")
+            raise AppError("card_expired")
+        try:  # 实人: the channel's signed live-person check of this applicant (ecard.registry.evidence)
+            proof = await evidence.accept_evidence(
+                self.platform, data.evidence, channel_id=channel.id, identity_number=number,
+                region=row["region"], purpose="issuance",
+            )
+        except AppError as exc:
+            await audit(channel.actor, "ecard.issue.refused", "card", row["id"], exc.code)
+            raise
         async with self.platform.engine.transaction():
             existing = await ECard.select(ECard.id).where(
                 (ECard.card == row["id"]) & (ECard.channel == channel.id) & (ECard.status == "active")
@@ -541,72 +507,46 @@ class RegistryService:
             ecard_id = existing["id"] if existing else new_id()
             if not existing:
                 await ECard.insert(ECard(id=ecard_id, card=row["id"], channel=channel.id)).run()
-                await audit(channel.actor, "ecard.issue", "ecard", ecard_id)
-            tokens = await self._new_session(ecard_id, row["id"], channel.id)
+                await self._tell_other_channels(row["id"], channel.id)
+            evidence_id = await evidence.record_evidence(proof, ecard_id=ecard_id, card_id=row["id"], purpose="issuance")
+            await audit(
+                channel.actor, "ecard.issue", "ecard", ecard_id, evidence=evidence_id, method=proof.method,
+                new=not existing,
+            )
+            tokens = await self._new_session(ecard_id, row["id"], channel.id, data.dpop_jkt)
         return schemas.ECardIssued(ecard=await self.get_ecard(ecard_id), session=tokens)
 
-    async def _new_session(self, ecard_id: str, card_id: str, channel_id: str) -> schemas.TokenPair:
-        settings = self.platform.settings
-        session_id, issued_at = new_id(), time.time()
-        now = int(issued_at)
-        access = holder_access_token(
-            self.platform,
-            HolderAccess(session_id, ecard_id, card_id, channel_id, issued_at, now + settings.holder_access_ttl),
+    @staticmethod
+    async def _tell_other_channels(card_id: str, channel_id: str) -> None:
+        """``ecard.issued_elsewhere`` to every other channel holding an e-card of the card: issuing
+        on a new channel ends nothing silently (the holder sees it in their other apps)."""
+        others = await ECard.select(ECard.id, ECard.channel).where(
+            (ECard.card == card_id) & (ECard.channel != channel_id) & (ECard.status == "active")
         )
-        refresh = new_token(HOLDER_REFRESH_PREFIX)
-        await HolderSession.insert(
-            HolderSession(
-                id=session_id,
-                ecard=ecard_id,
-                access_digest=secret_digest(access),
-                refresh_digest=secret_digest(refresh),
-                access_expires=now + settings.holder_access_ttl,
-                refresh_expires=now + settings.holder_refresh_ttl,
-            )
-        ).run()
-        return schemas.TokenPair(
-            access_token=access,
-            refresh_token=refresh,
-            token_type="Bearer",
-            expires_in=settings.holder_access_ttl,
-            refresh_expires_in=settings.holder_refresh_ttl,
-        )
+        for other in others:
+            await enqueue("ecard.issued_elsewhere", other["channel"], {"ecard_id": other["id"], "ecard_status": "active"})
 
-    async def refresh_session(self, refresh_token: str) -> schemas.TokenPair:
-        """Rotate: the old pair dies; a reused refresh token revokes every session of its e-card."""
-        row = await HolderSession.select(
-            HolderSession.id, HolderSession.revoked, HolderSession.refresh_expires,
-            HolderSession.ecard.id, HolderSession.ecard.status, HolderSession.ecard.channel,
-            HolderSession.ecard.card.id, HolderSession.ecard.card.status,
-        ).where(HolderSession.refresh_digest == secret_digest(refresh_token)).first()
-        if row is None or row["refresh_expires"] < time.time():
-            raise AppError("token_invalid")
-        if row["revoked"]:
-            # a rotated token came back: someone holds a copy, so end the legitimate session too
-            await self._revoke_ecard_sessions(row["ecard.id"], "session.refresh_reuse")
-            raise AppError("token_invalid", "refresh token reuse detected; sessions revoked")
-        if row["ecard.card.status"] != "active":
-            raise AppError("card_not_active")
-        if row["ecard.status"] != "active":
-            raise AppError("ecard_not_active")
-        await revoke_holder_access(self.platform, session_id=row["id"])
-        async with self.platform.engine.transaction():
-            rotated = await HolderSession.update({HolderSession.revoked: True}).where(
-                (HolderSession.id == row["id"]) & (HolderSession.revoked == False)  # noqa: E712
-            ).returning(HolderSession.id)
-            if not rotated:  # a concurrent refresh with the same token won
-                raise AppError("token_invalid")
-            return await self._new_session(row["ecard.id"], row["ecard.card.id"], row["ecard.channel"])
+    async def _new_session(
+        self, ecard_id: str, card_id: str, channel_id: str, jkt: str | None = None
+    ) -> schemas.TokenPair:
+        """A holder session (:func:`ecard.registry.sessions.new_session`), bound to the device key
+        ``jkt`` when given; without one, refused (``dpop_required``) when ``holder_dpop`` is
+        ``required``.  Run it in the issuance's transaction."""
+        if jkt is None and self.platform.settings.holder_dpop == "required":
+            raise AppError("dpop_required")
+        return await sessions.new_session(self.platform, ecard_id, card_id, channel_id, jkt=jkt)
+
+    async def refresh_session(
+        self, refresh_token: str, dpop: sessions.DpopContext | None = None
+    ) -> schemas.TokenPair:
+        """:func:`ecard.registry.sessions.refresh_session`."""
+        return await sessions.refresh_session(self.platform, refresh_token, dpop)
 
     async def _revoke_ecard_sessions(self, ecard_id: str, action: str) -> None:
-        await revoke_holder_access(self.platform, ecard_id=ecard_id)
-        async with self.platform.engine.transaction():
-            await HolderSession.update({HolderSession.revoked: True}).where(HolderSession.ecard == ecard_id)
-            await audit(f"holder:{ecard_id}", action, "ecard", ecard_id)
+        await sessions.revoke_ecard_sessions(self.platform, ecard_id, action)
 
     async def end_session(self, holder: HolderPrincipal) -> None:
-        await revoke_holder_access(self.platform, session_id=holder.session_id)
-        await HolderSession.update({HolderSession.revoked: True}).where(HolderSession.id == holder.session_id)
+        await sessions.end_session(self.platform, holder)
 
     async def get_ecard(self, ecard_id: str) -> schemas.ECardView:
         rows = await ECard.raw(
@@ -642,8 +582,13 @@ class RegistryService:
             ).where((ECard.id == ecard_id) & (ECard.status == "active")).returning(ECard.id)
             if not updated:
                 raise AppError("ecard_not_active")
-            await HolderSession.update({HolderSession.revoked: True}).where(HolderSession.ecard == ecard_id)
+            await HolderSession.update({HolderSession.revoked: True, HolderSession.ended_reason: "unbound"}).where(
+                (HolderSession.ecard == ecard_id) & (HolderSession.revoked == False)  # noqa: E712
+            )
             await audit(actor, "ecard.unbind", "ecard", ecard_id, reason)
+            channel = await ECard.select(ECard.channel).where(ECard.id == ecard_id).first()
+            if channel is not None and not actor.endswith(f":{channel['channel']}"):  # the channel knows its own
+                await enqueue("ecard.unbound", channel["channel"], {"ecard_id": ecard_id, "by": actor.partition(":")[0]})
         return await self.get_ecard(ecard_id)
 
     async def channel_ecard(self, ecard_id: str, channel: ClientPrincipal) -> str:
@@ -816,3 +761,10 @@ def _dummy_hash() -> str:
     does not reveal them (made once: hashing it per attempt would make an unknown name cost twice
     a known one)."""
     return hash_password(secrets.token_hex(8))
+
+
+def _as_date(value: object) -> dt.date:
+    """A DATE column as read (a date, or ISO text from a raw SQLite query)."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))

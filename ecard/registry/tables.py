@@ -32,6 +32,7 @@ class Person(Table, tablename="person"):
     region = Varchar(length=6, index=True)
     id_number_enc = Bytea()
     id_number_index = Varchar(length=64, unique=True)
+    deceased_on = Date(null=True, default=None)  # set by a death record; every card of the person ends
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
 
@@ -48,8 +49,13 @@ class Card(Table, tablename="card"):
     chip_reference = Varchar(length=32, null=True, default=None, index=True)
     issue_date = Date()
     expiry_date = Date()
-    status = Varchar(length=16, index=True)
+    status = Varchar(length=24, index=True)  # ecard.registry.lifecycle.CardStatus
     status_version = Integer(default=1)  # optimistic concurrency for status changes
+    #: when a 临时挂失 lapses by itself (epoch seconds); null unless the card is lost_temporary
+    loss_lapses_at = BigInt(null=True, default=None, index=True)
+    replaces = Varchar(length=32, null=True, default=None)  # the card this one replaced
+    replaced_by = Varchar(length=32, null=True, default=None)  # set when this card is replaced
+    replacement_reason = Varchar(length=24, null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
 
@@ -57,8 +63,8 @@ class Card(Table, tablename="card"):
 class CardStatusEvent(Table, tablename="card_status_event"):
     id = Serial(primary_key=True)
     card = ForeignKey(references=Card, null=False, index=True)
-    from_status = Varchar(length=16, null=True)
-    to_status = Varchar(length=16)
+    from_status = Varchar(length=24, null=True)
+    to_status = Varchar(length=24)
     actor = Varchar(length=64)
     reason = Text()
     at = Timestamptz(default=TimestamptzNow())
@@ -82,7 +88,9 @@ class ECard(Table, tablename="ecard"):
     id = Varchar(length=32, primary_key=True)
     card = ForeignKey(references=Card, null=False, index=True)
     channel = ForeignKey(references=ApiClient, null=False, index=True)
-    status = Varchar(length=16, default="active")  # active | unbound; effective status follows the card
+    #: active | unbound (by the holder or the channel) | ended (its card was cancelled or the holder
+    #: died); the effective status follows the card.  A replacement moves ``card``, keeping the id.
+    status = Varchar(length=16, default="active")
     created_at = Timestamptz(default=TimestamptzNow())
     unbound_at = Timestamptz(null=True, default=None)
 
@@ -96,6 +104,17 @@ class HolderSession(Table, tablename="holder_session"):
     refresh_expires = BigInt()
     revoked = Boolean(default=False)
     created_at = Timestamptz(default=TimestamptzNow())
+    #: RFC 7638 thumbprint of the device key the session is bound to (DPoP), null when unbound
+    jkt = Varchar(length=64, null=True, default=None)
+    #: why ``revoked`` (ecard.registry.sessions.ENDED_REASONS); null while live, and on rows ended
+    #: before the reason was kept
+    ended_reason = Varchar(length=24, null=True, default=None)
+    #: the first session of the refresh chain this row continues (null: this row is the first)
+    family = Varchar(length=32, null=True, default=None, index=True)
+    #: when the chain began (the holder's "signed in at"), carried over at each refresh
+    started_at = Timestamptz(null=True, default=None)
+    #: when the chain was last refreshed (never updated by ordinary requests)
+    last_used = Timestamptz(null=True, default=None)
 
 
 class Operator(Table, tablename="operator"):
@@ -137,6 +156,60 @@ class IdempotencyRecord(Table, tablename="idempotency_record"):
     expires_ms = BigInt(default=0, index=True)  # not replayed from then on, and purged
 
 
+class CardBatch(Table, tablename="card_batch"):
+    """A batch of stock cards (库存卡) made for one outlet (网点): ``produced`` until delivered there.
+    Its cards are listed in :class:`CardBatchItem` (the card table stays as it is)."""
+
+    id = Varchar(length=32, primary_key=True)
+    outlet = Varchar(length=64, index=True)
+    region = Varchar(length=6, index=True)
+    status = Varchar(length=16, default="produced")  # produced | delivered
+    card_count = Integer(default=0)
+    created_by = Varchar(length=64)
+    created_at = Timestamptz(default=TimestamptzNow())
+    delivered_by = Varchar(length=64, null=True, default=None)
+    delivered_at = Timestamptz(null=True, default=None)
+
+
+class CardBatchItem(Table, tablename="card_batch_item"):
+    """Which batch a stock card came in (a card is in at most one batch)."""
+
+    id = Serial(primary_key=True)
+    batch = ForeignKey(references=CardBatch, null=False, index=True)
+    card = ForeignKey(references=Card, null=False, unique=True)
+
+
+class LivenessEvidence(Table, tablename="liveness_evidence"):
+    """A channel's 实人 (live-person) check that let an e-card be issued or a password be reset
+    (``docs/front-door.md``): which check, when, the channel's own reference and a digest of the
+    signed evidence — never the evidence itself, never personal data."""
+
+    id = Varchar(length=32, primary_key=True)
+    ecard = ForeignKey(references=ECard, null=False, index=True)
+    card = ForeignKey(references=Card, null=False, index=True)
+    channel = ForeignKey(references=ApiClient, null=False, index=True)
+    method = Varchar(length=32)  # ecard.registry.evidence.METHODS
+    checked_at = BigInt()  # the evidence's iat (epoch seconds)
+    channel_reference = Varchar(length=128)
+    jti = Varchar(length=128, index=True)
+    jws_digest = Varchar(length=64, unique=True)  # SHA-256 of the compact JWS, hex
+    purpose = Varchar(length=16)  # issuance | password_reset
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class HolderCredential(Table, tablename="holder_credential"):
+    """A person's 电子社保卡密码 (one per person, valid on every channel): an argon2id hash and the
+    wrong-attempt state, kept here so a lock survives restarts."""
+
+    id = Varchar(length=32, primary_key=True)
+    person = ForeignKey(references=Person, null=False, unique=True)
+    password_hash = Varchar(length=160)
+    failures = Integer(default=0)  # wrong attempts since the last right one
+    locked_until = BigInt(null=True, default=None)  # epoch seconds; null when not locked
+    set_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
 TABLES: list[type[Table]] = [
     Person,
     Card,
@@ -148,4 +221,8 @@ TABLES: list[type[Table]] = [
     OperatorToken,
     AuditEvent,
     IdempotencyRecord,
+    CardBatch,
+    CardBatchItem,
+    LivenessEvidence,
+    HolderCredential,
 ]

@@ -115,6 +115,8 @@ NOT_PERSONAL: dict[type[msgspec.Struct], str] = {
     " masked there for every caller",
     schemas.AuditEventView: "ids, actions and field names; the audit trail holds no personal data",
     schemas.ClientView: "a registered organisation or app, not a person",
+    schemas.HolderSessionView: "returned only to the holder (their own sessions): channel ids and names, times",
+    schemas.CardBatchView: "a batch of stock cards: outlet, counts and card ids, no person's data",
 }
 
 #: How a ``masked`` cell is masked.

@@ -27,6 +27,7 @@ from ecard.codes.service import CodeService
 from ecard.crypto.keyring import Keyring
 from ecard.offline.es256 import b64url_decode, public_jwk
 from ecard.platform import Platform, open_platform
+from ecard.registry.evidence import sign_evidence
 from ecard.registry.service import AccessService
 from ecard.settings import load_settings
 from ecard.store.keyfiles import save_keyring
@@ -89,10 +90,17 @@ async def set_up(platform: Platform, http: httpx.AsyncClient, region: str) -> Sc
         "chip_serial": uuid.uuid4().hex[:16].upper(), "identification_code": uuid.uuid4().hex[:24].upper(),
         "issue_date": "2024-01-01", "expiry_date": "2034-01-01",
     }, op)
-    channel = await post("/operator/v1/clients", {"kind": "channel", "name": f"app-{uuid.uuid4().hex[:6]}"}, op)
+    channel_key = ec.generate_private_key(ec.SECP256R1())  # signs the channel's 实人 evidence
+    channel = await post("/operator/v1/clients", {
+        "kind": "channel", "name": f"app-{uuid.uuid4().hex[:6]}", "public_jwk": public_jwk(channel_key.public_key()),
+    }, op)
+    evidence = sign_evidence(
+        channel_key, channel_id=channel["id"], audience=platform.settings.public_url, identity_number=identity_number,
+        method="counter_in_person", reference=f"sim-{uuid.uuid4().hex[:8]}",
+    )
     issued = await http.post(
         "/channel/v1/ecards",
-        json={"name": "张三", "identity_number": identity_number, "card_number": card_number},
+        json={"name": "张三", "identity_number": identity_number, "card_number": card_number, "evidence": evidence},
         auth=(channel["id"], channel["client_secret"]),
     )
     issued.raise_for_status()

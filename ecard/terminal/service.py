@@ -54,6 +54,7 @@ from ecard.terminal.card_model import (
 )
 from ecard.terminal.errors import TerminalError
 from ecard.terminal.reference import AUTHORIZATION_SCHEME, REQUEST_TYPE
+from ecard.registry import lifecycle
 from ecard.terminal.tables import HceCertificate, Terminal, TerminalAnomaly, TerminalRecord
 from ecard.terminal.virtual_card import VirtualCard
 
@@ -287,7 +288,9 @@ class TerminalService:
         if not await self.platform.store.put_if_absent(marker, b"1", ttl=CHALLENGE_MEMORY_SECONDS):
             raise AppError("card_challenge_replayed")
         await audit(terminal.client.actor, "card.authenticate", "card", card["id"], status=card["status"])
-        usable = card["status"] == "active" and card["expiry_date"] >= dt.date.today()
+        # the chip itself: an expired physical card is never accepted at a terminal, whatever the
+        # province decided for e-cards of expired cards
+        usable = lifecycle.is_usable(lifecycle.CardFacts(card["status"], card["expiry_date"]), dt.date.today(), "suspend")
         return schemas.CardAuthenticationResult(
             authentic=True, usable=usable, card_status=card["status"], expiry_date=card["expiry_date"],
             region=card["region"], reference=rec.card_reference(chip_code), fields=self._fields(card, terminal),
@@ -304,7 +307,7 @@ class TerminalService:
         if len(challenge) not in psam.CHALLENGE_SIZES:
             raise AppError("terminal_apdu_invalid", "bad_challenge: challenges are 8 or 16 bytes")
         card = await self._card_by_chip_code(chip_code)
-        if card["status"] != "active":
+        if not lifecycle.is_usable(lifecycle.CardFacts(card["status"], card["expiry_date"]), dt.date.today(), "suspend"):
             raise AppError("card_not_active")
         masters = issuer_master_keys(self.platform.keys.ring, card["region"])
         await audit(terminal.client.actor, "card.open_personal_data", "card", card["id"])
@@ -430,10 +433,11 @@ class TerminalService:
         its text is uploaded, parses, is the referenced one and carries a genuine signature."""
         found: dict[str, int] = {}
         if references:
-            rows = await HceCertificate.select(HceCertificate.id, HceCertificate.not_after).where(
-                HceCertificate.id.is_in(sorted(references))
-            )
-            found.update({row["id"]: row["not_after"] for row in rows})
+            rows = await HceCertificate.select(
+                HceCertificate.id, HceCertificate.not_after, HceCertificate.revoked_at
+            ).where(HceCertificate.id.is_in(sorted(references)))
+            # a certificate revoked early (its card replaced or ended) ends then
+            found.update({row["id"]: min(row["not_after"], row["revoked_at"] or row["not_after"]) for row in rows})
         trust = self.codes.publisher.trust_store()
         for reference, text in codes.items():
             try:

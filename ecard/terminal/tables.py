@@ -67,6 +67,9 @@ class HceCertificate(Table, tablename="hce_certificate"):
     not_before = BigInt()
     not_after = BigInt()
     created_at = Timestamptz(default=TimestamptzNow())
+    #: when the certificate died before its time (its card replaced, cancelled or its holder
+    #: deceased; epoch seconds): acceptances after it are anomalies, the device must re-provision
+    revoked_at = BigInt(null=True, default=None)
 
 
 TABLES: list[type[Table]] = [Terminal, TerminalRecord, TerminalAnomaly, HceCertificate]

@@ -43,7 +43,7 @@ from ecard.codes import CodeSigner  # noqa: E402
 from ecard.codes.trust import card_pseudonym, private_key_of  # noqa: E402
 from ecard.offline.code_format import MAX_LIFETIME  # noqa: E402
 from ecard.store.keyfiles import load_keyring  # noqa: E402
-from tests.live import LiveServer, _ok, new_holder  # noqa: E402
+from tests.live import LiveServer, _ok, new_channel, new_holder  # noqa: E402
 
 VERIFY_SCRIPT = """
 local codes = {}
@@ -95,7 +95,7 @@ async def seed(url: str, holders: int = 1) -> tuple[str, str, str, list[str]]:
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         login = _ok(await http.post("/operator/v1/login", json={"username": "admin", "password": "correct horse battery"}))
         admin = {"Authorization": f"Bearer {login['access_token']}"}
-        channel = _ok(await http.post("/operator/v1/clients", headers=admin, json={"kind": "channel", "name": "bench-app"}))
+        channel = await new_channel(http, admin, "bench-app")  # with a key for its 实人 evidence
         token, card_id = await new_holder(http, admin, channel)
         crowd = [(await new_holder(http, admin, channel))[0] for _ in range(holders)]
         verifier = _ok(await http.post("/operator/v1/clients", headers=admin, json={

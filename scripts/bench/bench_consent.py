@@ -43,6 +43,7 @@ from ecard.crypto.identity import check_digit
 from ecard.crypto.keyring import Keyring
 from ecard.platform import Platform, open_platform
 from ecard.registry import schemas as registry_schemas
+from ecard.registry.holder_password import provision_password
 from ecard.registry.service import AccessService, RegistryService
 from ecard.settings import load_settings
 from ecard.store import db
@@ -70,6 +71,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: the bench holder's 电子社保卡密码 (each approval checks it: one argon2id verification)
+BENCH_PASSWORD = "482915"
+
+
 class Actors:
     def __init__(self, party: ClientPrincipal, holder: HolderPrincipal, identity_number: str) -> None:
         self.party, self.holder, self.identity_number = party, holder, identity_number
@@ -92,6 +97,7 @@ async def make_actors(platform: Platform) -> Actors:
         operator,
     )
     await seed_demo_data(platform, person.id)
+    await provision_password(platform, person.id, BENCH_PASSWORD, operator.actor)  # approvals step up with it
     view = await AccessService(platform).create_client(
         registry_schemas.ClientCreate(kind="relying_party", name=f"bench-rp-{uuid.uuid4().hex[:6]}", entitlements=list(SCOPES)),
         "operator:bench",
@@ -202,7 +208,7 @@ async def bench_approvals(database_url: str, keys_dir: str, approvals: int, rpc_
             latencies = []
             for consent_id in pending:
                 start = time.perf_counter()
-                await service.approve(actors.holder, consent_id, schemas.Approval())
+                await service.approve(actors.holder, consent_id, schemas.Approval(password=BENCH_PASSWORD))
                 latencies.append(time.perf_counter() - start)
         latencies.sort()
         median, p99 = statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from tests.live import REDIRECT_URI, LiveServer, free_port, seed  # noqa: E402
+from tests.live import HOLDER_PASSWORD, REDIRECT_URI, LiveServer, free_port, seed  # noqa: E402
 
 PEER_DIR = Path(__file__).parent / "oidc_peer"
 PEER_SECRET = "bench-secret-bench-secret-bench-secret"
@@ -114,7 +114,8 @@ def ecard_provider(http: httpx.AsyncClient, client_id: str, client_secret: str, 
             "state": "s", "nonce": "n", "code_challenge": challenge, "code_challenge_method": "S256"})
         cookies_of(page, jar)
         session_id = page.text.split('data-session="', 1)[1].split('"', 1)[0]
-        approved = await http.post(f"/holder/v1/logins/{session_id}/approve", headers=holder)
+        approved = await http.post(f"/holder/v1/logins/{session_id}/approve", headers=holder,
+                                   json={"password": HOLDER_PASSWORD})  # step-up: the seeded holder's password
         if approved.status_code != 200:
             raise RuntimeError(f"ecard approve: {approved.status_code} {approved.text[:300]}")
         back = await http.post(f"/oidc/login/{session_id}/confirm", headers=cookie_header(jar))

@@ -69,6 +69,8 @@ from tests.ledger.chain import AnvilNode, anvil_binary, free_port  # noqa: E402 
 PY = sys.executable
 SESSION_ID = re.compile(r'data-session="([^"]+)"')
 LOAD_OIDC_POLICY = json.dumps({"login_sessions_per_ip_minute": 1_000_000, "token_requests_per_ip_minute": 1_000_000})
+#: every load holder's 电子社保卡密码 (approving a login or a consent steps up with it)
+LOAD_HOLDER_PASSWORD = "482915"
 
 WEIGHTS = {"show": 50, "login": 10, "consent": 12, "terminal": 6, "operator": 22}
 TERMINAL_BATCH = 20
@@ -189,6 +191,10 @@ async def _make_actors(settings: Any, holders: int, terminals: int) -> dict[str,
     from ecard.demo import _terminal, create_demo
     from ecard.platform import open_platform
     from ecard.registry import schemas
+    import jwt
+
+    from ecard.registry.evidence import sign_evidence
+    from ecard.registry.holder_password import provision_password
     from ecard.registry.service import RegistryService
     from ecard.registry.tables import Operator
 
@@ -201,6 +207,7 @@ async def _make_actors(settings: Any, holders: int, terminals: int) -> dict[str,
         operator = OperatorPrincipal(operator_row["id"], "demo-admin", "admin")
         channel = actors["channel"]
         channel_principal = ClientPrincipal(channel["client_id"], "channel", channel["name"], ("*",), ())
+        channel_key = jwt.PyJWK(channel["private_jwk"]).key
         registry = RegistryService(platform)
         today = dt.date.today()
         made = []
@@ -220,11 +227,17 @@ async def _make_actors(settings: Any, holders: int, terminals: int) -> dict[str,
                 operator,
             )
             await seed_demo_data(platform, person.id)
-            issued = await registry.issue_ecard(
-                schemas.ECardIssue(name=name, identity_number=number, card_number=card_number), channel_principal
+            evidence = sign_evidence(  # the channel's 实人 check, signed with its registered key
+                channel_key, channel_id=channel["client_id"], audience=settings.public_url, identity_number=number,
+                method="face_liveness", reference=f"load-{index}",
             )
+            issued = await registry.issue_ecard(
+                schemas.ECardIssue(name=name, identity_number=number, card_number=card_number, evidence=evidence),
+                channel_principal,
+            )
+            await provision_password(platform, person.id, LOAD_HOLDER_PASSWORD, operator.actor)
             made.append({"person_id": person.id, "card_id": card.id, "identity_number": number,
-                         "access_token": issued.session.access_token})
+                         "access_token": issued.session.access_token, "password": LOAD_HOLDER_PASSWORD})
         actors["holders"] = made
         actors["terminals"] = [
             await _terminal(platform, f"负载终端 {i} (load terminal {i})", region, operator.actor) for i in range(terminals)
@@ -517,7 +530,8 @@ class VirtualUser:
         scan = await self.call("login.scan", "GET", f"/holder/v1/logins/{session}", headers=self.holder_auth)
         if scan is None or scan.status_code != 200:
             return
-        approve = await self.call("login.approve", "POST", f"/holder/v1/logins/{session}/approve", headers=self.holder_auth)
+        approve = await self.call("login.approve", "POST", f"/holder/v1/logins/{session}/approve", headers=self.holder_auth,
+                                  json={"password": self.holder["password"]})
         if approve is None or approve.status_code != 200:
             return
         back = await self.call("login.confirm", "POST", f"/oidc/login/{session}/confirm", headers=browser_headers)
@@ -551,7 +565,7 @@ class VirtualUser:
             return
         grant_id = asked.json()["id"]
         approved = await self.call("consent.approve", "POST", f"/holder/v1/consent/requests/{grant_id}/approve",
-                                   headers=self.holder_auth, json={"scopes": ["card.status"]})
+                                   headers=self.holder_auth, json={"scopes": ["card.status"], "password": self.holder["password"]})
         if approved is None or approved.status_code != 200:
             return
         self.rec.facts["grants"].append(grant_id)

@@ -15,7 +15,12 @@ import httpx
 import pytest
 from litestar import Litestar
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from ecard.app import create_app
+from ecard.crypto.jwk import public_jwk
+from ecard.registry.evidence import sign_evidence
 from ecard.crypto.identity import check_digit
 from ecard.crypto.keyring import Keyring
 from ecard.platform import Platform, open_platform
@@ -108,6 +113,17 @@ def identity_number(region: str = "330000", birth: str | None = None, serial: in
     return first17 + check_digit(first17)
 
 
+#: The 电子社保卡密码 World.issue sets for each holder (not trivial for any birth date).
+HOLDER_PASSWORD = "482915"
+
+
+def channel_key_pair() -> tuple[str, dict[str, str]]:
+    """A channel's P-256 key: the private key (PEM) and the public JWK the platform registers."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return pem.decode(), public_jwk(key.public_key())
+
+
 @dataclass
 class World:
     """Actors for a test: operators of each role, a channel, a department; helpers to add holders."""
@@ -142,17 +158,48 @@ class World:
         return {"name": name, "identity_number": number, "card_number": card_number,
                 "person_id": person.json()["id"], "card_id": card.json()["id"]}
 
-    async def issue(self, holder: dict[str, str], channel: dict[str, str] | None = None) -> dict:
+    def evidence_for(
+        self, holder: dict[str, str], channel: dict[str, str] | None = None, method: str = "face_liveness", **overrides
+    ) -> str:
+        """The channel's 实人 evidence for ``holder``, signed with the channel's key, as a channel
+        makes it after its check (``overrides``: sign_evidence's keywords, e.g. ``checked_at``)."""
+        channel = channel or self.channel
+        arguments = {
+            "channel_id": channel["client_id"], "audience": platform_of(self.client).settings.public_url,
+            "identity_number": holder["identity_number"], "method": method, "reference": f"ref-{uuid.uuid4().hex[:12]}",
+            **overrides,
+        }
+        return sign_evidence(channel["private_key_pem"], **arguments)
+
+    async def issue(
+        self, holder: dict[str, str], channel: dict[str, str] | None = None, password: str | None = HOLDER_PASSWORD
+    ) -> dict:
+        """Issue an e-card to ``holder`` through ``channel`` (with 实人 evidence) and, unless
+        ``password`` is None, make sure the person's 电子社保卡密码 is ``password``."""
         channel = channel or self.channel
         response = await self.client.post(
             "/channel/v1/ecards",
-            json={k: holder[k] for k in ("name", "identity_number", "card_number")},
+            json={**{k: holder[k] for k in ("name", "identity_number", "card_number")},
+                  "evidence": self.evidence_for(holder, channel)},
             headers=basic(channel["client_id"], channel["client_secret"]),
         )
         assert response.status_code == 201, response.text
-        return response.json()
+        issued = response.json()
+        if password is not None:
+            await self.set_password(issued["session"]["access_token"], password)
+        return issued
+
+    async def set_password(self, access_token: str, password: str = HOLDER_PASSWORD) -> None:
+        """Set the person's 电子社保卡密码 through a holder session (already set: left as it is)."""
+        response = await self.client.post("/holder/v1/password", json={"password": password}, headers=bearer(access_token))
+        assert response.status_code in (201, 409), response.text
 
     async def new_client(self, kind: str, name: str | None = None, **extra) -> dict[str, str]:
+        """Register a client; a channel gets a P-256 key for its 实人 evidence unless ``public_jwk``
+        is given (its private key, PEM, is ``private_key_pem`` of the answer)."""
+        private_pem = None
+        if kind == "channel" and "public_jwk" not in extra:
+            private_pem, extra["public_jwk"] = channel_key_pair()
         response = await self.client.post(
             "/operator/v1/clients",
             json={"kind": kind, "name": name or f"{kind}-{uuid.uuid4().hex[:8]}", **extra},
@@ -160,7 +207,10 @@ class World:
         )
         assert response.status_code == 201, response.text
         body = response.json()
-        return {"client_id": body["id"], "client_secret": body["client_secret"]}
+        made = {"client_id": body["id"], "client_secret": body["client_secret"]}
+        if private_pem is not None:
+            made["private_key_pem"] = private_pem
+        return made
 
 
 @pytest.fixture()

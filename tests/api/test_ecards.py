@@ -67,7 +67,8 @@ async def test_a_card_reported_lost_disables_every_ecard_and_session_at_once(wor
         response = await world.client.get("/holder/v1/ecard", headers=bearer(session["access_token"]))
         assert response.status_code == 401 and response.json()["code"] == "token_invalid"
         refresh = await world.client.post("/holder/v1/session/refresh", json={"refresh_token": session["refresh_token"]})
-        assert refresh.status_code == 401
+        # suspended with the card, not ended: no false reuse alarm (tests/holder_sessions)
+        assert refresh.status_code == 403 and refresh.json()["code"] == "card_not_active"
     refused = await world.client.post(
         "/channel/v1/ecards",
         json={k: holder[k] for k in ("name", "identity_number", "card_number")},
@@ -169,6 +170,7 @@ async def test_a_channel_can_authenticate_with_a_private_key_jwt_once(world: Wor
               "iat": now, "exp": now + 60, "jti": uuid.uuid4().hex}
     assertion = jwt.encode(claims, key, algorithm="ES256")
     body = {k: holder[k] for k in ("name", "identity_number", "card_number")}
+    body["evidence"] = world.evidence_for(holder, {**channel, "private_key_pem": key})  # the same key signs its 实人 evidence
     first = await world.client.post("/channel/v1/ecards", json=body, headers=bearer(assertion))
     assert first.status_code == 201, first.text
     replay = await world.client.post("/channel/v1/ecards", json=body, headers=bearer(assertion))

@@ -41,7 +41,7 @@ async def test_replayable_responses_hold_no_secret_in_cleartext(world: World, se
     client_secret = first.json()["client_secret"]
     # a holder's access and refresh tokens, and a full identity number
     holder = await world.person_with_card()
-    issue = {k: holder[k] for k in ("name", "identity_number", "card_number")}
+    issue = {**{k: holder[k] for k in ("name", "identity_number", "card_number")}, "evidence": world.evidence_for(holder)}
     channel_headers = {**basic(world.channel["client_id"], world.channel["client_secret"]), "Idempotency-Key": f"ecard-{uuid.uuid4().hex}"}
     issued = await client.post("/channel/v1/ecards", json=issue, headers=channel_headers)
     assert issued.status_code == 201, issued.text

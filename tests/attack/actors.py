@@ -24,6 +24,7 @@ from ecard.consent.scopes import SCOPES
 from ecard.crypto.fields import secret_digest
 from ecard.offline.es256 import public_jwk
 from ecard.platform import open_platform
+from ecard.registry.evidence import sign_evidence
 from ecard.registry.service import AccessService
 from ecard.registry.tables import Operator, OperatorToken
 from ecard.settings import Settings
@@ -138,10 +139,14 @@ def _ok(response: requests.Response, status: int = 201) -> dict:
 
 
 def build_cast(
-    session: requests.Session, operators: dict[str, str], spare_tokens: dict[str, list[str]] | None = None
+    session: requests.Session, operators: dict[str, str], spare_tokens: dict[str, list[str]] | None = None,
+    audience: str | None = None,
 ) -> Cast:
     """Create, over HTTP, one caller of every kind (and a second holder); operators whose calls
-    spend their token take the next of ``spare_tokens``."""
+    spend their token take the next of ``spare_tokens``.  ``audience``: the app's public URL (the
+    channel's 实人 evidence names it; the default setting's when not given)."""
+    audience = audience or Settings().public_url
+    channel_key = ec.generate_private_key(ec.SECP256R1())
     tokens = {
         role: _ok(session.post("/operator/v1/login", json={"username": name, "password": PASSWORD}), 200)["access_token"]
         for role, name in operators.items()
@@ -155,7 +160,7 @@ def build_cast(
         ))
         return {"client_id": body["id"], "client_secret": body.get("client_secret", "")}
 
-    channel = new_client("channel")
+    channel = new_client("channel", public_jwk=public_jwk(channel_key.public_key()))
     department = new_client("department")
     verifier = new_client("verifier", entitlements=VERIFIER_FIELDS)
     party = new_client("relying_party", entitlements=list(SCOPES))
@@ -193,8 +198,12 @@ def build_cast(
             "chip_serial": uuid.uuid4().hex[:16].upper(), "identification_code": uuid.uuid4().hex[:24].upper(),
             "issue_date": "2024-01-01", "expiry_date": "2034-01-01",
         }, headers=admin))
+        evidence = sign_evidence(
+            channel_key, channel_id=channel["client_id"], audience=audience, identity_number=number,
+            method="face_liveness", reference=f"ref-{uuid.uuid4().hex[:12]}",
+        )
         issued = _ok(session.post("/channel/v1/ecards", json={
-            "name": name, "identity_number": number, "card_number": card_number,
+            "name": name, "identity_number": number, "card_number": card_number, "evidence": evidence,
         }, headers=basic(channel["client_id"], channel["client_secret"])))
         return {"person_id": person["id"], "card_id": card["id"], "ecard_id": issued["ecard"]["id"],
                 "access_token": issued["session"]["access_token"], "refresh_token": issued["session"]["refresh_token"]}

@@ -100,6 +100,7 @@ MATRIX: dict[str, Access] = {
     # credentials in the body or a browser cookie, not in Authorization
     "POST /operator/v1/login": PUBLIC,
     "POST /holder/v1/session/refresh": PUBLIC,
+    "POST /holder/v1/card/loss-report/undo": PUBLIC,  # the refresh token and the password in the body
     "GET /oidc/authorize": PUBLIC,
     "GET /oidc/device": PUBLIC,
     "GET /oidc/login/{session_id:str}/qr.svg": PUBLIC,
@@ -119,11 +120,24 @@ MATRIX: dict[str, Access] = {
     "POST /operator/v1/cards": operator(WRITE),
     "GET /operator/v1/cards/{card_id:str}": operator(READ),
     "POST /operator/v1/cards/{card_id:str}/status": operator(WRITE),
+    "POST /operator/v1/cards/{card_id:str}/replacement-request": operator(WRITE),
+    "POST /operator/v1/cards/{card_id:str}/replace": operator(WRITE),
+    "POST /operator/v1/card-batches": operator(WRITE),
+    "GET /operator/v1/card-batches/{batch_id:str}": operator(READ),
+    "POST /operator/v1/card-batches/{batch_id:str}/deliver": operator(WRITE),
+    "POST /operator/v1/cards/{card_id:str}/hand-over": operator(WRITE),
+    "POST /operator/v1/cards/{card_id:str}/activate": operator(WRITE),
+    "POST /operator/v1/death-records": operator(WRITE),
     "GET /operator/v1/cards/{card_id:str}/history": operator(READ),
     "GET /operator/v1/audit": operator(AUDIT),
     "POST /operator/v1/clients": operator(MANAGE),
     "GET /operator/v1/clients/{client_id:str}": operator(READ),
     "POST /operator/v1/clients/{client_id:str}/status": operator(MANAGE),
+    "PUT /operator/v1/clients/{client_id:str}/webhook": operator(MANAGE),
+    "GET /operator/v1/clients/{client_id:str}/webhook": operator(MANAGE),
+    "POST /operator/v1/clients/{client_id:str}/webhook/rotate-secret": operator(MANAGE),
+    "GET /operator/v1/webhook-deliveries": operator(MANAGE),
+    "POST /operator/v1/webhook-deliveries/{delivery_id:str}/redeliver": operator(MANAGE),
     "POST /operator/v1/logout": operator(READ, spends=True),
     "POST /operator/v1/operators/{operator_id:str}/revoke-tokens": operator(MANAGE),
     "POST /operator/v1/oidc/clients": operator(MANAGE),
@@ -162,11 +176,18 @@ MATRIX: dict[str, Access] = {
     # holders, in their channel app
     "GET /holder/v1/ecard": holder(),
     "POST /holder/v1/ecard/unbind": holder(spends=True),
+    "POST /holder/v1/card/loss-report": holder(spends=True),
+    "GET /holder/v1/password": holder(),
+    "POST /holder/v1/password": holder(),
+    "POST /holder/v1/password/reset": holder(),
     "POST /holder/v1/session/logout": holder(spends=True),
+    "GET /holder/v1/sessions": holder(),
+    "POST /holder/v1/sessions/{session_id:str}/revoke": holder(),  # a made-up id: 404 session_not_found
     "POST /holder/v1/codes": holder(),
     "GET /holder/v1/codes/qr": holder(),
     "GET /holder/v1/elicense": holder(),
     "GET /holder/v1/verifications": holder(),
+    "GET /holder/v1/timeline": holder(),
     "POST /holder/v1/hce-certificates": holder(),
     "GET /holder/v1/logins": holder(),
     "GET /holder/v1/logins/{session_id:str}": holder(),
@@ -299,6 +320,8 @@ async def cast_of(world: World) -> Cast:
         "terminal_id": terminal.json()["id"], "consent_id": consent.json()["id"],
         "grant_id": consent.json()["id"], "access_id": uuid.uuid4().hex, "session_id": uuid.uuid4().hex,
         "flow_id": uuid.uuid4().hex, "version": "1", "path": "swagger", "operator_id": uuid.uuid4().hex,
+        "delivery_id": uuid.uuid4().hex,  # webhooks
+        "batch_id": uuid.uuid4().hex,
     }
 
     async def fresh_holder() -> dict:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from ecard.cli import main
-from tests.live import LiveServer, _ok, new_holder
+from tests.live import LiveServer, _ok, new_channel, new_holder
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def seeded(server: LiveServer) -> dict:
 
     async def holder() -> tuple[str, str]:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            channel = _ok(await http.post("/operator/v1/clients", headers=admin, json={"kind": "channel", "name": "cli-app"}))
+            channel = await new_channel(http, admin, "cli-app")
             return await new_holder(http, admin, channel)
 
     token, card_id = asyncio.run(holder())

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import require
-from tests.live import LiveServer, _ok, new_holder
+from tests.live import LiveServer, _ok, new_channel, new_holder
 from tests.oidc.test_browser import browser_page  # noqa: F401 - the Chromium page fixture
 
 pytestmark = pytest.mark.browser
@@ -34,7 +34,7 @@ async def seed(url: str) -> tuple[dict, dict[str, str]]:
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         login = _ok(await http.post("/operator/v1/login", json={"username": "admin", "password": "correct horse battery"}))
         admin = {"Authorization": f"Bearer {login['access_token']}"}
-        channel = _ok(await http.post("/operator/v1/clients", headers=admin, json={"kind": "channel", "name": "app"}))
+        channel = await new_channel(http, admin, "app")
         holder_token, _ = await new_holder(http, admin, channel)
         verifier = _ok(await http.post("/operator/v1/clients", headers=admin,
                                        json={"kind": "verifier", "name": "西湖区社保服务大厅", "entitlements": ENTITLEMENTS}))

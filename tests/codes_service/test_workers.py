@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from tests.live import LiveServer, _ok, new_holder
+from tests.live import LiveServer, _ok, new_channel, new_holder
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -46,7 +46,7 @@ async def test_exactly_one_of_many_verifiers_wins_across_workers(server: LiveSer
     async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as http:
         login = _ok(await http.post("/operator/v1/login", json={"username": "admin", "password": "correct horse battery"}))
         admin = {"Authorization": f"Bearer {login['access_token']}"}
-        channel = _ok(await http.post("/operator/v1/clients", headers=admin, json={"kind": "channel", "name": "app"}))
+        channel = await new_channel(http, admin, "app")
         holder_token, _ = await new_holder(http, admin, channel)
         verifiers = [
             basic(_ok(await http.post("/operator/v1/clients", headers=admin,

@@ -12,7 +12,17 @@ from litestar.testing import AsyncTestClient
 from ecard.consent.ledger_bridge import consent_ledger, drain
 from ecard.consent.scopes import SCOPES
 from ecard.consent.service import seed_demo_data
-from tests.api.conftest import World, basic, bearer, client, keys_dir, platform_of, settings, world  # noqa: F401
+from tests.api.conftest import (  # noqa: F401
+    HOLDER_PASSWORD,
+    World,
+    basic,
+    bearer,
+    client,
+    keys_dir,
+    platform_of,
+    settings,
+    world,
+)
 
 ALL_SCOPES = list(SCOPES)
 DAY = 86_400
@@ -61,7 +71,7 @@ class ConsentWorld:
         grant_id = created.json()["id"]
         answer = await self.client.post(
             f"/holder/v1/consent/requests/{grant_id}/approve",
-            json={} if approve is None else {"scopes": approve},
+            json={"password": HOLDER_PASSWORD} if approve is None else {"scopes": approve, "password": HOLDER_PASSWORD},
             headers=holder.headers,
         )
         assert answer.status_code == 200, answer.text

@@ -13,7 +13,7 @@ from ecard.consent.service import canonical_bytes
 from ledger import Event, decode_leaf
 from ledger.tables import LedgerEntry
 from tests.api.conftest import basic, identity_number
-from tests.consent.conftest import DAY, ConsentWorld
+from tests.consent.conftest import DAY, HOLDER_PASSWORD, ConsentWorld
 
 BAD_REQUESTS = [
     ({"scopes": ["card.status", "medical.records"]}, 400, "consent_scope_unknown"),
@@ -54,7 +54,7 @@ async def test_only_live_relying_parties_ask_approve_or_read(cw: ConsentWorld) -
     assert disabled.status_code == 200, disabled.text
     assert (await cw.ask()).json()["code"] == "forbidden"
     assert (await cw.read(grant_id)).status_code == 403
-    approve = await cw.client.post(f"/holder/v1/consent/requests/{pending_id}/approve", json={}, headers=cw.holder.headers)
+    approve = await cw.client.post(f"/holder/v1/consent/requests/{pending_id}/approve", json={"password": HOLDER_PASSWORD}, headers=cw.holder.headers)
     assert approve.status_code == 403 and approve.json()["code"] == "client_not_live"
 
 
@@ -68,7 +68,7 @@ async def test_unknown_holder_is_not_revealed(cw: ConsentWorld) -> None:
 async def test_holder_cannot_approve_unrequested_scopes(cw: ConsentWorld) -> None:
     consent_id = (await cw.ask(scopes=["card.status"])).json()["id"]
     response = await cw.client.post(
-        f"/holder/v1/consent/requests/{consent_id}/approve", json={"scopes": ["identity.basic"]}, headers=cw.holder.headers
+        f"/holder/v1/consent/requests/{consent_id}/approve", json={"scopes": ["identity.basic"], "password": HOLDER_PASSWORD}, headers=cw.holder.headers
     )
     assert response.status_code == 400 and response.json()["code"] == "consent_scopes_not_requested"
 
@@ -78,7 +78,7 @@ async def test_lapsed_request_cannot_be_approved(cw: ConsentWorld) -> None:
 
     consent_id = (await cw.ask()).json()["id"]
     await Consent.update({Consent.request_expires_ms: 1}).where(Consent.id == consent_id)
-    response = await cw.client.post(f"/holder/v1/consent/requests/{consent_id}/approve", json={}, headers=cw.holder.headers)
+    response = await cw.client.post(f"/holder/v1/consent/requests/{consent_id}/approve", json={"password": HOLDER_PASSWORD}, headers=cw.holder.headers)
     assert response.status_code == 409 and response.json()["code"] == "consent_request_expired"
 
 
@@ -86,8 +86,9 @@ async def test_racing_approvals_and_denials_are_answered_once(cw: ConsentWorld) 
     consent_id = (await cw.ask()).json()["id"]
     answers = await asyncio.gather(
         *(
-            cw.client.post(f"/holder/v1/consent/requests/{consent_id}/{verb}", json={}, headers=cw.holder.headers)
-            for verb in ["approve", "deny"] * 5
+            cw.client.post(f"/holder/v1/consent/requests/{consent_id}/{verb}", json=body, headers=cw.holder.headers)
+            # two approvals at once (a double tap: each counts a password attempt until checked), eight denials
+            for verb, body in [("approve", {"password": HOLDER_PASSWORD})] * 2 + [("deny", {})] * 8
         )
     )
     assert sorted(a.status_code for a in answers) == [200] + [409] * 9

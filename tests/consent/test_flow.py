@@ -4,7 +4,7 @@ revokes, and the next read is refused."""
 
 from __future__ import annotations
 
-from tests.consent.conftest import DAY, ConsentWorld
+from tests.consent.conftest import DAY, HOLDER_PASSWORD, ConsentWorld
 
 
 async def test_catalogue_names_every_scope_and_its_fields(cw: ConsentWorld) -> None:
@@ -28,7 +28,7 @@ async def test_holder_approves_some_scopes_and_the_data_api_releases_only_those(
 
     answer = await cw.client.post(
         f"/holder/v1/consent/requests/{grant_id}/approve",
-        json={"scopes": ["card.status", "insurance.enrollment"]},
+        json={"scopes": ["card.status", "insurance.enrollment"], "password": HOLDER_PASSWORD},
         headers=cw.holder.headers,
     )
     assert answer.status_code == 200, answer.text

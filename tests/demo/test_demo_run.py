@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-STEPS = 12
+STEPS = 15
 
 
 def run_demo(workdir: Path, env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
@@ -28,7 +28,7 @@ def secrets_and_personal_data(workdir: Path) -> list[str]:
     holder = actors["holder"]
     values = [holder["name"], holder["identity_number"], holder["card_number"], holder["access_token"],
               holder["refresh_token"], actors["operator"]["password"], actors["terminal"]["private_jwk"]["d"],
-              actors["relying_party"]["oidc"]["client_secret"]]
+              actors["relying_party"]["oidc"]["client_secret"], holder["password"], actors["channel"]["private_jwk"]["d"]]
     values += [actors[kind]["client_secret"] for kind in ("channel", "department", "verifier", "relying_party")]
     return values
 

@@ -14,9 +14,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from litestar.testing import AsyncTestClient
 
-from tests.api.conftest import World, basic, bearer, client, keys_dir, platform_of, settings, world  # noqa: F401
+from tests.api.conftest import HOLDER_PASSWORD, World, basic, bearer, client, keys_dir, platform_of, settings, world  # noqa: F401
 
 REDIRECT_URI = "https://rp.example.test/callback"
+#: the body of a holder's approval: the 电子社保卡密码 World.issue set (step-up)
+APPROVAL = {"password": HOLDER_PASSWORD}
 LOGOUT_URI = "https://rp.example.test/signed-out"
 
 
@@ -129,7 +131,7 @@ async def login_code(client: AsyncTestClient, rp: RelyingParty, holder: Holder, 
     session_id = await start_login(client, rp, **params)
     described = await client.get(f"/holder/v1/logins/{session_id}", headers=holder.headers())
     assert described.status_code == 200, described.text
-    approved = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    approved = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL)
     assert approved.status_code == 200, approved.text
     return callback_params(await confirm_login(client, session_id))
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import require
 from tests.live import LiveServer, Seeded, free_port, seed
-from tests.oidc.conftest import pkce_pair
+from tests.oidc.conftest import APPROVAL, pkce_pair
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.browser
@@ -111,7 +111,7 @@ async def test_scan_to_login_in_a_real_browser(server, browser_page, relying_par
         described = await app.get(f"/holder/v1/logins/{session_id}", headers=holder)
         assert described.status_code == 200 and "HeadlessChrome" in described.json()["origin"]["user_agent"]
         await page.locator(".msg[data-for=scanned]").wait_for(state="visible", timeout=5000)  # no reload
-        assert (await app.post(f"/holder/v1/logins/{session_id}/approve", headers=holder)).status_code == 200
+        assert (await app.post(f"/holder/v1/logins/{session_id}/approve", headers=holder, json=APPROVAL)).status_code == 200
         # the page shows who approved (masked) and waits for the person at this browser
         await page.locator(".msg[data-for=approved_pending_confirmation]").wait_for(state="visible", timeout=5000)
         assert await page.locator("#holder-name").text_content() == "张*三"
@@ -159,10 +159,10 @@ async def test_not_me_cancels_the_login_in_the_browser(server, browser_page, rel
     session_id = await read_qr(page)
     async with httpx.AsyncClient(base_url=server.url) as app:
         holder = {"Authorization": f"Bearer {seeded.holder_token}"}
-        assert (await app.post(f"/holder/v1/logins/{session_id}/approve", headers=holder)).status_code == 200
+        assert (await app.post(f"/holder/v1/logins/{session_id}/approve", headers=holder, json=APPROVAL)).status_code == 200
         await page.locator("#cancel-login").wait_for(state="visible", timeout=5000)
         assert await page.locator("#holder-name").text_content() == "张*三"
         await page.click("#cancel-login")
         callback = await callback_of(page, seeded)
         assert callback["error"] == "access_denied" and callback["state"] == "browser-state" and "code" not in callback
-        assert (await app.post(f"/holder/v1/logins/{session_id}/approve", headers=holder)).status_code == 404
+        assert (await app.post(f"/holder/v1/logins/{session_id}/approve", headers=holder, json=APPROVAL)).status_code == 404

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.oidc.conftest import file_client
+from tests.oidc.conftest import APPROVAL, file_client
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -40,7 +40,7 @@ async def test_a_device_logs_in_when_the_holder_approves_its_code(client, device
     described = await client.get("/holder/v1/logins/", params={"user_code": typed}, headers=holder.headers())
     assert described.status_code == 200, described.text
     session_id = described.json()["session_id"]
-    assert (await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())).status_code == 200
+    assert (await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL)).status_code == 200
     await asyncio.sleep(1.1)
     tokens = await poll(client, device, started["device_code"])
     assert tokens.status_code == 200 and tokens.json()["id_token"]

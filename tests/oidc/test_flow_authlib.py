@@ -23,6 +23,7 @@ from joserfc.jwk import ECKey
 
 from ecard.crypto.jwk import public_jwk
 from tests.oidc.conftest import (
+    APPROVAL,
     LOGOUT_URI,
     REDIRECT_URI,
     Holder,
@@ -49,7 +50,7 @@ async def scan_and_approve(client, url: str, holder: Holder) -> str:
     assert page.status_code == 200, page.text
     session_id = page.text.split('data-session="')[1].split('"')[0]
     assert (await client.get(f"/holder/v1/logins/{session_id}", headers=holder.headers())).status_code == 200
-    assert (await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())).status_code == 200
+    assert (await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL)).status_code == 200
     polled = await client.get(f"/oidc/login/{session_id}/poll", params={"wait": "false"})
     assert polled.json()["state"] == "approved_pending_confirmation"
     response = await confirm_login(client, session_id)  # the person at the browser: "是本人"
@@ -82,7 +83,7 @@ async def test_a_standard_client_logs_in_refreshes_revokes_and_logs_out(client, 
         assert {"access_token", "id_token", "refresh_token"} <= set(token)
         jwks = (await oauth.request("GET", meta["jwks_uri"], withhold_token=True)).json()
         claims = validate_id_token(token["id_token"], jwks, rp.client_id, nonce)
-        assert claims["acr"] == "urn:ecard:acr:scan-login" and claims["amr"]
+        assert claims["acr"] == "urn:ecard:acr:scan-login:pwd" and "pwd" in claims["amr"]
         assert abs(claims["auth_time"] - time.time()) < 60
         assert pyjwt.get_unverified_header(token["id_token"])["alg"] == "ES256"
 

@@ -9,6 +9,7 @@ import time
 
 from tests.api.conftest import platform_of
 from tests.oidc.conftest import (
+    APPROVAL,
     REDIRECT_URI,
     callback_params,
     cancel_login,
@@ -58,7 +59,7 @@ async def test_the_long_poll_returns_when_the_holder_answers(client, rp, holder)
     waiting = asyncio.create_task(client.get(f"/oidc/login/{session_id}/poll", params={"known": "pending"}))
     await asyncio.sleep(0.3)
     assert not waiting.done()
-    await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL)
     # the page learns who approved (masked, nothing more) and must confirm before any code exists
     assert (await asyncio.wait_for(waiting, 5)).json() == {"state": "approved_pending_confirmation", "holder_name": "张*三"}
 
@@ -66,11 +67,11 @@ async def test_the_long_poll_returns_when_the_holder_answers(client, rp, holder)
 async def test_a_login_is_answered_once(client, rp, holder):
     session_id = await start_login(client, rp)
     answers = await asyncio.gather(
-        client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers()),
+        client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL),
         client.post(f"/holder/v1/logins/{session_id}/deny", headers=holder.headers()),
     )
     assert sorted(r.status_code for r in answers) == [200, 409]
-    again = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    again = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL)
     assert again.status_code == 409 and again.json()["code"] == "login_session_answered"
 
 
@@ -78,7 +79,7 @@ async def test_another_holder_cannot_take_over_a_scanned_login(client, world, rp
     other = await new_holder(world)
     session_id = await start_login(client, rp)
     assert (await client.get(f"/holder/v1/logins/{session_id}", headers=holder.headers())).status_code == 200
-    hijack = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=other.headers())
+    hijack = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=other.headers(), json=APPROVAL)
     assert hijack.status_code == 409
 
 
@@ -94,14 +95,14 @@ async def test_a_card_reported_lost_during_the_login_stops_the_approval(client, 
     assert (await client.get(f"/holder/v1/logins/{session_id}", headers=holder.headers())).status_code == 200
     lost = await client.post(f"/operator/v1/cards/{holder.card_id}/status", json={"status": "lost", "reason": "挂失"}, headers=world.op())
     assert lost.status_code == 200
-    approval = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    approval = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL)
     assert approval.status_code in (401, 403)
     assert (await client.get(f"/oidc/login/{session_id}/poll", params={"known": "pending", "wait": "false"})).json()["state"] == "scanned"
 
 
 async def test_a_card_lost_after_approval_gets_no_tokens(client, world, rp, holder):
     session_id = await start_login(client, rp)
-    await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL)
     params = callback_params(await confirm_login(client, session_id))
     await client.post(f"/operator/v1/cards/{holder.card_id}/status", json={"status": "lost", "reason": "挂失"}, headers=world.op())
     response = await client.post(
@@ -114,12 +115,12 @@ async def test_a_card_lost_after_approval_gets_no_tokens(client, world, rp, hold
 async def test_an_unbound_ecard_cannot_approve(client, rp, holder):
     session_id = await start_login(client, rp)
     await client.post("/holder/v1/ecard/unbind", headers=holder.headers())
-    assert (await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())).status_code in (401, 403)
+    assert (await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL)).status_code in (401, 403)
 
 
 async def test_only_the_browser_that_started_the_login_can_watch_or_finish_it(client, rp, holder):
     session_id = await start_login(client, rp)
-    await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL)
     saved = dict(client.cookies)
     client.cookies.clear()
     assert (await client.get(f"/oidc/login/{session_id}/poll")).status_code == 403
@@ -150,7 +151,7 @@ async def test_an_expired_qr_is_replaced_on_the_same_page(client, rp, holder, mo
     renewed = await client.post(f"/oidc/flows/{flow_id}/renew")
     fresh = renewed.json()["session_id"]
     assert renewed.status_code == 200 and fresh != session_id and renewed.json()["qr_svg_url"].endswith("qr.svg")
-    await client.post(f"/holder/v1/logins/{fresh}/approve", headers=holder.headers())
+    await client.post(f"/holder/v1/logins/{fresh}/approve", headers=holder.headers(), json=APPROVAL)
     assert "code" in callback_params(await confirm_login(client, fresh))
     client.cookies.clear()
     assert (await client.post(f"/oidc/flows/{flow_id}/renew")).status_code == 403
@@ -166,7 +167,7 @@ async def test_a_client_suspended_while_the_page_waits_cannot_be_approved(client
     rp = await file_client(world)
     session_id = await start_login(client, rp)
     await client.post(f"/operator/v1/oidc/clients/{rp.client_id}/status", json={"status": "suspended"}, headers=world.op())
-    response = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    response = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL)
     assert response.status_code == 403 and response.json()["code"] == "client_not_live"
 
 
@@ -176,7 +177,7 @@ async def test_a_client_suspended_while_the_page_waits_cannot_be_approved(client
 async def test_an_approval_issues_no_code_until_the_browser_confirms(client, rp, holder):
     session_id = await start_login(client, rp)
     await client.get(f"/holder/v1/logins/{session_id}", headers=holder.headers())
-    assert (await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())).status_code == 200
+    assert (await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL)).status_code == 200
     polled = await client.get(f"/oidc/login/{session_id}/poll", params={"known": "scanned", "wait": "false"})
     assert polled.json() == {"state": "approved_pending_confirmation", "holder_name": "张*三"}
     assert polled.headers["cache-control"] == "no-store"
@@ -197,7 +198,7 @@ async def test_an_approval_issues_no_code_until_the_browser_confirms(client, rp,
 
 async def test_the_browser_can_cancel_an_approval_that_was_not_its_person(client, world, rp, holder):
     session_id = await start_login(client, rp)
-    assert (await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())).status_code == 200
+    assert (await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL)).status_code == 200
     cancelled = await cancel_login(client, session_id)
     assert cancelled.status_code == 200
     params = callback_params(cancelled)
@@ -205,7 +206,7 @@ async def test_the_browser_can_cancel_an_approval_that_was_not_its_person(client
     # the approval is discarded: no confirm, no continue, no second answer
     assert (await confirm_login(client, session_id)).status_code == 404
     assert (await finish_login(client, session_id)).status_code == 404
-    again = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    again = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL)
     assert again.status_code == 404
     trail = await client.get("/operator/v1/audit", params={"target_id": rp.client_id, "action": "oidc.login.cancel"},
                              headers=world.op("auditor"))
@@ -221,7 +222,7 @@ async def test_confirm_needs_the_holders_approval_and_the_pages_origin(client, r
     params = callback_params(await finish_login(client, session_id))
     assert params["error"] == "access_denied"
     other = await start_login(client, rp)
-    await client.post(f"/holder/v1/logins/{other}/approve", headers=holder.headers())
+    await client.post(f"/holder/v1/logins/{other}/approve", headers=holder.headers(), json=APPROVAL)
     foreign = await client.post(f"/oidc/login/{other}/confirm", headers={"Origin": "https://evil.example"})
     assert foreign.status_code == 403
     assert (await confirm_login(client, other)).status_code == 200  # still there for the real page
@@ -230,6 +231,6 @@ async def test_confirm_needs_the_holders_approval_and_the_pages_origin(client, r
 async def test_the_page_learns_only_the_masked_name(client, world, rp):
     holder = await new_holder(world)
     session_id = await start_login(client, rp, scope="openid")  # even without the profile scope
-    await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL)
     polled = (await client.get(f"/oidc/login/{session_id}/poll", params={"wait": "false"})).json()
     assert set(polled) == {"state", "holder_name"} and polled["holder_name"] == "张*三"

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecard.crypto.jwk import public_jwk
 from tests.oidc.conftest import (
+    APPROVAL,
     REDIRECT_URI,
     callback_params,
     confirm_login,
@@ -144,7 +145,7 @@ async def test_repeated_parameters_are_refused(client, rp):
 async def test_no_token_travels_in_a_url(client, rp, holder):
     verifier, challenge = pkce_pair()
     session_id = await start_login(client, rp, code_challenge=challenge, code_challenge_method="S256")
-    await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers())
+    await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL)
     params = callback_params(await confirm_login(client, session_id))
     assert set(params) == {"code", "state", "iss"}
     tokens = await redeem(client, rp, params["code"], code_verifier=verifier)
