@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import ipaddress
 import random
 import secrets
 from collections.abc import Iterable, Mapping
@@ -139,7 +140,25 @@ def check_url(url: str, *, allow_http: bool) -> str:
         raise InvalidUrl("the URL must name a host")
     if port == 0:
         raise InvalidUrl("the URL's port is invalid")
+    if not allow_http:
+        rule_public_host(parts.hostname)
     return url
+
+
+def rule_public_host(host: str) -> None:
+    """Rule (production, ``webhook_allow_http`` off): a URL naming its host by address names a
+    public one, and ``localhost`` is refused — an endpoint on the platform's own network would let
+    a filing reach internal services (SSRF).  A name that *resolves* to an internal address is
+    not caught here (docs/webhooks.md)."""
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        raise InvalidUrl("the URL must name a public host")
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return
+    if not address.is_global:
+        raise InvalidUrl("the URL must name a public host, not a private, loopback or reserved address")
 
 
 # --- secrets and signatures ----------------------------------------------------------------------

@@ -30,7 +30,13 @@ def test_the_catalogue_and_payload_shape() -> None:
     ("url", "allow_http", "ok"),
     [
         ("https://partner.example/hooks?x=1", False, True),
-        ("https://[::1]:8443/hooks", False, True),
+        ("https://[::1]:8443/hooks", False, False),  # loopback: SSRF into the platform's own host
+        ("https://[::1]:8443/hooks", True, True),  # development and tests allow it
+        ("https://10.0.0.5/hooks", False, False),
+        ("https://169.254.169.254/latest/meta-data", False, False),  # cloud metadata
+        ("https://localhost/hooks", False, False),
+        ("https://203.0.113.9/hooks", False, False),  # documentation range: not global
+        ("https://8.8.8.8/hooks", False, True),
         ("http://partner.example/hooks", False, False),
         ("http://127.0.0.1:8080/hooks", True, True),
         ("HTTPS://partner.example/", False, True),
