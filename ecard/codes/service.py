@@ -317,7 +317,10 @@ class CodeService:
         card: dict | None = None
         if offline.ok and claims is not None:
             withdrawn = await self._withdrawn_since(claims)
-            if withdrawn is None or not CODE_FIELDS.issuperset(verifier.entitlements):
+            # the registry is read when the store cannot answer, when the verifier may see more than
+            # the code shows, and where the province suspends e-cards of expired cards (the code
+            # does not carry the card's expiry)
+            if withdrawn is None or not CODE_FIELDS.issuperset(verifier.entitlements) or self._suspends_expired(claims.region):
                 card = await self._card_of(claims.pseudonym)
                 if card is None:
                     reason = UNKNOWN_CARD
@@ -355,6 +358,11 @@ class CodeService:
             expires_at=claims.expires_at if claims and valid else None,
             fields=self._fields(claims, card, verifier) if valid and claims else schemas.VerifiedFields(),
         )
+
+    def _suspends_expired(self, region: str) -> bool:
+        policies = self.platform.settings.card_policies
+        key = lifecycle.policy_key(policies, region)  # type: ignore[arg-type]
+        return key is not None and policies[key].expired_card == "suspend"
 
     async def _withdrawn_since(self, claims: CodeClaims) -> bool | None:
         """Whether the card left ``active`` after the code was issued, from the shared store's

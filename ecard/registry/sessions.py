@@ -43,7 +43,7 @@ from ecard.crypto.dpop import DpopProof
 from ecard.crypto.fields import secret_digest
 from ecard.errors import AppError
 from ecard.platform import Platform
-from ecard.registry import schemas
+from ecard.registry import lifecycle, schemas
 from ecard.registry.audit import audit, new_id
 from ecard.registry.tables import ECard, HolderSession
 
@@ -192,7 +192,7 @@ async def refresh_session(
     3. an ended session: reused after its rotation ends every session of the e-card
        (``token_invalid``, audited ``session.refresh_reuse``); suspended with its card goes on;
        any other reason is final (``token_invalid``, nothing audited);
-    4. the card is active (``card_not_active``) and the e-card too (``ecard_not_active``);
+    4. the card is usable (``card_not_active``: :func:`ecard.registry.lifecycle.card_usable`) and the e-card too (``ecard_not_active``);
        nothing is rotated otherwise;
     5. the row is rotated (exactly one of two racing refreshes wins) and the next row issued for
        the card the e-card belongs to now (after a replacement: the new card)."""
@@ -200,7 +200,8 @@ async def refresh_session(
         HolderSession.id, HolderSession.revoked, HolderSession.ended_reason, HolderSession.refresh_expires,
         HolderSession.jkt, HolderSession.family, HolderSession.started_at, HolderSession.created_at,
         HolderSession.ecard.id, HolderSession.ecard.status, HolderSession.ecard.channel,
-        HolderSession.ecard.card.id, HolderSession.ecard.card.status,
+        HolderSession.ecard.card.id, HolderSession.ecard.card.status, HolderSession.ecard.card.expiry_date,
+        HolderSession.ecard.card.region,
     ).where(HolderSession.refresh_digest == secret_digest(refresh_token)).first()
     if row is None or row["refresh_expires"] < time.time():
         raise AppError("token_invalid")
@@ -212,7 +213,10 @@ async def refresh_session(
             raise AppError("token_invalid", "refresh token reuse detected; sessions revoked")
         if row["ended_reason"] != "card_suspended":
             raise AppError("token_invalid", "this session has ended")
-    if row["ecard.card.status"] != "active":
+    if not lifecycle.card_usable(  # active, and not expired where the province suspends expired cards
+        platform.settings.card_policies, row["ecard.card.status"], row["ecard.card.expiry_date"],
+        row["ecard.card.region"],
+    ):
         raise AppError("card_not_active")
     if row["ecard.status"] != "active":
         raise AppError("ecard_not_active")

@@ -247,3 +247,31 @@ async def test_a_holder_cannot_reach_operator_moves(client: httpx.AsyncClient, w
     await client.post("/holder/v1/card/loss-report", headers=bearer(access))
     twice = await client.post("/holder/v1/card/loss-report", headers=bearer(access))
     assert twice.status_code == 401  # the token ended with the first report
+
+
+async def test_a_province_that_suspends_expired_cards_refuses_their_codes_and_refresh(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    import msgspec
+
+    from ecard.settings import CardPolicy
+
+    platform = platform_of(client)
+    holder = await world.person_with_card()
+    session = (await world.issue(holder))["session"]
+    verifier = await _verifier(world)
+    code = (await _code(client, session["access_token"])).json()["code"]
+    await Card.update({Card.expiry_date: dt.date.today() - dt.timedelta(days=1)}).where(Card.id == holder["card_id"])
+    # the default: an expired physical card keeps its e-card working
+    assert (await _refresh(client, session["refresh_token"])).status_code == 200
+    original = platform.settings
+    platform.settings = msgspec.structs.replace(original, card_policies={"330000": CardPolicy(expired_card="suspend")})
+    try:
+        assert (await _verify(client, verifier, code))["reason"] == "card_not_active"
+        other = await world.person_with_card()
+        other_session = (await world.issue(other))["session"]
+        await Card.update({Card.expiry_date: dt.date.today() - dt.timedelta(days=1)}).where(Card.id == other["card_id"])
+        refused = await _refresh(client, other_session["refresh_token"])
+        assert refused.status_code == 403 and refused.json()["code"] == "card_not_active"
+    finally:
+        platform.settings = original
