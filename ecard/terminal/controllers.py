@@ -7,10 +7,12 @@ Controllers parse, authenticate, call :class:`TerminalService` and shape the res
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from ecard.auth import HolderPrincipal, OperatorPrincipal, require_permission
 from ecard.codes import schemas as code_schemas
@@ -54,6 +56,19 @@ class OperatorTerminalController(Controller):
     ) -> schemas.TerminalView:
         require_permission(operator, "clients:manage")
         return await terminals.register(data, operator.actor)
+
+    @get("/", dependencies=operator_with("registry:read"), summary="Search and page the registered terminals")
+    async def search(
+        self, terminals: NamedDependency[TerminalService], operator: NamedDependency[OperatorPrincipal],
+        region: Annotated[str | None, QueryParameter(pattern=r"^[1-9]\d{5}$")] = None,
+        status: Annotated[Literal["active", "disabled"] | None, QueryParameter()] = None,
+        kind: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        q: Annotated[str | None, QueryParameter(min_length=1, max_length=64)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        offset: Annotated[int, QueryParameter(ge=0, le=10_000_000)] = 0,
+    ) -> schemas.TerminalPage:
+        require_permission(operator, "registry:read")
+        return await terminals.search(region=region, status=status, kind=kind, q=q, limit=limit, offset=offset)
 
     @get("/{terminal_id:str}", dependencies=operator_with("registry:read"))
     async def get_terminal(

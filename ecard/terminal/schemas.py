@@ -50,6 +50,13 @@ class TerminalView(msgspec.Struct):
     created_at: dt.datetime
 
 
+class TerminalPage(msgspec.Struct):
+    items: list[TerminalView]
+    total: int
+    limit: int
+    offset: int
+
+
 class TerminalStatusChange(msgspec.Struct, forbid_unknown_fields=True):
     status: Literal["active", "disabled"]
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]

@@ -203,6 +203,44 @@ class TerminalService:
             created_at=row["created_at"],
         )
 
+    async def search(
+        self, *, region: str | None, status: str | None, kind: str | None, q: str | None, limit: int, offset: int
+    ) -> schemas.TerminalPage:
+        """Terminals, oldest first, filtered by region (province code), status, kind and a text
+        found in the institution, name or address (case-insensitive)."""
+        query = Terminal.select(
+            Terminal.all_columns(), Terminal.client.name, Terminal.client.status, Terminal.client.entitlements
+        )
+        count = Terminal.count()
+        conditions = []
+        if region:
+            conditions.append(Terminal.region == region)
+        if status:
+            conditions.append(Terminal.client.status == status)
+        if kind:
+            conditions.append(Terminal.terminal_kind == kind)
+        if q:
+            needle = "%" + q.replace("\\", "").replace("%", "").replace("_", "") + "%"
+            # SQLite's LIKE already ignores ASCII case (and has no ILIKE)
+            op = "like" if self.platform.settings.is_sqlite else "ilike"
+            conditions.append(
+                getattr(Terminal.institution, op)(needle) | getattr(Terminal.client.name, op)(needle)
+                | getattr(Terminal.address, op)(needle)
+            )
+        for condition in conditions:
+            query, count = query.where(condition), count.where(condition)
+        rows = await query.order_by(Terminal.created_at).order_by(Terminal.id).limit(limit).offset(offset)
+        items = [
+            schemas.TerminalView(
+                id=row["id"], name=row["client.name"], institution=row["institution"],
+                terminal_kind=row["terminal_kind"], address=row["address"], region=row["region"],
+                status=row["client.status"], entitlements=_json_list(row["client.entitlements"]),
+                created_at=row["created_at"],
+            )
+            for row in rows
+        ]
+        return schemas.TerminalPage(items=items, total=await count, limit=limit, offset=offset)
+
     async def set_status(self, terminal_id: str, change: schemas.TerminalStatusChange, actor: str) -> schemas.TerminalView:
         await self.get(terminal_id)
         await AccessService(self.platform).set_client_status(

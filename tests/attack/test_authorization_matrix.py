@@ -144,6 +144,7 @@ MATRIX: dict[str, Access] = {
     "GET /operator/v1/oidc/clients/{client_id:str}": operator(READ),
     "POST /operator/v1/oidc/clients/{client_id:str}/status": operator(MANAGE),
     "POST /operator/v1/terminals": operator(MANAGE),
+    "GET /operator/v1/terminals": operator(READ),
     "GET /operator/v1/terminals/{terminal_id:str}": operator(READ),
     "POST /operator/v1/terminals/{terminal_id:str}/status": operator(MANAGE),
     "GET /operator/v1/terminals/{terminal_id:str}/reconciliation": operator(AUDIT),

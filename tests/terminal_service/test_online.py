@@ -197,3 +197,25 @@ async def test_unknown_commands_and_malformed_apdus_get_their_status_words(clien
     chip = await chip_of(client, card)
     for command, word in (("80B2012C00", "6E00"), ("00FF000000", "6D00"), ("00A404", "6700"), ("00A404000F7378", "6700")):
         assert chip.transmit(bytes.fromhex(command))[-2:].hex().upper() == word
+
+
+async def test_operators_search_and_page_the_terminals(world: World) -> None:
+    hangzhou = await register_terminal(world, [], region="330000")
+    beijing = await register_terminal(world, [], region="110000")
+    await world.client.post(f"/operator/v1/terminals/{beijing.id}/status",
+                            json={"status": "disabled", "reason": "retired"}, headers=world.op())
+
+    async def ids(**params) -> list[str]:
+        response = await world.client.get("/operator/v1/terminals", params=params, headers=world.op("readonly"))
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    assert hangzhou.id in await ids(region="330000")
+    assert beijing.id not in await ids(region="330000")
+    assert beijing.id in await ids(status="disabled")
+    assert hangzhou.id not in await ids(status="disabled")
+    assert {hangzhou.id, beijing.id} <= set(await ids(q="人民医院", limit=200))
+    page = await world.client.get("/operator/v1/terminals", params={"limit": 1}, headers=world.op())
+    assert len(page.json()["items"]) == 1 and page.json()["total"] >= 2
+    for bad in ({"region": "33"}, {"limit": 0}, {"status": "lost"}, {"q": ""}):
+        assert (await world.client.get("/operator/v1/terminals", params=bad, headers=world.op())).status_code == 400
