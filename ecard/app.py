@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, NamedTuple
 
 import msgspec
@@ -20,7 +19,7 @@ from litestar.plugins import ReceiveRoutePlugin
 from litestar.plugins.prometheus import PrometheusController
 from litestar.response.base import ASGIResponse
 from litestar.routes import BaseRoute, HTTPRoute
-from litestar.types import Receive, Scope, Send
+from litestar.types import ControllerRouterHandler, Receive, Scope, Send
 
 from ecard import __version__
 from ecard.bodies import BodySafeRequest
@@ -355,25 +354,27 @@ class ProblemResponses(ReceiveRoutePlugin):
             }
 
 
-#: Domain modules whose ``CONTROLLERS`` list is mounted, in this order.
-DOMAINS = ["ecard.registry.controllers", "ecard.registry.stock_controllers", "ecard.oidc.controllers", "ecard.codes.controllers", "ecard.consent.controllers", "ecard.terminal.controllers", "ecard.timeline.controllers", "ecard.webhooks.controllers"]
+def domain_controllers() -> list[ControllerRouterHandler]:
+    """Every domain's controllers, in the order of ``ecard.domains.DOMAINS``."""
+    # imported here, not above: the domains' controllers import this module
+    from ecard.domains import DOMAINS
 
-
-def domain_controllers() -> list:
-    return [c for module in DOMAINS for c in importlib.import_module(module).CONTROLLERS]
+    return [c for domain in DOMAINS for c in domain.controllers]
 
 
 def domain_hot_routes() -> dict[tuple[str, str], HotRoute]:
-    """Each domain's optional ``HOT_ROUTES``: (method, path) -> handler, served by :class:`EcardApp`."""
-    modules = [importlib.import_module(module) for module in DOMAINS]
-    return {route: handler for m in modules for route, handler in getattr(m, "HOT_ROUTES", {}).items()}
+    """Every domain's ``hot_routes``: (method, path) -> handler, served by :class:`EcardApp`."""
+    from ecard.domains import DOMAINS
+
+    return {route: handler for domain in DOMAINS for route, handler in domain.hot_routes.items()}
 
 
-def domain_background_tasks() -> list:
-    """Each domain's optional ``background(platform)`` async context manager (sealers, relays,
+def domain_background_tasks() -> list[Callable[[Platform], AbstractAsyncContextManager[None]]]:
+    """Every domain's optional ``background(platform)`` async context manager (sealers, relays,
     workers): entered after the platform opens, left before it closes."""
-    modules = [importlib.import_module(module) for module in DOMAINS]
-    return [m.background for m in modules if hasattr(m, "background")]
+    from ecard.domains import DOMAINS
+
+    return [domain.background for domain in DOMAINS if domain.background is not None]
 
 
 def create_app(settings: Settings, platform: Platform | None = None) -> Litestar:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import importlib
 import json
 import os
 import sys
@@ -14,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ecard.crypto.keyring import Keyring, KeyringError
-from ecard.settings import Settings, SettingsError, load_settings
+from ecard.settings import Settings, SettingsError, load_settings, served_url
 from ecard.store.keyfiles import KeyringMissing, keyring_path, load_keyring, save_keyring
 
 
@@ -47,6 +46,12 @@ GRANIAN_LOG_HANDLERS = {
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # --host/--port become the settings every worker loads (ecard.asgi reads the environment),
+    # so an unset ECARD_PUBLIC_URL follows the address actually served
+    if args.host:
+        os.environ["ECARD_HOST"] = args.host
+    if args.port:
+        os.environ["ECARD_PORT"] = str(args.port)
     settings = _settings(args)
     if args.workers > 1 and not settings.redis_url:
         print(
@@ -66,13 +71,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from granian.constants import Interfaces
     from granian.server import Server
 
-    host = args.host or settings.host
-    port = args.port or settings.port
-    print(f"ecard serving on http://{host}:{port} (workers: {args.workers})", file=sys.stderr)
+    print(
+        f"ecard serving on {served_url(settings.host, settings.port)} as {settings.public_url} "
+        f"(workers: {args.workers})",
+        file=sys.stderr,
+    )
     Server(
         "ecard.asgi:app",
-        address=host,
-        port=port,
+        address=settings.host,
+        port=settings.port,
         interface=Interfaces.RSGI,  # ecard.rsgi: the hot routes natively, the rest bridged to ASGI
         workers=args.workers,
         # granian's own warnings and errors (a worker that failed to start, a crash) on stderr;
@@ -217,10 +224,6 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
 # --- parser ------------------------------------------------------------------------------------
 
 
-#: Domain modules that add their own commands with ``register(subparsers)``.
-DOMAIN_CLIS = ["ecard.terminal.cli", "ecard.codes.cli", "ecard.consent.cli", "ecard.webhooks.cli"]
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecard", description="Electronic social security card platform")
     parser.add_argument("--config", help="TOML settings file (else ECARD_CONFIG, else ECARD_* variables)")
@@ -269,8 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_import_deaths(registry)
 
-    for module in DOMAIN_CLIS:
-        importlib.import_module(module).register(sub)
+    # imported here, not above: the domains' CLIs import this module
+    from ecard.domains import DOMAINS
+
+    for domain in DOMAINS:  # each domain's own commands (``Domain.register_cli``)
+        if domain.register_cli is not None:
+            domain.register_cli(sub)
     return parser
 
 

@@ -1,6 +1,6 @@
 """``ecard ledger …``: audit the consent ledger and check receipts from the command line.
 
-Listed in ``ecard.cli.DOMAIN_CLIS``, which calls ``register(subparsers)``.
+Declared in ``ecard.consent.domain``; ``ecard.cli`` calls ``register(subparsers)``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from litestar.response import Response
 
 from ecard.auth import ClientPrincipal, HolderPrincipal, OperatorPrincipal, require_permission
 from ecard.consent import schemas
-from ecard.consent.ledger_bridge import background, check_one_receipt, consent_ledger, verify_ledger
+from ecard.consent.ledger_bridge import check_one_receipt, consent_ledger, verify_ledger
 from ecard.consent.service import ConsentService, catalogue
 from ecard.dependencies import client_of, operator_with, provide_holder
 from ecard.idempotency import idempotent
@@ -135,4 +135,4 @@ class LedgerController(Controller):
 
 CONTROLLERS = [RelyingPartyConsentController, HolderConsentController, LedgerController]
 
-__all__ = ["CONTROLLERS", "background"]
+__all__ = ["CONTROLLERS"]

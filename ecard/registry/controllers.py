@@ -23,7 +23,7 @@ from ecard.dependencies import client_of, operator_with, provide_holder, provide
 from ecard.idempotency import idempotent
 from ecard.platform import Platform
 from ecard.registry import schemas
-from ecard.registry.card_life import CardLifeService, background
+from ecard.registry.card_life import CardLifeService
 from ecard.registry.holder_password import HolderPasswords
 from ecard.registry.service import AccessService, RegistryService
 from ecard.registry import sessions
@@ -325,4 +325,4 @@ CONTROLLERS = [
     DepartmentController,
 ]
 
-__all__ = ["CONTROLLERS", "background"]
+__all__ = ["CONTROLLERS"]

@@ -22,9 +22,6 @@ from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType
 from piccolo.table import Table
 
-#: Piccolo apps, in migration order (each ``piccolo_app`` module holds an ``APP_CONFIG``).
-APP_MODULES = ["ecard.registry.piccolo_app", "ledger.piccolo_app", "ecard.oidc.piccolo_app", "ecard.codes.piccolo_app", "ecard.consent.piccolo_app", "ecard.terminal.piccolo_app", "ecard.webhooks.piccolo_app"]
-
 PICCOLO_CONF = "ecard.piccolo_conf"
 
 
@@ -37,7 +34,11 @@ class MigrationFailed(RuntimeError):
 
 
 def app_configs() -> list[AppConfig]:
-    return [importlib.import_module(module).APP_CONFIG for module in APP_MODULES]
+    """Every domain's piccolo app, in migration order (the order of ``ecard.domains.DOMAINS``)."""
+    # imported here, not above: the domains import the store
+    from ecard.domains import DOMAINS
+
+    return [domain.piccolo_app for domain in DOMAINS if domain.piccolo_app is not None]
 
 
 def all_tables() -> list[type[Table]]:

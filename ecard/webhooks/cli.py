@@ -1,7 +1,7 @@
 """``ecard webhooks deliver``: one delivery pass from the command line (what the service's worker
 does every ``ECARD_WEBHOOK_POLL_SECONDS``).
 
-Listed in ``ecard.cli.DOMAIN_CLIS``, which calls ``register(subparsers)``.
+Declared in ``ecard.webhooks.domain``; ``ecard.cli`` calls ``register(subparsers)``.
 """
 
 from __future__ import annotations

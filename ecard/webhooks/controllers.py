@@ -1,6 +1,6 @@
 """HTTP surface of the webhooks domain: operators configure each client's endpoint and read (and
 replay) the delivery log.  Controllers only parse, authenticate, call the service and shape the
-response.  ``background`` is the delivery worker (``ecard.app.domain_background_tasks``)."""
+response.  The delivery worker is declared with them in ``ecard.webhooks.domain``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from ecard.auth import OperatorPrincipal, require_permission
 from ecard.dependencies import operator_with, provide_operator
 from ecard.platform import Platform
 from ecard.webhooks import schemas
-from ecard.webhooks.delivery import background
 from ecard.webhooks.service import WebhookService
 
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
@@ -83,4 +82,4 @@ class OperatorWebhookController(Controller):
 
 CONTROLLERS = [OperatorWebhookController]
 
-__all__ = ["CONTROLLERS", "background"]
+__all__ = ["CONTROLLERS"]

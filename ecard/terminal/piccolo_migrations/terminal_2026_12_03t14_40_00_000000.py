@@ -7,7 +7,7 @@ by the key that names the holder's cards, so each page is a short index range sc
   ``pseudonym`` alone makes the database sort every verification of the card for each page);
 - ``audit_event (actor_id, at, id)``: a holder's answers to scan-to-login (no index on the actor).
 
-In the terminal app because its migrations run last (``ecard.store.db.APP_MODULES``): the three
+In the terminal app because its migrations run last (``ecard.domains.DOMAINS``): the three
 tables exist by then on a new database.  Plain ``CREATE INDEX`` (piccolo runs a migration in a
 transaction, where PostgreSQL refuses ``CONCURRENTLY``): on a large deployment, build them
 beforehand with ``CREATE INDEX CONCURRENTLY`` under the same names and this step finds them."""
