@@ -6,6 +6,7 @@ stops start-up with :class:`SettingsError`, whose message names the setting and 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -52,7 +53,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ledger_rpc_url: str | None = None
     ledger_seal_interval: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 1.0
     keys_dir: str = "keys"
-    public_url: str = "http://127.0.0.1:8000"
+    #: the service's external URL (OIDC issuer, DPoP ``htu``, evidence audience).  Left empty it
+    #: is the address actually served, ``http://{host}:{port}`` (see :func:`served_url`); always
+    #: filled after construction.  ``env = "prod"`` requires it explicitly (:func:`load_settings`)
+    public_url: str = ""
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
     region_code: RegionCode = "330000"
@@ -97,6 +101,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         default_factory=lambda: {"*": ["face_liveness", "face_compare_police", "counter_in_person"]}
     )
 
+    def __post_init__(self) -> None:
+        if not self.public_url:  # unset: follow the address served
+            msgspec.structs.force_setattr(self, "public_url", served_url(self.host, self.port))
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
@@ -105,6 +113,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def sqlite_path(self) -> Path:
         """``sqlite:///var/x.db`` is relative, ``sqlite:////abs/x.db`` absolute (SQLAlchemy style)."""
         return Path(self.database_url[len("sqlite:///") :])
+
+
+#: bind addresses that name no single address a client could use
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
+
+
+def served_url(host: str, port: int) -> str:
+    """The URL clients reach a server bound to ``host:port`` at: ``http://{host}:{port}``, an IPv6
+    host in brackets.  A wildcard bind (``0.0.0.0``, ``::``) names no single address, so it gives
+    the loopback ``127.0.0.1`` (reachable on such a bind, dual-stack for ``::``); production sets
+    ``ECARD_PUBLIC_URL`` instead."""
+    if host in WILDCARD_HOSTS:
+        host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 class SettingsError(ValueError):
@@ -164,6 +188,7 @@ def load_settings(
     except msgspec.ValidationError as exc:
         raise SettingsError(f"{_setting_name(exc)}: {exc}") from None
     _check_urls(settings)
+    _check_public_url(settings, explicit=bool(values.get("public_url")))
     _check_trusted_proxies(settings)
     _check_liveness_methods(settings)
     return settings
@@ -187,6 +212,24 @@ def _check_trusted_proxies(settings: Settings) -> None:
         parse_trusted_proxies(settings.trusted_proxies)
     except ValueError as exc:
         raise SettingsError(f"{PREFIX}TRUSTED_PROXIES: {exc}") from None
+
+
+def _check_public_url(settings: Settings, *, explicit: bool) -> None:
+    if explicit:
+        if not settings.public_url.startswith(("http://", "https://")):
+            raise SettingsError(f"{PREFIX}PUBLIC_URL: expected an http(s):// URL")
+        return
+    if settings.env == "prod":
+        raise SettingsError(
+            f"{PREFIX}PUBLIC_URL: required when {PREFIX}ENV=prod (the OIDC issuer and the audience "
+            "of tokens and evidence must be the service's external URL, e.g. https://ecard.example.cn)"
+        )
+    if settings.host in WILDCARD_HOSTS:
+        logging.getLogger("ecard.settings").warning(
+            "%sPUBLIC_URL is not set and %sHOST=%s is a wildcard bind: advertising %s (issuer, "
+            "audiences); set %sPUBLIC_URL to the address clients use",
+            PREFIX, PREFIX, settings.host, settings.public_url, PREFIX,
+        )
 
 
 def _check_urls(settings: Settings) -> None:

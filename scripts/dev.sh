@@ -10,4 +10,6 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip setuptools  # the venv's own setuptools is old (public advisories)
 .venv/bin/python -m pip install --quiet -e .
 .venv/bin/ecard demo init --out demo.json
+# ECARD_PUBLIC_URL unset: the service advertises (OIDC issuer, audiences) the address it serves,
+# so `scripts/dev.sh --port 9000` advertises http://127.0.0.1:9000; set it behind a proxy
 exec .venv/bin/ecard serve "$@"
