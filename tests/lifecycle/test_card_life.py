@@ -275,3 +275,32 @@ async def test_a_province_that_suspends_expired_cards_refuses_their_codes_and_re
         assert refused.status_code == 403 and refused.json()["code"] == "card_not_active"
     finally:
         platform.settings = original
+
+
+async def test_the_holders_other_channels_are_told_of_a_new_issuance_and_an_unbinding(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    holder = await world.person_with_card()
+    first = await world.issue(holder)
+    hook = await client.put(f"/operator/v1/clients/{world.channel['client_id']}/webhook",
+                            json={"url": "https://channel.example/hooks"}, headers=world.op())
+    assert hook.status_code == 201, hook.text
+    bank = await world.new_client("channel", regions=["330000"])
+    second = await world.issue(holder, channel=bank, password=None)
+    assert second["ecard"]["id"] != first["ecard"]["id"]
+    told = await WebhookDelivery.select().where(
+        (WebhookDelivery.client == world.channel["client_id"]) & (WebhookDelivery.event_type == "ecard.issued_elsewhere")
+    )
+    assert len(told) == 1
+    payload = told[0]["payload"] if isinstance(told[0]["payload"], dict) else json.loads(told[0]["payload"])
+    assert payload["data"] == {"ecard_id": first["ecard"]["id"], "ecard_status": "active"}  # its own e-card, no more
+    # the holder unbinds in the first app: that channel is told (the bank's own unbinding is its own act)
+    unbound = await client.post("/holder/v1/ecard/unbind", headers=bearer(first["session"]["access_token"]))
+    assert unbound.status_code == 200, unbound.text
+    events = [d["event_type"] for d in await WebhookDelivery.select().where(
+        WebhookDelivery.client == world.channel["client_id"])]
+    assert "ecard.unbound" in events
+    # a re-issuance on the same channel (the same e-card) tells nobody
+    again = await world.issue(holder, channel=bank, password=None)
+    assert again["ecard"]["id"] == second["ecard"]["id"]
+    assert len(await WebhookDelivery.select().where(WebhookDelivery.event_type == "ecard.issued_elsewhere")) == 1
