@@ -154,7 +154,11 @@ class Ledger:
     """One log, identified by its Ed25519 key (receipts and tree heads), on a piccolo engine."""
 
     def __init__(
-        self, engine: Engine, log_key: Ed25519PrivateKey, *, clock: Callable[[], float] = time.time
+        self,
+        engine: Engine[Any],
+        log_key: Ed25519PrivateKey,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         bind(engine)
         self.engine = engine
@@ -295,7 +299,8 @@ class Ledger:
             raise InvalidEntry(
                 "entry.not_migrated", "the ledger_head row is missing: run the ledger migrations"
             )
-        return rows[0]["next_seq"] - count
+        next_seq: int = rows[0]["next_seq"]
+        return next_seq - count
 
     async def _latest_seqs(self, commitments: set[bytes]) -> dict[bytes, int]:
         """The latest seq of each commitment (read under the head lock, so it cannot change)."""

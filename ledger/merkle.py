@@ -36,7 +36,7 @@ def leaf_hash(data: bytes) -> bytes:
     return hashlib.sha256(b"\x00" + data).digest()
 
 
-def node_hash(left: bytes, right: bytes) -> bytes:
+def node_hash(left: bytes | bytearray, right: bytes | bytearray) -> bytes:
     """SHA-256(0x01 || left || right)."""
     return hashlib.sha256(b"\x01" + left + right).digest()
 
@@ -99,7 +99,7 @@ class StoredTile(NamedTuple):
     """A full tile as storage keeps it: its 256 hashes at height 8·level, and their subtree hash."""
 
     level: int
-    index: int
+    index: int  # type: ignore[assignment]  # a field named like tuple.index (shadows the method)
     hashes: bytes
     root: bytes
 

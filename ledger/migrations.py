@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any, cast
 
 from piccolo.apps.migrations.commands.forwards import run_forwards
 from piccolo.apps.migrations.tables import Migration
@@ -13,7 +14,7 @@ from ledger.errors import LedgerError
 from ledger.tables import bind
 
 
-async def migrate(engine: Engine) -> None:
+async def migrate(engine: Engine[Any]) -> None:
     """Apply the pending ledger migrations to ``engine`` and bind the ledger tables to it."""
     previous = os.environ.get("PICCOLO_CONF")
     os.environ["PICCOLO_CONF"] = "ledger.piccolo_conf"
@@ -28,4 +29,5 @@ async def migrate(engine: Engine) -> None:
         else:
             os.environ["PICCOLO_CONF"] = previous
     if not result.success:
-        raise LedgerError("ledger.migration_failed", result.message)
+        # piccolo sets a message on every failed result
+        raise LedgerError("ledger.migration_failed", cast(str, result.message))

@@ -8,6 +8,8 @@ appending transaction ends, so sequence numbers have no gaps even when a caller 
 
 from __future__ import annotations
 
+from typing import Any
+
 from piccolo.columns import BigInt, Bytea, Integer, Text, Timestamptz, Varchar
 from piccolo.engine.base import Engine
 from piccolo.table import Table
@@ -106,7 +108,7 @@ def tile_key(position: int) -> tuple[int, int]:
     return position >> _TILE_LEVEL_SHIFT, position & ((1 << _TILE_LEVEL_SHIFT) - 1)
 
 
-def bind(engine: Engine) -> None:
+def bind(engine: Engine[Any]) -> None:
     """Run every ledger query on ``engine`` (and so inside its current transaction, if any)."""
     for table in TABLES:
         table._meta.db = engine

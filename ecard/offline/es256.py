@@ -149,7 +149,7 @@ def open_jws(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> byt
     if header.get("alg") != "ES256":
         raise OfflineError(Reason.MALFORMED, "only ES256 is accepted")
     try:
-        payload = _JWS.decode(token, public_key, algorithms=["ES256"])
+        payload: bytes = _JWS.decode(token, public_key, algorithms=["ES256"])
     except jwt.InvalidSignatureError:
         raise OfflineError(Reason.BAD_SIGNATURE) from None
     except (jwt.PyJWTError, ValueError, TypeError):

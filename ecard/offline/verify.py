@@ -47,8 +47,19 @@ def verify(
         return VerificationResult(reason=error.reason)
     claims = parsed.claims
 
-    def refuse(reason: Reason, **found: object) -> VerificationResult:
-        return VerificationResult(reason=reason, claims=claims, code_id=parsed.code_id, **found)
+    def refuse(
+        reason: Reason,
+        *,
+        issuer: TrustedKey | None = None,
+        revocation: RevokedCard | None = None,
+    ) -> VerificationResult:
+        return VerificationResult(
+            reason=reason,
+            claims=claims,
+            code_id=parsed.code_id,
+            issuer=issuer,
+            revocation=revocation,
+        )
 
     key = trust_list.by_short_id.get(claims.key_id)
     if key is None:

@@ -270,7 +270,7 @@ def make_private_sqlite_file(path: Path) -> None:
             continue
 
 
-def make_engine(database_url: str) -> Engine:
+def make_engine(database_url: str) -> Engine[Any]:
     if database_url.startswith("sqlite:///"):
         path = Path(database_url[len("sqlite:///") :])
         make_private_dirs(path.parent)
@@ -287,21 +287,23 @@ def make_engine(database_url: str) -> Engine:
     )
 
 
-def bind_engine(engine: Engine) -> None:
+def bind_engine(engine: Engine[Any]) -> None:
     """Point every table (and piccolo's migration bookkeeping) at ``engine``."""
     os.environ["PICCOLO_CONF"] = PICCOLO_CONF
-    importlib.import_module(PICCOLO_CONF).DB = engine
-    for table in [*all_tables(), Migration]:
+    conf: Any = importlib.import_module(PICCOLO_CONF)
+    conf.DB = engine
+    tables: list[type[Table]] = [*all_tables(), Migration]
+    for table in tables:
         table._meta.db = engine
 
 
-async def prepare_sqlite(engine: Engine) -> None:
+async def prepare_sqlite(engine: Engine[Any]) -> None:
     """WAL lets readers run beside the writer; the busy timeout queues writers instead of failing."""
     if isinstance(engine, SQLiteEngine):
         await engine.run_ddl("PRAGMA journal_mode=WAL")
 
 
-async def migrate(engine: Engine) -> None:
+async def migrate(engine: Engine[Any]) -> None:
     """Apply every pending migration of every app, in order."""
     bind_engine(engine)
     await prepare_sqlite(engine)
@@ -311,7 +313,7 @@ async def migrate(engine: Engine) -> None:
             raise MigrationFailed(f"{config.app_name}: {result.message}")
 
 
-async def close_engine(engine: Engine) -> None:
+async def close_engine(engine: Engine[Any]) -> None:
     if isinstance(engine, SharedConnectionSQLiteEngine):
         await engine.close()
     elif isinstance(engine, PostgresEngine) and engine.pool:
@@ -325,13 +327,13 @@ def is_unique_violation(exc: BaseException) -> bool:
     try:
         from asyncpg.exceptions import UniqueViolationError
     except ImportError:  # pragma: no cover - asyncpg ships with piccolo[postgres]
-        UniqueViolationError = ()  # type: ignore[assignment]  # noqa: N806
+        UniqueViolationError = ()  # noqa: N806
     if isinstance(exc, UniqueViolationError):
         return True
     return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc).upper()
 
 
-async def ping(engine: Engine) -> None:
+async def ping(engine: Engine[Any]) -> None:
     try:
         await engine.run_ddl("SELECT 1")
     except Exception as exc:  # every driver has its own error types

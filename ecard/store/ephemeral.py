@@ -25,8 +25,8 @@ import heapq
 import hmac
 import math
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Protocol, cast, runtime_checkable
 
 import msgspec
 import redis.asyncio as aioredis
@@ -618,7 +618,8 @@ class RedisStore:
     async def get(self, key: str) -> bytes | None:
         name = self._value_key(key)
         with _unavailable_on_failure():
-            return await self._pipeliner.run(lambda pipeline: pipeline.get(name))
+            value: bytes | None = await self._pipeliner.run(lambda pipeline: pipeline.get(name))
+            return value
 
     async def delete(self, key: str) -> bool:
         name = self._value_key(key)
@@ -637,7 +638,8 @@ class RedisStore:
     async def take(self, key: str) -> bytes | None:
         name = self._value_key(key)
         with _unavailable_on_failure():
-            return await self._pipeliner.run(lambda pipeline: pipeline.getdel(name))
+            value: bytes | None = await self._pipeliner.run(lambda pipeline: pipeline.getdel(name))
+            return value
 
     async def compare_and_set(self, key: str, expected: bytes, new: bytes, ttl: float) -> bool:
         name, ttl = self._value_key(key), _check_seconds(ttl, "ttl")
@@ -692,7 +694,8 @@ class RedisStore:
 
     async def ping(self) -> None:
         with _unavailable_on_failure():
-            await self._redis.ping()
+            # redis-py types its commands for both clients; the asyncio client's return awaitables
+            await cast("Awaitable[bool]", self._redis.ping())
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -60,7 +60,7 @@ def load_artifact() -> Artifact:
 
 def connect(
     rpc_url: str, account: LocalAccount | None = None, *, timeout: float = 10.0
-) -> AsyncWeb3:
+) -> AsyncWeb3[AsyncHTTPProvider]:
     """An async web3 on a JSON-RPC URL; with ``account`` transactions are signed locally (Besu,
     GoQuorum), without it the node's unlocked account sends them (anvil, dev nodes)."""
     w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
@@ -86,7 +86,7 @@ async def _chain_call(awaitable: Any) -> Any:
         raise AnchorError("anchor.rejected", f"the chain refused the call: {name}: {exc}") from exc
 
 
-async def deploy_contract(w3: AsyncWeb3, admin: str) -> str:
+async def deploy_contract(w3: AsyncWeb3[Any], admin: str) -> str:
     """Deploy LedgerAnchor with ``admin`` as its admin; returns the contract address."""
     artifact = load_artifact()
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
@@ -101,7 +101,7 @@ class ChainAnchor:
 
     def __init__(
         self,
-        w3: AsyncWeb3,
+        w3: AsyncWeb3[Any],
         address: str,
         sender: str,
         *,
@@ -161,12 +161,15 @@ class ChainAnchor:
     async def send(self, block_number: int, root: bytes, tree_size: int, prev_hash: bytes) -> str:
         call = self.contract.functions.anchor(block_number, root, tree_size, prev_hash)
         tx_hash = await _chain_call(call.transact({"from": self.sender}))
-        return tx_hash.to_0x_hex()
+        hex_hash: str = tx_hash.to_0x_hex()
+        return hex_hash
 
     async def receipt(self, tx_hash: str) -> dict[str, Any] | None:
         """The mined transaction's receipt, or None while it is not mined."""
         try:
-            return dict(await _chain_call(self.w3.eth.get_transaction_receipt(tx_hash)))
+            # tx_hash is 0x-hex (eth_typing's HexStr; eth-typing is not a declared dependency)
+            receipt = self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+            return dict(await _chain_call(receipt))
         except AnchorError as exc:
             if isinstance(exc.__cause__, TransactionNotFound):
                 return None
@@ -175,7 +178,7 @@ class ChainAnchor:
     async def transaction_known(self, tx_hash: str) -> bool:
         """False when the node has forgotten the transaction (dropped from its pool)."""
         try:
-            await _chain_call(self.w3.eth.get_transaction(tx_hash))
+            await _chain_call(self.w3.eth.get_transaction(tx_hash))  # type: ignore[arg-type]
         except AnchorError as exc:
             if isinstance(exc.__cause__, TransactionNotFound):
                 return False

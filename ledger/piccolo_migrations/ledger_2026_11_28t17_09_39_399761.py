@@ -8,7 +8,7 @@ VERSION = "1.38.0"
 DESCRIPTION = "Ledger writers, entries, blocks, sequence head and anchoring outbox"
 
 
-async def forwards():
+async def forwards() -> MigrationManager:
     manager = MigrationManager(migration_id=ID, app_name="ledger", description=DESCRIPTION)
 
     manager.add_table(

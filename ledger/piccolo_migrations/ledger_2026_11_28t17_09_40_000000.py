@@ -8,14 +8,18 @@ VERSION = "1.38.0"
 DESCRIPTION = "Seed the ledger sequence counter"
 
 
-async def forwards():
+async def forwards() -> MigrationManager:
     manager = MigrationManager(migration_id=ID, app_name="ledger", description=DESCRIPTION)
 
     async def seed_head() -> None:
-        await engine_finder().run_ddl("INSERT INTO ledger_head (id, next_seq) VALUES (1, 0)")
+        engine = engine_finder()
+        assert engine is not None  # migrations run only once piccolo found the engine
+        await engine.run_ddl("INSERT INTO ledger_head (id, next_seq) VALUES (1, 0)")
 
     async def remove_head() -> None:
-        await engine_finder().run_ddl("DELETE FROM ledger_head WHERE id = 1")
+        engine = engine_finder()
+        assert engine is not None  # migrations run only once piccolo found the engine
+        await engine.run_ddl("DELETE FROM ledger_head WHERE id = 1")
 
     manager.add_raw(seed_head)
     manager.add_raw_backwards(remove_head)

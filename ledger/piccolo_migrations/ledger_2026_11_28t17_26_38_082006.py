@@ -7,7 +7,7 @@ VERSION = "1.38.0"
 DESCRIPTION = "Latest seq per commitment"
 
 
-async def forwards():
+async def forwards() -> MigrationManager:
     manager = MigrationManager(migration_id=ID, app_name="ledger", description=DESCRIPTION)
 
     manager.add_table(

@@ -1,3 +1,5 @@
+from typing import Any
+
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.columns.column_types import BigInt, Bytea
 from piccolo.columns.indexes import IndexMethod
@@ -7,8 +9,8 @@ VERSION = "1.38.0"
 DESCRIPTION = "Stored Merkle tiles: the tree in memory is only its right edge"
 
 
-def _params(**overrides):
-    params = {
+def _params(**overrides: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {
         "null": False,
         "primary_key": False,
         "unique": False,
@@ -22,7 +24,7 @@ def _params(**overrides):
     return params
 
 
-async def forwards():
+async def forwards() -> MigrationManager:
     manager = MigrationManager(migration_id=ID, app_name="ledger", description=DESCRIPTION)
     manager.add_table(class_name="LedgerTile", tablename="ledger_tile", schema=None, columns=None)
     for name, column_class, params in (
