@@ -2,10 +2,9 @@
 
 ``ecard serve`` runs granian with RSGI: under ASGI every request is a scope dict, a ``receive``
 coroutine and two ``send`` awaits, each of them a hop between granian's Rust threads and the
-event loop; RSGI hands over the request head and takes a whole response in one call.  On the
-routes every holder and verifier call all day that hop cost about a sixth of a request
-(``scripts/bench/bench_codes_http.py``, see ``docs/PERFORMANCE.md``), so :class:`ecard.app.EcardApp`
-answers them in RSGI itself.  Litestar speaks ASGI only: every other request goes through
+event loop; RSGI hands over the request head and takes a whole response in one call, so
+:class:`ecard.app.EcardApp` answers the routes every holder and verifier call all day in RSGI
+itself (what that saves is measured by ``scripts/bench/bench_codes_http.py``).  Litestar speaks ASGI only: every other request goes through
 :func:`call_asgi`, which presents the RSGI request as an ASGI one, and :class:`Lifespan` runs
 the application's ASGI lifespan from RSGI's worker hooks.
 
