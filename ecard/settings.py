@@ -91,6 +91,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     webhook_poll_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 2.0
     #: accept ``http://`` webhook endpoint URLs (development and tests; otherwise https only)
     webhook_allow_http: bool = False
+    #: finished webhook deliveries (delivered or given up) are purged from the log after this long
+    webhook_retention_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
     #: how old (seconds) a channel's 实人 evidence may be at issuance or password reset
     #: (``docs/front-door.md``); its ``iat`` may also be at most 60 s in the future
     liveness_max_age_seconds: Annotated[int, msgspec.Meta(ge=30, le=3600)] = 300

@@ -189,13 +189,32 @@ async def deliver_due(platform: Platform, *, limit: int = 50, now: float | None 
     return (await deliver_pass(platform, limit=limit, now=now))[1]
 
 
+#: How often a worker purges the delivery log of rows past the retention.
+PURGE_INTERVAL = 3600.0
+
+
+async def purge_log(platform: Platform, *, now: float | None = None) -> int:
+    """Delete the finished deliveries (``delivered``, ``failed_permanently``) of events older than
+    ``webhook_retention_days``; pending ones are never purged.  Returns how many went."""
+    cutoff = (time.time() if now is None else now) - platform.settings.webhook_retention_days * 86_400
+    gone = await WebhookDelivery.delete().where(
+        WebhookDelivery.status.is_in(["delivered", "failed_permanently"]) & (WebhookDelivery.created_at < cutoff)
+    ).returning(WebhookDelivery.id)
+    return len(gone)
+
+
 async def run_worker(platform: Platform, stop: asyncio.Event, interval: float, limit: int = 50) -> None:
     """Deliver until ``stop`` is set: a full pass goes on at once, otherwise waits ``interval``.
-    A failing pass (the database away) is logged and tried again after the interval."""
+    A failing pass (the database away) is logged and tried again after the interval.  Once an
+    hour the log is purged (:func:`purge_log`)."""
+    purged_at = 0.0
     while not stop.is_set():
         claimed = 0
         try:
             claimed, _ = await deliver_pass(platform, limit=limit)
+            if time.monotonic() - purged_at >= PURGE_INTERVAL or purged_at == 0.0:
+                purged_at = time.monotonic()
+                await purge_log(platform)
         except Exception as exc:  # noqa: BLE001 - a background loop reports and goes on
             log.warning("webhook delivery pass failed: %s", type(exc).__name__)
         if claimed < limit:

@@ -14,7 +14,7 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from ecard.webhooks import core
-from ecard.webhooks.delivery import LEASE, background, claim_due, deliver_due
+from ecard.webhooks.delivery import LEASE, background, claim_due, deliver_due, purge_log
 from ecard.webhooks.outbox import enqueue, enqueue_many
 from ecard.webhooks.tables import WebhookDelivery
 from tests.webhooks.conftest import Partner, Receiver, World, platform_of
@@ -311,3 +311,20 @@ async def test_a_receiver_too_slow_to_answer_times_out_and_is_retried(
     receiver.delay = 0.0
     assert await deliver_due(platform_of(client), now=t0 + 3600) == 1
     assert receiver.ids() == [delivery_id, delivery_id]
+
+
+async def test_finished_deliveries_are_purged_after_the_retention_pending_ones_never(
+    client, partner: Partner
+) -> None:
+    platform = platform_of(client)
+    old = time.time() - 40 * 86_400  # older than the default 30 days
+    delivered = await enqueue("card.replaced", partner.client_id, {"ecard_id": "a"}, at=old)
+    given_up = await enqueue("card.replaced", partner.client_id, {"ecard_id": "b"}, at=old)
+    waiting = await enqueue("card.replaced", partner.client_id, {"ecard_id": "c"}, at=old)
+    recent = await enqueue("card.replaced", partner.client_id, {"ecard_id": "d"})
+    await WebhookDelivery.update({WebhookDelivery.status: "delivered"}).where(WebhookDelivery.id.is_in([delivered, recent]))
+    await WebhookDelivery.update({WebhookDelivery.status: "failed_permanently"}).where(WebhookDelivery.id == given_up)
+    assert await purge_log(platform) == 2
+    left = {row["id"] for row in await WebhookDelivery.select(WebhookDelivery.id)}
+    assert left == {waiting, recent}
+    assert await purge_log(platform) == 0
