@@ -56,6 +56,7 @@ from ecard.platform import Platform
 from ecard.registry import lifecycle
 from ecard.registry.tables import Card
 from ecard.settings import Peer
+from ecard.store.db import as_date
 from ecard.store.ephemeral import Consumption, Revocation, StoreUnavailable
 from ecard.store.group_insert import GroupInsert
 from ecard.store.ttl_cache import TtlCache
@@ -325,7 +326,7 @@ class CodeService:
                 if card is None:
                     reason = UNKNOWN_CARD
                 elif not lifecycle.card_usable(
-                    self.platform.settings.card_policies, card["status"], _as_date(card["expiry_date"]), card["region"]
+                    self.platform.settings.card_policies, card["status"], as_date(card["expiry_date"]), card["region"]
                 ):
                     reason = CARD_NOT_ACTIVE
             if withdrawn:
@@ -360,9 +361,8 @@ class CodeService:
         )
 
     def _suspends_expired(self, region: str) -> bool:
-        policies = self.platform.settings.card_policies
-        key = lifecycle.policy_key(policies, region)  # type: ignore[arg-type]
-        return key is not None and policies[key].expired_card == "suspend"
+        policy = lifecycle.policy_for(self.platform.settings.card_policies, region, None)
+        return policy is not None and policy.expired_card == "suspend"
 
     async def _withdrawn_since(self, claims: CodeClaims) -> bool | None:
         """Whether the card left ``active`` after the code was issued, from the shared store's
@@ -512,7 +512,3 @@ class CodeService:
             items=items, total=await CodeVerification.count().where(mine), limit=limit, offset=offset
         )
 
-
-def _as_date(value: dt.date | str) -> dt.date:
-    """A DATE column from a raw query: a date on PostgreSQL, ISO text on SQLite."""
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)

@@ -56,9 +56,7 @@ class CardLifeService:
     platform: Platform
 
     def policy(self, region: str) -> CardPolicy:
-        policies = self.platform.settings.card_policies
-        key = lifecycle.policy_key(policies, region)  # type: ignore[arg-type]
-        return policies[key] if key else CardPolicy()
+        return lifecycle.policy_for(self.platform.settings.card_policies, region, CardPolicy())
 
     async def card_row(self, card_id: str) -> dict[str, Any]:
         row = await Card.select().where(Card.id == card_id).first()
@@ -103,7 +101,9 @@ class CardLifeService:
     async def _write_move(
         self, row: dict[str, Any], source: str, target: CardStatus, version: int, actor: str, reason: str,
         updates: dict[Any, Any],
-    ) -> None:
+    ) -> list[str]:
+        """The move's database effects (module docstring); returns, per HCE certificate it
+        revoked, the e-card it belonged to."""
         card_id = row["id"]
         changed = await Card.update({
             Card.status: target.value,
@@ -126,10 +126,11 @@ class CardLifeService:
             )
         elif lifecycle.leaves_usable(source, target):
             await sessions.suspend_card_sessions(self.platform, card_id)
-        if target in lifecycle.FINAL:
-            await self._revoke_hce(card_id)
-        await self._announce_status(card_id, target)
+        revoked = await self._revoke_hce(card_id) if target in lifecycle.FINAL else []
+        if target != CardStatus.REPLACED:  # a replacement announces itself (card.replaced)
+            await self._announce_status(card_id, target)
         await audit(actor, "card.status", "card", card_id, reason, to=target.value, **{"from": source})
+        return revoked
 
     async def _check_no_other_held_card(self, row: dict[str, Any]) -> None:
         """Rule: a person holds at most one card (a stock card is activated only by a replacement
@@ -139,12 +140,13 @@ class CardLifeService:
         ):
             raise AppError("card_already_active", "the person holds another card: replace it instead")
 
-    async def _revoke_hce(self, card_id: str) -> int:
-        revoked = await HceCertificate.update({HceCertificate.revoked_at: int(_now())}).where(
-            (HceCertificate.card == card_id) & HceCertificate.revoked_at.is_null()
-            & (HceCertificate.not_after > int(_now()))
-        ).returning(HceCertificate.id)
-        return len(revoked)
+    async def _revoke_hce(self, card_id: str) -> list[str]:
+        """Revoke the card's live HCE certificates; the e-card of each."""
+        now = int(_now())
+        revoked = await HceCertificate.update({HceCertificate.revoked_at: now}).where(
+            (HceCertificate.card == card_id) & HceCertificate.revoked_at.is_null() & (HceCertificate.not_after > now)
+        ).returning(HceCertificate.ecard)
+        return [r["ecard"] for r in revoked]
 
     async def _announce_status(self, card_id: str, target: CardStatus) -> None:
         """``card.status_changed`` to every channel holding an e-card of the card (ids only)."""
@@ -206,21 +208,17 @@ class CardLifeService:
         try:
             async with self.platform.engine.transaction():
                 new_id = await self._activate_replacing_card(old, data.new_card, stock, actor)
-                await self._write_move(
+                revoked_hce = await self._write_move(
                     old, old["status"], CardStatus.REPLACED, old["status_version"], actor,
                     f"replaced by {new_id}", {Card.replaced_by: new_id},
                 )
                 moved = await ECard.update({ECard.card: new_id}).where(
                     (ECard.card == card_id) & (ECard.status == "active")
                 ).returning(ECard.id, ECard.channel)
-                hce = await HceCertificate.select(HceCertificate.ecard).where(
-                    (HceCertificate.card == card_id) & HceCertificate.revoked_at.is_not_null()
-                )
-                reprovision = {r["ecard"] for r in hce}
                 for ecard in moved:
                     await enqueue("card.replaced", ecard["channel"], {
                         "ecard_id": ecard["id"], "reason": old["replacement_reason"] or "other",
-                        "ecard_status": "active", "hce_reprovision": ecard["id"] in reprovision,
+                        "ecard_status": "active", "hce_reprovision": ecard["id"] in revoked_hce,
                     })
                 await audit(actor, "card.replace", "card", card_id, old["replacement_reason"] or "",
                             new_card=new_id, ecards=len(moved))
@@ -229,7 +227,7 @@ class CardLifeService:
                 raise AppError("card_exists") from None
             raise
         return schemas.ReplacementDone(
-            old_card_id=card_id, new_card_id=new_id, ecards_moved=len(moved), hce_certificates_revoked=len(hce)
+            old_card_id=card_id, new_card_id=new_id, ecards_moved=len(moved), hce_certificates_revoked=len(revoked_hce)
         )
 
     async def _stock_card(self, old: dict[str, Any], stock_card_id: str) -> dict[str, Any]:

@@ -56,6 +56,7 @@ from jwt.exceptions import PyJWTError
 
 from ecard.crypto.identity import InvalidIdentityNumber, normalize_identity_number
 from ecard.errors import AppError
+from ecard.registry import lifecycle
 
 #: The 实人 check methods a channel may name.  Which of them a province accepts is policy
 #: (``settings.liveness_methods``), not code.
@@ -138,11 +139,9 @@ def subject_binding(jti: str, identity_number: str) -> str:
 
 
 def accepted_methods(policy: Mapping[str, list[str]], region: str) -> frozenset[str]:
-    """The methods the province of ``region`` accepts: its own entry, else ``"*"``, else none."""
-    methods = policy.get(region)
-    if methods is None:
-        methods = policy.get("*", [])
-    return frozenset(methods)
+    """The methods the province of ``region`` accepts: its own entry, else ``"*"``, else none
+    (:func:`ecard.registry.lifecycle.policy_for`)."""
+    return frozenset(lifecycle.policy_for(policy, region, []))
 
 
 # --- the rules -----------------------------------------------------------------------------

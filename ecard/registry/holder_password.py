@@ -35,7 +35,7 @@ from ecard.platform import Platform
 from ecard.registry import evidence, schemas
 from ecard.registry.audit import audit, new_id
 from ecard.registry.tables import ECard, HolderCredential, Person
-from ecard.store.db import is_unique_violation
+from ecard.store.db import as_date, is_unique_violation
 
 LENGTH = 6
 #: Wrong attempts allowed before the first lock.
@@ -179,7 +179,7 @@ class HolderPasswords:
         person_id = await person_of_holder(holder)
         if await HolderCredential.exists().where(HolderCredential.person == person_id):
             raise AppError("password_already_set")
-        check_strength(password, _date((await self._person(person_id))["birth_date"]))
+        check_strength(password, as_date((await self._person(person_id))["birth_date"]))
         digest = await asyncio.to_thread(hash_password, password)
         try:
             async with self.platform.engine.transaction():
@@ -204,7 +204,7 @@ class HolderPasswords:
         ).first()
         if card is None:
             raise AppError("ecard_not_found")
-        check_strength(password, _date(person["birth_date"]))
+        check_strength(password, as_date(person["birth_date"]))
         number = self.platform.field_cipher.decrypt(bytes(person["id_number_enc"]), f"person:{person_id}")
         try:
             proof = await evidence.accept_evidence(
@@ -239,7 +239,7 @@ async def provision_password(platform: Platform, person_id: str, password: str, 
     """Set or replace a person's password without a holder session (demo data, seeding): the
     strength rules still hold; any lock ends; audited as ``holder.password.set`` by ``actor``."""
     person = await HolderPasswords(platform)._person(person_id)
-    check_strength(password, _date(person["birth_date"]))
+    check_strength(password, as_date(person["birth_date"]))
     digest = await asyncio.to_thread(hash_password, password)
     async with platform.engine.transaction():
         updated = await HolderCredential.update(
@@ -250,12 +250,6 @@ async def provision_password(platform: Platform, person_id: str, password: str, 
         await audit(actor, "holder.password.set", "person", person_id)
 
 
-def _date(value: object) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value))
 
 
 __all__ = [

@@ -24,9 +24,13 @@ produced for a person and waits at an outlet to be handed over; 立等可取 cre
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
+
+P = TypeVar("P")
+D = TypeVar("D")
 
 
 class CardStatus(StrEnum):
@@ -139,12 +143,6 @@ def check_transition(current: str, target: str, actor: Actor) -> None:
         raise TransitionRefused("forbidden", f"{source} → {goal} cannot be done by a {actor}")
 
 
-def check_not_replacement_only(target: str) -> None:
-    """Rule: ``replaced`` is reached only by the replacement itself, which binds the new card."""
-    if target == CardStatus.REPLACED:
-        raise TransitionRefused("invalid_status_transition", "a card becomes replaced only by a replacement")
-
-
 ExpiredCardPolicy = Literal["suspend", "continue"]
 
 
@@ -167,12 +165,19 @@ def is_usable(card: CardFacts, today: dt.date, expired_policy: ExpiredCardPolicy
     return expired_policy == "continue" or not is_expired(card.expiry_date, today)
 
 
+class ExpiryPolicy(Protocol):
+    """What :func:`card_usable` reads of a province's policy (``ecard.settings.CardPolicy``)."""
+
+    @property
+    def expired_card(self) -> ExpiredCardPolicy: ...
+
+
 def card_usable(
-    policies: dict[str, object], status: str, expiry_date: dt.date, region: str, today: dt.date | None = None
+    policies: Mapping[str, ExpiryPolicy], status: str, expiry_date: dt.date, region: str, today: dt.date | None = None
 ) -> bool:
     """:func:`is_usable` under the policy of the card's province (``Settings.card_policies``)."""
-    key = policy_key(policies, region)
-    expired: ExpiredCardPolicy = getattr(policies[key], "expired_card", "continue") if key else "continue"
+    policy = policy_for(policies, region, None)
+    expired: ExpiredCardPolicy = policy.expired_card if policy is not None else "continue"
     return is_usable(CardFacts(status, expiry_date), today or dt.date.today(), expired)
 
 
@@ -195,10 +200,17 @@ def temporary_loss_lapses_at(reported_at: float, lapse_days: int) -> float:
     return reported_at + lapse_days * 86_400.0
 
 
-def policy_key(policies: dict[str, object], region: str) -> str | None:
+def policy_key(policies: Mapping[str, object], region: str) -> str | None:
     """Which entry of a per-province policy map applies to a card of ``region``: the card's own
     region code, else its province (``xx0000``), else ``"*"``; None when none is set."""
     for key in (region, region[:2] + "0000", "*"):
         if key in policies:
             return key
     return None
+
+
+def policy_for(policies: Mapping[str, P], region: str, default: D) -> P | D:
+    """The entry of a per-province policy map that applies to ``region`` (:func:`policy_key`),
+    else ``default``: the one way every per-province setting is resolved."""
+    key = policy_key(policies, region)
+    return policies[key] if key is not None else default

@@ -40,7 +40,6 @@ from ecard.auth import (
     new_token,
     revoke_holder_access,
 )
-from ecard.codes.trust import withdraw_codes
 from ecard.crypto.fields import blind_index, secret_digest
 from ecard.crypto.identity import (
     InvalidIdentityNumber,
@@ -54,9 +53,8 @@ from ecard.crypto.passwords import hash_password, needs_rehash, verify_password
 from ecard.errors import AppError, rate_limited
 from ecard.platform import Platform
 from ecard.registry import evidence, lifecycle, schemas, sessions, throttle, visibility
-from ecard.registry.card_life import CardLifeService
-from ecard.webhooks.outbox import enqueue
 from ecard.registry.audit import audit, new_id
+from ecard.registry.card_life import CardLifeService
 from ecard.registry.tables import (
     ApiClient,
     AuditEvent,
@@ -68,9 +66,10 @@ from ecard.registry.tables import (
     OperatorToken,
     Person,
 )
-from ecard.store.db import is_unique_violation
+from ecard.store.db import as_date, is_unique_violation
 from ecard.store.ephemeral import StoreUnavailable
 from ecard.terminal.card_model import chip_reference
+from ecard.webhooks.outbox import enqueue
 
 #: Statuses in which a card belongs to its holder or waits for them (one such card per person).
 IN_USE = tuple(sorted(lifecycle.HELD | lifecycle.STOCK))
@@ -489,7 +488,7 @@ class RegistryService:
         if row["status"] != "active":
             await audit(channel.actor, "ecard.issue.refused", "card", row["id"], "card not active")
             raise AppError("card_not_active")
-        if lifecycle.is_expired(_as_date(row["expiry_date"]), dt.date.today()):  # renewal is a replacement
+        if lifecycle.is_expired(as_date(row["expiry_date"]), dt.date.today()):  # renewal is a replacement
             await audit(channel.actor, "ecard.issue.refused", "card", row["id"], "card expired")
             raise AppError("card_expired")
         try:  # 实人: the channel's signed live-person check of this applicant (ecard.registry.evidence)
@@ -579,16 +578,16 @@ class RegistryService:
         async with self.platform.engine.transaction():
             updated = await ECard.update(
                 {ECard.status: "unbound", ECard.unbound_at: dt.datetime.now(dt.UTC)}
-            ).where((ECard.id == ecard_id) & (ECard.status == "active")).returning(ECard.id)
+            ).where((ECard.id == ecard_id) & (ECard.status == "active")).returning(ECard.id, ECard.channel)
             if not updated:
                 raise AppError("ecard_not_active")
             await HolderSession.update({HolderSession.revoked: True, HolderSession.ended_reason: "unbound"}).where(
                 (HolderSession.ecard == ecard_id) & (HolderSession.revoked == False)  # noqa: E712
             )
             await audit(actor, "ecard.unbind", "ecard", ecard_id, reason)
-            channel = await ECard.select(ECard.channel).where(ECard.id == ecard_id).first()
-            if channel is not None and not actor.endswith(f":{channel['channel']}"):  # the channel knows its own
-                await enqueue("ecard.unbound", channel["channel"], {"ecard_id": ecard_id, "by": actor.partition(":")[0]})
+            channel = updated[0]["channel"]
+            if not actor.endswith(f":{channel}"):  # the channel knows its own
+                await enqueue("ecard.unbound", channel, {"ecard_id": ecard_id, "by": actor.partition(":")[0]})
         return await self.get_ecard(ecard_id)
 
     async def channel_ecard(self, ecard_id: str, channel: ClientPrincipal) -> str:
@@ -762,9 +761,3 @@ def _dummy_hash() -> str:
     a known one)."""
     return hash_password(secrets.token_hex(8))
 
-
-def _as_date(value: object) -> dt.date:
-    """A DATE column as read (a date, or ISO text from a raw SQLite query)."""
-    if isinstance(value, dt.datetime):
-        return value.date()
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))

@@ -7,6 +7,7 @@ own migration manager so the same migration files serve SQLite and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import importlib
 import os
 from pathlib import Path
@@ -318,6 +319,13 @@ async def close_engine(engine: Engine[Any]) -> None:
         await engine.close()
     elif isinstance(engine, PostgresEngine) and engine.pool:
         await engine.close_connection_pool()
+
+
+def as_date(value: object) -> dt.date:
+    """A DATE column as a date: piccolo gives dates, a raw query on SQLite ISO text."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
 
 
 def is_unique_violation(exc: BaseException) -> bool:

@@ -17,6 +17,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 import msgspec
@@ -38,6 +39,7 @@ from ecard.offline.es256 import (
     verify_raw,
 )
 from ecard.platform import Platform
+from ecard.registry import lifecycle
 from ecard.registry.schemas import ClientCreate, ClientStatusChange
 from ecard.registry.service import AccessService, audit
 from ecard.registry.tables import ApiClient, Card
@@ -54,7 +56,6 @@ from ecard.terminal.card_model import (
 )
 from ecard.terminal.errors import TerminalError
 from ecard.terminal.reference import AUTHORIZATION_SCHEME, REQUEST_TYPE
-from ecard.registry import lifecycle
 from ecard.terminal.tables import HceCertificate, Terminal, TerminalAnomaly, TerminalRecord
 from ecard.terminal.virtual_card import VirtualCard
 
@@ -155,6 +156,16 @@ class TerminalPrincipal:
         return self.client.id
 
 
+def _terminal_view(row: dict[str, Any]) -> schemas.TerminalView:
+    """A ``terminal`` row joined with its client's name, status and entitlements, as shown."""
+    return schemas.TerminalView(
+        id=row["id"], name=row["client.name"], institution=row["institution"],
+        terminal_kind=row["terminal_kind"], address=row["address"], region=row["region"],
+        status=row["client.status"], entitlements=_json_list(row["client.entitlements"]),
+        created_at=row["created_at"],
+    )
+
+
 _CARD_COLUMNS = (
     Card.id, Card.region, Card.card_number, Card.identification_code, Card.status,
     Card.issue_date, Card.expiry_date, Card.person.id, Card.person.name, Card.person.gender,
@@ -196,12 +207,7 @@ class TerminalService:
         ).where(Terminal.id == terminal_id).first()
         if row is None:
             raise AppError("terminal_not_found")
-        return schemas.TerminalView(
-            id=row["id"], name=row["client.name"], institution=row["institution"],
-            terminal_kind=row["terminal_kind"], address=row["address"], region=row["region"],
-            status=row["client.status"], entitlements=_json_list(row["client.entitlements"]),
-            created_at=row["created_at"],
-        )
+        return _terminal_view(row)
 
     async def search(
         self, *, region: str | None, status: str | None, kind: str | None, q: str | None, limit: int, offset: int
@@ -230,15 +236,7 @@ class TerminalService:
         for condition in conditions:
             query, count = query.where(condition), count.where(condition)
         rows = await query.order_by(Terminal.created_at).order_by(Terminal.id).limit(limit).offset(offset)
-        items = [
-            schemas.TerminalView(
-                id=row["id"], name=row["client.name"], institution=row["institution"],
-                terminal_kind=row["terminal_kind"], address=row["address"], region=row["region"],
-                status=row["client.status"], entitlements=_json_list(row["client.entitlements"]),
-                created_at=row["created_at"],
-            )
-            for row in rows
-        ]
+        items = [_terminal_view(row) for row in rows]
         return schemas.TerminalPage(items=items, total=await count, limit=limit, offset=offset)
 
     async def set_status(self, terminal_id: str, change: schemas.TerminalStatusChange, actor: str) -> schemas.TerminalView:
