@@ -30,6 +30,7 @@ pytestmark = pytest.mark.pcsc
 PCSCD = shutil.which("pcscd") or next(iter(Path("/usr/sbin").glob("pcscd")), None)
 VPCD_CONF = Path("/etc/reader.conf.d/vpcd")
 PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
+PCSCD_PID_FILE = Path("/run/pcscd/pcscd.pid")
 VPCD_PORT = 35963
 READER_PREFIX = "Virtual PCD 00 00"
 HOW = "run scripts/install_pcsc.sh (Debian pcscd, vsmartcard-vpcd, libpcsclite-dev, swig; pip pyscard)"
@@ -57,12 +58,43 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=5)
 
 
-def _pcscd_running() -> bool:
-    return (
-        PCSCD_SOCKET.exists()
-        and subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True, check=False).returncode
-        == 0
+def _pcscd_processes() -> bool:
+    return any(
+        (status := path / "comm").exists() and status.read_text().strip() == "pcscd"
+        for path in Path("/proc").iterdir()
+        if path.name.isdigit()
     )
+
+
+def _pcscd_running() -> bool:
+    return PCSCD_SOCKET.exists() and _pcscd_processes()
+
+
+def _clear_stale_pcscd_files() -> None:
+    """Remove the socket and pid file a pcscd that is gone left behind (a killed run, a copied
+    machine): pcscd refuses to start while they exist and the pid in the file is alive."""
+    if _pcscd_processes():
+        return
+    for leftover in (PCSCD_SOCKET, PCSCD_PID_FILE):
+        leftover.unlink(missing_ok=True)
+
+
+def _start_pcscd(workdir: Path) -> subprocess.Popen[bytes]:
+    _clear_stale_pcscd_files()
+    log_path = workdir / "pcscd.log"
+    process = subprocess.Popen(
+        [str(PCSCD), "--foreground"], stdout=log_path.open("wb"), stderr=subprocess.STDOUT
+    )
+
+    def listening() -> bool:
+        if process.poll() is not None:
+            pytest.fail(
+                f"pcscd exited with {process.returncode}: {log_path.read_text(errors='replace')}"
+            )
+        return PCSCD_SOCKET.exists()
+
+    _wait_for(listening, 20, "pcscd to open its socket")
+    return process
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +108,7 @@ def connection(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     started: list[subprocess.Popen[bytes]] = []
     try:
         if not _pcscd_running():
-            log = (workdir / "pcscd.log").open("wb")
-            started.append(subprocess.Popen([str(PCSCD), "--foreground"], stdout=log, stderr=log))
+            started.append(_start_pcscd(workdir))
         reader = _wait_for(
             lambda: next((r for r in readers() if str(r).startswith(READER_PREFIX)), None),
             20,
