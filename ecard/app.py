@@ -74,7 +74,10 @@ class SystemController(Controller):
     @get("/readyz", summary="Database, ephemeral store and ledger reachable")
     async def readyz(self, platform: NamedDependency[Platform]) -> Response[Readiness]:
         checks: dict[str, str] = {}
-        for name, probe in (("database", db.ping(platform.engine)), ("store", platform.store.ping())):
+        for name, probe in (
+            ("database", db.ping(platform.engine)),
+            ("store", platform.store.ping()),
+        ):
             try:
                 await probe
                 checks[name] = "ok"
@@ -95,10 +98,14 @@ class SystemController(Controller):
 
     @get("/problems", summary="The error catalogue: every code, its HTTP status and messages")
     async def problems(self) -> dict[str, dict[str, object]]:
-        return {code: {"status": s.status, "zh-CN": s.zh, "en": s.en} for code, s in CATALOGUE.items()}
+        return {
+            code: {"status": s.status, "zh-CN": s.zh, "en": s.en} for code, s in CATALOGUE.items()
+        }
 
 
-def etagged(request: Request, body: bytes, *, max_age: int, media_type: str = "application/json") -> Response:
+def etagged(
+    request: Request, body: bytes, *, max_age: int, media_type: str = "application/json"
+) -> Response:
     """A response with a strong ETag; ``If-None-Match`` with the same tag gets 304 and no body."""
     tag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     headers = {"ETag": tag, "Cache-Control": f"public, max-age={max_age}"}
@@ -135,7 +142,9 @@ class JsonReply:
         await self.send_to(send, [])
 
     async def send_to(self, send: Send, extra_headers: list[tuple[str, str]]) -> None:
-        headers = [(name.encode(), value.encode()) for name, value in (*self.headers, *extra_headers)]
+        headers = [
+            (name.encode(), value.encode()) for name, value in (*self.headers, *extra_headers)
+        ]
         headers.append((b"content-length", str(len(self.body)).encode()))
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
@@ -166,18 +175,30 @@ class EcardApp(Litestar):
     error catalogue (an exception becomes the same problem response)."""
 
     def __init__(
-        self, *args: Any, hot_routes: dict[tuple[str, str], HotRoute], trusted_proxies: TrustedProxies | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        hot_routes: dict[tuple[str, str], HotRoute],
+        trusted_proxies: TrustedProxies | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._hot_routes = hot_routes
-        self._trusted_proxies = trusted_proxies or TrustedProxies()  # the edge: see ecard.edge.behind_proxy
+        self._trusted_proxies = (
+            trusted_proxies or TrustedProxies()
+        )  # the edge: see ecard.edge.behind_proxy
         self._rsgi_lifespan = Lifespan(super().__call__)
 
     # --- ASGI ---------------------------------------------------------------------------
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
-        if self._trusted_proxies and scope["type"] == "http":  # also every request bridged from RSGI
+        if (
+            self._trusted_proxies and scope["type"] == "http"
+        ):  # also every request bridged from RSGI
             behind_proxy(scope, self._trusted_proxies)
-        route = self._hot_routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
+        route = (
+            self._hot_routes.get((scope["method"], scope["path"]))
+            if scope["type"] == "http"
+            else None
+        )
         if route is None or scope.get("root_path"):
             await super().__call__(scope, receive, send)
             return
@@ -186,9 +207,17 @@ class EcardApp(Litestar):
         started = request_started(method, path)
         status = 500
         try:
-            dpop = DpopContext(method, path, _all_headers(scope["headers"], b"dpop")) if route.dpop else None
+            dpop = (
+                DpopContext(method, path, _all_headers(scope["headers"], b"dpop"))
+                if route.dpop
+                else None
+            )
             reply = await self._answer(
-                route, _authorization(scope["headers"]), lambda: self._read_body(receive), lambda: scope, dpop
+                route,
+                _authorization(scope["headers"]),
+                lambda: self._read_body(receive),
+                lambda: scope,
+                dpop,
             )
             if isinstance(reply, JsonReply):
                 status = reply.status
@@ -229,7 +258,9 @@ class EcardApp(Litestar):
             )
             if isinstance(reply, JsonReply):
                 status = reply.status
-                protocol.response_bytes(status, [*reply.headers, ("x-request-id", request_id)], reply.body)
+                protocol.response_bytes(
+                    status, [*reply.headers, ("x-request-id", request_id)], reply.body
+                )
             else:
                 status = reply.status_code
                 await reply(asgi_scope(scope), asgi_receive(protocol), AsgiSend(protocol))  # type: ignore[arg-type]
@@ -276,7 +307,9 @@ class EcardApp(Litestar):
             request: Request = Request(scope)
             request_id = scope["state"]["request_id"]
             # the problem carries the security headers itself
-            return exception_response(request, exc).to_asgi_response(app=None, request=request, headers={"X-Request-ID": request_id})
+            return exception_response(request, exc).to_asgi_response(
+                app=None, request=request, headers={"X-Request-ID": request_id}
+            )
 
     async def _read_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
@@ -315,22 +348,36 @@ class MetricsController(PrometheusController):
 
 
 def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(Problem, description=description, media_type=PROBLEM_JSON, generate_examples=False)
+    return ResponseSpec(
+        Problem, description=description, media_type=PROBLEM_JSON, generate_examples=False
+    )
 
 
 #: The error responses every operation may give, declared once for the whole API (RFC 9457
 #: ``application/problem+json``; the ``code`` member is a key of ``GET /problems``).
 PROBLEM_RESPONSES: dict[str, ResponseSpec] = {
-    "400": _problem("Malformed or invalid request (validation_failed, malformed_request, or a domain rule)"),
-    "401": _problem("Missing or invalid credentials (unauthenticated, invalid_credentials, token_invalid, …)"),
-    "403": _problem("Authenticated, but not allowed (forbidden, wrong kind of caller or role, card not active, …)"),
+    "400": _problem(
+        "Malformed or invalid request (validation_failed, malformed_request, or a domain rule)"
+    ),
+    "401": _problem(
+        "Missing or invalid credentials (unauthenticated, invalid_credentials, token_invalid, …)"
+    ),
+    "403": _problem(
+        "Authenticated, but not allowed (forbidden, wrong kind of caller or role, card not active, …)"
+    ),
     "404": _problem("No such resource, or not one the caller may see"),
-    "409": _problem("The resource's state does not allow this (already answered, status conflict, replay, …)"),
+    "409": _problem(
+        "The resource's state does not allow this (already answered, status conflict, replay, …)"
+    ),
     "413": _problem("The request body is too large (body_too_large)"),
-    "429": _problem("Too many requests; retry after Retry-After seconds (rate_limited; temporarily_unavailable on OAuth endpoints)"),
+    "429": _problem(
+        "Too many requests; retry after Retry-After seconds (rate_limited; temporarily_unavailable on OAuth endpoints)"
+    ),
     "500": _problem("Internal server error (internal_error); never expected"),
     "503": _problem("A backing service is unavailable; retry after Retry-After seconds"),
 }
+
+
 class ProblemResponses(ReceiveRoutePlugin):
     """Declares :data:`PROBLEM_RESPONSES` in the OpenAPI document of every operation: 429, 500
     and 503 everywhere; 400, 401, 403 and 404 where the request carries anything the handler reads
@@ -341,9 +388,17 @@ class ProblemResponses(ReceiveRoutePlugin):
         if not isinstance(route, HTTPRoute):
             return
         for handler in route.route_handlers:
-            params = set(handler.parsed_fn_signature.parameters) - {"platform", "codes", "terminals", "state", "scope"}
+            params = set(handler.parsed_fn_signature.parameters) - {
+                "platform",
+                "codes",
+                "terminals",
+                "state",
+                "scope",
+            }
             statuses = {"429", "500", "503"}
-            if params:  # parameters, a body, credentials, or the raw request (query, forms, signatures)
+            if (
+                params
+            ):  # parameters, a body, credentials, or the raw request (query, forms, signatures)
                 statuses |= {"400", "401", "403", "404"}
             if handler.http_methods & {"POST", "PUT", "PATCH", "DELETE"}:
                 statuses |= {"409", "413"}  # state changes can conflict; bodies can be too large

@@ -35,7 +35,14 @@ CLIENT_SECRET_PREFIX = "eccs_"
 #: Operator roles and what each may do; least privilege per caller.
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(
-        {"registry:read", "registry:write", "audit:read", "clients:manage", "operators:manage", "pii:full"}
+        {
+            "registry:read",
+            "registry:write",
+            "audit:read",
+            "clients:manage",
+            "operators:manage",
+            "pii:full",
+        }
     ),
     "registry_admin": frozenset({"registry:read", "registry:write", "pii:full"}),
     "auditor": frozenset({"registry:read", "audit:read"}),
@@ -119,7 +126,9 @@ async def authenticate_operator(platform: Platform, authorization: str | None) -
         or row["expires_at"] < time.time()
         or row["status"] != "active"
     ):
-        raise AppError("token_invalid", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        raise AppError(
+            "token_invalid", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        )
     return OperatorPrincipal(row["id"], row["username"], row["role"], token_digest=digest)
 
 
@@ -135,7 +144,9 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     if scheme.lower() != "basic":
         return None
     try:
-        client_id, sep, secret = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        client_id, sep, secret = (
+            base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        )
     except (binascii.Error, UnicodeDecodeError):
         return None
     return (client_id, secret) if sep and client_id and secret else None
@@ -154,7 +165,11 @@ async def _client_row(client_id: str) -> dict | None:
         return row
     row = await ApiClient.select().where(ApiClient.id == client_id).first()
     if row is not None:  # unknown ids are not cached: probing them cannot fill the cache
-        row = {**row, "regions": _json_list(row["regions"]), "entitlements": _json_list(row["entitlements"])}
+        row = {
+            **row,
+            "regions": _json_list(row["regions"]),
+            "entitlements": _json_list(row["entitlements"]),
+        }
         row["principal"] = ClientPrincipal(
             id=row["id"],
             kind=row["kind"],
@@ -198,7 +213,9 @@ async def authenticate_client(
         # (none, empty, malformed) fails closed in secrets_match, whatever password is sent
         ok = secrets_match(secret, row["secret_digest"] if row else None)
         if not row or not ok:
-            raise AppError("invalid_credentials", headers={"WWW-Authenticate": 'Basic realm="ecard"'})
+            raise AppError(
+                "invalid_credentials", headers={"WWW-Authenticate": 'Basic realm="ecard"'}
+            )
     else:
         assertion = bearer(authorization)
         if not assertion:
@@ -237,7 +254,9 @@ async def _verify_client_assertion(platform: Platform, assertion: str) -> dict:
     except jwt.PyJWTError as exc:
         raise AppError("invalid_credentials", f"client assertion rejected: {exc}") from None
     if claims["sub"] != client_id or claims["exp"] - claims["iat"] > 300:
-        raise AppError("invalid_credentials", "client assertion must have sub = iss and live ≤ 300 s")
+        raise AppError(
+            "invalid_credentials", "client assertion must have sub = iss and live ≤ 300 s"
+        )
     if not await platform.store.put_if_absent(f"jti:{client_id}:{claims['jti']}", b"1", ttl=330):
         raise AppError("invalid_credentials", "client assertion replayed")
     return row
@@ -279,15 +298,24 @@ class _UnboundAccess(msgspec.Struct, array_like=True, frozen=True):
 def holder_access_token(platform: Platform, access: HolderAccess) -> str:
     """``echa_`` + base64url(msgpack claims) + ``.`` + base64url(HMAC-SHA256 tag, 128 bits)."""
     body = msgspec.msgpack.encode(
-        access if access.jkt is not None else _UnboundAccess(
-            access.session_id, access.ecard_id, access.card_id, access.channel_id, access.issued_at, access.expires_at
+        access
+        if access.jkt is not None
+        else _UnboundAccess(
+            access.session_id,
+            access.ecard_id,
+            access.card_id,
+            access.channel_id,
+            access.issued_at,
+            access.expires_at,
         )
     )
     return HOLDER_ACCESS_PREFIX + _b64url(body) + "." + _b64url(_access_tag(platform, body))
 
 
 def _access_tag(platform: Platform, body: bytes) -> bytes:
-    return hmac.digest(platform.holder_token_key, body, "sha256")[:_ACCESS_TAG_BYTES]  # one-shot: no HMAC object
+    return hmac.digest(platform.holder_token_key, body, "sha256")[
+        :_ACCESS_TAG_BYTES
+    ]  # one-shot: no HMAC object
 
 
 def _holder_access(platform: Platform, token: str) -> HolderAccess | None:
@@ -319,18 +347,28 @@ def _unb64url(text: str) -> bytes:
     if len(text) > 1024:
         raise ValueError("too long")
     raw = text.encode("ascii")  # UnicodeEncodeError is a ValueError
-    data = binascii.a2b_base64(raw.translate(_TO_STANDARD) + b"=" * (-len(raw) % 4), strict_mode=True)
+    data = binascii.a2b_base64(
+        raw.translate(_TO_STANDARD) + b"=" * (-len(raw) % 4), strict_mode=True
+    )
     if binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=") != raw:
         raise ValueError("not canonical base64url")
     return data
 
 
 def _revocation_keys(access: HolderAccess) -> list[str]:
-    return [f"holder-off:s:{access.session_id}", f"holder-off:e:{access.ecard_id}", f"holder-off:c:{access.card_id}"]
+    return [
+        f"holder-off:s:{access.session_id}",
+        f"holder-off:e:{access.ecard_id}",
+        f"holder-off:c:{access.card_id}",
+    ]
 
 
 async def revoke_holder_access(
-    platform: Platform, *, session_id: str | None = None, ecard_id: str | None = None, card_id: str | None = None
+    platform: Platform,
+    *,
+    session_id: str | None = None,
+    ecard_id: str | None = None,
+    card_id: str | None = None,
 ) -> None:
     """End, at once and on every worker, the access tokens issued so far for a session, an e-card
     or a card.  Call it *before* the database change it reflects: if the change then fails, holders
@@ -338,7 +376,9 @@ async def revoke_holder_access(
     which a revoked token still works.  Markers live as long as an access token can."""
     for kind, value in (("s", session_id), ("e", ecard_id), ("c", card_id)):
         if value is not None:
-            await put_revocation(platform, f"holder-off:{kind}:{value}", platform.settings.holder_access_ttl)
+            await put_revocation(
+                platform, f"holder-off:{kind}:{value}", platform.settings.holder_access_ttl
+            )
 
 
 async def reinstate_card_access(platform: Platform, card_id: str) -> None:
@@ -348,7 +388,9 @@ async def reinstate_card_access(platform: Platform, card_id: str) -> None:
     second).  A worker whose clock runs behind by δ has its new tokens refused for δ."""
     key = f"holder-off:c:{card_id}"
     if await platform.store.get(key) is not None:
-        await platform.store.put(key, repr(time.time()).encode(), platform.settings.holder_access_ttl)
+        await platform.store.put(
+            key, repr(time.time()).encode(), platform.settings.holder_access_ttl
+        )
 
 
 async def put_revocation(platform: Platform, key: str, lifetime: float) -> None:
@@ -386,7 +428,8 @@ _DPOP_ALGS = " ".join(dpop_rules.ALLOWED_ALGORITHMS)
 
 def _dpop_refusal(message: str) -> AppError:
     return AppError(
-        "invalid_dpop_proof", message,
+        "invalid_dpop_proof",
+        message,
         headers={"WWW-Authenticate": f'DPoP error="invalid_dpop_proof", algs="{_DPOP_ALGS}"'},
     )
 
@@ -414,14 +457,22 @@ def check_holder_proof(
     now = time.time()
     try:
         return dpop_rules.check_proof(
-            dpop.proofs[0], method=dpop.method, url=dpop_url(platform, dpop.path), now=now,
-            window=settings.holder_dpop_iat_window, access_token=access_token, expected_jkt=jkt,
+            dpop.proofs[0],
+            method=dpop.method,
+            url=dpop_url(platform, dpop.path),
+            now=now,
+            window=settings.holder_dpop_iat_window,
+            access_token=access_token,
+            expected_jkt=jkt,
             nonce_key=_nonce_key(platform) if settings.holder_dpop_nonce else None,
         )
     except dpop_rules.DpopNonceRequired:
         raise AppError(
             "use_dpop_nonce",
-            headers={"WWW-Authenticate": 'DPoP error="use_dpop_nonce"', "DPoP-Nonce": dpop_nonce(platform, now)},
+            headers={
+                "WWW-Authenticate": 'DPoP error="use_dpop_nonce"',
+                "DPoP-Nonce": dpop_nonce(platform, now),
+            },
         ) from None
     except dpop_rules.DpopError as error:
         raise _dpop_refusal(error.message) from None
@@ -484,12 +535,18 @@ async def authenticate_holder(
     proof = None
     if access.jkt is not None:
         if scheme != "dpop":  # RFC 9449 §7.2: a bound token is never a bearer token
-            raise _invalid_token("dpop", "this token is bound to a device key: present it with the DPoP scheme")
+            raise _invalid_token(
+                "dpop", "this token is bound to a device key: present it with the DPoP scheme"
+            )
         proof = check_holder_proof(platform, dpop, jkt=access.jkt, access_token=token)
     elif scheme == "dpop":
-        raise _invalid_token("bearer", "this token is not bound to a device key: present it as a Bearer token")
+        raise _invalid_token(
+            "bearer", "this token is not bound to a device key: present it as a Bearer token"
+        )
     try:
-        revocation = await platform.store.check_revocation(_revocation_keys(access), access.issued_at)
+        revocation = await platform.store.check_revocation(
+            _revocation_keys(access), access.issued_at
+        )
     except StoreUnavailable:
         # the database decides: a revocation is written to the store before the database, so
         # while the store is away nothing can be revoked, and the app keeps its codes coming
@@ -501,13 +558,20 @@ async def authenticate_holder(
     if proof is not None:
         await consume_proof(platform, proof)
     return HolderPrincipal(
-        session_id=access.session_id, ecard_id=access.ecard_id, card_id=access.card_id,
-        channel_id=access.channel_id, jkt=access.jkt,
+        session_id=access.session_id,
+        ecard_id=access.ecard_id,
+        card_id=access.card_id,
+        channel_id=access.channel_id,
+        jkt=access.jkt,
     )
 
 
 def _invalid_token(scheme: str = "bearer", detail: str | None = None) -> AppError:
-    challenge = f'DPoP error="invalid_token", algs="{_DPOP_ALGS}"' if scheme == "dpop" else 'Bearer error="invalid_token"'
+    challenge = (
+        f'DPoP error="invalid_token", algs="{_DPOP_ALGS}"'
+        if scheme == "dpop"
+        else 'Bearer error="invalid_token"'
+    )
     return AppError("token_invalid", detail, headers={"WWW-Authenticate": challenge})
 
 
@@ -519,4 +583,8 @@ async def _session_is_live(access: HolderAccess) -> bool:
         " WHERE s.id = {}",
         access.session_id,
     )
-    return bool(rows) and not rows[0]["revoked"] and rows[0]["ecard_status"] == rows[0]["card_status"] == "active"
+    return (
+        bool(rows)
+        and not rows[0]["revoked"]
+        and rows[0]["ecard_status"] == rows[0]["card_status"] == "active"
+    )

@@ -125,7 +125,10 @@ class BodySafeRequest(Request):
         field = self.route_handler.parsed_data_field
         if field is not None:
             try:
-                return msgspec.json.decode(body, type=field.annotation, )
+                return msgspec.json.decode(
+                    body,
+                    type=field.annotation,
+                )
             except (msgspec.MsgspecError, TypeError):  # not of the type, or a type msgspec lacks
                 pass
         return litestar_decode_json(body, type_decoders=self.route_handler.resolve_type_decoders())

@@ -40,8 +40,16 @@ def ensure_keys(settings: Settings) -> Keyring:
 
 
 GRANIAN_LOG_HANDLERS = {
-    "console": {"formatter": "generic", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
-    "access": {"formatter": "access", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
+    "console": {
+        "formatter": "generic",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    },
+    "access": {
+        "formatter": "access",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    },
 }
 
 
@@ -127,7 +135,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.keys_cmd == "init":
         if keyring_path(settings.keys_dir).exists() and not args.force:
-            print(f"{keyring_path(settings.keys_dir)} exists; use --force to replace it", file=sys.stderr)
+            print(
+                f"{keyring_path(settings.keys_dir)} exists; use --force to replace it",
+                file=sys.stderr,
+            )
             return 1
         ring = Keyring.create(args.region or [settings.region_code])
         print(f"wrote {save_keyring(settings.keys_dir, ring)}")
@@ -155,7 +166,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
 def _print_keys(ring: Keyring) -> int:
     for key in ring.keys:
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(key.created_at))
-        print(f"{key.kid}  {key.role:<6}  {key.region or '-':<6}  {key.status:<9}  created {created}")
+        print(
+            f"{key.kid}  {key.role:<6}  {key.region or '-':<6}  {key.status:<9}  created {created}"
+        )
     return 0
 
 
@@ -178,13 +191,18 @@ def cmd_operator_create(args: argparse.Namespace) -> int:
     from ecard.registry.service import AccessService
 
     settings = _settings(args)
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
+    password = (
+        sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
+    )
     if len(password) < 12:
         print("the password must be at least 12 characters", file=sys.stderr)
         return 1
     try:
         operator_id = asyncio.run(
-            _with_platform(settings, lambda p: AccessService(p).create_operator(args.username, password, args.role))
+            _with_platform(
+                settings,
+                lambda p: AccessService(p).create_operator(args.username, password, args.role),
+            )
         )
     except AppError as exc:
         print(f"{exc.code}: {exc}", file=sys.stderr)
@@ -225,8 +243,12 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ecard", description="Electronic social security card platform")
-    parser.add_argument("--config", help="TOML settings file (else ECARD_CONFIG, else ECARD_* variables)")
+    parser = argparse.ArgumentParser(
+        prog="ecard", description="Electronic social security card platform"
+    )
+    parser.add_argument(
+        "--config", help="TOML settings file (else ECARD_CONFIG, else ECARD_* variables)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP service")
@@ -235,8 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=cmd_serve)
 
-    database = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_cmd", required=True)
-    database.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_db_migrate)
+    database = sub.add_parser("db", help="database maintenance").add_subparsers(
+        dest="db_cmd", required=True
+    )
+    database.add_parser("migrate", help="apply pending migrations").set_defaults(
+        func=cmd_db_migrate
+    )
 
     keys = sub.add_parser("keys", help="platform root and issuer keys")
     keys_sub = keys.add_subparsers(dest="keys_cmd", required=True)
@@ -244,14 +270,23 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--region", action="append", help="issuer region code (repeatable)")
     init.add_argument("--force", action="store_true")
     keys_sub.add_parser("list")
-    for name, arg in (("rotate", "region"), ("add-region", "region"), ("retire", "kid"), ("withdraw", "kid")):
+    for name, arg in (
+        ("rotate", "region"),
+        ("add-region", "region"),
+        ("retire", "kid"),
+        ("withdraw", "kid"),
+    ):
         keys_sub.add_parser(name).add_argument(arg)
     keys.set_defaults(func=cmd_keys)
 
-    operator = sub.add_parser("operator", help="operator accounts").add_subparsers(dest="op_cmd", required=True)
+    operator = sub.add_parser("operator", help="operator accounts").add_subparsers(
+        dest="op_cmd", required=True
+    )
     create = operator.add_parser("create")
     create.add_argument("username")
-    create.add_argument("--role", required=True, choices=["admin", "registry_admin", "auditor", "readonly"])
+    create.add_argument(
+        "--role", required=True, choices=["admin", "registry_admin", "auditor", "readonly"]
+    )
     create.add_argument("--password-stdin", action="store_true")
     create.set_defaults(func=cmd_operator_create)
 
@@ -259,12 +294,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo_init = demo.add_parser("init", help="create demo actors and write their credentials")
     demo_init.add_argument("--out", default="demo.json")
     demo_init.set_defaults(func=cmd_demo_init)
-    demo_run = demo.add_parser("run", help="walk through the whole product against a server it starts")
-    demo_run.add_argument("--workdir", help="keep the embedded database and keys here (default: a temporary directory)")
-    demo_run.add_argument("--workers", type=int, default=1, help="server workers (more than one needs Redis)")
+    demo_run = demo.add_parser(
+        "run", help="walk through the whole product against a server it starts"
+    )
+    demo_run.add_argument(
+        "--workdir",
+        help="keep the embedded database and keys here (default: a temporary directory)",
+    )
+    demo_run.add_argument(
+        "--workers", type=int, default=1, help="server workers (more than one needs Redis)"
+    )
     demo_run.set_defaults(func=cmd_demo_run)
 
-    registry = sub.add_parser("registry", help="cardholder registry").add_subparsers(dest="reg_cmd", required=True)
+    registry = sub.add_parser("registry", help="cardholder registry").add_subparsers(
+        dest="reg_cmd", required=True
+    )
     importer = registry.add_parser("import", help="bulk-import persons and cards from CSV")
     importer.add_argument("file")
     importer.set_defaults(func=cmd_registry_import)

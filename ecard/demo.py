@@ -9,7 +9,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ecard.auth import CLIENT_SECRET_PREFIX, ClientPrincipal, OperatorPrincipal, forget_client, new_token
+from ecard.auth import (
+    CLIENT_SECRET_PREFIX,
+    ClientPrincipal,
+    OperatorPrincipal,
+    forget_client,
+    new_token,
+)
 from ecard.codes.service import CodeService
 from ecard.consent.service import seed_demo_data
 from ecard.crypto.fields import secret_digest
@@ -42,18 +48,27 @@ def demo_identity_number(region: str) -> str:
 
 
 async def _client(
-    platform: Platform, kind: str, name: str, entitlements: list[str], actor: str, jwk: dict[str, str] | None = None
+    platform: Platform,
+    kind: str,
+    name: str,
+    entitlements: list[str],
+    actor: str,
+    jwk: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Create the demo client, or give the existing one a fresh secret (and ``jwk``, when given, as
     its registered public key)."""
     row = await ApiClient.select(ApiClient.id).where(ApiClient.name == name).first()
     if row is None:
         view = await AccessService(platform).create_client(
-            schemas.ClientCreate(kind=kind, name=name, entitlements=entitlements, public_jwk=jwk), actor  # type: ignore[arg-type]
+            schemas.ClientCreate(kind=kind, name=name, entitlements=entitlements, public_jwk=jwk),
+            actor,  # type: ignore[arg-type]
         )
         return {"client_id": view.id, "client_secret": view.client_secret, "name": name}
     secret = new_token(CLIENT_SECRET_PREFIX)
-    changes: dict[Any, Any] = {ApiClient.secret_digest: secret_digest(secret), ApiClient.status: "active"}
+    changes: dict[Any, Any] = {
+        ApiClient.secret_digest: secret_digest(secret),
+        ApiClient.status: "active",
+    }
     if jwk is not None:
         changes[ApiClient.public_jwk] = jwk
     await ApiClient.update(changes).where(ApiClient.id == row["id"])
@@ -77,29 +92,40 @@ def _demo_password(birth: dt.date) -> str:
         return candidate
 
 
-async def _oidc_client(platform: Platform, name: str, operator: OperatorPrincipal) -> dict[str, Any]:
+async def _oidc_client(
+    platform: Platform, name: str, operator: OperatorPrincipal
+) -> dict[str, Any]:
     """File the demo site for scan-to-login and make it live, or give it a fresh secret."""
     row = await OidcClient.select(OidcClient.id).where(OidcClient.name == name).first()
     if row is not None:
         secret = new_token(OIDC_SECRET_PREFIX)
-        await OidcClient.update({OidcClient.secret_digest: secret_digest(secret), OidcClient.status: "live"}).where(
-            OidcClient.id == row["id"]
-        )
+        await OidcClient.update(
+            {OidcClient.secret_digest: secret_digest(secret), OidcClient.status: "live"}
+        ).where(OidcClient.id == row["id"])
         client_id = row["id"]
     else:
         oidc = OidcService(platform)
         filed = await oidc.file_client(
             oidc_schemas.ClientFiling(
-                name=name, redirect_uris=[f"{DEMO_SITE}/callback"], post_logout_redirect_uris=[f"{DEMO_SITE}/"],
-                scopes=["openid", "profile", "ecard"], client_type="confidential",
+                name=name,
+                redirect_uris=[f"{DEMO_SITE}/callback"],
+                post_logout_redirect_uris=[f"{DEMO_SITE}/"],
+                scopes=["openid", "profile", "ecard"],
+                client_type="confidential",
                 token_endpoint_auth_method="client_secret_basic",
             ),
             operator,
         )
         for status in ("approved", "live"):
-            await oidc.change_client_status(filed.client_id, oidc_schemas.ClientStatusChange(status=status), operator)
+            await oidc.change_client_status(
+                filed.client_id, oidc_schemas.ClientStatusChange(status=status), operator
+            )
         client_id, secret = filed.client_id, filed.client_secret
-    return {"client_id": client_id, "client_secret": secret, "redirect_uri": f"{DEMO_SITE}/callback"}
+    return {
+        "client_id": client_id,
+        "client_secret": secret,
+        "redirect_uri": f"{DEMO_SITE}/callback",
+    }
 
 
 async def _terminal(platform: Platform, name: str, region: str, actor: str) -> dict[str, Any]:
@@ -110,8 +136,12 @@ async def _terminal(platform: Platform, name: str, region: str, actor: str) -> d
     if row is None:
         view = await TerminalService(platform, CodeService(platform)).register(
             TerminalCreate(
-                name=name, institution="演示医院 (demo hospital)", terminal_kind="hospital",
-                address="演示路1号 (1 Demo Road)", region=region, public_jwk=jwk,
+                name=name,
+                institution="演示医院 (demo hospital)",
+                terminal_kind="hospital",
+                address="演示路1号 (1 Demo Road)",
+                region=region,
+                public_jwk=jwk,
                 entitlements=["card_status", "masked_name"],
             ),
             actor,
@@ -119,10 +149,16 @@ async def _terminal(platform: Platform, name: str, region: str, actor: str) -> d
         terminal_id = view.id
     else:
         terminal_id = row["id"]
-        await ApiClient.update({ApiClient.public_jwk: jwk, ApiClient.status: "active"}).where(ApiClient.id == terminal_id)
+        await ApiClient.update({ApiClient.public_jwk: jwk, ApiClient.status: "active"}).where(
+            ApiClient.id == terminal_id
+        )
         forget_client(terminal_id)
     private = key.private_numbers().private_value.to_bytes(32, "big")
-    return {"terminal_id": terminal_id, "name": name, "private_jwk": {**jwk, "d": b64url_encode(private)}}
+    return {
+        "terminal_id": terminal_id,
+        "name": name,
+        "private_jwk": {**jwk, "d": b64url_encode(private)},
+    }
 
 
 async def create_demo(platform: Platform, settings: Settings) -> dict[str, Any]:
@@ -132,7 +168,9 @@ async def create_demo(platform: Platform, settings: Settings) -> dict[str, Any]:
     existing = await Operator.select(Operator.id).where(Operator.username == "demo-admin").first()
     if existing:
         operator_id = existing["id"]
-        await Operator.update({Operator.password_hash: hash_password(password)}).where(Operator.id == operator_id)
+        await Operator.update({Operator.password_hash: hash_password(password)}).where(
+            Operator.id == operator_id
+        )
     else:
         operator_id = await access.create_operator("demo-admin", password, "admin")
     operator = OperatorPrincipal(operator_id, "demo-admin", "admin")
@@ -140,33 +178,56 @@ async def create_demo(platform: Platform, settings: Settings) -> dict[str, Any]:
     channel_key = ec.generate_private_key(ec.SECP256R1())  # signs the channel's 实人 evidence
     channel = {
         **await _client(
-            platform, "channel", "演示人社App (demo channel)", [], operator.actor, public_jwk(channel_key.public_key())
+            platform,
+            "channel",
+            "演示人社App (demo channel)",
+            [],
+            operator.actor,
+            public_jwk(channel_key.public_key()),
         ),
         "private_jwk": _private_jwk(channel_key),
     }
     clients = {
         "channel": channel,
-        "department": await _client(platform, "department", "演示核验部门 (demo department)", [], operator.actor),
+        "department": await _client(
+            platform, "department", "演示核验部门 (demo department)", [], operator.actor
+        ),
         "verifier": await _client(
-            platform, "verifier", "演示医院 (demo hospital verifier)", ["masked_name", "card_status"], operator.actor
+            platform,
+            "verifier",
+            "演示医院 (demo hospital verifier)",
+            ["masked_name", "card_status"],
+            operator.actor,
         ),
         "relying_party": {
             **await _client(
-                platform, "relying_party", "演示网站 (demo relying party)",
-                ["card.status", "insurance.enrollment", "employment.status", "benefit.payments"], operator.actor,
+                platform,
+                "relying_party",
+                "演示网站 (demo relying party)",
+                ["card.status", "insurance.enrollment", "employment.status", "benefit.payments"],
+                operator.actor,
             ),
             "oidc": await _oidc_client(platform, "演示网站 (demo relying party)", operator),
         },
-        "terminal": await _terminal(platform, "演示读卡终端 (demo terminal)", region, operator.actor),
+        "terminal": await _terminal(
+            platform, "演示读卡终端 (demo terminal)", region, operator.actor
+        ),
     }
 
     registry = RegistryService(platform)
     number = demo_identity_number(region)
     card_number = f"D{region[:2]}000001"  # 9 characters, as on the chip (卡号)
-    person = await Person.select(Person.id).where(Person.id_number_index == registry._index(number)).first()
+    person = (
+        await Person.select(Person.id)
+        .where(Person.id_number_index == registry._index(number))
+        .first()
+    )
     if person is None:
         view = await registry.create_person(
-            schemas.PersonCreate(name=DEMO_HOLDER["name"], gender="1", identity_number=number, region=region), operator
+            schemas.PersonCreate(
+                name=DEMO_HOLDER["name"], gender="1", identity_number=number, region=region
+            ),
+            operator,
         )
         person_id = view.id
     else:
@@ -175,21 +236,38 @@ async def create_demo(platform: Platform, settings: Settings) -> dict[str, Any]:
         today = dt.date.today()
         await registry.create_card(
             schemas.CardCreate(
-                person_id=person_id, card_number=card_number, region=region, chip_serial="0011223344556677",
+                person_id=person_id,
+                card_number=card_number,
+                region=region,
+                chip_serial="0011223344556677",
                 identification_code=f"{region}D15600000001",
-                issue_date=today, expiry_date=today.replace(year=today.year + 10),
+                issue_date=today,
+                expiry_date=today.replace(year=today.year + 10),
             ),
             operator,
         )
     await seed_demo_data(platform, person_id)
     card = await Card.select(Card.id).where(Card.card_number == card_number).first()
-    channel_principal = ClientPrincipal(channel["client_id"], "channel", channel["name"], ("*",), ())
-    evidence = sign_evidence(  # what the channel app does after its face-liveness check of the holder
-        channel_key, channel_id=channel["client_id"], audience=settings.public_url, identity_number=number,
-        method="face_liveness", reference=f"demo-{secrets.token_hex(6)}",
+    channel_principal = ClientPrincipal(
+        channel["client_id"], "channel", channel["name"], ("*",), ()
+    )
+    evidence = (
+        sign_evidence(  # what the channel app does after its face-liveness check of the holder
+            channel_key,
+            channel_id=channel["client_id"],
+            audience=settings.public_url,
+            identity_number=number,
+            method="face_liveness",
+            reference=f"demo-{secrets.token_hex(6)}",
+        )
     )
     issued = await registry.issue_ecard(
-        schemas.ECardIssue(name=DEMO_HOLDER["name"], identity_number=number, card_number=card_number, evidence=evidence),
+        schemas.ECardIssue(
+            name=DEMO_HOLDER["name"],
+            identity_number=number,
+            card_number=card_number,
+            evidence=evidence,
+        ),
         channel_principal,
     )
     holder_secret = _demo_password(dt.datetime.strptime(DEMO_HOLDER["birth"], "%Y%m%d").date())

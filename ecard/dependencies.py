@@ -23,20 +23,26 @@ async def provide_platform(state: State) -> Platform:
     return state.platform
 
 
-async def provide_operator(request: Request, platform: NamedDependency[Platform]) -> OperatorPrincipal:
+async def provide_operator(
+    request: Request, platform: NamedDependency[Platform]
+) -> OperatorPrincipal:
     return await authenticate_operator(platform, request.headers.get("authorization"))
 
 
 async def provide_holder(request: Request, platform: NamedDependency[Platform]) -> HolderPrincipal:
     """The holder of the request's access token: a Bearer token, or a DPoP-bound token with its
     ``DPoP`` proof for this request (``ecard.auth.authenticate_holder``)."""
-    return await authenticate_holder(platform, request.headers.get("authorization"), dpop_context(request))
+    return await authenticate_holder(
+        platform, request.headers.get("authorization"), dpop_context(request)
+    )
 
 
 def client_of(*kinds: str) -> Provide:
     """A dependency yielding the calling machine client, refused unless it is one of ``kinds``."""
 
-    async def provide_client(request: Request, platform: NamedDependency[Platform]) -> ClientPrincipal:
+    async def provide_client(
+        request: Request, platform: NamedDependency[Platform]
+    ) -> ClientPrincipal:
         return await authenticate_client(platform, request.headers.get("authorization"), set(kinds))
 
     return Provide(provide_client)

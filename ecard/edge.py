@@ -48,7 +48,9 @@ DOCS_CSP = (
     "font-src https://cdn.jsdelivr.net; connect-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-_INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
+_INLINE_SCRIPT = re.compile(
+    rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE
+)
 
 # The names and labels of Litestar's Prometheus middleware, which this replaces: dashboards keep working.
 _LABELS = ("method", "path", "status_code", "app_name")
@@ -63,7 +65,9 @@ def with_security_headers(headers: list) -> list:
 
 #: The same, for responses built outside the edge: what no route handles (404, 405) gets them from
 #: its problem response (a ``before_send`` hook would wrap ``send`` once more on every request).
-SECURITY_HEADER_STRINGS = {name.decode(): value.decode() for name, value in SECURITY_HEADERS.items()}
+SECURITY_HEADER_STRINGS = {
+    name.decode(): value.decode() for name, value in SECURITY_HEADERS.items()
+}
 SECURITY_HEADER_PAIRS = list(SECURITY_HEADER_STRINGS.items())
 
 
@@ -115,10 +119,16 @@ class _SeriesCollector(Collector):
 
     def collect(self) -> list:
         requests = CounterMetricFamily("litestar_requests", "Total requests", labels=_LABELS)
-        errors = CounterMetricFamily("litestar_requests_error", "Total errors in requests", labels=_LABELS)
-        duration = HistogramMetricFamily("litestar_request_duration_seconds", "Request duration, in seconds", labels=_LABELS)
+        errors = CounterMetricFamily(
+            "litestar_requests_error", "Total errors in requests", labels=_LABELS
+        )
+        duration = HistogramMetricFamily(
+            "litestar_request_duration_seconds", "Request duration, in seconds", labels=_LABELS
+        )
         running = GaugeMetricFamily(
-            "litestar_requests_in_progress", "Total requests currently in progress", labels=("method", "path", "app_name")
+            "litestar_requests_in_progress",
+            "Total requests currently in progress",
+            labels=("method", "path", "app_name"),
         )
         for (method, route, status), done in list(self._series.done.items()):
             labels = [method, route, str(status), APP_NAME]
@@ -127,7 +137,9 @@ class _SeriesCollector(Collector):
                 errors.add_metric(labels, done.errors)
             cumulative = itertools.accumulate(done.buckets)
             duration.add_metric(
-                labels, [(floatToGoString(b), c) for b, c in zip(_BUCKETS, cumulative, strict=True)], done.seconds
+                labels,
+                [(floatToGoString(b), c) for b, c in zip(_BUCKETS, cumulative, strict=True)],
+                done.seconds,
             )
         for (method, route), count in list(self._series.running.items()):
             running.add_metric([method, route, APP_NAME], count)
@@ -253,7 +265,9 @@ def behind_proxy(scope: Scope, trusted: TrustedProxies) -> None:
         name, port = host
         scope["server"] = (name, port or (443 if scope.get("scheme") == "https" else 80))
         value = said.host.encode("latin-1")
-        scope["headers"] = [(n, v) for n, v in scope["headers"] if n != b"host"] + [(b"host", value)]
+        scope["headers"] = [(n, v) for n, v in scope["headers"] if n != b"host"] + [
+            (b"host", value)
+        ]
 
 
 def request_finished(request_id: str, method: str, route: str, status: int, started: float) -> None:
@@ -275,4 +289,7 @@ def request_finished(request_id: str, method: str, route: str, status: int, star
 
 def _is_html_without_csp(headers: list) -> bool:
     names = {bytes(name).lower(): value for name, value in headers}
-    return bytes(names.get(b"content-type", b"")).startswith(b"text/html") and b"content-security-policy" not in names
+    return (
+        bytes(names.get(b"content-type", b"")).startswith(b"text/html")
+        and b"content-security-policy" not in names
+    )

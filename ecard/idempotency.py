@@ -42,7 +42,9 @@ def _now_ms() -> int:
 
 def _context(record_key: str, digest: str, status_code: int) -> str:
     """Associated data of a stored body: unambiguous (JSON), so no two records share it."""
-    return msgspec.json.encode(["idempotency_record.body", record_key, digest, status_code]).decode()
+    return msgspec.json.encode(
+        ["idempotency_record.body", record_key, digest, status_code]
+    ).decode()
 
 
 async def _forget(record_key: str, expires_ms: int) -> None:
@@ -62,9 +64,14 @@ async def _stored(platform: Platform, record_key: str, digest: str) -> Response 
     if row["request_digest"] != digest:
         raise AppError("idempotency_conflict")
     try:
-        body = platform.field_cipher.decrypt(bytes(row["body"]), _context(record_key, digest, row["status_code"]))
+        body = platform.field_cipher.decrypt(
+            bytes(row["body"]), _context(record_key, digest, row["status_code"])
+        )
     except FieldDecryptionError:  # another key, a moved or damaged row: never replay it
-        logger.warning("idempotency record did not decrypt; dropped", extra={"record": record_key.split("|")[0]})
+        logger.warning(
+            "idempotency record did not decrypt; dropped",
+            extra={"record": record_key.split("|")[0]},
+        )
         await _forget(record_key, row["expires_ms"])
         return None
     return Response(
@@ -80,7 +87,11 @@ async def purge_expired(platform: Platform) -> int:
     now = _now_ms()
     if not await IdempotencyRecord.exists().where(IdempotencyRecord.expires_ms <= now):
         return 0
-    rows = await IdempotencyRecord.delete().where(IdempotencyRecord.expires_ms <= now).returning(IdempotencyRecord.key)
+    rows = (
+        await IdempotencyRecord.delete()
+        .where(IdempotencyRecord.expires_ms <= now)
+        .returning(IdempotencyRecord.key)
+    )
     return len(rows)
 
 
@@ -107,7 +118,9 @@ async def idempotent(
     if key is None:
         return Response(await operation(), status_code=status_code)
     if not _KEY.match(key):
-        raise AppError("validation_failed", "Idempotency-Key must be 8–128 characters of [A-Za-z0-9_.:-]")
+        raise AppError(
+            "validation_failed", "Idempotency-Key must be 8–128 characters of [A-Za-z0-9_.:-]"
+        )
     record_key = f"{caller}|{key}"
     digest = hashlib.sha256(body).hexdigest()
     if (replay := await _stored(platform, record_key, digest)) is not None:
@@ -115,15 +128,24 @@ async def idempotent(
     try:
         async with platform.engine.transaction():
             encoded = msgspec.json.encode(await operation())
-            sealed = platform.field_cipher.encrypt(encoded.decode(), _context(record_key, digest, status_code))
+            sealed = platform.field_cipher.encrypt(
+                encoded.decode(), _context(record_key, digest, status_code)
+            )
             expires_ms = _now_ms() + platform.settings.idempotency_ttl * 1000
             await IdempotencyRecord.insert(
                 IdempotencyRecord(
-                    key=record_key, request_digest=digest, status_code=status_code, body=sealed, expires_ms=expires_ms
+                    key=record_key,
+                    request_digest=digest,
+                    status_code=status_code,
+                    body=sealed,
+                    expires_ms=expires_ms,
                 )
             ).run()
     except Exception as exc:
-        if is_unique_violation(exc) and (replay := await _stored(platform, record_key, digest)) is not None:
+        if (
+            is_unique_violation(exc)
+            and (replay := await _stored(platform, record_key, digest)) is not None
+        ):
             return replay
         raise
     await _sweep_now_and_then(platform)

@@ -16,4 +16,6 @@ from ecard.store.db import make_engine
 
 DB = make_engine(os.environ.get("ECARD_DATABASE_URL", "sqlite:///var/ecard.db"))
 
-APP_REGISTRY = AppRegistry(apps=[d.piccolo_app_module for d in DOMAINS if d.piccolo_app_module is not None])
+APP_REGISTRY = AppRegistry(
+    apps=[d.piccolo_app_module for d in DOMAINS if d.piccolo_app_module is not None]
+)

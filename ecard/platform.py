@@ -44,9 +44,9 @@ class Platform:
     def holder_token_key(self) -> bytes:
         """MAC key of holder access tokens, derived from the pseudonym key (which never rotates)
         by HKDF with its own label, so no new secret has to be generated and distributed."""
-        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"ecard-holder-access:v1").derive(
-            self.pseudonym_key
-        )
+        return HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"ecard-holder-access:v1"
+        ).derive(self.pseudonym_key)
 
     async def close(self) -> None:
         await self.store.close()
@@ -66,4 +66,6 @@ async def open_platform(settings: Settings, *, migrate: bool | None = None) -> P
         await engine.start_connection_pool(min_size=1, max_size=10)
     store = open_store(settings.redis_url, settings.redis_prefix)
     await store.store_started_at()  # mark when the store's contents begin (single-use codes)
-    return Platform(settings=settings, engine=engine, store=store, keys=KeyringSource(settings.keys_dir))
+    return Platform(
+        settings=settings, engine=engine, store=store, keys=KeyringSource(settings.keys_dir)
+    )

@@ -38,7 +38,9 @@ UNKNOWN = "unknown"
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _OBFUSCATED = re.compile(r"_[A-Za-z0-9._-]{1,63}")
 _PORT = re.compile(r"[0-9]{1,5}")
-_REG_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+_REG_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
 _SCHEMES = {"http", "https"}
 
 
@@ -85,7 +87,9 @@ def parse_trusted_proxies(text: str | Iterable[str]) -> TrustedProxies:
         try:
             networks.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
-            raise ValueError(f"{entry!r} is not an IP address or CIDR network (e.g. 10.0.0.1 or 10.0.0.0/8)") from None
+            raise ValueError(
+                f"{entry!r} is not an IP address or CIDR network (e.g. 10.0.0.1 or 10.0.0.0/8)"
+            ) from None
     return TrustedProxies(networks)
 
 
@@ -99,7 +103,9 @@ class Forwarded(NamedTuple):
     host: str | None
 
 
-def forwarded(peer: str | None, headers: Iterable[tuple[bytes, bytes]], trusted: TrustedProxies) -> Forwarded | None:
+def forwarded(
+    peer: str | None, headers: Iterable[tuple[bytes, bytes]], trusted: TrustedProxies
+) -> Forwarded | None:
     """What the forwarding headers of a request from ``peer`` say, or None when they are not to be
     read (``peer`` is not a trusted proxy) or say nothing.  ``headers`` are ASGI's (lower-case
     names, bytes).  Never raises on header content."""
@@ -128,7 +134,9 @@ def forwarded(peer: str | None, headers: Iterable[tuple[bytes, bytes]], trusted:
 # --- X-Forwarded-* ----------------------------------------------------------------------------
 
 
-def _from_x_forwarded(xff: list[str], protos: list[str], hosts: list[str], trusted: TrustedProxies) -> Forwarded | None:
+def _from_x_forwarded(
+    xff: list[str], protos: list[str], hosts: list[str], trusted: TrustedProxies
+) -> Forwarded | None:
     hops = [hop.strip() for line in xff for hop in line.split(",")]
     hops = [hop for hop in hops if hop]
     if not hops:
@@ -341,10 +349,22 @@ def split_host(host: str) -> tuple[str, int | None] | None:
         if not (_REG_NAME.fullmatch(name) or ip(name) is not None and "." in name):
             return None
     if rest:
-        if not rest.startswith(":") or not _PORT.fullmatch(rest[1:]) or not 0 < int(rest[1:]) <= 65535:
+        if (
+            not rest.startswith(":")
+            or not _PORT.fullmatch(rest[1:])
+            or not 0 < int(rest[1:]) <= 65535
+        ):
             return None
         port = int(rest[1:])
     return name, port
 
 
-__all__ = ["UNKNOWN", "Forwarded", "TrustedProxies", "forwarded", "parse_trusted_proxies", "split_host", "valid_host"]
+__all__ = [
+    "UNKNOWN",
+    "Forwarded",
+    "TrustedProxies",
+    "forwarded",
+    "parse_trusted_proxies",
+    "split_host",
+    "valid_host",
+]

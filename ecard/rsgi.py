@@ -122,7 +122,10 @@ class AsgiSend:
         body = message.get("body", b"")
         if self._stream is None:
             self.status = self._start["status"]
-            headers = [(bytes(name).decode("latin-1"), bytes(value).decode("latin-1")) for name, value in self._start.get("headers", ())]
+            headers = [
+                (bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
+                for name, value in self._start.get("headers", ())
+            ]
             if not message.get("more_body"):
                 self._protocol.response_bytes(self.status, headers, bytes(body))
                 return
@@ -169,7 +172,9 @@ class Lifespan:
         def ended(task: asyncio.Task[None]) -> None:
             if not started.done():
                 error = task.exception() if not task.cancelled() else None
-                started.set_exception(error or RuntimeError("the lifespan ended before startup completed"))
+                started.set_exception(
+                    error or RuntimeError("the lifespan ended before startup completed")
+                )
 
         scope: Scope = {"type": "lifespan", "asgi": ASGI_VERSION, "state": {}}  # type: ignore[typeddict-item]
         self._inbox.put_nowait({"type": "lifespan.startup"})

@@ -201,7 +201,9 @@ def _check_liveness_methods(settings: Settings) -> None:
 
     for region, methods in settings.liveness_methods.items():
         if region != "*" and not re.fullmatch(r"[1-9]\d{5}", region):
-            raise SettingsError(f"{PREFIX}LIVENESS_METHODS: {region!r} is neither a region code nor \"*\"")
+            raise SettingsError(
+                f'{PREFIX}LIVENESS_METHODS: {region!r} is neither a region code nor "*"'
+            )
         unknown = sorted(set(methods) - set(METHODS))
         if unknown:
             raise SettingsError(
@@ -230,7 +232,11 @@ def _check_public_url(settings: Settings, *, explicit: bool) -> None:
         logging.getLogger("ecard.settings").warning(
             "%sPUBLIC_URL is not set and %sHOST=%s is a wildcard bind: advertising %s (issuer, "
             "audiences); set %sPUBLIC_URL to the address clients use",
-            PREFIX, PREFIX, settings.host, settings.public_url, PREFIX,
+            PREFIX,
+            PREFIX,
+            settings.host,
+            settings.public_url,
+            PREFIX,
         )
 
 
@@ -239,7 +245,13 @@ def _check_urls(settings: Settings) -> None:
         raise SettingsError(
             f"{PREFIX}DATABASE_URL: expected sqlite:///PATH or postgresql://..., got a different scheme"
         )
-    if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+    if settings.redis_url and not settings.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
         raise SettingsError(f"{PREFIX}REDIS_URL: expected redis://, rediss:// or unix://")
-    if settings.ledger_rpc_url and not settings.ledger_rpc_url.startswith(("http://", "https://", "ws://", "wss://")):
-        raise SettingsError(f"{PREFIX}LEDGER_RPC_URL: expected an http(s):// or ws(s):// JSON-RPC URL")
+    if settings.ledger_rpc_url and not settings.ledger_rpc_url.startswith(
+        ("http://", "https://", "ws://", "wss://")
+    ):
+        raise SettingsError(
+            f"{PREFIX}LEDGER_RPC_URL: expected an http(s):// or ws(s):// JSON-RPC URL"
+        )

@@ -58,14 +58,18 @@ def runtime_closure(root: str = "ecard") -> set[str]:
         for line in requires:
             requirement = Requirement(line)
             environments = [{"extra": extra} for extra in extras] or [{"extra": ""}]
-            if requirement.marker is not None and not any(requirement.marker.evaluate(e) for e in environments):
+            if requirement.marker is not None and not any(
+                requirement.marker.evaluate(e) for e in environments
+            ):
                 continue
             needed.add(canonicalize_name(requirement.name))
             todo.append((requirement.name, frozenset(requirement.extras)))
     return needed - SKIP
 
 
-async def latest_and_advisories(http: httpx.AsyncClient, name: str) -> tuple[str, list[dict]] | None:
+async def latest_and_advisories(
+    http: httpx.AsyncClient, name: str
+) -> tuple[str, list[dict]] | None:
     try:
         response = await http.get(f"/pypi/{name}/json")
     except httpx.HTTPError:
@@ -105,7 +109,9 @@ async def audit(index: str, runtime_only: bool = False) -> tuple[list[str], list
             continue
         latest, advisories = answer
         if not same_version(version, latest):
-            unaudited.append(f"{name} {version}: not the latest release ({latest}); its advisories are not reachable here")
+            unaudited.append(
+                f"{name} {version}: not the latest release ({latest}); its advisories are not reachable here"
+            )
         elif advisories:
             ids = ", ".join(a.get("id", "?") for a in advisories)
             vulnerable.append(f"{name} {version}: {ids}")
@@ -115,15 +121,23 @@ async def audit(index: str, runtime_only: bool = False) -> tuple[list[str], list
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--index", default="https://pypi.org")
-    parser.add_argument("--strict", action="store_true", help="fail when a dependency could not be audited")
-    parser.add_argument("--runtime", action="store_true", help="only the service's run-time dependencies")
+    parser.add_argument(
+        "--strict", action="store_true", help="fail when a dependency could not be audited"
+    )
+    parser.add_argument(
+        "--runtime", action="store_true", help="only the service's run-time dependencies"
+    )
     args = parser.parse_args()
     vulnerable, clean, unaudited = asyncio.run(audit(args.index, runtime_only=args.runtime))
     total = len(vulnerable) + len(clean) + len(unaudited)
-    print(f"{total} installed distributions: {len(clean)} audited with no known advisory, "
-          f"{len(vulnerable)} with advisories, {len(unaudited)} not audited")
+    print(
+        f"{total} installed distributions: {len(clean)} audited with no known advisory, "
+        f"{len(vulnerable)} with advisories, {len(unaudited)} not audited"
+    )
     for title, lines in (("ADVISORIES", vulnerable), ("NOT AUDITED", unaudited)):
         if lines:
             print(f"\n{title}:")

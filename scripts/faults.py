@@ -47,10 +47,14 @@ sys.path.insert(0, str(ROOT))
 
 import load_mixed as lm  # noqa: E402
 
-PG_VERSION = " ".join(sorted(os.listdir("/etc/postgresql"))) if os.path.isdir("/etc/postgresql") else "15"
+PG_VERSION = (
+    " ".join(sorted(os.listdir("/etc/postgresql"))) if os.path.isdir("/etc/postgresql") else "15"
+)
 DEFAULT_PG_RESTART = f"pg_ctlcluster --skip-systemctl-redirect {PG_VERSION} main restart"
 DEFAULT_PG_START = f"pg_ctlcluster --skip-systemctl-redirect {PG_VERSION} main start"
-REDIS_START = 'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port {port} --save "" --appendonly no'
+REDIS_START = (
+    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port {port} --save "" --appendonly no'
+)
 
 
 def sh(command: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -101,18 +105,31 @@ class Faults:
         time.sleep(max(0.0, down + self.args.redis_outage - time.time()))
         started = sh(self.args.redis_start.format(port=port), 20)
         up = wait_until(lambda: redis_up(port), 20)
-        self.log(f"(a) Redis is back ({started.returncode}); ready {None if up is None else round(up - down, 1)} s after the stop")
-        return {"fault": "redis", "title": f"Redis stopped for {self.args.redis_outage:.0f} s (contents lost)",
-                "down": down, "up": up or time.time()}
+        self.log(
+            f"(a) Redis is back ({started.returncode}); ready {None if up is None else round(up - down, 1)} s after the stop"
+        )
+        return {
+            "fault": "redis",
+            "title": f"Redis stopped for {self.args.redis_outage:.0f} s (contents lost)",
+            "down": down,
+            "up": up or time.time(),
+        }
 
     def postgres(self) -> dict[str, Any]:
         self.log("(b) PostgreSQL: restart")
         down = time.time()
         result = sh(self.args.pg_restart, 120)
         up = wait_until(lambda: pg_up(self.args.database_url), 60)
-        self.log(f"(b) PostgreSQL restarted (rc {result.returncode}) in {None if up is None else round(up - down, 1)} s")
-        return {"fault": "postgres", "title": "PostgreSQL restarted", "down": down, "up": up or time.time(),
-                "detail": result.stderr.strip()[-300:]}
+        self.log(
+            f"(b) PostgreSQL restarted (rc {result.returncode}) in {None if up is None else round(up - down, 1)} s"
+        )
+        return {
+            "fault": "postgres",
+            "title": "PostgreSQL restarted",
+            "down": down,
+            "up": up or time.time(),
+            "detail": result.stderr.strip()[-300:],
+        }
 
     def chain(self) -> dict[str, Any]:
         assert self.env.chain is not None
@@ -123,7 +140,12 @@ class Faults:
         self.env.chain.start()
         up = time.time()
         self.log("(c) chain node started again on its state file")
-        return {"fault": "chain", "title": f"chain node (anvil) stopped for {self.args.chain_outage:.0f} s", "down": down, "up": up}
+        return {
+            "fault": "chain",
+            "title": f"chain node (anvil) stopped for {self.args.chain_outage:.0f} s",
+            "down": down,
+            "up": up,
+        }
 
 
 def window_report(samples: list[tuple], fault: dict[str, Any], after: float) -> dict[str, Any]:
@@ -149,14 +171,22 @@ def window_report(samples: list[tuple], fault: dict[str, Any], after: float) -> 
         "outage_seconds": round(up - down, 1),
         "requests_during": len(during),
         "outcomes_during_and_recovery": dict(statuses.most_common()),
-        "by_operation_during": {op: dict(c.most_common()) for op, c in sorted(by_op_during.items())},
+        "by_operation_during": {
+            op: dict(c.most_common()) for op, c in sorted(by_op_during.items())
+        },
         "last_success_after_stop_seconds": last_ok,
-        "503_with_retry_after": sum(1 for s in during + failing_after if s[3] == 503 and "no-retry-after" not in s[4]),
-        "503_without_retry_after": sum(1 for s in during + failing_after if s[3] == 503 and "no-retry-after" in s[4]),
+        "503_with_retry_after": sum(
+            1 for s in during + failing_after if s[3] == 503 and "no-retry-after" not in s[4]
+        ),
+        "503_without_retry_after": sum(
+            1 for s in during + failing_after if s[3] == 503 and "no-retry-after" in s[4]
+        ),
         "other_5xx": sum(1 for s in during + failing_after if s[3] >= 500 and s[3] != 503),
         "no_answer": sum(1 for s in during + failing_after if s[3] == 0),
         "recovery_seconds": 0.0 if last_failure is None else round(last_failure - up, 1),
-        "first_failure_after_stop_seconds": None if first_failure is None else round(first_failure - down, 1),
+        "first_failure_after_stop_seconds": None
+        if first_failure is None
+        else round(first_failure - down, 1),
     }
 
 
@@ -174,63 +204,105 @@ async def accounting(env: lm.Environment, facts: dict[str, Any], timeout: float)
     try:
         deadline = time.time() + timeout
         while True:
-            unrelayed = await connection.fetchval("SELECT count(*) FROM consent_event WHERE seq IS NULL")
+            unrelayed = await connection.fetchval(
+                "SELECT count(*) FROM consent_event WHERE seq IS NULL"
+            )
             top = await connection.fetchval("SELECT max(seq) FROM ledger_entry")
             sealed = await connection.fetchval("SELECT max(tree_size) FROM ledger_block") or 0
-            unanchored = await connection.fetchval("SELECT count(*) FROM ledger_anchor WHERE status <> 'confirmed'")
+            unanchored = await connection.fetchval(
+                "SELECT count(*) FROM ledger_anchor WHERE status <> 'confirmed'"
+            )
             blocks = await connection.fetchval("SELECT count(*) FROM ledger_block")
             anchors = await connection.fetchval("SELECT count(*) FROM ledger_anchor")
-            caught_up = unrelayed == 0 and (top is None or sealed > top) and unanchored == 0 and anchors == blocks
+            caught_up = (
+                unrelayed == 0
+                and (top is None or sealed > top)
+                and unanchored == 0
+                and anchors == blocks
+            )
             if caught_up or time.time() > deadline:
                 break
             await asyncio.sleep(1)
-        rows = await connection.fetch("SELECT id, status FROM consent WHERE id = any($1::text[])", grants)
+        rows = await connection.fetch(
+            "SELECT id, status FROM consent WHERE id = any($1::text[])", grants
+        )
         status = {r["id"]: r["status"] for r in rows}
         missing_grants = [g for g in grants if status.get(g) != "granted"]
         events = await connection.fetch(
             "SELECT e.consent, e.event, e.seq, (le.seq IS NOT NULL) AS in_log FROM consent_event e "
-            "LEFT JOIN ledger_entry le ON le.seq = e.seq WHERE e.consent = any($1::text[])", grants)
+            "LEFT JOIN ledger_entry le ON le.seq = e.seq WHERE e.consent = any($1::text[])",
+            grants,
+        )
         granted_in_log = {r["consent"] for r in events if r["event"] == "granted" and r["in_log"]}
-        accessed_in_log = Counter(r["consent"] for r in events if r["event"] == "accessed" and r["in_log"])
+        accessed_in_log = Counter(
+            r["consent"] for r in events if r["event"] == "accessed" and r["in_log"]
+        )
         missing_grant_entries = [g for g in grants if g not in granted_in_log]
-        missing_access_entries = sum(max(0, n - accessed_in_log.get(g, 0)) for g, n in reads.items())
-        unsealed = await connection.fetchval("SELECT count(*) FROM ledger_entry WHERE seq >= $1", sealed)
-        stored = await connection.fetch("SELECT record_key FROM terminal_record WHERE record_key = any($1::text[])", records)
+        missing_access_entries = sum(
+            max(0, n - accessed_in_log.get(g, 0)) for g, n in reads.items()
+        )
+        unsealed = await connection.fetchval(
+            "SELECT count(*) FROM ledger_entry WHERE seq >= $1", sealed
+        )
+        stored = await connection.fetch(
+            "SELECT record_key FROM terminal_record WHERE record_key = any($1::text[])", records
+        )
         missing_records = len(records) - len(stored)
-        chain_rows = await connection.fetch("SELECT status, count(*) AS n FROM ledger_anchor GROUP BY status")
+        chain_rows = await connection.fetch(
+            "SELECT status, count(*) AS n FROM ledger_anchor GROUP BY status"
+        )
     finally:
         await connection.close()
     async with httpx.AsyncClient(base_url=env.base_url, timeout=120) as http:
         token = lm.operator_token(env.base_url, env.actors)
-        audit = (await http.get("/ledger/v1/audit", headers={"Authorization": f"Bearer {token}"})).json()
+        audit = (
+            await http.get("/ledger/v1/audit", headers={"Authorization": f"Bearer {token}"})
+        ).json()
     return {
         "caught_up": caught_up,
-        "grants_told_approved": len(grants), "grants_missing": len(missing_grants),
-        "reads_told_served": sum(reads.values()), "access_entries_missing": missing_access_entries,
+        "grants_told_approved": len(grants),
+        "grants_missing": len(missing_grants),
+        "reads_told_served": sum(reads.values()),
+        "access_entries_missing": missing_access_entries,
         "grant_entries_missing_from_ledger": len(missing_grant_entries),
-        "ledger_entries": top + 1 if top is not None else 0, "ledger_entries_unsealed": unsealed,
-        "blocks": blocks, "anchors": {r["status"]: r["n"] for r in chain_rows}, "blocks_without_anchor_row": blocks - anchors,
-        "terminal_records_told_stored": len(records), "terminal_records_missing": missing_records,
+        "ledger_entries": top + 1 if top is not None else 0,
+        "ledger_entries_unsealed": unsealed,
+        "blocks": blocks,
+        "anchors": {r["status"]: r["n"] for r in chain_rows},
+        "blocks_without_anchor_row": blocks - anchors,
+        "terminal_records_told_stored": len(records),
+        "terminal_records_missing": missing_records,
         "audit": audit,
     }
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["redis", "postgres", "chain"], action="append", help="run only these faults")
+    parser.add_argument(
+        "--only",
+        choices=["redis", "postgres", "chain"],
+        action="append",
+        help="run only these faults",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=12)
     parser.add_argument("--warmup", type=float, default=15)
-    parser.add_argument("--settle", type=float, default=25, help="load seconds after each fault before the next")
+    parser.add_argument(
+        "--settle", type=float, default=25, help="load seconds after each fault before the next"
+    )
     parser.add_argument("--redis-outage", type=float, default=20)
     parser.add_argument("--chain-outage", type=float, default=60)
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis-port", type=int, default=6379)
     parser.add_argument("--redis-db", type=int, default=12)
-    parser.add_argument("--redis-start", default=REDIS_START, help="command that starts Redis ({port} is replaced)")
+    parser.add_argument(
+        "--redis-start", default=REDIS_START, help="command that starts Redis ({port} is replaced)"
+    )
     parser.add_argument("--pg-restart", default=DEFAULT_PG_RESTART)
-    parser.add_argument("--pg-start", default=DEFAULT_PG_START, help="run at the end if PostgreSQL is down")
+    parser.add_argument(
+        "--pg-start", default=DEFAULT_PG_START, help="run at the end if PostgreSQL is down"
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: none)")
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/FAULTS.md")
     args = parser.parse_args()
@@ -247,7 +319,9 @@ def restore(args: argparse.Namespace) -> list[str]:
         notes.append(f"Redis was down at the end; started: {redis_up(args.redis_port)}")
     if not pg_up(args.database_url):
         sh(args.pg_start, 120)
-        notes.append(f"PostgreSQL was down at the end; started: {wait_until(lambda: pg_up(args.database_url), 60) is not None}")
+        notes.append(
+            f"PostgreSQL was down at the end; started: {wait_until(lambda: pg_up(args.database_url), 60) is not None}"
+        )
     return notes
 
 
@@ -267,12 +341,16 @@ def main() -> int:
     result: dict[str, Any] = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     restore_notes: list[str] = []
     try:
-        with lm.environment(args, holders=args.clients * args.concurrency, terminals=args.clients, tag="faults") as env:
+        with lm.environment(
+            args, holders=args.clients * args.concurrency, terminals=args.clients, tag="faults"
+        ) as env:
             env.start_server(args.workers)
             faults = Faults(args, env)
             load = lm.LoadRun(env, args.clients, args.concurrency, total, 10_000_000)
             load.start()
-            faults.log(f"load started: {args.clients}x{args.concurrency} virtual users for {total:.0f} s; warm-up {args.warmup:.0f} s")
+            faults.log(
+                f"load started: {args.clients}x{args.concurrency} virtual users for {total:.0f} s; warm-up {args.warmup:.0f} s"
+            )
             time.sleep(args.warmup)
             done = []
             for name in faults_to_run:
@@ -281,7 +359,13 @@ def main() -> int:
             results = load.join()
             faults.log("load finished; accounting")
             samples = sorted((s for r in results for s in r["samples"]), key=lambda s: s[0])
-            facts: dict[str, Any] = {"grants": [], "reads": [], "terminal_records": [], "represented": [], "held": []}
+            facts: dict[str, Any] = {
+                "grants": [],
+                "reads": [],
+                "terminal_records": [],
+                "represented": [],
+                "held": [],
+            }
             counters = Counter()
             for r in results:
                 for key in facts:
@@ -292,41 +376,74 @@ def main() -> int:
             reports = [window_report(samples, f, args.settle) for f in done]
             for fault, report in zip(done, reports):
                 if fault["fault"] == "redis":
-                    before = [x for x in facts["represented"] if x[0] < fault["down"] and x[1] > fault["up"]]
+                    before = [
+                        x
+                        for x in facts["represented"]
+                        if x[0] < fault["down"] and x[1] > fault["up"]
+                    ]
                     held = [x for x in facts["held"] if x[0] < fault["down"] and x[1] > fault["up"]]
-                    report["codes_accepted_before_presented_after"] = dict(Counter(x[2] for x in before))
-                    report["codes_fetched_before_first_presented_after"] = dict(Counter(x[2] for x in held))
+                    report["codes_accepted_before_presented_after"] = dict(
+                        Counter(x[2] for x in before)
+                    )
+                    report["codes_fetched_before_first_presented_after"] = dict(
+                        Counter(x[2] for x in held)
+                    )
             pg_rc = [f.get("detail") for f in done if f["fault"] == "postgres"]
             account = asyncio.run(accounting(env, facts, timeout=120))
-            result.update({
-                "config": {"workers": args.workers, "virtual_users": args.clients * args.concurrency,
-                           "database": "PostgreSQL", "store": "Redis", "chain": "anvil (state file)",
-                           "warmup_s": args.warmup, "settle_s": args.settle},
-                "faults": reports,
-                "codes": {"pairs_presented": counters["code_pairs"], "double_acceptances": counters["double_acceptances"],
-                          "represented": len(facts["represented"]),
-                          "represented_outcomes": dict(Counter(x[2] for x in facts["represented"]))},
-                "wrong_answers": wrong[:50], "wrong_answer_count": len(wrong),
-                "other_5xx_total": sum(1 for s in samples if s[3] >= 500 and s[3] != 503),
-                "503_without_retry_after_total": counters["no_retry_after"],
-                "accounting": account,
-                "server_error_log": env.server_errors(),
-                "pg_restart_output": pg_rc,
-                "totals": {"requests": len(samples), "ok": sum(1 for s in samples if 0 < s[3] < 400)},
-            })
+            result.update(
+                {
+                    "config": {
+                        "workers": args.workers,
+                        "virtual_users": args.clients * args.concurrency,
+                        "database": "PostgreSQL",
+                        "store": "Redis",
+                        "chain": "anvil (state file)",
+                        "warmup_s": args.warmup,
+                        "settle_s": args.settle,
+                    },
+                    "faults": reports,
+                    "codes": {
+                        "pairs_presented": counters["code_pairs"],
+                        "double_acceptances": counters["double_acceptances"],
+                        "represented": len(facts["represented"]),
+                        "represented_outcomes": dict(Counter(x[2] for x in facts["represented"])),
+                    },
+                    "wrong_answers": wrong[:50],
+                    "wrong_answer_count": len(wrong),
+                    "other_5xx_total": sum(1 for s in samples if s[3] >= 500 and s[3] != 503),
+                    "503_without_retry_after_total": counters["no_retry_after"],
+                    "accounting": account,
+                    "server_error_log": env.server_errors(),
+                    "pg_restart_output": pg_rc,
+                    "totals": {
+                        "requests": len(samples),
+                        "ok": sum(1 for s in samples if 0 < s[3] < 400),
+                    },
+                }
+            )
     finally:
         restore_notes = restore(args)
         if restore_notes:
             print("restored: " + "; ".join(restore_notes), flush=True)
     result["restore_notes"] = restore_notes
-    data_lost = (result["accounting"]["grants_missing"] + result["accounting"]["access_entries_missing"]
-                 + result["accounting"]["grant_entries_missing_from_ledger"] + result["accounting"]["terminal_records_missing"]
-                 + result["accounting"]["ledger_entries_unsealed"] + result["accounting"]["blocks_without_anchor_row"]
-                 + sum(v for k, v in result["accounting"]["anchors"].items() if k != "confirmed"))
+    data_lost = (
+        result["accounting"]["grants_missing"]
+        + result["accounting"]["access_entries_missing"]
+        + result["accounting"]["grant_entries_missing_from_ledger"]
+        + result["accounting"]["terminal_records_missing"]
+        + result["accounting"]["ledger_entries_unsealed"]
+        + result["accounting"]["blocks_without_anchor_row"]
+        + sum(v for k, v in result["accounting"]["anchors"].items() if k != "confirmed")
+    )
     result["data_lost"] = data_lost
-    result["passed"] = (data_lost == 0 and result["codes"]["double_acceptances"] == 0 and result["wrong_answer_count"] == 0
-                        and result["other_5xx_total"] == 0 and result["503_without_retry_after_total"] == 0
-                        and bool(result["accounting"]["audit"].get("ok")))
+    result["passed"] = (
+        data_lost == 0
+        and result["codes"]["double_acceptances"] == 0
+        and result["wrong_answer_count"] == 0
+        and result["other_5xx_total"] == 0
+        and result["503_without_retry_after_total"] == 0
+        and bool(result["accounting"]["audit"].get("ok"))
+    )
     if args.out:  # before rendering, so the figures survive a rendering bug
         args.out.write_text(json.dumps(result, ensure_ascii=False, indent=2, default=str))
     text = render(result)
@@ -363,21 +480,38 @@ def render(result: dict[str, Any]) -> str:
             f"{f['503_without_retry_after']} | {f['other_5xx']} | {f['no_answer']} | "
             f"{'-' if f['first_failure_after_stop_seconds'] is None else str(f['first_failure_after_stop_seconds']) + ' s'} | {f['recovery_seconds']} s |"
         )
-    lines += ["", "Outage: from the stop command to the dependency answering again (polled every 0.2 s). Recovery: seconds",
-              "from then until the last failed request (0: the first requests after it already succeeded).", ""]
+    lines += [
+        "",
+        "Outage: from the stop command to the dependency answering again (polled every 0.2 s). Recovery: seconds",
+        "from then until the last failed request (0: the first requests after it already succeeded).",
+        "",
+    ]
     for f in result["faults"]:
-        lines += [f"### {f['title']}", "", "Outcomes during the outage and the recovery window: "
-                  + ", ".join(f"{k}: {v}" for k, v in f["outcomes_during_and_recovery"].items()), "",
-                  "| operation | during the outage | last success after the stop |", "| --- | --- | ---: |"]
+        lines += [
+            f"### {f['title']}",
+            "",
+            "Outcomes during the outage and the recovery window: "
+            + ", ".join(f"{k}: {v}" for k, v in f["outcomes_during_and_recovery"].items()),
+            "",
+            "| operation | during the outage | last success after the stop |",
+            "| --- | --- | ---: |",
+        ]
         for op, outcomes in f["by_operation_during"].items():
             last = f["last_success_after_stop_seconds"].get(op)
-            lines.append(f"| {op} | " + ", ".join(f"{k}: {v}" for k, v in outcomes.items())
-                         + f" | {'-' if last is None else str(last) + ' s'} |")
+            lines.append(
+                f"| {op} | "
+                + ", ".join(f"{k}: {v}" for k, v in outcomes.items())
+                + f" | {'-' if last is None else str(last) + ' s'} |"
+            )
         if "codes_accepted_before_presented_after" in f:
-            lines += ["", "Codes accepted before Redis stopped and presented again after it came back (empty): "
-                      + (json.dumps(f["codes_accepted_before_presented_after"]) or "{}")
-                      + "; codes fetched before and first presented after: "
-                      + json.dumps(f["codes_fetched_before_first_presented_after"]) + "."]
+            lines += [
+                "",
+                "Codes accepted before Redis stopped and presented again after it came back (empty): "
+                + (json.dumps(f["codes_accepted_before_presented_after"]) or "{}")
+                + "; codes fetched before and first presented after: "
+                + json.dumps(f["codes_fetched_before_first_presented_after"])
+                + ".",
+            ]
         lines.append("")
     lines += [
         "## Single use of codes",
@@ -398,7 +532,12 @@ def render(result: dict[str, Any]) -> str:
         f"Ledger: {acc['ledger_entries']} entries, {acc['ledger_entries_unsealed']} unsealed; {acc['blocks']} blocks, "
         f"anchors by status {json.dumps(acc['anchors'])}, blocks without an anchor job: {acc['blocks_without_anchor_row']}; "
         f"caught up: {acc['caught_up']}. Full audit (`GET /ledger/v1/audit`, every entry, block and chain anchor): "
-        f"ok = {acc['audit'].get('ok')}" + (f", {json.dumps(acc['audit'].get('audit', {}), ensure_ascii=False)[:600]}" if acc['audit'] else ""),
+        f"ok = {acc['audit'].get('ok')}"
+        + (
+            f", {json.dumps(acc['audit'].get('audit', {}), ensure_ascii=False)[:600]}"
+            if acc["audit"]
+            else ""
+        ),
         "",
         "The chain node keeps its state in a file (`anvil --state`), so after the restart it is the same chain with the",
         "same contract and earlier anchors; anchoring jobs queued while it was down are sent when it returns.",
@@ -421,11 +560,18 @@ def render(result: dict[str, Any]) -> str:
         "  anchored, in order, once the node is back; the audit then checks every anchor against the chain.",
     ]
     if result["wrong_answers"]:
-        lines += ["", "## Wrong answers (first 20)", ""] + [f"- {w}" for w in result["wrong_answers"][:20]]
+        lines += ["", "## Wrong answers (first 20)", ""] + [
+            f"- {w}" for w in result["wrong_answers"][:20]
+        ]
     if result["server_error_log"]:
-        lines += ["", "## Errors in the server log (first 10)", "",
-                  "Background tasks (outbox relay, sealer, anchor worker) log a failed pass and retry it on the next tick;",
-                  "a request never got a 500 unless the table above says so.", ""] + [f"- `{l[:300]}`" for l in result["server_error_log"][:10]]
+        lines += [
+            "",
+            "## Errors in the server log (first 10)",
+            "",
+            "Background tasks (outbox relay, sealer, anchor worker) log a failed pass and retry it on the next tick;",
+            "a request never got a 500 unless the table above says so.",
+            "",
+        ] + [f"- `{l[:300]}`" for l in result["server_error_log"][:10]]
     if result.get("restore_notes"):
         lines += ["", "Restored at the end: " + "; ".join(result["restore_notes"])]
     return "\n".join(lines)

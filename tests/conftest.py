@@ -17,7 +17,9 @@ import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
-POSTGRES_URL = os.environ.get("ECARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "ECARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("ECARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
@@ -34,7 +36,9 @@ def require(available: bool, what: str, how: str) -> None:
 def port_open(url: str, default_port: int) -> bool:
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), 1):
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), 1
+        ):
             return True
     except OSError:
         return False
@@ -114,7 +118,9 @@ def migrated_postgres_template(postgres_server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture()
-def migrated_postgres_url(postgres_server_url: str, migrated_postgres_template: str) -> Iterator[str]:
+def migrated_postgres_url(
+    postgres_server_url: str, migrated_postgres_template: str
+) -> Iterator[str]:
     """A new PostgreSQL database with the schema in place (the service's own migrations), for one
     test, dropped afterwards."""
     name = f"ecard_t_{uuid.uuid4().hex[:12]}"
@@ -134,6 +140,8 @@ def cheap_password_hashing() -> Iterator[None]:
     from ecard.crypto import passwords
 
     production = passwords._HASHER
-    passwords._HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1, hash_len=32, salt_len=16, type=Type.ID)
+    passwords._HASHER = PasswordHasher(
+        time_cost=1, memory_cost=1024, parallelism=1, hash_len=32, salt_len=16, type=Type.ID
+    )
     yield
     passwords._HASHER = production

@@ -32,7 +32,11 @@ from ecard.offline import (
 )
 from ecard.offline.es256 import public_key_from_jwk
 
-LIST_PATHS = {"root": "/offline/v1/root-key", "trust": "/offline/v1/trust-list", "revocations": "/offline/v1/revocations"}
+LIST_PATHS = {
+    "root": "/offline/v1/root-key",
+    "trust": "/offline/v1/trust-list",
+    "revocations": "/offline/v1/revocations",
+}
 
 
 class Unusable(Exception):
@@ -82,7 +86,9 @@ def _source(path: str | None, server: str | None, which: str) -> str:
             raise Unusable(f"cannot read {path}: {exc}") from None
     if server:
         return _fetch(server, which)
-    raise Unusable(f"give --{'revocation-list' if which == 'revocations' else which + '-list'} FILE or --server URL")
+    raise Unusable(
+        f"give --{'revocation-list' if which == 'revocations' else which + '-list'} FILE or --server URL"
+    )
 
 
 def _root_key(args: argparse.Namespace) -> ec.EllipticCurvePublicKey:
@@ -102,14 +108,21 @@ def check(args: argparse.Namespace, now: int) -> dict:
     text = read_input(args.code)
     root = _root_key(args)
     try:
-        trust = load_trust_list(_source(args.trust_list, args.server, "trust"), root, now, skew_seconds=args.skew)
+        trust = load_trust_list(
+            _source(args.trust_list, args.server, "trust"), root, now, skew_seconds=args.skew
+        )
         revocations = load_revocation_list(
-            _source(args.revocation_list, args.server, "revocations"), root, now, skew_seconds=args.skew
+            _source(args.revocation_list, args.server, "revocations"),
+            root,
+            now,
+            skew_seconds=args.skew,
         )
     except OfflineError as exc:
         raise Unusable(f"the lists were refused: {exc}") from None
     if text.count(".") == 2 and not text.startswith("EC"):  # a compact JWS: the e-license
-        found: ElicenseResult | VerificationResult = verify_elicense(text, trust, revocations, now, args.skew)
+        found: ElicenseResult | VerificationResult = verify_elicense(
+            text, trust, revocations, now, args.skew
+        )
         kind = "elicense"
     else:
         found = verify(text, trust, revocations, now, args.skew, usages=(Usage(args.usage),))
@@ -123,7 +136,9 @@ def check(args: argparse.Namespace, now: int) -> dict:
         "kind": kind,
         "reason": None if found.reason is None else reason,
         "message": reason_message(reason),
-        "issuer": {"region": found.issuer.region, "name": found.issuer.issuer_name} if found.issuer else None,
+        "issuer": {"region": found.issuer.region, "name": found.issuer.issuer_name}
+        if found.issuer
+        else None,
         "claims": shown,
         "checked_at": now,
     }
@@ -155,13 +170,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("code", metavar="CODE_OR_IMAGE", help="the code text, an image file with the QR, or - for stdin")
-    parser.add_argument("--server", help="fetch the lists (and, unless --root-key, the root key) from this platform URL")
-    parser.add_argument("--root-key", help="the platform root public key, a JWK file (as /offline/v1/root-key serves)")
-    parser.add_argument("--trust-list", help="a signed trust list file (as /offline/v1/trust-list serves)")
-    parser.add_argument("--revocation-list", help="a signed revocation list file (as /offline/v1/revocations serves)")
-    parser.add_argument("--skew", type=int, default=DEFAULT_SKEW_SECONDS, help="clock-skew allowance in seconds")
-    parser.add_argument("--usage", type=int, choices=[u.value for u in Usage], default=Usage.SHOW.value,
-                        help="the code usage this verifier accepts (1 show, 2 terminal, 3 login)")
+    parser.add_argument(
+        "code",
+        metavar="CODE_OR_IMAGE",
+        help="the code text, an image file with the QR, or - for stdin",
+    )
+    parser.add_argument(
+        "--server",
+        help="fetch the lists (and, unless --root-key, the root key) from this platform URL",
+    )
+    parser.add_argument(
+        "--root-key",
+        help="the platform root public key, a JWK file (as /offline/v1/root-key serves)",
+    )
+    parser.add_argument(
+        "--trust-list", help="a signed trust list file (as /offline/v1/trust-list serves)"
+    )
+    parser.add_argument(
+        "--revocation-list",
+        help="a signed revocation list file (as /offline/v1/revocations serves)",
+    )
+    parser.add_argument(
+        "--skew", type=int, default=DEFAULT_SKEW_SECONDS, help="clock-skew allowance in seconds"
+    )
+    parser.add_argument(
+        "--usage",
+        type=int,
+        choices=[u.value for u in Usage],
+        default=Usage.SHOW.value,
+        help="the code usage this verifier accepts (1 show, 2 terminal, 3 login)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=cmd_verify)

@@ -40,7 +40,12 @@ NO_STORE_JSON = json_headers(NO_STORE)
 JOSE = "application/jose"
 LIST_MAX_AGE = 60
 IMAGE_RESPONSES = {
-    200: ResponseSpec(bytes, media_type="image/*", description="PNG (default) or SVG (format=svg)", generate_examples=False)
+    200: ResponseSpec(
+        bytes,
+        media_type="image/*",
+        description="PNG (default) or SVG (format=svg)",
+        generate_examples=False,
+    )
 }
 VERIFIER_LOGINS_PER_IP = (300, 30)  # window seconds, attempts
 
@@ -63,8 +68,12 @@ async def provide_codes(state: State) -> CodeService:
     return code_service(state)
 
 
-async def provide_code_holder(request: Request, codes: NamedDependency[CodeService]) -> HolderPrincipal:
-    return await authenticate_holder(codes.platform, request.headers.get("authorization"), dpop_context(request))
+async def provide_code_holder(
+    request: Request, codes: NamedDependency[CodeService]
+) -> HolderPrincipal:
+    return await authenticate_holder(
+        codes.platform, request.headers.get("authorization"), dpop_context(request)
+    )
 
 
 async def verifier_of(codes: CodeService, authorization: str | None) -> ClientPrincipal:
@@ -90,7 +99,9 @@ async def issue_code(
     return JsonReply(await codes.issue_code(holder), 201, NO_STORE_JSON)
 
 
-async def verify_code(state: State, authorization: str | None, body: bytes | schemas.VerifyRequest) -> JsonReply:
+async def verify_code(
+    state: State, authorization: str | None, body: bytes | schemas.VerifyRequest
+) -> JsonReply:
     """The caller is authenticated before its body is read: a stranger learns nothing of it."""
     codes = code_service(state)
     verifier = await verifier_of(codes, authorization)
@@ -114,11 +125,15 @@ HOT_ROUTES = {
 }
 
 
-async def provide_page_login(request: Request, platform: NamedDependency[Platform]) -> ClientPrincipal:
+async def provide_page_login(
+    request: Request, platform: NamedDependency[Platform]
+) -> ClientPrincipal:
     """The verifier's credentials from the page.  A refusal carries no ``WWW-Authenticate``
     challenge: browsers answer one to ``fetch`` with their own login dialog, over the page."""
     try:
-        return await authenticate_client(platform, request.headers.get("authorization"), {"verifier"})
+        return await authenticate_client(
+            platform, request.headers.get("authorization"), {"verifier"}
+        )
     except AppError as refusal:
         refusal.headers.pop("WWW-Authenticate", None)
         raise
@@ -135,13 +150,21 @@ class HolderCodeController(Controller):
     @post(
         "/codes",
         status_code=201,
-        responses={201: ResponseSpec(schemas.CodeIssued, description="The code; show it until refresh_at")},
+        responses={
+            201: ResponseSpec(schemas.CodeIssued, description="The code; show it until refresh_at")
+        },
         summary="A fresh dynamic code (JSON): show until refresh_at",
     )
     async def issue(self, request: Request) -> ASGIApp:
-        return await issue_code(request.app.state, request.headers.get("authorization"), dpop=dpop_context(request))
+        return await issue_code(
+            request.app.state, request.headers.get("authorization"), dpop=dpop_context(request)
+        )
 
-    @get("/codes/qr", responses=IMAGE_RESPONSES, summary="A fresh dynamic code as a QR image (PNG or SVG)")
+    @get(
+        "/codes/qr",
+        responses=IMAGE_RESPONSES,
+        summary="A fresh dynamic code as a QR image (PNG or SVG)",
+    )
     async def image(
         self,
         codes: NamedDependency[CodeService],
@@ -217,7 +240,12 @@ class VerifierController(Controller):
     @post(
         "/verifications",
         status_code=200,
-        responses={200: ResponseSpec(schemas.VerificationResult, description="Valid with the entitled fields, or a reason")},
+        responses={
+            200: ResponseSpec(
+                schemas.VerificationResult,
+                description="Valid with the entitled fields, or a reason",
+            )
+        },
         summary="Verify a scanned code online: valid with the entitled fields, or a reason",
     )
     async def verify(self, request: Request, data: JSONBody[schemas.VerifyRequest]) -> ASGIApp:
@@ -237,7 +265,11 @@ class OfflineKitController(Controller):
         body = {**public_jwk(root.public_key()), "kid": root.kid, "alg": "ES256", "use": "sig"}
         return etagged(request, msgspec.json.encode(body), max_age=3600)
 
-    @get("/trust-list", media_type=JOSE, summary="The signed trust list: every issuer's code-signing keys")
+    @get(
+        "/trust-list",
+        media_type=JOSE,
+        summary="The signed trust list: every issuer's code-signing keys",
+    )
     async def trust_list(self, request: Request, codes: NamedDependency[CodeService]) -> Response:
         await codes.publisher.federation.refresh()
         token = codes.publisher.trust_list_token()
@@ -248,21 +280,33 @@ class OfflineKitController(Controller):
         token = await codes.publisher.revocation_list_token()
         return etagged(request, token.encode(), max_age=LIST_MAX_AGE, media_type=JOSE)
 
-    @get("/revocations/{version:int}", media_type=JOSE, summary="The signed revocation list as it was at a version")
+    @get(
+        "/revocations/{version:int}",
+        media_type=JOSE,
+        summary="The signed revocation list as it was at a version",
+    )
     async def revocations_at(
         self, request: Request, version: FromPath[int], codes: NamedDependency[CodeService]
     ) -> Response:
         token = await codes.publisher.revocation_list_token(version)
         return etagged(request, token.encode(), max_age=LIST_MAX_AGE, media_type=JOSE)
 
-    @get("/revocations/delta", media_type=JOSE, summary="The signed delta from a version to the latest")
+    @get(
+        "/revocations/delta",
+        media_type=JOSE,
+        summary="The signed delta from a version to the latest",
+    )
     async def revocation_delta(
         self, request: Request, from_version: Version, codes: NamedDependency[CodeService]
     ) -> Response:
         token = await codes.publisher.revocation_delta_token(from_version)
         return etagged(request, token.encode(), max_age=LIST_MAX_AGE, media_type=JOSE)
 
-    @get("/package", media_type=JOSE, summary="The signed offline package for terminals (lists + limits)")
+    @get(
+        "/package",
+        media_type=JOSE,
+        summary="The signed offline package for terminals (lists + limits)",
+    )
     async def package(self, request: Request, codes: NamedDependency[CodeService]) -> Response:
         await codes.publisher.federation.refresh()
         token = await codes.publisher.offline_package_token()
@@ -283,5 +327,7 @@ CONTROLLERS: list = [
     VerifierController,
     OfflineKitController,
     VerifierPageController,
-    create_static_files_router(path="/verifier/static", directories=[STATIC_DIR], include_in_schema=False),
+    create_static_files_router(
+        path="/verifier/static", directories=[STATIC_DIR], include_in_schema=False
+    ),
 ]

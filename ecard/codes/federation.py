@@ -87,7 +87,11 @@ class Federation:
     async def refresh(self, force: bool = False) -> None:
         """Fetch the trust lists that are due; a peer that cannot be reached keeps its last list."""
         now = time.monotonic()
-        due = [s for s in self._states if force or now - s.checked_at >= (REFRESH_SECONDS if s.version else RETRY_SECONDS)]
+        due = [
+            s
+            for s in self._states
+            if force or now - s.checked_at >= (REFRESH_SECONDS if s.version else RETRY_SECONDS)
+        ]
         if not due:
             return
         async with self._lock:
@@ -103,10 +107,16 @@ class Federation:
             response = await self._client().get(f"{peer.url.rstrip('/')}/offline/v1/trust-list")
             response.raise_for_status()
             store = load_trust_list(
-                response.text, public_key_from_jwk(peer.root_key), int(time.time()), held_version=state.version
+                response.text,
+                public_key_from_jwk(peer.root_key),
+                int(time.time()),
+                held_version=state.version,
             )
         except (httpx.HTTPError, OfflineError, ValueError) as error:
-            log.warning("peer trust list not refreshed", extra={"peer": peer.url, "error": type(error).__name__})
+            log.warning(
+                "peer trust list not refreshed",
+                extra={"peer": peer.url, "error": type(error).__name__},
+            )
             return
         keys = [key for key in store.content.keys if key.region in peer.regions]
         if keys != state.keys:
@@ -124,7 +134,10 @@ class Federation:
         except httpx.HTTPError:
             raise AppError("peer_unavailable", headers={"Retry-After": "5"}) from None
         if response.status_code != 200:
-            log.warning("peer refused a routed verification", extra={"peer": peer.url, "status": response.status_code})
+            log.warning(
+                "peer refused a routed verification",
+                extra={"peer": peer.url, "status": response.status_code},
+            )
             raise AppError("peer_unavailable", headers={"Retry-After": "5"})
         try:
             return msgspec.json.decode(response.content, type=PeerVerification)

@@ -59,12 +59,19 @@ class CodeSigner:
             raise ValueError("these claims name another key or region than this signer's")
         return self._sign_body(encode_body(claims))
 
-    def template(self, *, pseudonym: bytes, masked_name: str, card_last4: str, lifetime: int, usage: Usage) -> BodyTemplate:
+    def template(
+        self, *, pseudonym: bytes, masked_name: str, card_last4: str, lifetime: int, usage: Usage
+    ) -> BodyTemplate:
         """A card's codes with this key, checked once (see :meth:`sign_from`)."""
         return BodyTemplate(
             self.claims(
-                pseudonym=pseudonym, serial=0, issued_at=0, masked_name=masked_name,
-                card_last4=card_last4, lifetime=lifetime, usage=usage,
+                pseudonym=pseudonym,
+                serial=0,
+                issued_at=0,
+                masked_name=masked_name,
+                card_last4=card_last4,
+                lifetime=lifetime,
+                usage=usage,
             )
         )
 

@@ -95,8 +95,14 @@ HISTORY_COLUMNS = (
     CodeVerification.result,
 )
 
+
 def _history_row(
-    verifier: str, card: str | None, pseudonym: str | None, code_id: str | None, region: str | None, result: str
+    verifier: str,
+    card: str | None,
+    pseudonym: str | None,
+    code_id: str | None,
+    region: str | None,
+    result: str,
 ) -> tuple:
     """A verification record, in the order of :data:`HISTORY_COLUMNS`, stamped now."""
     return (dt.datetime.now(dt.UTC), verifier, card, pseudonym, code_id, region, result)
@@ -125,7 +131,10 @@ REASON_MESSAGES: dict[str, tuple[str, str]] = {
     Reason.STALE_TRUST_LIST: ("信任列表已过期", "The trust list is stale"),
     Reason.STALE_REVOCATION_LIST: ("黑名单已过期", "The revocation list is stale"),
     ALREADY_USED: ("二维码已被使用", "The code was already used"),
-    CARD_NOT_ACTIVE: ("社保卡状态异常（挂失、冻结或注销）", "The card is not active (lost, frozen or cancelled)"),
+    CARD_NOT_ACTIVE: (
+        "社保卡状态异常（挂失、冻结或注销）",
+        "The card is not active (lost, frozen or cancelled)",
+    ),
     UNKNOWN_CARD: ("未找到该卡", "No card for this code"),
 }
 
@@ -170,11 +179,19 @@ class CodeService:
     platform: Platform
     publisher: TrustPublisher = field(init=False)
     _signers: dict[str, CodeSigner] = field(default_factory=dict)  # by key id
-    _region_signers: dict[str, tuple[Keyring, CodeSigner]] = field(default_factory=dict)  # for the ring in use
-    _display: TtlCache[str, _CardDisplay] = field(default_factory=lambda: TtlCache(CARD_DISPLAY_TTL, _CACHE_LIMIT))
-    _mapped: TtlCache[str, bool] = field(default_factory=lambda: TtlCache(PSEUDONYM_ROW_TTL, _CACHE_LIMIT))
+    _region_signers: dict[str, tuple[Keyring, CodeSigner]] = field(
+        default_factory=dict
+    )  # for the ring in use
+    _display: TtlCache[str, _CardDisplay] = field(
+        default_factory=lambda: TtlCache(CARD_DISPLAY_TTL, _CACHE_LIMIT)
+    )
+    _mapped: TtlCache[str, bool] = field(
+        default_factory=lambda: TtlCache(PSEUDONYM_ROW_TTL, _CACHE_LIMIT)
+    )
     _store_start: int | None = None  # first whole second the single-use markers cover
-    _history: GroupInsert = field(default_factory=lambda: GroupInsert(CodeVerification, HISTORY_COLUMNS))
+    _history: GroupInsert = field(
+        default_factory=lambda: GroupInsert(CodeVerification, HISTORY_COLUMNS)
+    )
 
     def __post_init__(self) -> None:
         self.publisher = TrustPublisher(self.platform)
@@ -196,7 +213,9 @@ class CodeService:
         record = self._issuer_key(region)
         signer = self._signers.get(record.kid)
         if signer is None:
-            signer = self._signers[record.kid] = CodeSigner(region, private_key_of(record.private_pem))
+            signer = self._signers[record.kid] = CodeSigner(
+                region, private_key_of(record.private_pem)
+            )
         self._region_signers[region] = (ring, signer)
         return signer
 
@@ -204,7 +223,11 @@ class CodeService:
         cached = self._display.get(card_id)
         if cached is not None:
             return cached
-        row = await Card.select(Card.region, Card.card_number, Card.person.name).where(Card.id == card_id).first()
+        row = (
+            await Card.select(Card.region, Card.card_number, Card.person.name)
+            .where(Card.id == card_id)
+            .first()
+        )
         if row is None:
             raise AppError("card_not_found")
         display = _CardDisplay(
@@ -215,9 +238,11 @@ class CodeService:
         )
         self._display.put(card_id, display)
         if self._mapped.get(card_id) is None:
-            await CodePseudonym.insert(
-                CodePseudonym(pseudonym=display.pseudonym.hex(), card=card_id)
-            ).on_conflict(action="DO NOTHING").run()
+            await (
+                CodePseudonym.insert(CodePseudonym(pseudonym=display.pseudonym.hex(), card=card_id))
+                .on_conflict(action="DO NOTHING")
+                .run()
+            )
             self._mapped.put(card_id, True)
         return display
 
@@ -255,7 +280,11 @@ class CodeService:
 
     @staticmethod
     def render(
-        code: str, image_format: schemas.ImageFormat, scale: int, border: int, level: ErrorCorrection
+        code: str,
+        image_format: schemas.ImageFormat,
+        scale: int,
+        border: int,
+        level: ErrorCorrection,
     ) -> bytes:
         try:
             if image_format == "png":
@@ -296,7 +325,9 @@ class CodeService:
             issued_at=now,
             expires_at=now + ELICENSE_LIFETIME,
         )
-        return schemas.ElicenseIssued(token=sign_elicense(claims, key), expires_at=claims.expires_at)
+        return schemas.ElicenseIssued(
+            token=sign_elicense(claims, key), expires_at=claims.expires_at
+        )
 
     # --- verifying -------------------------------------------------------------------------
     async def verify(self, text: str, verifier: ClientPrincipal) -> schemas.VerificationResult:
@@ -321,18 +352,27 @@ class CodeService:
             # the registry is read when the store cannot answer, when the verifier may see more than
             # the code shows, and where the province suspends e-cards of expired cards (the code
             # does not carry the card's expiry)
-            if withdrawn is None or not CODE_FIELDS.issuperset(verifier.entitlements) or self._suspends_expired(claims.region):
+            if (
+                withdrawn is None
+                or not CODE_FIELDS.issuperset(verifier.entitlements)
+                or self._suspends_expired(claims.region)
+            ):
                 card = await self._card_of(claims.pseudonym)
                 if card is None:
                     reason = UNKNOWN_CARD
                 elif not lifecycle.card_usable(
-                    self.platform.settings.card_policies, card["status"], as_date(card["expiry_date"]), card["region"]
+                    self.platform.settings.card_policies,
+                    card["status"],
+                    as_date(card["expiry_date"]),
+                    card["region"],
                 ):
                     reason = CARD_NOT_ACTIVE
             if withdrawn:
                 reason = CARD_NOT_ACTIVE
             if reason == VALID:
-                reason = await self._consume(offline.code_id or "", claims.issued_at, claims.expires_at, now)
+                reason = await self._consume(
+                    offline.code_id or "", claims.issued_at, claims.expires_at, now
+                )
         genuine = claims is not None and (offline.ok or offline.reason in _GENUINE_REFUSALS)
         record = _history_row(
             verifier.id,
@@ -357,7 +397,9 @@ class CodeService:
             issuer_region=offline.issuer.region if offline.issuer else None,
             issuer_name=offline.issuer.issuer_name if offline.issuer else None,
             expires_at=claims.expires_at if claims and valid else None,
-            fields=self._fields(claims, card, verifier) if valid and claims else schemas.VerifiedFields(),
+            fields=self._fields(claims, card, verifier)
+            if valid and claims
+            else schemas.VerifiedFields(),
         )
 
     def _suspends_expired(self, region: str) -> bool:
@@ -368,17 +410,26 @@ class CodeService:
         """Whether the card left ``active`` after the code was issued, from the shared store's
         marker (:func:`withdraw_codes`); None when the store's contents begin after the code was
         issued (a flush may have lost a marker), so the registry must answer."""
-        state = await self.platform.store.check_revocation([code_withdrawal_key(claims.pseudonym)], claims.issued_at)
+        state = await self.platform.store.check_revocation(
+            [code_withdrawal_key(claims.pseudonym)], claims.issued_at
+        )
         return None if state is Revocation.PREDATES_STORE else state is Revocation.REVOKED
 
     async def _verify_at_issuer(
-        self, peer: Peer, text: str, verifier: ClientPrincipal, offline: VerificationResult, now: int
+        self,
+        peer: Peer,
+        text: str,
+        verifier: ClientPrincipal,
+        offline: VerificationResult,
+        now: int,
     ) -> schemas.VerificationResult:
         """Route to the issuing deployment; pass on only the fields this verifier may see here."""
         answer = await self.publisher.federation.verify_at_issuer(peer, text)
         reason = VALID if answer.valid else (answer.reason or UNKNOWN_CARD)
         region = offline.claims.region if offline.claims else None
-        await self._history.add(_history_row(verifier.id, None, None, offline.code_id, region, reason))
+        await self._history.add(
+            _history_row(verifier.id, None, None, offline.code_id, region, reason)
+        )
         entitled = set(verifier.entitlements) & set(schemas.VerifiedFields.__struct_fields__)
         return schemas.VerificationResult(
             valid=answer.valid,
@@ -388,8 +439,11 @@ class CodeService:
             issuer_region=offline.issuer.region if offline.issuer else None,
             issuer_name=offline.issuer.issuer_name if offline.issuer else None,
             expires_at=answer.expires_at if answer.valid else None,
-            fields=schemas.VerifiedFields(**{k: v for k, v in answer.fields.items() if k in entitled})
-            if answer.valid else schemas.VerifiedFields(),
+            fields=schemas.VerifiedFields(
+                **{k: v for k, v in answer.fields.items() if k in entitled}
+            )
+            if answer.valid
+            else schemas.VerifiedFields(),
         )
 
     @staticmethod
@@ -417,13 +471,21 @@ class CodeService:
         with contextlib.suppress(StoreUnavailable):
             await self.platform.store.delete(f"code:{code_id}")
 
-    def _fields(self, claims: CodeClaims, card: dict | None, verifier: ClientPrincipal) -> schemas.VerifiedFields:
+    def _fields(
+        self, claims: CodeClaims, card: dict | None, verifier: ClientPrincipal
+    ) -> schemas.VerifiedFields:
         """What this verifier may see: from the card's row when it was read (verifiers entitled
         to more than the code shows), else from the code itself."""
         if card is not None:
             return self.entitled_fields(card, verifier)
-        shown = {"masked_name": claims.masked_name, "card_status": "active", "region": claims.region}
-        return schemas.VerifiedFields(**{k: v for k, v in shown.items() if k in verifier.entitlements})
+        shown = {
+            "masked_name": claims.masked_name,
+            "card_status": "active",
+            "region": claims.region,
+        }
+        return schemas.VerifiedFields(
+            **{k: v for k, v in shown.items() if k in verifier.entitlements}
+        )
 
     def entitled_fields(self, card: dict, verifier: ClientPrincipal) -> schemas.VerifiedFields:
         """The fields of a card's row (card and person columns) that this caller may see."""
@@ -456,7 +518,9 @@ class CodeService:
             regions=list(verifier.regions),
             entitlements=list(verifier.entitlements),
         )
-        await self.platform.store.put(_session_key(token), msgspec.json.encode(record), VERIFIER_SESSION_TTL)
+        await self.platform.store.put(
+            _session_key(token), msgspec.json.encode(record), VERIFIER_SESSION_TTL
+        )
         return schemas.VerifierSession(
             access_token=token,
             token_type="Bearer",
@@ -473,7 +537,9 @@ class CodeService:
         if raw is None:
             raise _session_refused()
         record = msgspec.json.decode(raw, type=_SessionRecord)
-        verifier = await active_client(record.id, "verifier")  # today's entitlements, not the login's
+        verifier = await active_client(
+            record.id, "verifier"
+        )  # today's entitlements, not the login's
         if verifier is None:
             raise _session_refused()
         return verifier
@@ -483,9 +549,13 @@ class CodeService:
         await self.platform.store.delete(_session_key(token))
 
     # --- the holder's history --------------------------------------------------------------
-    async def history(self, holder: HolderPrincipal, limit: int, offset: int) -> schemas.HolderVerificationPage:
+    async def history(
+        self, holder: HolderPrincipal, limit: int, offset: int
+    ) -> schemas.HolderVerificationPage:
         if not 1 <= limit <= HISTORY_PAGE_MAX or offset < 0:
-            raise AppError("validation_failed", f"limit must be 1..{HISTORY_PAGE_MAX} and offset ≥ 0")
+            raise AppError(
+                "validation_failed", f"limit must be 1..{HISTORY_PAGE_MAX} and offset ≥ 0"
+            )
         # every card of the person whose e-card this is: a replacement card (new id, new
         # pseudonym) keeps the history of the cards before it
         lineage = await Card.raw(
@@ -494,7 +564,9 @@ class CodeService:
         )
         card_ids = {row["id"] for row in lineage} | {holder.card_id}
         key = self.platform.pseudonym_key
-        mine = CodeVerification.pseudonym.is_in(sorted(card_pseudonym(key, card).hex() for card in card_ids))
+        mine = CodeVerification.pseudonym.is_in(
+            sorted(card_pseudonym(key, card).hex() for card in card_ids)
+        )
         rows = (
             await CodeVerification.select(
                 CodeVerification.at, CodeVerification.verifier.name, CodeVerification.result
@@ -505,10 +577,14 @@ class CodeService:
             .offset(offset)
         )
         items = [
-            schemas.HolderVerification(at=row["at"], verifier=row["verifier.name"], result=row["result"])
+            schemas.HolderVerification(
+                at=row["at"], verifier=row["verifier.name"], result=row["result"]
+            )
             for row in rows
         ]
         return schemas.HolderVerificationPage(
-            items=items, total=await CodeVerification.count().where(mine), limit=limit, offset=offset
+            items=items,
+            total=await CodeVerification.count().where(mine),
+            limit=limit,
+            offset=offset,
         )
-

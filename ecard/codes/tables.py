@@ -69,4 +69,10 @@ class RevocationVersion(Table, tablename="revocation_version"):
     digest = Varchar(length=64)
 
 
-TABLES: list[type[Table]] = [CodePseudonym, CodeVerification, RevocationChange, RevocationHead, RevocationVersion]
+TABLES: list[type[Table]] = [
+    CodePseudonym,
+    CodeVerification,
+    RevocationChange,
+    RevocationHead,
+    RevocationVersion,
+]

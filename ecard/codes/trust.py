@@ -142,7 +142,9 @@ def trust_list_version(ring: Keyring) -> int:
     return max(moments, default=1)
 
 
-def build_trust_list(ring: Keyring, issued_at: int, validity: int = TRUST_LIST_VALIDITY) -> TrustList:
+def build_trust_list(
+    ring: Keyring, issued_at: int, validity: int = TRUST_LIST_VALIDITY
+) -> TrustList:
     """Every issuer key a verifier may meet: active, retired (until its window ends) and withdrawn
     (so codes it signed fail as ``key_withdrawn`` rather than ``unknown_key``)."""
     keys = [
@@ -177,7 +179,10 @@ class RevocationState:
         offline package, which always carries the latest version)."""
         issued = self.published_at if issued_at is None else issued_at
         return build_revocation_list(
-            self.entries.values(), version=self.version, issued_at=issued, next_update=issued + validity
+            self.entries.values(),
+            version=self.version,
+            issued_at=issued,
+            next_update=issued + validity,
         )
 
 
@@ -275,12 +280,17 @@ async def _mark(newest: int, rebuilt_at: float) -> RegistryMark:
 
 async def _touched_cards(after_event: int, pseudonym_key: bytes) -> Changes:
     """The registry's word now on every card with a status event above ``after_event``."""
-    ids = [r["card"] for r in await CardStatusEvent.raw(
-        "SELECT DISTINCT card FROM card_status_event WHERE id > {}", after_event
-    )]
+    ids = [
+        r["card"]
+        for r in await CardStatusEvent.raw(
+            "SELECT DISTINCT card FROM card_status_event WHERE id > {}", after_event
+        )
+    ]
     found: Changes = {}
     for start in range(0, len(ids), 500):
-        for row in await Card.select(*_CARD_STATUS_COLUMNS).where(Card.id.is_in(ids[start : start + 500])):
+        for row in await Card.select(*_CARD_STATUS_COLUMNS).where(
+            Card.id.is_in(ids[start : start + 500])
+        ):
             found[_revoked_card(pseudonym_key, row).ref] = row["status"] in REVOKED_STATUSES
     return found
 
@@ -293,11 +303,18 @@ async def _published_at_head(known: RevocationState | None, head: dict | None) -
         return await _state_at(head["version"], head["published_at"])
     if known.version == head["version"]:
         return known
-    rows = await RevocationChange.select().where(
-        (RevocationChange.version > known.version) & (RevocationChange.version <= head["version"])
-    ).order_by(RevocationChange.id)
+    rows = (
+        await RevocationChange.select()
+        .where(
+            (RevocationChange.version > known.version)
+            & (RevocationChange.version <= head["version"])
+        )
+        .order_by(RevocationChange.id)
+    )
     return RevocationState(
-        version=head["version"], entries=_fold(dict(known.entries), rows), published_at=head["published_at"]
+        version=head["version"],
+        entries=_fold(dict(known.entries), rows),
+        published_at=head["published_at"],
     )
 
 
@@ -308,7 +325,10 @@ def _due(head: dict | None, now: float) -> bool:
 
 
 async def _publish(
-    platform: Platform, known: RevocationState | None, wanted: Callable[[RevocationState], Changes], now: float
+    platform: Platform,
+    known: RevocationState | None,
+    wanted: Callable[[RevocationState], Changes],
+    now: float,
 ) -> RevocationState:
     """Publish ``wanted(published)`` as the next version, unless it changes nothing and the latest
     version is younger than :data:`REPUBLISH_SECONDS`.  Safe from every worker at once: the head
@@ -316,7 +336,9 @@ async def _publish(
     for _ in range(5):
         head = await RevocationHead.select().where(RevocationHead.id == _HEAD_ID).first()
         published = await _published_at_head(known, head)
-        changes = {ref: on for ref, on in wanted(published).items() if (ref in published.entries) != on}
+        changes = {
+            ref: on for ref, on in wanted(published).items() if (ref in published.entries) != on
+        }
         if not changes and not _due(head, now):
             return published
         entries = dict(published.entries)
@@ -331,18 +353,25 @@ async def _publish(
             async with platform.engine.transaction():
                 if head is None:
                     await RevocationHead.insert(
-                        RevocationHead(id=_HEAD_ID, version=version, digest=digest, published_at=published_at)
+                        RevocationHead(
+                            id=_HEAD_ID, version=version, digest=digest, published_at=published_at
+                        )
                     ).run()
                 else:
-                    moved = await RevocationHead.update(
-                        {
-                            RevocationHead.version: version,
-                            RevocationHead.digest: digest,
-                            RevocationHead.published_at: published_at,
-                        }
-                    ).where(
-                        (RevocationHead.id == _HEAD_ID) & (RevocationHead.version == head["version"])
-                    ).returning(RevocationHead.id)
+                    moved = (
+                        await RevocationHead.update(
+                            {
+                                RevocationHead.version: version,
+                                RevocationHead.digest: digest,
+                                RevocationHead.published_at: published_at,
+                            }
+                        )
+                        .where(
+                            (RevocationHead.id == _HEAD_ID)
+                            & (RevocationHead.version == head["version"])
+                        )
+                        .returning(RevocationHead.id)
+                    )
                     if not moved:
                         continue  # another worker published first: look again
                 await RevocationVersion.insert(
@@ -361,7 +390,11 @@ async def _publish(
 def _change_rows(changes: Changes, version: int) -> list[RevocationChange]:
     return [
         RevocationChange(
-            version=version, region=region, pseudonym=pseudonym.hex(), reason="revoked" if on else None, revoked_at=0
+            version=version,
+            region=region,
+            pseudonym=pseudonym.hex(),
+            reason="revoked" if on else None,
+            revoked_at=0,
         )
         for (region, pseudonym), on in changes.items()
     ]
@@ -387,7 +420,9 @@ async def follow_registry(
             gone: Changes = {ref: False for ref in published.entries if ref not in current}
             return {**gone, **dict.fromkeys(current, True)}
 
-        return RegistryView(await _publish(platform, view.state if view else None, everything, wall), mark)
+        return RegistryView(
+            await _publish(platform, view.state if view else None, everything, wall), mark
+        )
     newest, recent = await _event_window(view.mark.last_event)
     if (newest, recent) == (view.mark.last_event, view.mark.window_count):
         head = (
@@ -396,13 +431,17 @@ async def follow_registry(
             .first()
         )
         if _due(head, wall):
-            return RegistryView(await _publish(platform, view.state, lambda _published: {}, wall), view.mark)
+            return RegistryView(
+                await _publish(platform, view.state, lambda _published: {}, wall), view.mark
+            )
         if head is not None and head["version"] == view.state.version:
             return view
         return RegistryView(await _published_at_head(view.state, head), view.mark)
     mark = await _mark(newest, view.mark.rebuilt_at)
     touched = await _touched_cards(view.mark.last_event - EVENT_WINDOW, platform.pseudonym_key)
-    return RegistryView(await _publish(platform, view.state, lambda _published: touched, wall), mark)
+    return RegistryView(
+        await _publish(platform, view.state, lambda _published: touched, wall), mark
+    )
 
 
 # --- signed documents, cached per worker -----------------------------------------------------
@@ -434,7 +473,9 @@ class TrustPublisher:
     def _version(self, ring: Keyring) -> int:
         return max(trust_list_version(ring), self.federation.version)
 
-    def _trust_list(self, ring: Keyring, issued_at: int, validity: int = TRUST_LIST_VALIDITY) -> TrustList:
+    def _trust_list(
+        self, ring: Keyring, issued_at: int, validity: int = TRUST_LIST_VALIDITY
+    ) -> TrustList:
         """Our keys and, when peers are configured, theirs (each only for its own regions)."""
         own = build_trust_list(ring, issued_at, validity)
         ours = {key.kid for key in own.keys}
@@ -484,7 +525,9 @@ class TrustPublisher:
         if version is None or version == latest.version:
             return latest
         if not 1 <= version < latest.version:
-            raise AppError("revocation_version_not_found", f"the latest version is {latest.version}")
+            raise AppError(
+                "revocation_version_not_found", f"the latest version is {latest.version}"
+            )
         return await revocation_state_at(version)
 
     async def revocation_list_token(self, version: int | None = None) -> str:
@@ -525,7 +568,11 @@ class TrustPublisher:
     async def offline_package_token(self) -> str:
         """Lists valid for the whole offline period, bound to the terminal limits, with the chip
         cards' blacklist (physical cards carry no code pseudonym)."""
-        state, ring, bucket = await self.revocations(), self.platform.keys.ring, _bucket(time.time())
+        state, ring, bucket = (
+            await self.revocations(),
+            self.platform.keys.ring,
+            _bucket(time.time()),
+        )
         validity = OFFLINE_LIMITS.max_offline_seconds
         key = ("package", self._version(ring), state.version, bucket)
         revoked_cards = [] if key in self._signed else await revoked_card_references()
@@ -549,4 +596,6 @@ class TrustPublisher:
 
 #: Online verification checks live card status instead of a list (built once: frozen, and its
 #: index is never written).
-NO_REVOCATIONS = RevocationSet(version=1, issued_at=0, next_update=2**62, digest=set_digest([]), by_card={})
+NO_REVOCATIONS = RevocationSet(
+    version=1, issued_at=0, next_update=2**62, digest=set_digest([]), by_card={}
+)

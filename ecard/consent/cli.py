@@ -30,14 +30,22 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
             return 2
     settings = _settings(args)
     try:
-        result = asyncio.run(_with_platform(settings, lambda platform: verify_ledger(platform, receipt)))
+        result = asyncio.run(
+            _with_platform(settings, lambda platform: verify_ledger(platform, receipt))
+        )
     except AppError as exc:
         print(f"{exc.code}: {exc}", file=sys.stderr)
         return 1
     print(msgspec.json.format(msgspec.json.encode(result)).decode())
     report = result.audit
     for problem in report.problems:
-        where = f"entry {problem.seq}" if problem.seq is not None else f"block {problem.block}" if problem.block is not None else "log"
+        where = (
+            f"entry {problem.seq}"
+            if problem.seq is not None
+            else f"block {problem.block}"
+            if problem.block is not None
+            else "log"
+        )
         print(f"PROBLEM {problem.code} at {where}: {problem.message}", file=sys.stderr)
     chain = "checked against the chain" if result.chain_checked else "chain not checked"
     print(
@@ -50,7 +58,13 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``ledger verify [--receipt FILE]``."""
-    ledger = subparsers.add_parser("ledger", help="the consent ledger").add_subparsers(dest="ledger_cmd", required=True)
-    verify = ledger.add_parser("verify", help="audit every entry, block and anchor; optionally check a receipt")
-    verify.add_argument("--receipt", help="a receipt JSON file (as served by the holder receipts API)")
+    ledger = subparsers.add_parser("ledger", help="the consent ledger").add_subparsers(
+        dest="ledger_cmd", required=True
+    )
+    verify = ledger.add_parser(
+        "verify", help="audit every entry, block and anchor; optionally check a receipt"
+    )
+    verify.add_argument(
+        "--receipt", help="a receipt JSON file (as served by the holder receipts API)"
+    )
     verify.set_defaults(func=cmd_ledger_verify)

@@ -58,7 +58,10 @@ def runtime(platform: Platform) -> LedgerRuntime:
     state = platform.__dict__.get("consent_ledger")
     if state is None:
         secrets = platform.keys.ring.secrets
-        state = LedgerRuntime(Ledger(platform.engine, secrets.ledger_key("log")), secrets.ledger_key(f"writer:{WRITER_ID}"))
+        state = LedgerRuntime(
+            Ledger(platform.engine, secrets.ledger_key("log")),
+            secrets.ledger_key(f"writer:{WRITER_ID}"),
+        )
         platform.__dict__["consent_ledger"] = state
     return state
 
@@ -107,7 +110,9 @@ async def relay_once(platform: Platform, limit: int = RELAY_BATCH) -> int:
         if not rows:
             return 0
         bodies = [
-            EntryBody(Event(row["event"]), row["time_ms"], row["relying_party"], bytes(row["commitment"]))
+            EntryBody(
+                Event(row["event"]), row["time_ms"], row["relying_party"], bytes(row["commitment"])
+            )
             for row in rows
         ]
         receipts = await ledger.append(sign_batch(WRITER_ID, bodies, runtime(platform).writer_key))
@@ -131,7 +136,8 @@ async def _store_receipts(engine: Engine, ids: list[int], receipts: list[Receipt
         )
     else:
         await connection.executemany(
-            "UPDATE consent_event SET seq = ?, receipt = ? WHERE id = ?", list(zip(seqs, encoded, ids))
+            "UPDATE consent_event SET seq = ?, receipt = ? WHERE id = ?",
+            list(zip(seqs, encoded, ids)),
         )
 
 
@@ -203,7 +209,9 @@ async def open_chain(platform: Platform, *, deploy: bool = True) -> ChainAnchor 
         sender = (await w3.eth.accounts)[0]
     except Exception as exc:
         await w3.provider.disconnect()
-        raise LedgerError("anchor.unreachable", f"the chain node cannot be reached: {type(exc).__name__}") from exc
+        raise LedgerError(
+            "anchor.unreachable", f"the chain node cannot be reached: {type(exc).__name__}"
+        ) from exc
     row = await ChainDeployment.select().where(ChainDeployment.chain_id == chain_id).first()
     if row is None and not deploy:
         await w3.provider.disconnect()
@@ -214,7 +222,9 @@ async def open_chain(platform: Platform, *, deploy: bool = True) -> ChainAnchor 
         chain = ChainAnchor(w3, address, sender, from_block=deploy_block)
         await chain.grant_anchorer(sender, sender)
         try:
-            await ChainDeployment.insert(ChainDeployment(chain_id=chain_id, address=address, deploy_block=deploy_block))
+            await ChainDeployment.insert(
+                ChainDeployment(chain_id=chain_id, address=address, deploy_block=deploy_block)
+            )
         except Exception:  # another worker deployed first: use its contract
             row = await ChainDeployment.select().where(ChainDeployment.chain_id == chain_id).first()
             if row is None:
@@ -290,13 +300,19 @@ async def background(platform: Platform) -> AsyncIterator[None]:
     interval = settings.ledger_seal_interval
     stop = asyncio.Event()
     tasks = [
-        asyncio.create_task(run_relay(platform, stop, idle=min(interval, 0.5)), name="consent-relay"),
-        asyncio.create_task(run_expiry_sweep(platform, stop, interval=max(interval, 5.0)), name="consent-expiry"),
+        asyncio.create_task(
+            run_relay(platform, stop, idle=min(interval, 0.5)), name="consent-relay"
+        ),
+        asyncio.create_task(
+            run_expiry_sweep(platform, stop, interval=max(interval, 5.0)), name="consent-expiry"
+        ),
     ]
     stop_sealer = asyncio.Event()  # set only after the relay's last drain
     sealer = asyncio.create_task(run_sealer(platform, stop_sealer, interval), name="ledger-sealer")
     if settings.ledger_rpc_url:
-        tasks.append(asyncio.create_task(run_anchoring(platform, stop, interval), name="ledger-anchor"))
+        tasks.append(
+            asyncio.create_task(run_anchoring(platform, stop, interval), name="ledger-anchor")
+        )
     try:
         yield
     finally:

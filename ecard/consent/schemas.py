@@ -29,7 +29,9 @@ class RequestCreate(msgspec.Struct, forbid_unknown_fields=True):
     purpose_code: Annotated[str, msgspec.Meta(max_length=32)]
     duration_seconds: int
     purpose: PlainText = ""
-    recipient: Annotated[str, msgspec.Meta(max_length=128, pattern=r"^[^\x00-\x1f<>]*$")] | None = None
+    recipient: Annotated[str, msgspec.Meta(max_length=128, pattern=r"^[^\x00-\x1f<>]*$")] | None = (
+        None
+    )
 
 
 class Approval(msgspec.Struct, forbid_unknown_fields=True):

@@ -58,7 +58,12 @@ from ledger import Event, NotYetSealed, Unavailable, commit
 from ledger.verify import verify_history
 
 logger = logging.getLogger("ecard.consent")
-_ENDED = {"denied": "consent_not_granted", "pending": "consent_not_granted", "revoked": "consent_revoked", "expired": "consent_expired"}
+_ENDED = {
+    "denied": "consent_not_granted",
+    "pending": "consent_not_granted",
+    "revoked": "consent_revoked",
+    "expired": "consent_expired",
+}
 _BENEFIT_HISTORY = 24
 _SWEEP_BATCH = 500
 
@@ -76,7 +81,9 @@ def _json_list(value: Any) -> list[str]:
 
 
 def _scope_views(scope_ids: list[str]) -> list[schemas.ScopeView]:
-    return [schemas.ScopeView(s, SCOPES[s].zh, SCOPES[s].en, list(SCOPES[s].fields)) for s in scope_ids]
+    return [
+        schemas.ScopeView(s, SCOPES[s].zh, SCOPES[s].en, list(SCOPES[s].fields)) for s in scope_ids
+    ]
 
 
 def effective_status(row: dict[str, Any], at_ms: int) -> str:
@@ -115,10 +122,18 @@ def catalogue() -> schemas.Catalogue:
     )
 
 
-async def _record(consent_id: str, event: Event, relying_party: str, commitment: bytes, at_ms: int) -> int:
+async def _record(
+    consent_id: str, event: Event, relying_party: str, commitment: bytes, at_ms: int
+) -> int:
     """Queue the ledger entry of a change, inside the change's own transaction (the outbox)."""
     rows = await ConsentEvent.insert(
-        ConsentEvent(consent=consent_id, event=event.value, time_ms=at_ms, relying_party=relying_party, commitment=commitment)
+        ConsentEvent(
+            consent=consent_id,
+            event=event.value,
+            time_ms=at_ms,
+            relying_party=relying_party,
+            commitment=commitment,
+        )
     ).returning(ConsentEvent.id)
     return rows[0]["id"]
 
@@ -143,13 +158,17 @@ class ConsentService:
 
     # --- relying party: ask ------------------------------------------------------------------------
 
-    async def create_request(self, party: ClientPrincipal, data: schemas.RequestCreate) -> schemas.RequestCreated:
+    async def create_request(
+        self, party: ClientPrincipal, data: schemas.RequestCreate
+    ) -> schemas.RequestCreated:
         scopes = list(dict.fromkeys(data.scopes))
         if unknown := unknown_scopes(scopes):
             raise AppError("consent_scope_unknown", f"unknown scope {unknown[0][:64]!r}")
         if not_allowed := [s for s in scopes if s not in party.entitlements]:
             raise AppError("consent_scope_not_allowed", f"not entitled to ask for {not_allowed[0]}")
-        if data.purpose_code not in PURPOSES or (data.purpose_code == "other" and len(data.purpose.strip()) < 4):
+        if data.purpose_code not in PURPOSES or (
+            data.purpose_code == "other" and len(data.purpose.strip()) < 4
+        ):
             raise AppError("consent_purpose_unknown")
         if not MIN_DURATION_SECONDS <= data.duration_seconds <= MAX_DURATION_SECONDS:
             raise AppError(
@@ -190,7 +209,9 @@ class ConsentService:
         row = await Person.select(Person.id).where(Person.id_number_index == index).first()
         return None if row is None else row["id"]
 
-    async def request_for_party(self, party: ClientPrincipal, consent_id: str) -> schemas.ConsentView:
+    async def request_for_party(
+        self, party: ClientPrincipal, consent_id: str
+    ) -> schemas.ConsentView:
         row = await self._row(consent_id)
         if row["relying_party"] != party.id:
             raise AppError("consent_not_found")
@@ -213,35 +234,54 @@ class ConsentService:
 
     async def pending_for_holder(self, holder: HolderPrincipal) -> list[schemas.ConsentView]:
         at = now_ms()
-        rows = await Consent.select().where(
-            (Consent.person == await self.holder_person(holder))
-            & (Consent.status == "pending")
-            & (Consent.request_expires_ms > at)
-        ).order_by(Consent.created_ms, ascending=False)
+        rows = (
+            await Consent.select()
+            .where(
+                (Consent.person == await self.holder_person(holder))
+                & (Consent.status == "pending")
+                & (Consent.request_expires_ms > at)
+            )
+            .order_by(Consent.created_ms, ascending=False)
+        )
         return [await self._view(row, with_accesses=False) for row in rows]
 
-    async def approve(self, holder: HolderPrincipal, consent_id: str, approval: schemas.Approval) -> schemas.ConsentView:
+    async def approve(
+        self, holder: HolderPrincipal, consent_id: str, approval: schemas.Approval
+    ) -> schemas.ConsentView:
         row = await self._holder_row(holder, consent_id)
         requested = _json_list(row["requested_scopes"])
         granted = requested if approval.scopes is None else list(dict.fromkeys(approval.scopes))
         if not set(granted) <= set(requested):
             raise AppError("consent_scopes_not_requested")
-        party = await ApiClient.select(ApiClient.status).where(ApiClient.id == row["relying_party"]).first()
+        party = (
+            await ApiClient.select(ApiClient.status)
+            .where(ApiClient.id == row["relying_party"])
+            .first()
+        )
         if party is None or party["status"] != "active":
             raise AppError("client_not_live", "the relying party is no longer live")
         if not approval.password:  # step-up: the 电子社保卡密码, checked before anything is granted
             raise AppError("password_required")
-        await verify_holder_password(self.platform, row["person"], approval.password, actor=holder.actor)
+        await verify_holder_password(
+            self.platform, row["person"], approval.password, actor=holder.actor
+        )
         at = now_ms()
         granted = [s for s in requested if s in granted]  # the request's order
         async with write_transaction(self.platform.engine):
             updated = await Consent.raw(
                 "UPDATE consent SET status = 'granted', granted_scopes = {}, answered_ms = {}, starts_ms = {}, "
                 "expires_ms = {} WHERE id = {} AND status = 'pending' AND request_expires_ms > {} RETURNING id",
-                json.dumps(granted), at, at, at + row["duration_seconds"] * 1000, consent_id, at,
+                json.dumps(granted),
+                at,
+                at,
+                at + row["duration_seconds"] * 1000,
+                consent_id,
+                at,
             )
             if updated:
-                await _record(consent_id, Event.GRANTED, row["relying_party"], bytes(row["commitment"]), at)
+                await _record(
+                    consent_id, Event.GRANTED, row["relying_party"], bytes(row["commitment"]), at
+                )
         if not updated:
             raise self._not_pending(row, at)
         wake_relay(self.platform)
@@ -254,10 +294,15 @@ class ConsentService:
             updated = await Consent.raw(
                 "UPDATE consent SET status = 'denied', answered_ms = {}, ended_ms = {} "
                 "WHERE id = {} AND status = 'pending' AND request_expires_ms > {} RETURNING id",
-                at, at, consent_id, at,
+                at,
+                at,
+                consent_id,
+                at,
             )
             if updated:
-                await _record(consent_id, Event.DENIED, row["relying_party"], bytes(row["commitment"]), at)
+                await _record(
+                    consent_id, Event.DENIED, row["relying_party"], bytes(row["commitment"]), at
+                )
         if not updated:
             raise self._not_pending(row, at)
         wake_relay(self.platform)
@@ -277,19 +322,32 @@ class ConsentService:
             updated = await Consent.raw(
                 "UPDATE consent SET status = 'revoked', ended_ms = {} "
                 "WHERE id = {} AND status = 'granted' AND expires_ms > {} RETURNING id",
-                at, consent_id, at,
+                at,
+                consent_id,
+                at,
             )
             if updated:
-                await _record(consent_id, Event.REVOKED, row["relying_party"], bytes(row["commitment"]), at)
+                await _record(
+                    consent_id, Event.REVOKED, row["relying_party"], bytes(row["commitment"]), at
+                )
         if not updated:
-            raise AppError("consent_not_revocable", f"the grant is {effective_status(await self._row(consent_id), at)}")
+            raise AppError(
+                "consent_not_revocable",
+                f"the grant is {effective_status(await self._row(consent_id), at)}",
+            )
         wake_relay(self.platform)
         return await self._view(await self._row(consent_id), with_accesses=True)
 
-    async def holder_grants(self, holder: HolderPrincipal, status: str | None = None) -> list[schemas.ConsentView]:
-        rows = await Consent.select().where(
-            (Consent.person == await self.holder_person(holder)) & (Consent.status != "pending")
-        ).order_by(Consent.created_ms, ascending=False)
+    async def holder_grants(
+        self, holder: HolderPrincipal, status: str | None = None
+    ) -> list[schemas.ConsentView]:
+        rows = (
+            await Consent.select()
+            .where(
+                (Consent.person == await self.holder_person(holder)) & (Consent.status != "pending")
+            )
+            .order_by(Consent.created_ms, ascending=False)
+        )
         views = [await self._view(row, with_accesses=True) for row in rows]
         return [v for v in views if status is None or v.status == status]
 
@@ -298,9 +356,13 @@ class ConsentService:
 
     async def receipts(self, holder: HolderPrincipal, consent_id: str) -> schemas.GrantReceipts:
         row = await self._holder_row(holder, consent_id)
-        events = await ConsentEvent.select(ConsentEvent.event, ConsentEvent.time_ms, ConsentEvent.seq, ConsentEvent.receipt).where(
-            ConsentEvent.consent == consent_id
-        ).order_by(ConsentEvent.id)
+        events = (
+            await ConsentEvent.select(
+                ConsentEvent.event, ConsentEvent.time_ms, ConsentEvent.seq, ConsentEvent.receipt
+            )
+            .where(ConsentEvent.consent == consent_id)
+            .order_by(ConsentEvent.id)
+        )
         ledger = await consent_ledger(self.platform)
         return schemas.GrantReceipts(
             grant_id=consent_id,
@@ -308,12 +370,19 @@ class ConsentService:
             salt=bytes(row["salt"]),
             canonical=canonical_bytes(row),
             log_key_id=ledger.key_id,
-            events=[schemas.EventReceipt(e["event"], e["time_ms"], e["seq"], decode_receipt(e["receipt"])) for e in events],
+            events=[
+                schemas.EventReceipt(
+                    e["event"], e["time_ms"], e["seq"], decode_receipt(e["receipt"])
+                )
+                for e in events
+            ],
         )
 
     # --- relying party: read data under a grant ------------------------------------------------------
 
-    async def access(self, party: ClientPrincipal, grant_id: str, scopes: list[str] | None) -> schemas.DataView:
+    async def access(
+        self, party: ClientPrincipal, grant_id: str, scopes: list[str] | None
+    ) -> schemas.DataView:
         """Serve the fields of ``scopes`` (all granted ones by default) if a live grant covers them."""
         if scopes is not None and (unknown := unknown_scopes(scopes)):
             raise AppError("consent_scope_unknown", f"unknown scope {unknown[0][:64]!r}")
@@ -324,16 +393,28 @@ class ConsentService:
                 "UPDATE consent SET access_count = access_count + 1 "
                 "WHERE id = {} AND relying_party = {} AND status = 'granted' AND expires_ms > {} "
                 "RETURNING person, granted_scopes, commitment",
-                grant_id, party.id, at,
+                grant_id,
+                party.id,
+                at,
             )
             if rows:
                 granted = _json_list(rows[0]["granted_scopes"])
                 served = granted if scopes is None else list(dict.fromkeys(scopes))
                 if not set(served) <= set(granted):
-                    raise AppError("consent_scope_not_granted", "ask only for scopes the grant covers")
-                event_id = await _record(grant_id, Event.ACCESSED, party.id, bytes(rows[0]["commitment"]), at)
+                    raise AppError(
+                        "consent_scope_not_granted", "ask only for scopes the grant covers"
+                    )
+                event_id = await _record(
+                    grant_id, Event.ACCESSED, party.id, bytes(rows[0]["commitment"]), at
+                )
                 await ConsentAccess.insert(
-                    ConsentAccess(id=access_id, consent=grant_id, scopes=json.dumps(served), at_ms=at, event=event_id)
+                    ConsentAccess(
+                        id=access_id,
+                        consent=grant_id,
+                        scopes=json.dumps(served),
+                        at_ms=at,
+                        event=event_id,
+                    )
                 )
         if not rows:
             row = await Consent.select().where(Consent.id == grant_id).first()
@@ -358,11 +439,21 @@ class ConsentService:
     async def _identity(self, person_id: str) -> dict[str, Any]:
         row = await Person.select().where(Person.id == person_id).first()
         number = self.platform.field_cipher.decrypt(row["id_number_enc"], f"person:{person_id}")
-        return {"name": row["name"], "gender": row["gender"], "birth_date": row["birth_date"].isoformat(), "identity_number": number}
+        return {
+            "name": row["name"],
+            "gender": row["gender"],
+            "birth_date": row["birth_date"].isoformat(),
+            "identity_number": number,
+        }
 
     @staticmethod
     async def _card_status(person_id: str) -> dict[str, Any] | None:
-        row = await Card.select().where(Card.person == person_id).order_by(Card.created_at, ascending=False).first()
+        row = (
+            await Card.select()
+            .where(Card.person == person_id)
+            .order_by(Card.created_at, ascending=False)
+            .first()
+        )
         if row is None:
             return None
         return {
@@ -374,37 +465,71 @@ class ConsentService:
 
     @staticmethod
     async def _enrollment(person_id: str) -> list[dict[str, Any]]:
-        rows = await InsuranceEnrollment.select().where(InsuranceEnrollment.person == person_id).order_by(InsuranceEnrollment.id)
+        rows = (
+            await InsuranceEnrollment.select()
+            .where(InsuranceEnrollment.person == person_id)
+            .order_by(InsuranceEnrollment.id)
+        )
         return [
-            {"insurance_type": r["insurance_type"], "status": r["status"], "region": r["region"], "since": r["since"].isoformat()}
+            {
+                "insurance_type": r["insurance_type"],
+                "status": r["status"],
+                "region": r["region"],
+                "since": r["since"].isoformat(),
+            }
             for r in rows
         ]
 
     @staticmethod
     async def _employment(person_id: str) -> dict[str, Any] | None:
-        row = await EmploymentRecord.select().where(EmploymentRecord.person == person_id).order_by(
-            EmploymentRecord.since, ascending=False
-        ).first()
-        return None if row is None else {"status": row["status"], "employer": row["employer"], "since": row["since"].isoformat()}
+        row = (
+            await EmploymentRecord.select()
+            .where(EmploymentRecord.person == person_id)
+            .order_by(EmploymentRecord.since, ascending=False)
+            .first()
+        )
+        return (
+            None
+            if row is None
+            else {
+                "status": row["status"],
+                "employer": row["employer"],
+                "since": row["since"].isoformat(),
+            }
+        )
 
     @staticmethod
     async def _payments(person_id: str) -> list[dict[str, Any]]:
-        rows = await BenefitPayment.select().where(BenefitPayment.person == person_id).order_by(
-            BenefitPayment.paid_on, ascending=False
-        ).limit(_BENEFIT_HISTORY)
+        rows = (
+            await BenefitPayment.select()
+            .where(BenefitPayment.person == person_id)
+            .order_by(BenefitPayment.paid_on, ascending=False)
+            .limit(_BENEFIT_HISTORY)
+        )
         return [
-            {"benefit_type": r["benefit_type"], "period": r["period"], "amount_fen": r["amount_fen"], "paid_on": r["paid_on"].isoformat()}
+            {
+                "benefit_type": r["benefit_type"],
+                "period": r["period"],
+                "amount_fen": r["amount_fen"],
+                "paid_on": r["paid_on"].isoformat(),
+            }
             for r in rows
         ]
 
     async def access_proof(self, party: ClientPrincipal, access_id: str) -> schemas.AccessProof:
         """The grant's ledger history up to this access, checked here as the relying party would."""
-        row = await ConsentAccess.select(
-            ConsentAccess.consent.relying_party, ConsentAccess.event
-        ).where(ConsentAccess.id == access_id).first()
+        row = (
+            await ConsentAccess.select(ConsentAccess.consent.relying_party, ConsentAccess.event)
+            .where(ConsentAccess.id == access_id)
+            .first()
+        )
         if row is None or row["consent.relying_party"] != party.id:
             raise AppError("consent_not_found")
-        event = await ConsentEvent.select(ConsentEvent.seq).where(ConsentEvent.id == row["event"]).first()
+        event = (
+            await ConsentEvent.select(ConsentEvent.seq)
+            .where(ConsentEvent.id == row["event"])
+            .first()
+        )
         if event is None or event["seq"] is None:
             raise AppError("ledger_entry_pending", headers={"Retry-After": "1"})
         ledger = await consent_ledger(self.platform)
@@ -427,11 +552,22 @@ class ConsentService:
         return row
 
     async def _view(self, row: dict[str, Any], *, with_accesses: bool) -> schemas.ConsentView:
-        party = await ApiClient.select(ApiClient.id, ApiClient.name).where(ApiClient.id == row["relying_party"]).first()
+        party = (
+            await ApiClient.select(ApiClient.id, ApiClient.name)
+            .where(ApiClient.id == row["relying_party"])
+            .first()
+        )
         accesses = None
         if with_accesses:
-            access_rows = await ConsentAccess.select().where(ConsentAccess.consent == row["id"]).order_by(ConsentAccess.at_ms)
-            accesses = [schemas.AccessView(a["id"], _at(a["at_ms"]), _json_list(a["scopes"])) for a in access_rows]  # type: ignore[arg-type]
+            access_rows = (
+                await ConsentAccess.select()
+                .where(ConsentAccess.consent == row["id"])
+                .order_by(ConsentAccess.at_ms)
+            )
+            accesses = [
+                schemas.AccessView(a["id"], _at(a["at_ms"]), _json_list(a["scopes"]))
+                for a in access_rows
+            ]  # type: ignore[arg-type]
         return schemas.ConsentView(
             id=row["id"],
             status=effective_status(row, now_ms()),  # type: ignore[arg-type]
@@ -466,10 +602,16 @@ async def expire_due(platform: Platform, limit: int = _SWEEP_BATCH) -> int:
         rows = await Consent.raw(  # the outer condition again: a row answered meanwhile is left alone
             f"UPDATE consent SET status = 'expired', ended_ms = {{}} WHERE {due} AND id IN ("
             f"SELECT id FROM consent WHERE {due} LIMIT {int(limit)}) RETURNING id, relying_party, commitment",
-            at, at, at, at, at,
+            at,
+            at,
+            at,
+            at,
+            at,
         )
         for row in rows:
-            await _record(row["id"], Event.EXPIRED, row["relying_party"], bytes(row["commitment"]), at)
+            await _record(
+                row["id"], Event.EXPIRED, row["relying_party"], bytes(row["commitment"]), at
+            )
     if rows:
         wake_relay(platform)
     return len(rows)
@@ -500,12 +642,23 @@ async def seed_demo_data(platform: Platform, person_id: str) -> None:
     async with platform.engine.transaction():
         await InsuranceEnrollment.insert(
             *(
-                InsuranceEnrollment(person=person_id, insurance_type=kind, status="contributing", region=region, since=since)
+                InsuranceEnrollment(
+                    person=person_id,
+                    insurance_type=kind,
+                    status="contributing",
+                    region=region,
+                    since=since,
+                )
                 for kind in ("pension", "medical", "unemployment", "injury", "maternity")
             )
         )
         await EmploymentRecord.insert(
-            EmploymentRecord(person=person_id, status="employed", employer="演示科技有限公司 (Demo Tech Ltd.)", since=since)
+            EmploymentRecord(
+                person=person_id,
+                status="employed",
+                employer="演示科技有限公司 (Demo Tech Ltd.)",
+                since=since,
+            )
         )
         today = dt.date.today()
         await BenefitPayment.insert(
@@ -518,7 +671,11 @@ async def seed_demo_data(platform: Platform, person_id: str) -> None:
                     paid_on=dt.date(year, month, 15),
                 )
                 for year, month in (
-                    ((today.year * 12 + today.month - 1 - back) // 12, (today.month - 1 - back) % 12 + 1) for back in range(1, 13)
+                    (
+                        (today.year * 12 + today.month - 1 - back) // 12,
+                        (today.month - 1 - back) % 12 + 1,
+                    )
+                    for back in range(1, 13)
                 )
             )
         )

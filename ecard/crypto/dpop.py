@@ -50,7 +50,10 @@ ALLOWED_ALGORITHMS: tuple[str, ...] = ("ES256", "EdDSA")
 #: What key type and curve each allowed algorithm takes.
 _KEY_TYPES: dict[str, tuple[str, str]] = {"ES256": ("EC", "P-256"), "EdDSA": ("OKP", "Ed25519")}
 #: The members of each key type's public key (RFC 7638 §3.2: the thumbprint's input).
-_PUBLIC_MEMBERS: dict[str, tuple[str, ...]] = {"EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x")}
+_PUBLIC_MEMBERS: dict[str, tuple[str, ...]] = {
+    "EC": ("crv", "kty", "x", "y"),
+    "OKP": ("crv", "kty", "x"),
+}
 #: Members that only a private (or symmetric) key has (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037).
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 #: A proof longer than this is refused before anything is decoded.
@@ -144,7 +147,12 @@ def normalize_url(url: str) -> tuple[str, str, str]:
     point 9, with RFC 3986 §6.2.2–6.2.3 normalisation).  Raises ``ValueError`` for anything else."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname or parts.username is not None or parts.password is not None:
+    if (
+        scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.password is not None
+    ):
         raise ValueError("not an absolute http(s) URL")
     port = parts.port  # ValueError when not a number or out of range
     host = parts.hostname.lower()
@@ -182,7 +190,9 @@ def rule_alg(header: dict[str, Any], algorithms: tuple[str, ...] = ALLOWED_ALGOR
     a MAC)."""
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in algorithms or alg not in _KEY_TYPES:
-        raise DpopError("alg", f"alg must be one of {', '.join(a for a in algorithms if a in _KEY_TYPES)}")
+        raise DpopError(
+            "alg", f"alg must be one of {', '.join(a for a in algorithms if a in _KEY_TYPES)}"
+        )
     return alg
 
 
@@ -271,13 +281,17 @@ def rule_ath(claims: dict[str, Any], access_token: str | None) -> None:
     if access_token is None:
         return
     ath = claims.get("ath")
-    if not isinstance(ath, str) or not hmac.compare_digest(ath.encode("ascii", "replace"), access_token_hash(access_token).encode()):
+    if not isinstance(ath, str) or not hmac.compare_digest(
+        ath.encode("ascii", "replace"), access_token_hash(access_token).encode()
+    ):
         raise DpopError("ath", "ath is not the hash of the access token presented")
 
 
 def rule_key_binding(jkt: str, expected_jkt: str | None) -> None:
     """The proof's key is the one the token (or session) is bound to."""
-    if expected_jkt is not None and not hmac.compare_digest(jkt.encode(), expected_jkt.encode("ascii", "replace")):
+    if expected_jkt is not None and not hmac.compare_digest(
+        jkt.encode(), expected_jkt.encode("ascii", "replace")
+    ):
         raise DpopError("jkt", "the proof is signed by another key than the token is bound to")
 
 
@@ -345,8 +359,15 @@ def nonce_is_fresh(key: bytes, nonce: str, now: float, period: int = DEFAULT_NON
 
 
 def make_proof(
-    private_key: Any, public_jwk: dict[str, str], method: str, url: str, *, access_token: str | None = None,
-    nonce: str | None = None, now: float, jti: str,
+    private_key: Any,
+    public_jwk: dict[str, str],
+    method: str,
+    url: str,
+    *,
+    access_token: str | None = None,
+    nonce: str | None = None,
+    now: float,
+    jti: str,
 ) -> str:
     """What a client (the channel app on the phone) sends in the ``DPoP`` header: an ES256 proof
     for ``method`` ``url``, with ``ath`` when it presents ``access_token``.  ``private_key`` is the
@@ -356,4 +377,6 @@ def make_proof(
         claims["ath"] = access_token_hash(access_token)
     if nonce is not None:
         claims["nonce"] = nonce
-    return jwt.encode(claims, private_key, algorithm="ES256", headers={"typ": DPOP_TYP, "jwk": public_jwk})
+    return jwt.encode(
+        claims, private_key, algorithm="ES256", headers={"typ": DPOP_TYP, "jwk": public_jwk}
+    )

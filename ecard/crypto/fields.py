@@ -37,7 +37,9 @@ class FieldCipher:
         if len(blob) < 1 + _NONCE + 16 or blob[:1] != _VERSION:
             raise FieldDecryptionError("unknown ciphertext format")
         try:
-            return self._aead.decrypt(blob[1 : 1 + _NONCE], blob[1 + _NONCE :], context.encode()).decode()
+            return self._aead.decrypt(
+                blob[1 : 1 + _NONCE], blob[1 + _NONCE :], context.encode()
+            ).decode()
         except InvalidTag:
             raise FieldDecryptionError("ciphertext failed authentication") from None
 
@@ -66,6 +68,10 @@ def secrets_match(secret: str, stored_digest: str | None) -> bool:
     """Constant-time check of ``secret`` against a :func:`secret_digest`.  Fails closed: a missing,
     empty or malformed stored digest matches no secret at all (a client without a secret must not
     be entered with whatever password happens to digest to the placeholder)."""
-    usable = stored_digest if isinstance(stored_digest, str) and _DIGEST.fullmatch(stored_digest) else None
+    usable = (
+        stored_digest
+        if isinstance(stored_digest, str) and _DIGEST.fullmatch(stored_digest)
+        else None
+    )
     same = hmac.compare_digest(secret_digest(secret), usable or _NO_DIGEST)
     return usable is not None and same

@@ -82,7 +82,9 @@ class Secrets(msgspec.Struct, kw_only=True):
 
     def ledger_key(self, purpose: str) -> Ed25519PrivateKey:
         """A stable Ed25519 key per purpose (``log``, ``writer:consent`` ...), derived by HKDF."""
-        seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"ecard-ledger:{purpose}".encode())
+        seed = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=f"ecard-ledger:{purpose}".encode()
+        )
         return Ed25519PrivateKey.from_private_bytes(seed.derive(bytes.fromhex(self.ledger_seed)))
 
 
@@ -168,7 +170,9 @@ class Keyring(msgspec.Struct, kw_only=True):
         if key.role != "issuer" or key.status != "active":
             raise KeyringError("key_state_conflict", "only an active issuer key can be retired")
         # retiring the only signer of a region would stop all issuance there: rotate instead
-        active_in_region = [k for k in self.issuer_keys() if k.region == key.region and k.status == "active"]
+        active_in_region = [
+            k for k in self.issuer_keys() if k.region == key.region and k.status == "active"
+        ]
         if len(active_in_region) == 1:
             raise KeyringError(
                 "key_state_conflict", f"{kid} is region {key.region}'s only active key; use rotate"

@@ -74,8 +74,13 @@ def _verify_scrypt(password: str, stored: str) -> bool:
             return False
         expected = base64.b64decode(digest, validate=True)
         actual = hashlib.scrypt(
-            password.encode(), salt=base64.b64decode(salt, validate=True), n=n, r=r, p=p,
-            dklen=len(expected) or 32, maxmem=256 * 1024 * 1024,
+            password.encode(),
+            salt=base64.b64decode(salt, validate=True),
+            n=n,
+            r=r,
+            p=p,
+            dklen=len(expected) or 32,
+            maxmem=256 * 1024 * 1024,
         )
     except (ValueError, TypeError):  # binascii.Error is a ValueError
         return False
@@ -85,4 +90,6 @@ def _verify_scrypt(password: str, stored: str) -> bool:
 def legacy_scrypt_hash(password: str, salt: bytes, n: int = 2**14, r: int = 8, p: int = 1) -> str:
     """A hash in the pre-argon2 format, for tests of the upgrade path only."""
     digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
-    return f"scrypt${n}${r}${p}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+    return (
+        f"scrypt${n}${r}${p}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+    )

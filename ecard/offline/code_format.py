@@ -32,10 +32,14 @@ CARD_LAST4_BYTES = 4
 MAX_REGION = 999_999
 
 # The fixed head, in the three parts an issuer fills at different times (BodyTemplate):
-_HEAD_BEFORE_TIMES = struct.Struct(f">B3s{SHORT_KEY_ID_BYTES}sB")  # version, region (uint24), key id, usage
+_HEAD_BEFORE_TIMES = struct.Struct(
+    f">B3s{SHORT_KEY_ID_BYTES}sB"
+)  # version, region (uint24), key id, usage
 _HEAD_TIMES = struct.Struct(">II")  # serial, issued_at
 _HEAD_AFTER_TIMES = struct.Struct(">HB")  # lifetime, pseudonym length
-_HEAD = struct.Struct(">" + "".join(part.format[1:] for part in (_HEAD_BEFORE_TIMES, _HEAD_TIMES, _HEAD_AFTER_TIMES)))
+_HEAD = struct.Struct(
+    ">" + "".join(part.format[1:] for part in (_HEAD_BEFORE_TIMES, _HEAD_TIMES, _HEAD_AFTER_TIMES))
+)
 _MIN_BODY = _HEAD.size + 1 + 1 + 1 + CARD_LAST4_BYTES
 _MAX_BODY = _HEAD.size + MAX_PSEUDONYM_BYTES + 1 + MAX_MASKED_NAME_BYTES + CARD_LAST4_BYTES
 
@@ -52,7 +56,9 @@ _BASE45_VALUES = bytes(
 )
 #: base45 works on 16-bit groups; both directions handle every group of a code at once, as lanes
 #: of one big integer (see :func:`b45encode` and :func:`b45decode`)
-_DIV45_SHIFT = 19  # v // 45 == (v * _DIV45_MULTIPLIER) >> 19 for every v < 2**16 (a test checks all)
+_DIV45_SHIFT = (
+    19  # v // 45 == (v * _DIV45_MULTIPLIER) >> 19 for every v < 2**16 (a test checks all)
+)
 _DIV45_MULTIPLIER = -(-(1 << _DIV45_SHIFT) // 45)
 #: lane digit + 1 -> its character; 0 (the unused top byte of a lane) is deleted
 _BASE45_CHARS = bytes([0, *_BASE45_ALPHABET] + [0] * (255 - len(_BASE45_ALPHABET)))

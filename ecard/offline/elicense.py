@@ -18,8 +18,17 @@ from ecard.offline.revocation import Pseudonym, RevocationSet
 from ecard.offline.trust import EpochSeconds, RegionCode, TrustedKey, TrustStore
 
 CardStatus = Literal[  # as the registry spells them (ecard/registry/lifecycle.py)
-    "produced", "in_stock", "issued", "active", "lost_temporary", "lost", "frozen",
-    "replacement_pending", "replaced", "cancelled", "deceased",
+    "produced",
+    "in_stock",
+    "issued",
+    "active",
+    "lost_temporary",
+    "lost",
+    "frozen",
+    "replacement_pending",
+    "replaced",
+    "cancelled",
+    "deceased",
 ]
 IsoDate = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
 

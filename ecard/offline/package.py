@@ -102,7 +102,10 @@ def load_offline_package(
         held_version=held.revocations.version if held else 0,
     )
     return LoadedPackage(
-        content=package, trust=trust, revocations=revocations, revoked_cards=frozenset(package.revoked_cards)
+        content=package,
+        trust=trust,
+        revocations=revocations,
+        revoked_cards=frozenset(package.revoked_cards),
     )
 
 

@@ -78,8 +78,13 @@ def language(request: Request, ui_locales: str | None = None) -> str:
 def error_page(request: Request, error: AppError) -> Response[str]:
     spec = CATALOGUE[error.code]
     return page(
-        "message.html", spec.status, lang=language(request), code=error.code,
-        title_zh=spec.zh, title_en=spec.en, detail=error.detail,
+        "message.html",
+        spec.status,
+        lang=language(request),
+        code=error.code,
+        title_zh=spec.zh,
+        title_en=spec.en,
+        detail=error.detail,
     )
 
 
@@ -109,7 +114,9 @@ class DiscoveryController(Controller):
     tags = ["oidc"]
 
     @get("/.well-known/openid-configuration", summary="OpenID Provider metadata (OIDC Discovery)")
-    async def configuration(self, request: Request, platform: NamedDependency[Platform]) -> Response:
+    async def configuration(
+        self, request: Request, platform: NamedDependency[Platform]
+    ) -> Response:
         return etagged(request, msgspec.json.encode(OidcService(platform).discovery()), max_age=300)
 
 
@@ -120,87 +127,156 @@ class LoginPageController(Controller):
     tags = ["oidc"]
     include_in_schema = True
 
-    @get("/authorize", responses=page_responses(redirects=True), summary="Authorization endpoint: validates the request and shows the login QR")
+    @get(
+        "/authorize",
+        responses=page_responses(redirects=True),
+        summary="Authorization endpoint: validates the request and shows the login QR",
+    )
     async def authorize(self, request: Request, platform: NamedDependency[Platform]) -> Response:
         service = OidcService(platform)
         try:
             params = single_values(list(request.query_params.multi_items()))
             client, authorization = await service.validate_authorization(params)
-            flow_id, browser_secret, session_id = await service.start_flow(authorization, origin_of(request))
+            flow_id, browser_secret, session_id = await service.start_flow(
+                authorization, origin_of(request)
+            )
         except AuthorizationError as refusal:
             return redirect(refusal.location)
         except AppError as error:
             return error_page(request, error)
         response = page(
-            "login.html", lang=language(request, params.get("ui_locales")), session_id=session_id,
-            flow_id=flow_id, client_name=client.name, client_logo=client.logo_uri,
+            "login.html",
+            lang=language(request, params.get("ui_locales")),
+            session_id=session_id,
+            flow_id=flow_id,
+            client_name=client.name,
+            client_logo=client.logo_uri,
             scopes=[SCOPES[s] for s in authorization.scope.split()],
         )
         response.cookies.append(
             Cookie(
-                key=f"{FLOW_COOKIE}{flow_id}", value=browser_secret, path="/oidc", httponly=True,
-                samesite="strict", secure=service.issuer.startswith("https://"), max_age=service.policy.flow_ttl,
+                key=f"{FLOW_COOKIE}{flow_id}",
+                value=browser_secret,
+                path="/oidc",
+                httponly=True,
+                samesite="strict",
+                secure=service.issuer.startswith("https://"),
+                max_age=service.policy.flow_ttl,
             )
         )
         return response
 
     @get("/login/{session_id:str}/qr.svg", summary="The login QR code (SVG)")
-    async def qr(self, session_id: FromPath[str], platform: NamedDependency[Platform]) -> Response[str]:
+    async def qr(
+        self, session_id: FromPath[str], platform: NamedDependency[Platform]
+    ) -> Response[str]:
         text = await OidcService(platform).qr_text(session_id)
-        return Response(render_svg(text, scale=6), media_type="image/svg+xml", headers={**PAGE_HEADERS})
+        return Response(
+            render_svg(text, scale=6), media_type="image/svg+xml", headers={**PAGE_HEADERS}
+        )
 
     @get("/login/{session_id:str}/poll", summary="Long poll of the login state (until it changes)")
     async def poll(
-        self, session_id: FromPath[str], request: Request, platform: NamedDependency[Platform],
-        known: FromQuery[Literal["pending", "scanned", "approved_pending_confirmation"]] = "pending",
+        self,
+        session_id: FromPath[str],
+        request: Request,
+        platform: NamedDependency[Platform],
+        known: FromQuery[
+            Literal["pending", "scanned", "approved_pending_confirmation"]
+        ] = "pending",
         wait: FromQuery[bool] = True,
     ) -> Response[schemas.LoginPoll]:
         service = OidcService(platform)
-        result = await service.poll(session_id, lambda flow: flow_cookie(request, flow), known, wait)
+        result = await service.poll(
+            session_id, lambda flow: flow_cookie(request, flow), known, wait
+        )
         return Response(result, headers=NO_STORE)
 
-    @post("/flows/{flow_id:str}/renew", status_code=200, summary="A new QR for a page whose QR expired")
-    async def renew(self, flow_id: FromPath[str], request: Request, platform: NamedDependency[Platform]) -> Response[schemas.RenewedLogin]:
+    @post(
+        "/flows/{flow_id:str}/renew",
+        status_code=200,
+        summary="A new QR for a page whose QR expired",
+    )
+    async def renew(
+        self, flow_id: FromPath[str], request: Request, platform: NamedDependency[Platform]
+    ) -> Response[schemas.RenewedLogin]:
         service = OidcService(platform)
         session_id = await service.renew_session(flow_id, flow_cookie(request, flow_id))
         renewed = schemas.RenewedLogin(
-            session_id=session_id, qr_svg_url=f"/oidc/login/{session_id}/qr.svg",
+            session_id=session_id,
+            qr_svg_url=f"/oidc/login/{session_id}/qr.svg",
             expires_in=service.policy.login_session_ttl,
         )
         return Response(renewed, headers=NO_STORE)
 
-    @post("/login/{session_id:str}/confirm", status_code=200, summary="是本人: the browser confirms the approving holder; the code is issued")
-    async def confirm(self, session_id: FromPath[str], request: Request, platform: NamedDependency[Platform]) -> Response[schemas.LoginContinuation]:
+    @post(
+        "/login/{session_id:str}/confirm",
+        status_code=200,
+        summary="是本人: the browser confirms the approving holder; the code is issued",
+    )
+    async def confirm(
+        self, session_id: FromPath[str], request: Request, platform: NamedDependency[Platform]
+    ) -> Response[schemas.LoginContinuation]:
         service = OidcService(platform)
         same_origin(request, service.issuer)
         location = await service.confirm(session_id, lambda flow: flow_cookie(request, flow))
         return Response(schemas.LoginContinuation(location=location), headers=NO_STORE)
 
-    @post("/login/{session_id:str}/cancel", status_code=200, summary="不是我: the browser cancels the login; the client gets access_denied")
-    async def cancel(self, session_id: FromPath[str], request: Request, platform: NamedDependency[Platform]) -> Response[schemas.LoginContinuation]:
+    @post(
+        "/login/{session_id:str}/cancel",
+        status_code=200,
+        summary="不是我: the browser cancels the login; the client gets access_denied",
+    )
+    async def cancel(
+        self, session_id: FromPath[str], request: Request, platform: NamedDependency[Platform]
+    ) -> Response[schemas.LoginContinuation]:
         service = OidcService(platform)
         same_origin(request, service.issuer)
         location = await service.cancel(session_id, lambda flow: flow_cookie(request, flow))
         return Response(schemas.LoginContinuation(location=location), headers=NO_STORE)
 
-    @get("/login/{session_id:str}/continue", responses=page_responses(redirects=True), summary="Back to the relying party after a denial (an approval goes on through confirm)")
-    async def finish(self, session_id: FromPath[str], request: Request, platform: NamedDependency[Platform]) -> Response:
+    @get(
+        "/login/{session_id:str}/continue",
+        responses=page_responses(redirects=True),
+        summary="Back to the relying party after a denial (an approval goes on through confirm)",
+    )
+    async def finish(
+        self, session_id: FromPath[str], request: Request, platform: NamedDependency[Platform]
+    ) -> Response:
         try:
-            location = await OidcService(platform).finish(session_id, lambda flow: flow_cookie(request, flow))
+            location = await OidcService(platform).finish(
+                session_id, lambda flow: flow_cookie(request, flow)
+            )
         except AppError as error:
             return error_page(request, error)
         return redirect(location)
 
-    @get("/device", responses=page_responses(), summary="Where a device's user is sent: instructions to enter the code in the app")
-    async def device_page(self, request: Request, user_code: FromQuery[str | None] = None) -> Response[str]:
+    @get(
+        "/device",
+        responses=page_responses(),
+        summary="Where a device's user is sent: instructions to enter the code in the app",
+    )
+    async def device_page(
+        self, request: Request, user_code: FromQuery[str | None] = None
+    ) -> Response[str]:
         return page(
-            "message.html", lang=language(request), code="device", user_code=(user_code or "")[:9],
-            title_zh="设备登录", title_en="Log in on a device",
+            "message.html",
+            lang=language(request),
+            code="device",
+            user_code=(user_code or "")[:9],
+            title_zh="设备登录",
+            title_en="Log in on a device",
             body_zh="请打开电子社保卡 App，选择“扫码登录”，输入设备上显示的代码。",
             body_en="Open your e-card app, choose “Scan to log in” and enter the code shown on the device.",
         )
 
-    @route("/logout", http_method=["GET", "POST"], status_code=200, responses=page_responses(redirects=True), summary="RP-initiated logout (end session endpoint)")
+    @route(
+        "/logout",
+        http_method=["GET", "POST"],
+        status_code=200,
+        responses=page_responses(redirects=True),
+        summary="RP-initiated logout (end session endpoint)",
+    )
     async def logout(self, request: Request, platform: NamedDependency[Platform]) -> Response:
         try:
             if request.method == "POST":
@@ -213,8 +289,11 @@ class LoginPageController(Controller):
         if target:
             return redirect(target)
         return page(
-            "message.html", lang=language(request, params.get("ui_locales")), code="logged_out",
-            title_zh="您已退出登录", title_en="You are signed out",
+            "message.html",
+            lang=language(request, params.get("ui_locales")),
+            code="logged_out",
+            title_zh="您已退出登录",
+            title_en="You are signed out",
         )
 
 
@@ -225,39 +304,65 @@ class OAuthController(Controller):
     tags = ["oidc"]
 
     @post("/token", status_code=200, summary="Token endpoint: code, refresh and device grants")
-    async def token(self, request: Request, platform: NamedDependency[Platform]) -> Response[schemas.TokenResponse]:
+    async def token(
+        self, request: Request, platform: NamedDependency[Platform]
+    ) -> Response[schemas.TokenResponse]:
         form = await form_of(request)
         ip = request.client.host if request.client else "-"
-        issued = await OidcService(platform).token(form, basic_credentials(request.headers.get("authorization")), ip)
+        issued = await OidcService(platform).token(
+            form, basic_credentials(request.headers.get("authorization")), ip
+        )
         return Response(issued, headers=NO_STORE)
 
     @post("/device_authorization", status_code=200, summary="Device authorization (RFC 8628)")
-    async def device_authorization(self, request: Request, platform: NamedDependency[Platform]) -> Response[schemas.DeviceAuthorization]:
+    async def device_authorization(
+        self, request: Request, platform: NamedDependency[Platform]
+    ) -> Response[schemas.DeviceAuthorization]:
         service = OidcService(platform)
         form = await form_of(request)
-        client = await service.authenticate_client(form, basic_credentials(request.headers.get("authorization")))
-        return Response(await service.authorize_device(client, form.get("scope"), origin_of(request)), headers=NO_STORE)
+        client = await service.authenticate_client(
+            form, basic_credentials(request.headers.get("authorization"))
+        )
+        return Response(
+            await service.authorize_device(client, form.get("scope"), origin_of(request)),
+            headers=NO_STORE,
+        )
 
-    @route("/userinfo", http_method=["GET", "POST"], status_code=200, summary="Claims about the holder, by the token's scopes")
-    async def userinfo(self, request: Request, platform: NamedDependency[Platform]) -> Response[dict[str, Any]]:
+    @route(
+        "/userinfo",
+        http_method=["GET", "POST"],
+        status_code=200,
+        summary="Claims about the holder, by the token's scopes",
+    )
+    async def userinfo(
+        self, request: Request, platform: NamedDependency[Platform]
+    ) -> Response[dict[str, Any]]:
         claims = await OidcService(platform).userinfo(bearer(request.headers.get("authorization")))
         return Response(claims, headers=NO_STORE)
 
     @post("/revoke", status_code=200, summary="Token revocation (RFC 7009)")
-    async def revoke(self, request: Request, platform: NamedDependency[Platform]) -> Response[dict[str, str]]:
+    async def revoke(
+        self, request: Request, platform: NamedDependency[Platform]
+    ) -> Response[dict[str, str]]:
         service = OidcService(platform)
         form = await form_of(request)
-        client = await service.authenticate_client(form, basic_credentials(request.headers.get("authorization")))
+        client = await service.authenticate_client(
+            form, basic_credentials(request.headers.get("authorization"))
+        )
         if "token" not in form:
             raise AppError("invalid_request", "token is required")
         await service.revoke(client, form["token"])
         return Response({}, headers=NO_STORE)
 
     @post("/introspect", status_code=200, summary="Token introspection (RFC 7662)")
-    async def introspect(self, request: Request, platform: NamedDependency[Platform]) -> Response[schemas.Introspection]:
+    async def introspect(
+        self, request: Request, platform: NamedDependency[Platform]
+    ) -> Response[schemas.Introspection]:
         service = OidcService(platform)
         form = await form_of(request)
-        client = await service.authenticate_client(form, basic_credentials(request.headers.get("authorization")))
+        client = await service.authenticate_client(
+            form, basic_credentials(request.headers.get("authorization"))
+        )
         if "token" not in form:
             raise AppError("invalid_request", "token is required")
         return Response(await service.introspect(client, form["token"]), headers=NO_STORE)
@@ -270,27 +375,52 @@ class HolderLoginController(Controller):
     tags = ["holder"]
     dependencies = {"holder": Provide(provide_holder)}
 
-    @get("/{session_id:str}", summary="Who asks for what and from where (claims the session for this holder)")
-    async def describe(self, session_id: FromPath[str], platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]) -> schemas.LoginSessionView:
+    @get(
+        "/{session_id:str}",
+        summary="Who asks for what and from where (claims the session for this holder)",
+    )
+    async def describe(
+        self,
+        session_id: FromPath[str],
+        platform: NamedDependency[Platform],
+        holder: NamedDependency[HolderPrincipal],
+    ) -> schemas.LoginSessionView:
         return await OidcService(platform).describe(session_id, holder)
 
     @get("/", summary="A device login by the user code shown on the device")
     async def by_user_code(
-        self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal], user_code: FromQuery[str | None] = None
+        self,
+        platform: NamedDependency[Platform],
+        holder: NamedDependency[HolderPrincipal],
+        user_code: FromQuery[str | None] = None,
     ) -> schemas.LoginSessionView:
         if not user_code:  # checked here, after the holder: strangers learn nothing from a 400
             raise AppError("validation_failed", "user_code is required")
         return await OidcService(platform).describe_user_code(user_code, holder)
 
-    @post("/{session_id:str}/approve", status_code=200, summary="Approve the login (with the 电子社保卡密码)")
+    @post(
+        "/{session_id:str}/approve",
+        status_code=200,
+        summary="Approve the login (with the 电子社保卡密码)",
+    )
     async def approve(
-        self, session_id: FromPath[str], data: JSONBody[schemas.LoginApproval], platform: NamedDependency[Platform],
+        self,
+        session_id: FromPath[str],
+        data: JSONBody[schemas.LoginApproval],
+        platform: NamedDependency[Platform],
         holder: NamedDependency[HolderPrincipal],
     ) -> schemas.LoginAnswer:
-        return await OidcService(platform).answer(session_id, holder, approve=True, password=data.password)
+        return await OidcService(platform).answer(
+            session_id, holder, approve=True, password=data.password
+        )
 
     @post("/{session_id:str}/deny", status_code=200, summary="Deny the login")
-    async def deny(self, session_id: FromPath[str], platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]) -> schemas.LoginAnswer:
+    async def deny(
+        self,
+        session_id: FromPath[str],
+        platform: NamedDependency[Platform],
+        holder: NamedDependency[HolderPrincipal],
+    ) -> schemas.LoginAnswer:
         return await OidcService(platform).answer(session_id, holder, approve=False)
 
 
@@ -301,22 +431,41 @@ class ClientFilingController(Controller):
     tags = ["operator"]
     dependencies = {"operator": Provide(provide_operator)}
 
-    @post("/", dependencies=operator_with("clients:manage"), summary="File a relying party (starts pending; the secret is shown once)")
-    async def file(self, data: JSONBody[schemas.ClientFiling], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> schemas.ClientView:
+    @post(
+        "/",
+        dependencies=operator_with("clients:manage"),
+        summary="File a relying party (starts pending; the secret is shown once)",
+    )
+    async def file(
+        self,
+        data: JSONBody[schemas.ClientFiling],
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
+    ) -> schemas.ClientView:
         return await OidcService(platform).file_client(data, operator)
 
     @get("/{client_id:str}", summary="A filed relying party")
-    async def get_client(self, client_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> schemas.ClientView:
+    async def get_client(
+        self,
+        client_id: FromPath[str],
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
+    ) -> schemas.ClientView:
         require_permission(operator, "registry:read")
         return (await OidcService(platform).filed_client(client_id)).view()
 
     @post(
-        "/{client_id:str}/status", status_code=200, dependencies=operator_with("clients:manage"),
+        "/{client_id:str}/status",
+        status_code=200,
+        dependencies=operator_with("clients:manage"),
         summary="pending → approved → live; live ⇄ suspended; reject",
     )
     async def change_status(
-        self, client_id: FromPath[str], data: JSONBody[schemas.ClientStatusChange],
-        platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
+        self,
+        client_id: FromPath[str],
+        data: JSONBody[schemas.ClientStatusChange],
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
     ) -> schemas.ClientView:
         return await OidcService(platform).change_client_status(client_id, data, operator)
 
@@ -329,4 +478,3 @@ CONTROLLERS: list = [
     ClientFilingController,
     create_static_files_router(path=STATIC_PATH, directories=[STATIC_DIR], include_in_schema=False),
 ]
-

@@ -3,4 +3,6 @@
 from ecard.domain import Domain
 from ecard.oidc import controllers, piccolo_app
 
-DOMAIN = Domain(name="oidc", controllers=tuple(controllers.CONTROLLERS), piccolo_app=piccolo_app.APP_CONFIG)
+DOMAIN = Domain(
+    name="oidc", controllers=tuple(controllers.CONTROLLERS), piccolo_app=piccolo_app.APP_CONFIG
+)

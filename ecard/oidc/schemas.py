@@ -186,7 +186,9 @@ class LoginSession(msgspec.Struct, kw_only=True, array_like=True):
     auth_time: int | None = None
     user_code: str | None = None
     subject: str | None = None  # the pairwise sub, once approved
-    holder_name: str | None = None  # masked (张*三), once approved on a page: what the browser confirms
+    holder_name: str | None = (
+        None  # masked (张*三), once approved on a page: what the browser confirms
+    )
 
 
 class CodeGrant(msgspec.Struct, kw_only=True, array_like=True):

@@ -128,8 +128,12 @@ def pseudonym(key: bytes, purpose: str, sector: str, value: str) -> str:
 
 
 SCOPES: dict[str, ScopeSpec] = {
-    "openid": ScopeSpec("登录标识（每个应用不同）", "A sign-in identifier unique to this site", lambda f, k, s: {}),
-    "profile": ScopeSpec("姓名（脱敏）", "Your masked name", lambda f, k, s: {"name": mask_name(f.name)}),
+    "openid": ScopeSpec(
+        "登录标识（每个应用不同）", "A sign-in identifier unique to this site", lambda f, k, s: {}
+    ),
+    "profile": ScopeSpec(
+        "姓名（脱敏）", "Your masked name", lambda f, k, s: {"name": mask_name(f.name)}
+    ),
     "ecard": ScopeSpec(
         "社保卡状态、发卡地区、电子社保卡标识（每个应用不同）",
         "Card status, issuing region and an e-card identifier unique to this site",
@@ -180,22 +184,32 @@ class RelyingParty:
     def of(cls, row: dict) -> RelyingParty:
         jwk = _json(row["public_jwk"]) if row["public_jwk"] else None
         return cls(
-            id=row["id"], name=row["name"], logo_uri=row["logo_uri"],
+            id=row["id"],
+            name=row["name"],
+            logo_uri=row["logo_uri"],
             redirect_uris=tuple(_json(row["redirect_uris"])),
             post_logout_redirect_uris=tuple(_json(row["post_logout_redirect_uris"])),
-            scopes=frozenset(_json(row["scopes"])), client_type=row["client_type"],
-            auth_method=row["auth_method"], secret_digest=row["secret_digest"],
-            public_jwk=jwk, sector=row["sector"], status=row["status"],
+            scopes=frozenset(_json(row["scopes"])),
+            client_type=row["client_type"],
+            auth_method=row["auth_method"],
+            secret_digest=row["secret_digest"],
+            public_jwk=jwk,
+            sector=row["sector"],
+            status=row["status"],
         )
 
     def view(self, client_secret: str | None = None) -> schemas.ClientView:
         return schemas.ClientView(
-            client_id=self.id, name=self.name, status=self.status,  # type: ignore[arg-type]
+            client_id=self.id,
+            name=self.name,
+            status=self.status,  # type: ignore[arg-type]
             client_type=self.client_type,  # type: ignore[arg-type]
             token_endpoint_auth_method=self.auth_method,  # type: ignore[arg-type]
             redirect_uris=list(self.redirect_uris),
             post_logout_redirect_uris=list(self.post_logout_redirect_uris),
-            scopes=sorted(self.scopes), sector=self.sector, logo_uri=self.logo_uri,
+            scopes=sorted(self.scopes),
+            sector=self.sector,
+            logo_uri=self.logo_uri,
             client_secret=client_secret,
         )
 
@@ -220,9 +234,13 @@ def check_redirect_uri(uri: str) -> str:
     parts = urlsplit(uri)
     loopback = parts.scheme == "http" and parts.hostname in {"127.0.0.1", "localhost", "::1"}
     if parts.scheme != "https" and not loopback:
-        raise AppError("invalid_client_metadata", "redirect URIs must use https (or http on loopback)")
+        raise AppError(
+            "invalid_client_metadata", "redirect URIs must use https (or http on loopback)"
+        )
     if not parts.hostname or parts.fragment or "#" in uri or parts.username or parts.password:
-        raise AppError("invalid_client_metadata", "redirect URIs need a host and no fragment or user info")
+        raise AppError(
+            "invalid_client_metadata", "redirect URIs need a host and no fragment or user info"
+        )
     return parts.hostname
 
 
@@ -232,7 +250,9 @@ def check_filing(data: schemas.ClientFiling) -> str:
     for uri in data.post_logout_redirect_uris:
         check_redirect_uri(uri)
     if len(hosts) != 1:
-        raise AppError("invalid_client_metadata", "all redirect URIs must share one host (the subject sector)")
+        raise AppError(
+            "invalid_client_metadata", "all redirect URIs must share one host (the subject sector)"
+        )
     if data.logo_uri and urlsplit(data.logo_uri).scheme != "https":
         raise AppError("invalid_client_metadata", "logo_uri must use https")
     for scope in data.scopes:
@@ -242,14 +262,24 @@ def check_filing(data: schemas.ClientFiling) -> str:
         raise AppError("invalid_client_metadata", "scopes must include openid")
     public = data.client_type == "public"
     if public != (data.token_endpoint_auth_method == "none"):
-        raise AppError("invalid_client_metadata", "public clients use auth method none; confidential ones may not")
+        raise AppError(
+            "invalid_client_metadata",
+            "public clients use auth method none; confidential ones may not",
+        )
     if data.token_endpoint_auth_method == "private_key_jwt":
-        if not data.jwk or data.jwk.get("kty") != "EC" or data.jwk.get("crv") != "P-256" or "d" in data.jwk:
+        if (
+            not data.jwk
+            or data.jwk.get("kty") != "EC"
+            or data.jwk.get("crv") != "P-256"
+            or "d" in data.jwk
+        ):
             raise AppError("invalid_client_metadata", "private_key_jwt needs a public EC P-256 jwk")
         try:
             jwt.PyJWK({k: data.jwk[k] for k in ("kty", "crv", "x", "y")}, algorithm="ES256")
         except (jwt.PyJWTError, KeyError, ValueError):
-            raise AppError("invalid_client_metadata", "the jwk is not a valid P-256 public key") from None
+            raise AppError(
+                "invalid_client_metadata", "the jwk is not a valid P-256 public key"
+            ) from None
     return hosts.pop()
 
 
@@ -358,10 +388,19 @@ class OidcService:
             raise rate_limited(decision.retry_after, "temporarily_unavailable")
 
     async def _refused(self, actor: str, action: str, client_id: str, reason: str) -> None:
-        await audit_refusal(self.platform, actor, f"oidc.{action}.refused", "oidc_client", client_id[:40] or "-", reason)
+        await audit_refusal(
+            self.platform,
+            actor,
+            f"oidc.{action}.refused",
+            "oidc_client",
+            client_id[:40] or "-",
+            reason,
+        )
 
     # --- client filing ------------------------------------------------------------------------
-    async def file_client(self, data: schemas.ClientFiling, operator: OperatorPrincipal) -> schemas.ClientView:
+    async def file_client(
+        self, data: schemas.ClientFiling, operator: OperatorPrincipal
+    ) -> schemas.ClientView:
         sector = check_filing(data)
         client_id = f"rp_{secrets.token_hex(12)}"
         secret = (
@@ -369,30 +408,45 @@ class OidcService:
             if data.token_endpoint_auth_method in ("client_secret_basic", "client_secret_post")
             else None
         )
-        jwk = {k: data.jwk[k] for k in ("kty", "crv", "x", "y")} if data.jwk and "x" in data.jwk else None
+        jwk = (
+            {k: data.jwk[k] for k in ("kty", "crv", "x", "y")}
+            if data.jwk and "x" in data.jwk
+            else None
+        )
         try:
             await OidcClient.insert(
                 OidcClient(
-                    id=client_id, name=data.name.strip(), logo_uri=data.logo_uri,
+                    id=client_id,
+                    name=data.name.strip(),
+                    logo_uri=data.logo_uri,
                     redirect_uris=json.dumps(data.redirect_uris),
                     post_logout_redirect_uris=json.dumps(data.post_logout_redirect_uris),
-                    scopes=json.dumps(sorted(set(data.scopes))), client_type=data.client_type,
+                    scopes=json.dumps(sorted(set(data.scopes))),
+                    client_type=data.client_type,
                     auth_method=data.token_endpoint_auth_method,
                     secret_digest=secret_digest(secret) if secret else None,
-                    public_jwk=json.dumps(jwk) if jwk else None, sector=sector, status="pending",
+                    public_jwk=json.dumps(jwk) if jwk else None,
+                    sector=sector,
+                    status="pending",
                     filed_by=operator.id,
                 )
             ).run()
         except Exception as exc:
             if is_unique_violation(exc):
-                raise AppError("invalid_client_metadata", "a client with this name is already filed") from None
+                raise AppError(
+                    "invalid_client_metadata", "a client with this name is already filed"
+                ) from None
             raise
         await audit(operator.actor, "oidc.client.file", "oidc_client", client_id)
         return (await self.filed_client(client_id)).view(client_secret=secret)
 
     async def filed_client(self, client_id: str) -> RelyingParty:
         """The client as filed now (read from the database)."""
-        row = await OidcClient.select().where(OidcClient.id == client_id).first() if client_id else None
+        row = (
+            await OidcClient.select().where(OidcClient.id == client_id).first()
+            if client_id
+            else None
+        )
         if row is None:
             raise AppError("oidc_client_not_found")
         client = RelyingParty.of(row)
@@ -411,13 +465,28 @@ class OidcService:
     ) -> schemas.ClientView:
         current = await self.filed_client(client_id)
         if change.status not in CLIENT_TRANSITIONS[current.status]:
-            raise AppError("client_status_conflict", f"{current.status} → {change.status} is not allowed")
-        updated = await OidcClient.update(
-            {OidcClient.status: change.status, OidcClient.updated_at: dt.datetime.now(dt.UTC)}
-        ).where((OidcClient.id == client_id) & (OidcClient.status == current.status)).returning(OidcClient.id)
+            raise AppError(
+                "client_status_conflict", f"{current.status} → {change.status} is not allowed"
+            )
+        updated = (
+            await OidcClient.update(
+                {OidcClient.status: change.status, OidcClient.updated_at: dt.datetime.now(dt.UTC)}
+            )
+            .where((OidcClient.id == client_id) & (OidcClient.status == current.status))
+            .returning(OidcClient.id)
+        )
         if not updated:
-            raise AppError("client_status_conflict", "the status changed concurrently; reload and retry")
-        await audit(operator.actor, "oidc.client.status", "oidc_client", client_id, change.reason, to=change.status)
+            raise AppError(
+                "client_status_conflict", "the status changed concurrently; reload and retry"
+            )
+        await audit(
+            operator.actor,
+            "oidc.client.status",
+            "oidc_client",
+            client_id,
+            change.reason,
+            to=change.status,
+        )
         return (await self.filed_client(client_id)).view()
 
     async def live_client(self, client_id: str | None) -> RelyingParty:
@@ -435,11 +504,13 @@ class OidcService:
     ) -> RelyingParty:
         """Exactly one method, and the one the client filed; secrets compared in constant time."""
         presented = [
-            method for method, present in (
+            method
+            for method, present in (
                 ("client_secret_basic", basic is not None),
                 ("client_secret_post", "client_secret" in form),
                 ("private_key_jwt", "client_assertion" in form),
-            ) if present
+            )
+            if present
         ]
         if len(presented) > 1:
             raise AppError("invalid_request", "use exactly one client authentication method")
@@ -459,12 +530,18 @@ class OidcService:
             secret_ok = True
         if client is None or method != client.auth_method or not secret_ok:
             await self._limit(
-                f"oidc:auth-fail:{client_id[:40]}", 300, self.policy.failed_client_auth_per_client_5min
+                f"oidc:auth-fail:{client_id[:40]}",
+                300,
+                self.policy.failed_client_auth_per_client_5min,
             )
             await self._refused("client:-", "client_auth", client_id, f"method {method}")
-            raise AppError("invalid_client", headers={"WWW-Authenticate": 'Basic realm="ecard-oidc"'})
+            raise AppError(
+                "invalid_client", headers={"WWW-Authenticate": 'Basic realm="ecard-oidc"'}
+            )
         if method == "private_key_jwt":
-            await self._verify_assertion(client, form["client_assertion"], form.get("client_assertion_type"))
+            await self._verify_assertion(
+                client, form["client_assertion"], form.get("client_assertion_type")
+            )
         if client.status != "live":
             raise AppError("client_not_live")
         return client
@@ -486,7 +563,9 @@ class OidcService:
             raise AppError("invalid_client", "client assertion iss must be the client_id")
         return issuer
 
-    async def _verify_assertion(self, client: RelyingParty, assertion: str, assertion_type: str | None) -> None:
+    async def _verify_assertion(
+        self, client: RelyingParty, assertion: str, assertion_type: str | None
+    ) -> None:
         """RFC 7523: ES256 only (no none, no HMAC keyed with the public key), iss = sub = client,
         aud = this issuer or its token endpoint, at most an hour of life, single-use jti."""
         if assertion_type != ASSERTION_TYPE:
@@ -496,26 +575,41 @@ class OidcService:
         key = jwt.PyJWK(client.public_jwk, algorithm="ES256")
         try:
             claims = jwt.decode(
-                assertion, key.key, algorithms=["ES256"],
-                audience=[self.issuer, f"{self.issuer}/oidc/token"], issuer=client.id,
-                options={"require": ["exp", "iat", "jti", "sub", "aud", "iss"]}, leeway=30,
+                assertion,
+                key.key,
+                algorithms=["ES256"],
+                audience=[self.issuer, f"{self.issuer}/oidc/token"],
+                issuer=client.id,
+                options={"require": ["exp", "iat", "jti", "sub", "aud", "iss"]},
+                leeway=30,
             )
         except jwt.PyJWTError as exc:
             raise AppError("invalid_client", f"client assertion rejected: {exc}") from None
         if claims["sub"] != client.id or claims["exp"] - claims["iat"] > MAX_ASSERTION_LIFETIME:
-            raise AppError("invalid_client", f"client assertion must have sub = iss and live at most {MAX_ASSERTION_LIFETIME} s")
-        remembered = max(1, int(claims["exp"] - time.time()) + 30)  # as long as it could be replayed
-        if not await self.store.put_if_absent(f"oidc:jti:{client.id}:{secret_digest(str(claims['jti']))}", b"1", remembered):
+            raise AppError(
+                "invalid_client",
+                f"client assertion must have sub = iss and live at most {MAX_ASSERTION_LIFETIME} s",
+            )
+        remembered = max(
+            1, int(claims["exp"] - time.time()) + 30
+        )  # as long as it could be replayed
+        if not await self.store.put_if_absent(
+            f"oidc:jti:{client.id}:{secret_digest(str(claims['jti']))}", b"1", remembered
+        ):
             raise AppError("invalid_client", "client assertion replayed")
 
     # --- the authorization endpoint -----------------------------------------------------------
-    async def validate_authorization(self, params: Mapping[str, str]) -> tuple[RelyingParty, schemas.AuthorizationRequest]:
+    async def validate_authorization(
+        self, params: Mapping[str, str]
+    ) -> tuple[RelyingParty, schemas.AuthorizationRequest]:
         """Client and redirect URI errors raise AppError (shown on a page, never redirected);
         everything after them raises AuthorizationError (sent to the verified redirect URI)."""
         client = await self.live_client(params.get("client_id"))
         redirect_uri = params.get("redirect_uri", "")
         if redirect_uri not in client.redirect_uris:
-            await self._refused(f"oidc_client:{client.id}", "authorize", client.id, "redirect_uri mismatch")
+            await self._refused(
+                f"oidc_client:{client.id}", "authorize", client.id, "redirect_uri mismatch"
+            )
             raise AppError("invalid_redirect_uri")
         state = params.get("state")
         try:
@@ -532,11 +626,15 @@ class OidcService:
         if "request" in params or "request_uri" in params:
             raise AppError("request_not_supported")
         if params.get("response_type") != "code":
-            raise AppError("unsupported_response_type", "only the authorization code flow (response_type=code)")
+            raise AppError(
+                "unsupported_response_type", "only the authorization code flow (response_type=code)"
+            )
         if params.get("response_mode", "query") != "query":
             raise AppError("invalid_request", "only response_mode=query is supported")
         if any(len(params.get(name) or "") > _MAX_PARAM for name in ("state", "nonce")):
-            raise AppError("invalid_request", f"state and nonce are limited to {_MAX_PARAM} characters")
+            raise AppError(
+                "invalid_request", f"state and nonce are limited to {_MAX_PARAM} characters"
+            )
         scope = parse_scope(params.get("scope"), client.scopes)
         challenge, method = params.get("code_challenge"), params.get("code_challenge_method")
         if challenge is None and client.client_type == "public":
@@ -548,26 +646,40 @@ class OidcService:
         if "none" in (params.get("prompt") or "").split():
             raise AppError("login_required")
         return schemas.AuthorizationRequest(
-            client_id=client.id, redirect_uri=redirect_uri, scope=scope, state=state,
-            nonce=params.get("nonce"), code_challenge=challenge,
+            client_id=client.id,
+            redirect_uri=redirect_uri,
+            scope=scope,
+            state=state,
+            nonce=params.get("nonce"),
+            code_challenge=challenge,
         )
 
     async def start_flow(
         self, request: schemas.AuthorizationRequest, origin: schemas.LoginOrigin
     ) -> tuple[str, str, str]:
         """A page's login flow (its cookie secret) and its first QR session: (flow, secret, session)."""
-        await self._limit(f"oidc:login-ip:{origin.ip}", 60, self.policy.login_sessions_per_ip_minute)
+        await self._limit(
+            f"oidc:login-ip:{origin.ip}", 60, self.policy.login_sessions_per_ip_minute
+        )
         flow_id, browser_secret = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
-        flow = schemas.LoginFlow(request=request, browser_digest=secret_digest(browser_secret), origin=origin)
+        flow = schemas.LoginFlow(
+            request=request, browser_digest=secret_digest(browser_secret), origin=origin
+        )
         await self.store.put(flow_key(flow_id), _encode(flow), self.policy.flow_ttl)
         return flow_id, browser_secret, await self._new_session(flow, flow_id)
 
-    async def _new_session(self, flow: schemas.LoginFlow, flow_id: str | None, user_code: str | None = None) -> str:
+    async def _new_session(
+        self, flow: schemas.LoginFlow, flow_id: str | None, user_code: str | None = None
+    ) -> str:
         session_id = secrets.token_urlsafe(24)
         ttl = self.policy.device_session_ttl if user_code else self.policy.login_session_ttl
         session = schemas.LoginSession(
-            request=flow.request, browser_digest=flow.browser_digest, flow_id=flow_id,
-            origin=flow.origin, expires_at=int(time.time()) + ttl, user_code=user_code,
+            request=flow.request,
+            browser_digest=flow.browser_digest,
+            flow_id=flow_id,
+            origin=flow.origin,
+            expires_at=int(time.time()) + ttl,
+            user_code=user_code,
         )
         await self.store.put(login_key(session_id), _encode(session), ttl)
         return session_id
@@ -579,13 +691,17 @@ class OidcService:
             raise AppError("login_session_not_found", "this login page expired; reload it")
         flow = _FLOW.decode(raw)
         self._check_browser(flow.browser_digest, browser_secret)
-        await self._limit(f"oidc:login-ip:{flow.origin.ip}", 60, self.policy.login_sessions_per_ip_minute)
+        await self._limit(
+            f"oidc:login-ip:{flow.origin.ip}", 60, self.policy.login_sessions_per_ip_minute
+        )
         return await self._new_session(flow, flow_id)
 
     @staticmethod
     def _check_browser(browser_digest: str, browser_secret: str | None) -> None:
         """Only the browser that started a login may watch or finish it."""
-        if not browser_digest or not hmac.compare_digest(secret_digest(browser_secret or ""), browser_digest):
+        if not browser_digest or not hmac.compare_digest(
+            secret_digest(browser_secret or ""), browser_digest
+        ):
             raise AppError("forbidden", "this login belongs to another browser")
 
     async def _session(self, session_id: str) -> tuple[bytes, schemas.LoginSession]:
@@ -599,7 +715,9 @@ class OidcService:
         await self._session(session_id)
         return f"{QR_SCHEME}{session_id}"
 
-    async def poll(self, session_id: str, browser_secret_of: BrowserSecrets, known: str, wait: bool) -> schemas.LoginPoll:
+    async def poll(
+        self, session_id: str, browser_secret_of: BrowserSecrets, known: str, wait: bool
+    ) -> schemas.LoginPoll:
         """The page's long poll: returns when the state differs from ``known`` or time runs out.
         Polls the store, so it works whichever worker the holder's answer reached.  An approval
         reads as ``approved_pending_confirmation`` with the approving holder's masked name, and
@@ -619,7 +737,9 @@ class OidcService:
                 return polled
             await asyncio.sleep(0.25)
 
-    async def _browser_checked(self, session_id: str, browser_secret_of: BrowserSecrets) -> schemas.LoginSession:
+    async def _browser_checked(
+        self, session_id: str, browser_secret_of: BrowserSecrets
+    ) -> schemas.LoginSession:
         """The session, once the browser asking holds its flow's secret."""
         _, session = await self._session(session_id)
         self._check_browser(session.browser_digest, browser_secret_of(session.flow_id))
@@ -639,14 +759,16 @@ class OidcService:
         ``state`` and ``iss`` (RFC 9207).  An approval goes on only through :meth:`confirm`."""
         session = await self._browser_checked(session_id, browser_secret_of)
         if session.state == "approved":
-            raise AppError("authorization_pending", "confirm on the login page that this is you first")
+            raise AppError(
+                "authorization_pending", "confirm on the login page that this is you first"
+            )
         if session.state != "denied":
             raise AppError("authorization_pending")
         session = await self._take(session_id, "denied")
         return self._denied_location(session.request, "the holder declined in the app")
 
     async def confirm(self, session_id: str, browser_secret_of: BrowserSecrets) -> str:
-        """"是本人 / continue": the browser that started the login accepts the holder shown to it
+        """ "是本人 / continue": the browser that started the login accepts the holder shown to it
         (draft-ietf-oauth-cross-device-security); only now is the authorization code issued.  The
         session is taken atomically, so a second confirm (or a cancel) finds nothing."""
         session = await self._browser_checked(session_id, browser_secret_of)
@@ -656,19 +778,30 @@ class OidcService:
         request = session.request
         code = secrets.token_urlsafe(32)
         grant = schemas.CodeGrant(
-            request=request, ecard_id=session.ecard_id or "", subject=session.subject or "", auth_time=session.auth_time or 0
+            request=request,
+            ecard_id=session.ecard_id or "",
+            subject=session.subject or "",
+            auth_time=session.auth_time or 0,
         )
-        await self.store.put(f"oidc:code:{secret_digest(code)}", _encode(grant), self.policy.code_ttl)
-        return with_query(request.redirect_uri, {"code": code, "state": request.state, "iss": self.issuer})
+        await self.store.put(
+            f"oidc:code:{secret_digest(code)}", _encode(grant), self.policy.code_ttl
+        )
+        return with_query(
+            request.redirect_uri, {"code": code, "state": request.state, "iss": self.issuer}
+        )
 
     async def cancel(self, session_id: str, browser_secret_of: BrowserSecrets) -> str:
-        """"不是我 / cancel": the browser discards the login (an approval by someone else among
+        """ "不是我 / cancel": the browser discards the login (an approval by someone else among
         them); no code is ever issued for it and the client hears ``access_denied``."""
         await self._browser_checked(session_id, browser_secret_of)
         session = await self._take(session_id)
         await audit(
-            "browser:-", "oidc.login.cancel", "oidc_client", session.request.client_id,
-            "cancelled in the browser", after_approval=session.state == "approved",
+            "browser:-",
+            "oidc.login.cancel",
+            "oidc_client",
+            session.request.client_id,
+            "cancelled in the browser",
+            after_approval=session.state == "approved",
         )
         return self._denied_location(session.request, "the login was cancelled in the browser")
 
@@ -690,14 +823,24 @@ class OidcService:
             session = scanned
         client = await self.client(session.request.client_id)
         return schemas.LoginSessionView(
-            session_id=session_id, state=session.state, client_name=client.name,
+            session_id=session_id,
+            state=session.state,
+            client_name=client.name,
             client_logo_uri=client.logo_uri,
-            scopes=[schemas.ScopeView(s, SCOPES[s].zh, SCOPES[s].en) for s in session.request.scope.split()],
-            origin=session.origin, expires_at=session.expires_at,
+            scopes=[
+                schemas.ScopeView(s, SCOPES[s].zh, SCOPES[s].en)
+                for s in session.request.scope.split()
+            ],
+            origin=session.origin,
+            expires_at=session.expires_at,
         )
 
-    async def describe_user_code(self, user_code: str, holder: HolderPrincipal) -> schemas.LoginSessionView:
-        await self._limit(f"oidc:user-code:{holder.ecard_id}", 60, self.policy.user_code_lookups_per_holder_minute)
+    async def describe_user_code(
+        self, user_code: str, holder: HolderPrincipal
+    ) -> schemas.LoginSessionView:
+        await self._limit(
+            f"oidc:user-code:{holder.ecard_id}", 60, self.policy.user_code_lookups_per_holder_minute
+        )
         code = normalize_user_code(user_code)
         session_id = await self.store.get(f"oidc:user-code:{code}") if code else None
         if session_id is None:
@@ -731,19 +874,33 @@ class OidcService:
             facts = await self._require_active(holder.ecard_id, client_id, holder.actor)
             if not password:
                 raise AppError("password_required")
-            await verify_holder_password(self.platform, facts.person_id, password, actor=holder.actor)
+            await verify_holder_password(
+                self.platform, facts.person_id, password, actor=holder.actor
+            )
             subject = self.subject(client, facts)
-            if session.user_code is None:  # a page login: its browser must still confirm who approved
+            if (
+                session.user_code is None
+            ):  # a page login: its browser must still confirm who approved
                 holder_name = mask_name(facts.name)
                 expires_at = max(expires_at, int(time.time()) + self.policy.confirm_ttl)
         answered = msgspec.structs.replace(
-            session, state="approved" if approve else "denied", ecard_id=holder.ecard_id,
-            auth_time=int(time.time()), subject=subject, holder_name=holder_name, expires_at=expires_at,
+            session,
+            state="approved" if approve else "denied",
+            ecard_id=holder.ecard_id,
+            auth_time=int(time.time()),
+            subject=subject,
+            holder_name=holder_name,
+            expires_at=expires_at,
         )
-        if not await self.store.compare_and_set(login_key(session_id), raw, _encode(answered), _ttl(answered)):
+        if not await self.store.compare_and_set(
+            login_key(session_id), raw, _encode(answered), _ttl(answered)
+        ):
             raise AppError("login_session_answered")
         await audit(
-            holder.actor, "oidc.login.approve" if approve else "oidc.login.deny", "oidc_client", client_id,
+            holder.actor,
+            "oidc.login.approve" if approve else "oidc.login.deny",
+            "oidc_client",
+            client_id,
             device=session.user_code is not None,
         )
         return schemas.LoginAnswer(session_id=session_id, state=answered.state)
@@ -759,8 +916,11 @@ class OidcService:
         if row is None or row["ecard_status"] != "active" or row["card_status"] != "active":
             return None
         return HolderFacts(
-            ecard_id=ecard_id, person_id=row["person_id"], name=row["name"],
-            card_status=row["card_status"], card_region=row["region"],
+            ecard_id=ecard_id,
+            person_id=row["person_id"],
+            name=row["name"],
+            card_status=row["card_status"],
+            card_region=row["region"],
         )
 
     async def _require_active(self, ecard_id: str, client_id: str, actor: str) -> HolderFacts:
@@ -775,17 +935,25 @@ class OidcService:
     async def authorize_device(
         self, client: RelyingParty, scope: str | None, origin: schemas.LoginOrigin
     ) -> schemas.DeviceAuthorization:
-        await self._limit(f"oidc:login-ip:{origin.ip}", 60, self.policy.login_sessions_per_ip_minute)
+        await self._limit(
+            f"oidc:login-ip:{origin.ip}", 60, self.policy.login_sessions_per_ip_minute
+        )
         request = schemas.AuthorizationRequest(
-            client_id=client.id, redirect_uri="", scope=parse_scope(scope, client.scopes),
-            state=None, nonce=None, code_challenge=None,
+            client_id=client.id,
+            redirect_uri="",
+            scope=parse_scope(scope, client.scopes),
+            state=None,
+            nonce=None,
+            code_challenge=None,
         )
         ttl = self.policy.device_session_ttl
         for _ in range(5):
             user_code = new_user_code()
             flow = schemas.LoginFlow(request=request, browser_digest="", origin=origin)
             session_id = await self._new_session(flow, None, user_code)
-            if await self.store.put_if_absent(f"oidc:user-code:{user_code}", session_id.encode(), ttl):
+            if await self.store.put_if_absent(
+                f"oidc:user-code:{user_code}", session_id.encode(), ttl
+            ):
                 break
         else:  # pragma: no cover - 20^8 codes; five collisions in a row means the store is full
             raise AppError("store_unavailable")
@@ -793,14 +961,20 @@ class OidcService:
         grant = schemas.DeviceGrant(client_id=client.id, session_id=session_id)
         await self.store.put(f"oidc:device:{secret_digest(device_code)}", _encode(grant), ttl)
         return schemas.DeviceAuthorization(
-            device_code=device_code, user_code=user_code,
+            device_code=device_code,
+            user_code=user_code,
             verification_uri=f"{self.issuer}/oidc/device",
-            verification_uri_complete=with_query(f"{self.issuer}/oidc/device", {"user_code": user_code}),
-            expires_in=ttl, interval=self.policy.device_interval,
+            verification_uri_complete=with_query(
+                f"{self.issuer}/oidc/device", {"user_code": user_code}
+            ),
+            expires_in=ttl,
+            interval=self.policy.device_interval,
         )
 
     # --- the token endpoint -------------------------------------------------------------------
-    async def token(self, form: Mapping[str, str], basic: tuple[str, str] | None, ip: str) -> schemas.TokenResponse:
+    async def token(
+        self, form: Mapping[str, str], basic: tuple[str, str] | None, ip: str
+    ) -> schemas.TokenResponse:
         await self._limit(f"oidc:token-ip:{ip}", 60, self.policy.token_requests_per_ip_minute)
         client = await self.authenticate_client(form, basic)
         grant_type = form.get("grant_type")
@@ -812,7 +986,9 @@ class OidcService:
             return await self._redeem_device_code(client, form)
         raise AppError("unsupported_grant_type")
 
-    async def _redeem_code(self, client: RelyingParty, form: Mapping[str, str]) -> schemas.TokenResponse:
+    async def _redeem_code(
+        self, client: RelyingParty, form: Mapping[str, str]
+    ) -> schemas.TokenResponse:
         """Single use; a replay revokes what the first redemption issued (RFC 6749 §4.1.2, RFC 9700
         §4.2.4); bound to the client, the exact redirect URI and the PKCE verifier.
 
@@ -852,23 +1028,38 @@ class OidcService:
             spent_family = await self.store.get(f"oidc:code-spent:{code_digest}")
             if spent_family is not None:
                 await self._revoke_family(spent_family.decode(), "code_replay")
-                await self._refused(f"oidc_client:{client.id}", "code", client.id, "code replayed; family revoked")
-                raise AppError("invalid_grant", "authorization code already used; tokens issued with it are revoked")
+                await self._refused(
+                    f"oidc_client:{client.id}", "code", client.id, "code replayed; family revoked"
+                )
+                raise AppError(
+                    "invalid_grant",
+                    "authorization code already used; tokens issued with it are revoked",
+                )
             raise AppError("invalid_grant", "unknown or expired authorization code")
         await self.store.delete(f"oidc:code:{code_digest}")  # spent: the marker alone decides now
         grant = _CODE.decode(raw)
         try:
             self._check_code(grant, client, form)
         except AppError as error:
-            await self._refused(f"oidc_client:{client.id}", "code", client.id, error.detail or error.code)
+            await self._refused(
+                f"oidc_client:{client.id}", "code", client.id, error.detail or error.code
+            )
             raise
         return await self._issue_new_family(
-            client, family_id, grant.ecard_id, grant.subject, grant.request.scope, grant.auth_time, grant.request.nonce,
+            client,
+            family_id,
+            grant.ecard_id,
+            grant.subject,
+            grant.request.scope,
+            grant.auth_time,
+            grant.request.nonce,
             started,
         )
 
     @staticmethod
-    def _check_code(grant: schemas.CodeGrant, client: RelyingParty, form: Mapping[str, str]) -> None:
+    def _check_code(
+        grant: schemas.CodeGrant, client: RelyingParty, form: Mapping[str, str]
+    ) -> None:
         if grant.request.client_id != client.id:
             raise AppError("invalid_grant", "the code was issued to another client")
         if form.get("redirect_uri") != grant.request.redirect_uri:
@@ -883,7 +1074,9 @@ class OidcService:
         if not hmac.compare_digest(s256(verifier), grant.request.code_challenge):
             raise AppError("invalid_grant", "code_verifier does not match code_challenge")
 
-    async def _redeem_device_code(self, client: RelyingParty, form: Mapping[str, str]) -> schemas.TokenResponse:
+    async def _redeem_device_code(
+        self, client: RelyingParty, form: Mapping[str, str]
+    ) -> schemas.TokenResponse:
         device_digest = secret_digest(form.get("device_code", ""))
         started = time.monotonic()
         raw = await self.store.get(f"oidc:device:{device_digest}")
@@ -892,7 +1085,9 @@ class OidcService:
         grant = _DEVICE.decode(raw)
         if grant.client_id != client.id:
             raise AppError("invalid_grant", "the device code was issued to another client")
-        if not await self.store.put_if_absent(f"oidc:device-poll:{device_digest}", b"1", self.policy.device_interval):
+        if not await self.store.put_if_absent(
+            f"oidc:device-poll:{device_digest}", b"1", self.policy.device_interval
+        ):
             raise AppError("slow_down")
         _, session = await self._device_session(grant.session_id)
         if session.state not in ("approved", "denied"):
@@ -905,7 +1100,13 @@ class OidcService:
         if session.state == "denied":
             raise AppError("access_denied")
         return await self._issue_new_family(
-            client, new_id(), session.ecard_id or "", session.subject or "", session.request.scope, session.auth_time or 0, None,
+            client,
+            new_id(),
+            session.ecard_id or "",
+            session.subject or "",
+            session.request.scope,
+            session.auth_time or 0,
+            None,
             started,
         )
 
@@ -916,8 +1117,15 @@ class OidcService:
             raise AppError("expired_token") from None
 
     async def _issue_new_family(
-        self, client: RelyingParty, family_id: str, ecard_id: str, subject: str, scope: str, auth_time: int,
-        nonce: str | None, started: float,
+        self,
+        client: RelyingParty,
+        family_id: str,
+        ecard_id: str,
+        subject: str,
+        scope: str,
+        auth_time: int,
+        nonce: str | None,
+        started: float,
     ) -> schemas.TokenResponse:
         """Tokens of a new login, only while its card and e-card are still active (``started``:
         :func:`time.monotonic` before the grant was consumed; see :meth:`_tokens`)."""
@@ -926,13 +1134,25 @@ class OidcService:
             _NEW_FAMILY_SQL, family_id, client.id, subject, scope, auth_time, expires_at, ecard_id
         )
         if not written:
-            await self._refused(f"oidc_client:{client.id}", "token", client.id, "card or e-card not active")
+            await self._refused(
+                f"oidc_client:{client.id}", "token", client.id, "card or e-card not active"
+            )
             raise AppError("invalid_grant", "the card or e-card is no longer active")
-        return await self._tokens(client, family_id, ecard_id, subject, scope, auth_time, 0, nonce, started)
+        return await self._tokens(
+            client, family_id, ecard_id, subject, scope, auth_time, 0, nonce, started
+        )
 
     async def _tokens(
-        self, client: RelyingParty, family_id: str, ecard_id: str, subject: str, scope: str,
-        auth_time: int, generation: int, nonce: str | None, started: float,
+        self,
+        client: RelyingParty,
+        family_id: str,
+        ecard_id: str,
+        subject: str,
+        scope: str,
+        auth_time: int,
+        generation: int,
+        nonce: str | None,
+        started: float,
     ) -> schemas.TokenResponse:
         """Tokens of a family whose row was just created or rotated (``started``: before that).
 
@@ -944,26 +1164,46 @@ class OidcService:
         now = int(time.time())
         access_token = ACCESS_TOKEN_PREFIX + secrets.token_urlsafe(32)
         record = schemas.AccessRecord(
-            family_id=family_id, client_id=client.id, ecard_id=ecard_id, subject=subject, scope=scope,
-            issued_at=now, expires_at=now + self.policy.access_token_ttl,
+            family_id=family_id,
+            client_id=client.id,
+            ecard_id=ecard_id,
+            subject=subject,
+            scope=scope,
+            issued_at=now,
+            expires_at=now + self.policy.access_token_ttl,
         )
         access_key = f"oidc:at:{secret_digest(access_token)}"
         await self.store.put(access_key, _encode(record), self.policy.access_token_ttl)
         revoked = await self.store.get(f"oidc:family-revoked:{family_id}") is not None
         if revoked or time.monotonic() - started >= self.policy.access_token_ttl / 2:
             await self.store.delete(access_key)
-            await self._revoke_family(family_id, "revoked_during_issuance" if revoked else "issuance_too_slow")
-            raise AppError("invalid_grant", "the login's tokens were revoked while they were being issued")
+            await self._revoke_family(
+                family_id, "revoked_during_issuance" if revoked else "issuance_too_slow"
+            )
+            raise AppError(
+                "invalid_grant", "the login's tokens were revoked while they were being issued"
+            )
         claims: dict[str, Any] = {
-            "iss": self.issuer, "sub": subject, "aud": client.id, "azp": client.id,
-            "exp": now + self.policy.id_token_ttl, "iat": now, "auth_time": auth_time,
-            "acr": ACR_SCAN_LOGIN, "amr": AMR_SCAN_LOGIN, "sid": family_id,
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": client.id,
+            "azp": client.id,
+            "exp": now + self.policy.id_token_ttl,
+            "iat": now,
+            "auth_time": auth_time,
+            "acr": ACR_SCAN_LOGIN,
+            "amr": AMR_SCAN_LOGIN,
+            "sid": family_id,
         }
         if nonce is not None:
             claims["nonce"] = nonce
         return schemas.TokenResponse(
-            access_token=access_token, token_type="Bearer", expires_in=self.policy.access_token_ttl,
-            scope=scope, id_token=self.sign(claims), refresh_token=self._refresh_token(family_id, generation),
+            access_token=access_token,
+            token_type="Bearer",
+            expires_in=self.policy.access_token_ttl,
+            scope=scope,
+            id_token=self.sign(claims),
+            refresh_token=self._refresh_token(family_id, generation),
         )
 
     def sign(self, claims: dict[str, Any]) -> str:
@@ -975,7 +1215,9 @@ class OidcService:
 
     # --- refresh tokens: MAC over (family, generation) ----------------------------------------
     def _refresh_mac(self, family_id: str, generation: int) -> str:
-        return b64url(keyed_digest(self.platform.pseudonym_key, "oidc-refresh", f"{family_id}.{generation}"))
+        return b64url(
+            keyed_digest(self.platform.pseudonym_key, "oidc-refresh", f"{family_id}.{generation}")
+        )
 
     def _refresh_token(self, family_id: str, generation: int) -> str:
         return f"{REFRESH_TOKEN_PREFIX}{family_id}.{generation}.{self._refresh_mac(family_id, generation)}"
@@ -984,15 +1226,19 @@ class OidcService:
         """(family, generation) of a refresh token this issuer minted, else None."""
         if not token.startswith(REFRESH_TOKEN_PREFIX):
             return None
-        family_id, _, rest = token[len(REFRESH_TOKEN_PREFIX):].partition(".")
+        family_id, _, rest = token[len(REFRESH_TOKEN_PREFIX) :].partition(".")
         generation, _, mac = rest.partition(".")
         if not generation.isdigit() or len(generation) > 9:
             return None
-        if not hmac.compare_digest(mac.encode(), self._refresh_mac(family_id, int(generation)).encode()):
+        if not hmac.compare_digest(
+            mac.encode(), self._refresh_mac(family_id, int(generation)).encode()
+        ):
             return None
         return family_id, int(generation)
 
-    async def _refresh(self, client: RelyingParty, form: Mapping[str, str]) -> schemas.TokenResponse:
+    async def _refresh(
+        self, client: RelyingParty, form: Mapping[str, str]
+    ) -> schemas.TokenResponse:
         """Rotation on every use; presenting an older generation revokes the whole family."""
         parsed = self._parse_refresh(form.get("refresh_token", ""))
         if parsed is None:
@@ -1004,15 +1250,26 @@ class OidcService:
             raise AppError("invalid_grant", "unknown refresh token")
         if family["revoked"] or family["expires_at"] < time.time():
             raise AppError("invalid_grant", "the refresh token is revoked or expired")
-        rotated = await OidcTokenFamily.update({OidcTokenFamily.generation: generation + 1}).where(
-            (OidcTokenFamily.id == family_id)
-            & (OidcTokenFamily.generation == generation)
-            & (OidcTokenFamily.revoked == False)  # noqa: E712
-        ).returning(OidcTokenFamily.id)
+        rotated = (
+            await OidcTokenFamily.update({OidcTokenFamily.generation: generation + 1})
+            .where(
+                (OidcTokenFamily.id == family_id)
+                & (OidcTokenFamily.generation == generation)
+                & (OidcTokenFamily.revoked == False)  # noqa: E712
+            )
+            .returning(OidcTokenFamily.id)
+        )
         if not rotated:
             await self._revoke_family(family_id, "refresh_reuse")
-            await self._refused(f"oidc_client:{client.id}", "refresh", client.id, "refresh token reused; family revoked")
-            raise AppError("invalid_grant", "refresh token reuse detected; the login's tokens are revoked")
+            await self._refused(
+                f"oidc_client:{client.id}",
+                "refresh",
+                client.id,
+                "refresh token reused; family revoked",
+            )
+            raise AppError(
+                "invalid_grant", "refresh token reuse detected; the login's tokens are revoked"
+            )
         scope = family["scope"]
         if "scope" in form:
             narrowed = parse_scope(form["scope"], frozenset(scope.split()))
@@ -1021,7 +1278,14 @@ class OidcService:
             await self._revoke_family(family_id, "card_not_active")
             raise AppError("invalid_grant", "the card or e-card is no longer active")
         return await self._tokens(
-            client, family_id, family["ecard_id"], family["subject"], scope, family["auth_time"], generation + 1, None,
+            client,
+            family_id,
+            family["ecard_id"],
+            family["subject"],
+            scope,
+            family["auth_time"],
+            generation + 1,
+            None,
             started,
         )
 
@@ -1044,12 +1308,16 @@ class OidcService:
         if raw is None:
             return None
         record = _ACCESS.decode(raw)
-        if record.expires_at < time.time() or await self.store.get(f"oidc:family-revoked:{record.family_id}"):
+        if record.expires_at < time.time() or await self.store.get(
+            f"oidc:family-revoked:{record.family_id}"
+        ):
             return None
         return record
 
     async def userinfo(self, token: str | None) -> dict[str, Any]:
-        invalid = AppError("invalid_token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        invalid = AppError(
+            "invalid_token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        )
         record = await self._access(token or "")
         if record is None:
             raise invalid
@@ -1067,34 +1335,66 @@ class OidcService:
         record = await self._access(token)
         if record is not None and record.client_id == client.id:
             await self.store.delete(f"oidc:at:{secret_digest(token)}")
-            await audit(f"oidc_client:{client.id}", "oidc.token.revoke", "oidc_client", client.id, kind="access")
+            await audit(
+                f"oidc_client:{client.id}",
+                "oidc.token.revoke",
+                "oidc_client",
+                client.id,
+                kind="access",
+            )
             return
         parsed = self._parse_refresh(token)
         if parsed is not None:
-            owner = await OidcTokenFamily.select(OidcTokenFamily.client).where(OidcTokenFamily.id == parsed[0]).first()
+            owner = (
+                await OidcTokenFamily.select(OidcTokenFamily.client)
+                .where(OidcTokenFamily.id == parsed[0])
+                .first()
+            )
             if owner is not None and owner["client"] == client.id:
                 await self._revoke_family(parsed[0], "revoked_by_client")
-                await audit(f"oidc_client:{client.id}", "oidc.token.revoke", "oidc_client", client.id, kind="refresh")
+                await audit(
+                    f"oidc_client:{client.id}",
+                    "oidc.token.revoke",
+                    "oidc_client",
+                    client.id,
+                    kind="refresh",
+                )
 
     async def introspect(self, client: RelyingParty, token: str) -> schemas.Introspection:
         """RFC 7662, for the client's own tokens only (another client's token reads as inactive)."""
         record = await self._access(token)
         if record is not None and record.client_id == client.id:
             return schemas.Introspection(
-                active=True, scope=record.scope, client_id=client.id, token_type="Bearer",
-                exp=record.expires_at, iat=record.issued_at, sub=record.subject, aud=client.id,
-                iss=self.issuer, sid=record.family_id,
+                active=True,
+                scope=record.scope,
+                client_id=client.id,
+                token_type="Bearer",
+                exp=record.expires_at,
+                iat=record.issued_at,
+                sub=record.subject,
+                aud=client.id,
+                iss=self.issuer,
+                sid=record.family_id,
             )
         parsed = self._parse_refresh(token)
         if parsed is not None:
             family = await OidcTokenFamily.select().where(OidcTokenFamily.id == parsed[0]).first()
             if (
-                family is not None and family["client"] == client.id and not family["revoked"]
-                and family["generation"] == parsed[1] and family["expires_at"] > time.time()
+                family is not None
+                and family["client"] == client.id
+                and not family["revoked"]
+                and family["generation"] == parsed[1]
+                and family["expires_at"] > time.time()
             ):
                 return schemas.Introspection(
-                    active=True, scope=family["scope"], client_id=client.id, token_type="refresh_token",
-                    exp=family["expires_at"], sub=family["subject"], aud=client.id, iss=self.issuer,
+                    active=True,
+                    scope=family["scope"],
+                    client_id=client.id,
+                    token_type="refresh_token",
+                    exp=family["expires_at"],
+                    sub=family["subject"],
+                    aud=client.id,
+                    iss=self.issuer,
                     sid=family["id"],
                 )
         return schemas.Introspection(active=False)
@@ -1109,8 +1409,14 @@ class OidcService:
             raise AppError("invalid_request", "client_id does not match the ID token")
         target = params.get("post_logout_redirect_uri")
         if target is not None and target not in client.post_logout_redirect_uris:
-            raise AppError("invalid_redirect_uri", "post_logout_redirect_uri is not filed for this client")
-        family = await OidcTokenFamily.select(OidcTokenFamily.client).where(OidcTokenFamily.id == claims.get("sid", "")).first()
+            raise AppError(
+                "invalid_redirect_uri", "post_logout_redirect_uri is not filed for this client"
+            )
+        family = (
+            await OidcTokenFamily.select(OidcTokenFamily.client)
+            .where(OidcTokenFamily.id == claims.get("sid", ""))
+            .first()
+        )
         if family is not None and family["client"] == client.id:
             await self._revoke_family(claims["sid"], "logout")
             await audit(f"oidc_client:{client.id}", "oidc.logout", "oidc_client", client.id)
@@ -1123,11 +1429,20 @@ class OidcService:
             kid = jwt.get_unverified_header(token).get("kid")
             record = next(k for k in self.platform.keys.ring.verification_keys() if k.kid == kid)
             return jwt.decode(
-                token, record.public_key(), algorithms=["ES256"], issuer=self.issuer,
-                options={"verify_exp": False, "verify_aud": False, "require": ["iss", "aud", "sub", "sid"]},
+                token,
+                record.public_key(),
+                algorithms=["ES256"],
+                issuer=self.issuer,
+                options={
+                    "verify_exp": False,
+                    "verify_aud": False,
+                    "require": ["iss", "aud", "sub", "sid"],
+                },
             )
         except (jwt.PyJWTError, StopIteration):
-            raise AppError("invalid_request", "id_token_hint is not an ID token issued here") from None
+            raise AppError(
+                "invalid_request", "id_token_hint is not an ID token issued here"
+            ) from None
 
     # --- discovery ----------------------------------------------------------------------------
     def discovery(self) -> dict[str, Any]:
@@ -1148,14 +1463,41 @@ class OidcService:
             "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_GRANT],
             "subject_types_supported": ["pairwise"],
             "id_token_signing_alg_values_supported": ["ES256"],
-            "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "token_endpoint_auth_methods_supported": [
+                "none",
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+            ],
             "token_endpoint_auth_signing_alg_values_supported": ["ES256"],
-            "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "revocation_endpoint_auth_methods_supported": [
+                "none",
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+            ],
+            "introspection_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+            ],
             "code_challenge_methods_supported": ["S256"],
             "claims_supported": [
-                "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp",
-                "name", "card_status", "issuer_region", "ecard_pseudonym",
+                "iss",
+                "sub",
+                "aud",
+                "exp",
+                "iat",
+                "auth_time",
+                "nonce",
+                "acr",
+                "amr",
+                "sid",
+                "azp",
+                "name",
+                "card_status",
+                "issuer_region",
+                "ecard_pseudonym",
             ],
             "acr_values_supported": [ACR_SCAN_LOGIN],
             "ui_locales_supported": ["zh-CN", "en"],
@@ -1176,7 +1518,9 @@ def _page_view(session: schemas.LoginSession) -> schemas.LoginPoll:
     """What the login page may know of a session: its state and, once approved, the approving
     holder's masked name (张*三) so the person at the browser can tell whether it was them."""
     if session.state == "approved":
-        return schemas.LoginPoll(state="approved_pending_confirmation", holder_name=session.holder_name or "*")
+        return schemas.LoginPoll(
+            state="approved_pending_confirmation", holder_name=session.holder_name or "*"
+        )
     return schemas.LoginPoll(state=session.state)
 
 

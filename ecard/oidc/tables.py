@@ -21,11 +21,15 @@ class OidcClient(Table, tablename="oidc_client"):
     post_logout_redirect_uris = JSON(default="[]")
     scopes = JSON(default="[]")  # the scopes this client may ask for
     client_type = Varchar(length=16)  # public | confidential
-    auth_method = Varchar(length=32)  # none | client_secret_basic | client_secret_post | private_key_jwt
+    auth_method = Varchar(
+        length=32
+    )  # none | client_secret_basic | client_secret_post | private_key_jwt
     secret_digest = Varchar(length=64, null=True, default=None)
     public_jwk = JSON(null=True, default=None)  # for private_key_jwt
     sector = Varchar(length=255)  # pairwise subject sector (host of the redirect URIs)
-    status = Varchar(length=16, default="pending", index=True)  # pending|approved|live|suspended|rejected
+    status = Varchar(
+        length=16, default="pending", index=True
+    )  # pending|approved|live|suspended|rejected
     filed_by = Varchar(length=40)
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())

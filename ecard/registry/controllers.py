@@ -38,7 +38,12 @@ class OperatorAuthController(Controller):
     tags = ["operator"]
 
     @post("/login", status_code=200, summary="Operator login (username + password → bearer token)")
-    async def login(self, data: JSONBody[schemas.LoginRequest], request: Request, platform: NamedDependency[Platform]) -> schemas.OperatorToken:
+    async def login(
+        self,
+        data: JSONBody[schemas.LoginRequest],
+        request: Request,
+        platform: NamedDependency[Platform],
+    ) -> schemas.OperatorToken:
         client_ip = request.client.host if request.client else "-"
         return await AccessService(platform).login(data, client_ip)
 
@@ -48,123 +53,235 @@ class OperatorRegistryController(Controller):
     tags = ["operator"]
     dependencies = {"operator": Provide(provide_operator)}
 
-    @post("/persons", dependencies=operator_with("registry:write"), summary="Create a person (identity number validated, stored encrypted)")
+    @post(
+        "/persons",
+        dependencies=operator_with("registry:write"),
+        summary="Create a person (identity number validated, stored encrypted)",
+    )
     async def create_person(
-        self, data: JSONBody[schemas.PersonCreate], request: Request, platform: NamedDependency[Platform],
-        operator: NamedDependency[OperatorPrincipal], idempotency_key: IdempotencyKey,
+        self,
+        data: JSONBody[schemas.PersonCreate],
+        request: Request,
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
+        idempotency_key: IdempotencyKey,
     ) -> Response:
         require_permission(operator, "registry:write")
         return await idempotent(
-            platform, operator.actor, idempotency_key, await request.body(),
+            platform,
+            operator.actor,
+            idempotency_key,
+            await request.body(),
             lambda: RegistryService(platform).create_person(data, operator),
         )
 
     @get(
-        "/persons", dependencies=operator_with("registry:read"),
+        "/persons",
+        dependencies=operator_with("registry:read"),
         summary="Search persons (paged); by identity number or name only with pii:full",
     )
     async def search_persons(
-        self, platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
-        identity_number: FromQuery[str | None] = None, name: FromQuery[str | None] = None, region: FromQuery[str | None] = None,
-        limit: Limit = 50, offset: Offset = 0,
+        self,
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
+        identity_number: FromQuery[str | None] = None,
+        name: FromQuery[str | None] = None,
+        region: FromQuery[str | None] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
     ) -> schemas.Page:
         require_permission(operator, "registry:read")
         return await RegistryService(platform).search_persons(
-            operator, identity_number=identity_number, name=name, region=region, limit=limit, offset=offset
+            operator,
+            identity_number=identity_number,
+            name=name,
+            region=region,
+            limit=limit,
+            offset=offset,
         )
 
     @get("/persons/{person_id:str}", dependencies=operator_with("registry:read"))
-    async def get_person(self, person_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> schemas.PersonView:
+    async def get_person(
+        self,
+        person_id: FromPath[str],
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
+    ) -> schemas.PersonView:
         require_permission(operator, "registry:read")
         return await RegistryService(platform).get_person(person_id, operator)
 
     @patch("/persons/{person_id:str}", dependencies=operator_with("registry:write"))
     async def update_person(
-        self, person_id: FromPath[str], data: JSONBody[schemas.PersonUpdate], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]
+        self,
+        person_id: FromPath[str],
+        data: JSONBody[schemas.PersonUpdate],
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
     ) -> schemas.PersonView:
         require_permission(operator, "registry:write")
         return await RegistryService(platform).update_person(person_id, data, operator)
 
-    @post("/cards", dependencies=operator_with("registry:write"), summary="Register a physical card for a person")
+    @post(
+        "/cards",
+        dependencies=operator_with("registry:write"),
+        summary="Register a physical card for a person",
+    )
     async def create_card(
-        self, data: JSONBody[schemas.CardCreate], request: Request, platform: NamedDependency[Platform],
-        operator: NamedDependency[OperatorPrincipal], idempotency_key: IdempotencyKey,
+        self,
+        data: JSONBody[schemas.CardCreate],
+        request: Request,
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
+        idempotency_key: IdempotencyKey,
     ) -> Response:
         require_permission(operator, "registry:write")
         return await idempotent(
-            platform, operator.actor, idempotency_key, await request.body(),
+            platform,
+            operator.actor,
+            idempotency_key,
+            await request.body(),
             lambda: RegistryService(platform).create_card(data, operator),
         )
 
     @get("/cards", dependencies=operator_with("registry:read"))
     async def list_cards(
-        self, platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal], person_id: FromQuery[str | None] = None,
-        status: FromQuery[schemas.CardStatus | None] = None, limit: Limit = 50, offset: Offset = 0,
+        self,
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
+        person_id: FromQuery[str | None] = None,
+        status: FromQuery[schemas.CardStatus | None] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
     ) -> schemas.Page:
         require_permission(operator, "registry:read")
-        return await RegistryService(platform).list_cards(operator, person_id=person_id, status=status, limit=limit, offset=offset)
+        return await RegistryService(platform).list_cards(
+            operator, person_id=person_id, status=status, limit=limit, offset=offset
+        )
 
     @get("/cards/{card_id:str}", dependencies=operator_with("registry:read"))
-    async def get_card(self, card_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> schemas.CardView:
+    async def get_card(
+        self,
+        card_id: FromPath[str],
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
+    ) -> schemas.CardView:
         require_permission(operator, "registry:read")
         return await RegistryService(platform).get_card(card_id, operator)
 
-    @post("/cards/{card_id:str}/status", dependencies=operator_with("registry:write"), status_code=200, summary="Change card status (挂失, 解挂, 冻结, 注销 …)")
+    @post(
+        "/cards/{card_id:str}/status",
+        dependencies=operator_with("registry:write"),
+        status_code=200,
+        summary="Change card status (挂失, 解挂, 冻结, 注销 …)",
+    )
     async def change_status(
-        self, card_id: FromPath[str], data: JSONBody[schemas.StatusChange], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]
+        self,
+        card_id: FromPath[str],
+        data: JSONBody[schemas.StatusChange],
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
     ) -> schemas.CardView:
         require_permission(operator, "registry:write")
-        return await RegistryService(platform).change_card_status(card_id, data, operator.actor, operator)
+        return await RegistryService(platform).change_card_status(
+            card_id, data, operator.actor, operator
+        )
 
     @get("/cards/{card_id:str}/history", dependencies=operator_with("registry:read"))
     async def card_history(
-        self, card_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]
+        self,
+        card_id: FromPath[str],
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
     ) -> list[schemas.StatusEventView]:
         require_permission(operator, "registry:read")
         return await RegistryService(platform).card_history(card_id, operator)
 
-    @get("/audit", dependencies=operator_with("audit:read"), summary="The audit trail (auditors and admins)")
+    @get(
+        "/audit",
+        dependencies=operator_with("audit:read"),
+        summary="The audit trail (auditors and admins)",
+    )
     async def audit_trail(
-        self, platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal], target_id: FromQuery[str | None] = None,
-        action: FromQuery[str | None] = None, limit: Limit = 50, offset: Offset = 0,
+        self,
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
+        target_id: FromQuery[str | None] = None,
+        action: FromQuery[str | None] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
     ) -> schemas.Page:
         require_permission(operator, "audit:read")
-        return await RegistryService(platform).audit_trail(target_id=target_id, action=action, limit=limit, offset=offset)
+        return await RegistryService(platform).audit_trail(
+            target_id=target_id, action=action, limit=limit, offset=offset
+        )
 
-    @post("/clients", dependencies=operator_with("clients:manage"), summary="Register a channel, department, verifier, relying party or terminal")
+    @post(
+        "/clients",
+        dependencies=operator_with("clients:manage"),
+        summary="Register a channel, department, verifier, relying party or terminal",
+    )
     async def create_client(
-        self, data: JSONBody[schemas.ClientCreate], request: Request, platform: NamedDependency[Platform],
-        operator: NamedDependency[OperatorPrincipal], idempotency_key: IdempotencyKey,
+        self,
+        data: JSONBody[schemas.ClientCreate],
+        request: Request,
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
+        idempotency_key: IdempotencyKey,
     ) -> Response:
         require_permission(operator, "clients:manage")
         return await idempotent(
-            platform, operator.actor, idempotency_key, await request.body(),
+            platform,
+            operator.actor,
+            idempotency_key,
+            await request.body(),
             lambda: AccessService(platform).create_client(data, operator.actor),
         )
 
     @get("/clients/{client_id:str}", dependencies=operator_with("registry:read"))
-    async def get_client(self, client_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> schemas.ClientView:
+    async def get_client(
+        self,
+        client_id: FromPath[str],
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
+    ) -> schemas.ClientView:
         require_permission(operator, "registry:read")
         return await AccessService(platform).get_client(client_id)
 
     @post("/logout", status_code=204, summary="End the calling operator token at once")
-    async def logout(self, platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]) -> None:
+    async def logout(
+        self, platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]
+    ) -> None:
         await AccessService(platform).logout(operator)
 
     @post(
-        "/operators/{operator_id:str}/revoke-tokens", dependencies=operator_with("operators:manage"), status_code=200,
+        "/operators/{operator_id:str}/revoke-tokens",
+        dependencies=operator_with("operators:manage"),
+        status_code=200,
         summary="End every live token of an operator at once (admins; audited)",
     )
     async def revoke_operator_tokens(
-        self, operator_id: FromPath[str], data: JSONBody[schemas.OperatorTokensRevoke],
-        platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
+        self,
+        operator_id: FromPath[str],
+        data: JSONBody[schemas.OperatorTokensRevoke],
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
     ) -> schemas.OperatorTokensRevoked:
         require_permission(operator, "operators:manage")
-        return await AccessService(platform).revoke_operator_tokens(operator_id, data.reason, operator)
+        return await AccessService(platform).revoke_operator_tokens(
+            operator_id, data.reason, operator
+        )
 
-    @post("/clients/{client_id:str}/status", dependencies=operator_with("clients:manage"), status_code=200)
+    @post(
+        "/clients/{client_id:str}/status",
+        dependencies=operator_with("clients:manage"),
+        status_code=200,
+    )
     async def set_client_status(
-        self, client_id: FromPath[str], data: JSONBody[schemas.ClientStatusChange], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal]
+        self,
+        client_id: FromPath[str],
+        data: JSONBody[schemas.ClientStatusChange],
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
     ) -> schemas.ClientView:
         require_permission(operator, "clients:manage")
         return await AccessService(platform).set_client_status(client_id, data, operator.actor)
@@ -177,39 +294,70 @@ class ChannelController(Controller):
 
     @post("/ecards", summary="签发: issue an e-card after matching name, identity number and card")
     async def issue_ecard(
-        self, data: JSONBody[schemas.ECardIssue], request: Request, platform: NamedDependency[Platform],
-        channel: NamedDependency[ClientPrincipal], idempotency_key: IdempotencyKey,
+        self,
+        data: JSONBody[schemas.ECardIssue],
+        request: Request,
+        platform: NamedDependency[Platform],
+        channel: NamedDependency[ClientPrincipal],
+        idempotency_key: IdempotencyKey,
     ) -> Response:
         return await idempotent(
-            platform, channel.actor, idempotency_key, await request.body(),
+            platform,
+            channel.actor,
+            idempotency_key,
+            await request.body(),
             lambda: RegistryService(platform).issue_ecard(data, channel),
         )
 
-    @post("/ecards/{ecard_id:str}/unbind", status_code=200, summary="Unbind one e-card of this channel")
-    async def unbind(self, ecard_id: FromPath[str], platform: NamedDependency[Platform], channel: NamedDependency[ClientPrincipal]) -> schemas.ECardView:
+    @post(
+        "/ecards/{ecard_id:str}/unbind",
+        status_code=200,
+        summary="Unbind one e-card of this channel",
+    )
+    async def unbind(
+        self,
+        ecard_id: FromPath[str],
+        platform: NamedDependency[Platform],
+        channel: NamedDependency[ClientPrincipal],
+    ) -> schemas.ECardView:
         service = RegistryService(platform)
-        return await service.unbind_ecard(await service.channel_ecard(ecard_id, channel), channel.actor, "channel")
+        return await service.unbind_ecard(
+            await service.channel_ecard(ecard_id, channel), channel.actor, "channel"
+        )
 
 
 class HolderController(Controller):
     path = "/holder/v1"
     tags = ["holder"]
 
-    @get("/ecard", dependencies={"holder": Provide(provide_holder)}, summary="The holder's own e-card")
-    async def my_ecard(self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]) -> schemas.ECardView:
+    @get(
+        "/ecard",
+        dependencies={"holder": Provide(provide_holder)},
+        summary="The holder's own e-card",
+    )
+    async def my_ecard(
+        self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]
+    ) -> schemas.ECardView:
         return await RegistryService(platform).get_ecard(holder.ecard_id)
 
     @post(
-        "/session/refresh", status_code=200,
+        "/session/refresh",
+        status_code=200,
         summary="Rotate the holder session's tokens (a DPoP-bound session: with a proof of its key)",
     )
     async def refresh(
-        self, data: JSONBody[schemas.RefreshRequest], request: Request, platform: NamedDependency[Platform]
+        self,
+        data: JSONBody[schemas.RefreshRequest],
+        request: Request,
+        platform: NamedDependency[Platform],
     ) -> schemas.TokenPair:
-        return await RegistryService(platform).refresh_session(data.refresh_token, dpop_context(request))
+        return await RegistryService(platform).refresh_session(
+            data.refresh_token, dpop_context(request)
+        )
 
     @get(
-        "/sessions", dependencies={"holder": Provide(provide_holder)},
+        "/sessions",
+        dependencies={"holder": Provide(provide_holder)},
         summary="The holder's signed-in sessions, in every channel app holding an e-card of the card",
     )
     async def my_sessions(
@@ -218,38 +366,65 @@ class HolderController(Controller):
         return await sessions.list_sessions(platform, holder)
 
     @post(
-        "/sessions/{session_id:str}/revoke", status_code=204, dependencies={"holder": Provide(provide_holder)},
+        "/sessions/{session_id:str}/revoke",
+        status_code=204,
+        dependencies={"holder": Provide(provide_holder)},
         summary="End one of the holder's sessions (any channel app of the same card)",
     )
     async def revoke_session(
-        self, session_id: FromPath[str], platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]
+        self,
+        session_id: FromPath[str],
+        platform: NamedDependency[Platform],
+        holder: NamedDependency[HolderPrincipal],
     ) -> None:
         await sessions.revoke_session(platform, holder, session_id)
 
     @post("/session/logout", status_code=204, dependencies={"holder": Provide(provide_holder)})
-    async def logout(self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]) -> None:
+    async def logout(
+        self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]
+    ) -> None:
         await RegistryService(platform).end_session(holder)
 
     @post("/ecard/unbind", status_code=200, dependencies={"holder": Provide(provide_holder)})
-    async def unbind(self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]) -> schemas.ECardView:
+    async def unbind(
+        self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]
+    ) -> schemas.ECardView:
         return await RegistryService(platform).unbind_ecard(holder.ecard_id, holder.actor, "holder")
 
-    @get("/password", dependencies={"holder": Provide(provide_holder)}, summary="电子社保卡密码: set or not, locked until when")
-    async def password_state(self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]) -> schemas.HolderPasswordState:
+    @get(
+        "/password",
+        dependencies={"holder": Provide(provide_holder)},
+        summary="电子社保卡密码: set or not, locked until when",
+    )
+    async def password_state(
+        self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]
+    ) -> schemas.HolderPasswordState:
         return await HolderPasswords(platform).state(holder)
 
-    @post("/password", dependencies={"holder": Provide(provide_holder)}, summary="Set the 电子社保卡密码 (once per person)")
+    @post(
+        "/password",
+        dependencies={"holder": Provide(provide_holder)},
+        summary="Set the 电子社保卡密码 (once per person)",
+    )
     async def set_password(
-        self, data: JSONBody[schemas.HolderPasswordSet], platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]
+        self,
+        data: JSONBody[schemas.HolderPasswordSet],
+        platform: NamedDependency[Platform],
+        holder: NamedDependency[HolderPrincipal],
     ) -> schemas.HolderPasswordState:
         return await HolderPasswords(platform).set_first(holder, data.password)
 
     @post(
-        "/password/reset", status_code=200, dependencies={"holder": Provide(provide_holder)},
+        "/password/reset",
+        status_code=200,
+        dependencies={"holder": Provide(provide_holder)},
         summary="Reset the 电子社保卡密码 through the channel's 实人 evidence",
     )
     async def reset_password(
-        self, data: JSONBody[schemas.HolderPasswordReset], platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]
+        self,
+        data: JSONBody[schemas.HolderPasswordReset],
+        platform: NamedDependency[Platform],
+        holder: NamedDependency[HolderPrincipal],
     ) -> schemas.HolderPasswordState:
         return await HolderPasswords(platform).reset(holder, data.password, data.evidence)
 
@@ -259,9 +434,16 @@ class DepartmentController(Controller):
     tags = ["department"]
     dependencies = {"department": client_of("department")}
 
-    @post("/identity-checks", status_code=200, summary="实名实人实卡核验: do these belong together, what status")
+    @post(
+        "/identity-checks",
+        status_code=200,
+        summary="实名实人实卡核验: do these belong together, what status",
+    )
     async def check(
-        self, data: JSONBody[schemas.IdentityCheckRequest], platform: NamedDependency[Platform], department: NamedDependency[ClientPrincipal]
+        self,
+        data: JSONBody[schemas.IdentityCheckRequest],
+        platform: NamedDependency[Platform],
+        department: NamedDependency[ClientPrincipal],
     ) -> schemas.IdentityCheckResult:
         return await RegistryService(platform).check_identity(data, department)
 
@@ -272,33 +454,48 @@ class CardLifeController(Controller):
     tags = ["card life"]
 
     @post(
-        "/operator/v1/cards/{card_id:str}/replacement-request", dependencies=operator_with("registry:write"),
-        status_code=200, summary="补领/换领 requested: the card becomes replacement_pending (no 解挂 any more)",
+        "/operator/v1/cards/{card_id:str}/replacement-request",
+        dependencies=operator_with("registry:write"),
+        status_code=200,
+        summary="补领/换领 requested: the card becomes replacement_pending (no 解挂 any more)",
     )
     async def request_replacement(
-        self, card_id: FromPath[str], data: JSONBody[schemas.ReplacementRequest],
-        platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
+        self,
+        card_id: FromPath[str],
+        data: JSONBody[schemas.ReplacementRequest],
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
     ) -> schemas.CardView:
         require_permission(operator, "registry:write")
         return await RegistryService(platform).request_replacement(card_id, data, operator)
 
     @post(
-        "/operator/v1/cards/{card_id:str}/replace", dependencies=operator_with("registry:write"),
+        "/operator/v1/cards/{card_id:str}/replace",
+        dependencies=operator_with("registry:write"),
         summary="The replacement: new card active, old card replaced, its e-cards moved with their ids",
     )
     async def replace(
-        self, card_id: FromPath[str], data: JSONBody[schemas.Replacement], request: Request,
-        platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
+        self,
+        card_id: FromPath[str],
+        data: JSONBody[schemas.Replacement],
+        request: Request,
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
         idempotency_key: IdempotencyKey,
     ) -> Response:
         require_permission(operator, "registry:write")
         return await idempotent(
-            platform, operator.actor, idempotency_key, await request.body(),
+            platform,
+            operator.actor,
+            idempotency_key,
+            await request.body(),
             lambda: CardLifeService(platform).replace(card_id, data, operator.actor),
         )
 
     @post(
-        "/holder/v1/card/loss-report", status_code=200, dependencies={"holder": Provide(provide_holder)},
+        "/holder/v1/card/loss-report",
+        status_code=200,
+        dependencies={"holder": Provide(provide_holder)},
         summary="临时挂失 in the app: the card and every e-card stop at once; lapses by itself",
     )
     async def report_loss(
@@ -307,11 +504,15 @@ class CardLifeController(Controller):
         return await CardLifeService(platform).report_loss(holder)
 
     @post(
-        "/holder/v1/card/loss-report/undo", status_code=200,
+        "/holder/v1/card/loss-report/undo",
+        status_code=200,
         summary="Undo a 临时挂失: the session's refresh token (and DPoP proof where bound) + 电子社保卡密码",
     )
     async def undo_loss(
-        self, data: JSONBody[schemas.LossUndo], request: Request, platform: NamedDependency[Platform]
+        self,
+        data: JSONBody[schemas.LossUndo],
+        request: Request,
+        platform: NamedDependency[Platform],
     ) -> schemas.LossReported:
         return await CardLifeService(platform).undo_loss(data, dpop_context(request))
 

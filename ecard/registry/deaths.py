@@ -60,16 +60,26 @@ ACTOR = "system:death-import"
 # reason codes of a rejected row (docs/lifecycle-operations.md lists them)
 MALFORMED_ROW = "malformed_row"  # not UTF-8, not CSV, wrong number of fields, or too long
 MALFORMED_DATE = "malformed_date"  # died_on is not an ISO date (YYYY-MM-DD)
-INVALID_IDENTITY_NUMBER = "invalid_identity_number"  # not a GB 11643 number (shape, date, check digit)
+INVALID_IDENTITY_NUMBER = (
+    "invalid_identity_number"  # not a GB 11643 number (shape, date, check digit)
+)
 FUTURE_DATE = "future_date"  # died_on is after today
 BEFORE_BIRTH = "before_birth"  # died_on is before the birth date the identity number holds
 INVALID_SOURCE_REF = "invalid_source_ref"  # missing, too long, or not a plain reference
 DUPLICATE_IN_FILE = "duplicate_in_file"  # the same person on an earlier line of the file
 UNKNOWN_PERSON = "unknown_person"  # no person of the registry has this identity number
-REASONS = frozenset({
-    MALFORMED_ROW, MALFORMED_DATE, INVALID_IDENTITY_NUMBER, FUTURE_DATE, BEFORE_BIRTH,
-    INVALID_SOURCE_REF, DUPLICATE_IN_FILE, UNKNOWN_PERSON,
-})
+REASONS = frozenset(
+    {
+        MALFORMED_ROW,
+        MALFORMED_DATE,
+        INVALID_IDENTITY_NUMBER,
+        FUTURE_DATE,
+        BEFORE_BIRTH,
+        INVALID_SOURCE_REF,
+        DUPLICATE_IN_FILE,
+        UNKNOWN_PERSON,
+    }
+)
 
 #: A 公安/民政 record reference: ASCII letters, digits and ``._:/#()-``, up to 64 characters.
 _SOURCE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/#()-]{0,63}$")
@@ -133,7 +143,8 @@ def parse_header(raw: bytes) -> Header:
     missing = [c for c in COLUMNS if names.count(c) != 1]
     if missing:
         raise AppError(
-            "death_records_invalid", f"the header must name {', '.join(COLUMNS)} once each (missing: {', '.join(missing)})"
+            "death_records_invalid",
+            f"the header must name {', '.join(COLUMNS)} once each (missing: {', '.join(missing)})",
         )
     first, second, third = (names.index(c) for c in COLUMNS)
     return Header((first, second, third), len(names))
@@ -242,10 +253,16 @@ class _Tally:
         listed = sorted(self.rejected)[:MAX_LISTED_REJECTIONS]
         total = sum(self.by_reason.values())
         return schemas.DeathImportReport(
-            dry_run=self.dry_run, rows_read=self.rows_read, persons_marked=self.persons_marked,
-            cards_ended=self.cards_ended, already_deceased=self.already_deceased, rejected_total=total,
+            dry_run=self.dry_run,
+            rows_read=self.rows_read,
+            persons_marked=self.persons_marked,
+            cards_ended=self.cards_ended,
+            already_deceased=self.already_deceased,
+            rejected_total=total,
             rejected_by_reason=dict(sorted(self.by_reason.items())),
-            rejected=[schemas.DeathRecordRejection(line=line, reason=code) for line, code in listed],
+            rejected=[
+                schemas.DeathRecordRejection(line=line, reason=code) for line, code in listed
+            ],
             rejected_truncated=total > len(listed),
         )
 
@@ -266,7 +283,11 @@ class DeathImporter:
         return blind_index(self.platform.index_key, identity_number)
 
     async def run(
-        self, handle: BinaryIO, *, max_rows: int = MAX_ROWS, progress: Progress | None = None,
+        self,
+        handle: BinaryIO,
+        *,
+        max_rows: int = MAX_ROWS,
+        progress: Progress | None = None,
         today: dt.date | None = None,
     ) -> schemas.DeathImportReport:
         """Import the records of ``handle`` (seekable, binary): the file is refused whole with
@@ -274,7 +295,9 @@ class DeathImporter:
         than ``max_rows`` rows or a wrong header; otherwise every row is imported or rejected."""
         total = count_rows(handle)
         if total > max_rows:
-            raise AppError("death_records_too_large", f"{total} rows; at most {max_rows} per import")
+            raise AppError(
+                "death_records_too_large", f"{total} rows; at most {max_rows} per import"
+            )
         today = today or dt.date.today()
         lines = read_lines(handle)
         first = next(lines, None)
@@ -297,7 +320,9 @@ class DeathImporter:
                 tally.reject(line, rejected.code)
                 continue
             index = self._index(record.identity_number)
-            fingerprint = int(index[:16], 16)  # 64 bits of the keyed index: no number kept in memory
+            fingerprint = int(
+                index[:16], 16
+            )  # 64 bits of the keyed index: no number kept in memory
             if fingerprint in tally.seen:
                 tally.reject(line, DUPLICATE_IN_FILE)
                 continue
@@ -313,25 +338,37 @@ class DeathImporter:
         report = tally.report()
         if not self.dry_run:
             await audit(
-                self.actor, "death_records.import", "death_import", new_id(), "death records imported",
-                rows=report.rows_read, persons=report.persons_marked, cards=report.cards_ended,
-                already_deceased=report.already_deceased, rejected=report.rejected_by_reason,
+                self.actor,
+                "death_records.import",
+                "death_import",
+                new_id(),
+                "death records imported",
+                rows=report.rows_read,
+                persons=report.persons_marked,
+                cards=report.cards_ended,
+                already_deceased=report.already_deceased,
+                rejected=report.rejected_by_reason,
             )
         return report
 
     async def _chunk(self, chunk: list[tuple[DeathRecord, str]], tally: _Tally) -> None:
         persons = {
             row["id_number_index"]: row
-            for row in await Person.select(Person.id, Person.id_number_index, Person.deceased_on).where(
-                Person.id_number_index.is_in([index for _, index in chunk])
-            )
+            for row in await Person.select(
+                Person.id, Person.id_number_index, Person.deceased_on
+            ).where(Person.id_number_index.is_in([index for _, index in chunk]))
         }
-        live_cards = Counter(
-            row["person"] for row in await Card.select(Card.person).where(
-                Card.person.is_in([p["id"] for p in persons.values()] or [""])
-                & Card.status.not_in(sorted(lifecycle.FINAL))
+        live_cards = (
+            Counter(
+                row["person"]
+                for row in await Card.select(Card.person).where(
+                    Card.person.is_in([p["id"] for p in persons.values()] or [""])
+                    & Card.status.not_in(sorted(lifecycle.FINAL))
+                )
             )
-        ) if persons else Counter()
+            if persons
+            else Counter()
+        )
         for record, index in chunk:
             person = persons.get(index)
             if person is None:
@@ -339,7 +376,9 @@ class DeathImporter:
                 continue
             await self._record(record, person, live_cards[person["id"]], tally)
 
-    async def _record(self, record: DeathRecord, person: dict, live_cards: int, tally: _Tally) -> None:
+    async def _record(
+        self, record: DeathRecord, person: dict, live_cards: int, tally: _Tally
+    ) -> None:
         # imported here: the card's whole life is not needed for ``ecard --help``
         from ecard.registry.card_life import CardLifeService
 
@@ -354,7 +393,10 @@ class DeathImporter:
             return
         try:
             ended = await CardLifeService(self.platform).record_death(
-                person["id"], record.died_on, self.actor, reason=f"death record {record.source_ref}",
+                person["id"],
+                record.died_on,
+                self.actor,
+                reason=f"death record {record.source_ref}",
                 actor_kind=self.actor_kind,
             )
         except AppError as error:
@@ -365,13 +407,27 @@ class DeathImporter:
         tally.cards_ended += len(ended)
         if not known:
             tally.persons_marked += 1
-            await audit(self.actor, "person.deceased", "person", person["id"], "death record",
-                        source_ref=record.source_ref, cards=ended)
+            await audit(
+                self.actor,
+                "person.deceased",
+                "person",
+                person["id"],
+                "death record",
+                source_ref=record.source_ref,
+                cards=ended,
+            )
 
 
 async def import_deaths(
-    platform: Platform, handle: BinaryIO, *, actor: str, actor_kind: Actor = "operator", dry_run: bool = False,
-    max_rows: int = MAX_ROWS, progress: Progress | None = None, today: dt.date | None = None,
+    platform: Platform,
+    handle: BinaryIO,
+    *,
+    actor: str,
+    actor_kind: Actor = "operator",
+    dry_run: bool = False,
+    max_rows: int = MAX_ROWS,
+    progress: Progress | None = None,
+    today: dt.date | None = None,
 ) -> schemas.DeathImportReport:
     """Import the death records of ``handle`` (see :class:`DeathImporter`)."""
     return await DeathImporter(platform, actor, actor_kind, dry_run).run(
@@ -385,11 +441,14 @@ async def import_deaths(
 def register_cli(registry: argparse._SubParsersAction) -> None:
     """Add ``import-deaths`` to the ``ecard registry`` commands."""
     command = registry.add_parser(
-        "import-deaths", help="import death records (死亡人员) from CSV: every card of each person ends",
+        "import-deaths",
+        help="import death records (死亡人员) from CSV: every card of each person ends",
         description="CSV with the header identity_number,died_on,source_ref (docs/lifecycle-operations.md).",
     )
     command.add_argument("file")
-    command.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
+    command.add_argument(
+        "--dry-run", action="store_true", help="report what would change; write nothing"
+    )
     command.add_argument("--json", action="store_true", help="print the report as JSON")
     command.set_defaults(func=deaths_cli)
 
@@ -430,15 +489,27 @@ def deaths_cli(args: argparse.Namespace) -> int:
         print(f"{path}: no such file", file=sys.stderr)
         return 2
     if path.stat().st_size > MAX_FILE_BYTES:
-        print(f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; split it", file=sys.stderr)
+        print(
+            f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; split it", file=sys.stderr
+        )
         return 2
     settings = _settings(args)
     progress, stop = _progress_display(sys.stdout.isatty())
     try:
         with path.open("rb") as handle:
-            report = asyncio.run(_with_platform(settings, lambda p: import_deaths(
-                p, handle, actor=ACTOR, actor_kind="system", dry_run=args.dry_run, progress=progress,
-            )))
+            report = asyncio.run(
+                _with_platform(
+                    settings,
+                    lambda p: import_deaths(
+                        p,
+                        handle,
+                        actor=ACTOR,
+                        actor_kind="system",
+                        dry_run=args.dry_run,
+                        progress=progress,
+                    ),
+                )
+            )
     except AppError as error:
         stop()
         print(f"{error.code}: {error}", file=sys.stderr)
@@ -453,12 +524,14 @@ def deaths_cli(args: argparse.Namespace) -> int:
 
 def describe(report: schemas.DeathImportReport) -> str:
     """The report as lines of text (the CLI without ``--json``)."""
-    lines = [(
-        f"death records{' (dry run: nothing written)' if report.dry_run else ''}: "
-        f"{report.rows_read} row(s) read, {report.persons_marked} person(s) marked deceased, "
-        f"{report.cards_ended} card(s) ended, {report.already_deceased} already deceased, "
-        f"{report.rejected_total} rejected"
-    )]
+    lines = [
+        (
+            f"death records{' (dry run: nothing written)' if report.dry_run else ''}: "
+            f"{report.rows_read} row(s) read, {report.persons_marked} person(s) marked deceased, "
+            f"{report.cards_ended} card(s) ended, {report.already_deceased} already deceased, "
+            f"{report.rejected_total} rejected"
+        )
+    ]
     lines += [f"  {code}: {count}" for code, count in report.rejected_by_reason.items()]
     lines += [f"  line {r.line}: {r.reason}" for r in report.rejected]
     if report.rejected_truncated:

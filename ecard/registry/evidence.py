@@ -156,7 +156,9 @@ def rule_present(evidence: object) -> None:
 def rule_compact_jws(evidence: object) -> tuple[str, str, str]:
     """One JWS in compact serialisation: a string of bounded size, three base64url parts."""
     if not isinstance(evidence, str) or len(evidence) > MAX_EVIDENCE_LENGTH:
-        raise _invalid(f"evidence must be a compact JWS of at most {MAX_EVIDENCE_LENGTH} characters")
+        raise _invalid(
+            f"evidence must be a compact JWS of at most {MAX_EVIDENCE_LENGTH} characters"
+        )
     parts = evidence.split(".")
     if len(parts) != 3 or not all(parts[:2]) or not all(set(part) <= _B64URL for part in parts):
         raise _invalid("evidence is not a compact JWS (three base64url parts)")
@@ -178,7 +180,12 @@ def load_channel_key(public_jwk: object) -> jwt.PyJWK:
     it is not a public P-256 JWK."""
     try:
         jwk = json.loads(public_jwk) if isinstance(public_jwk, str) else public_jwk
-        if not isinstance(jwk, dict) or jwk.get("kty") != "EC" or jwk.get("crv") != "P-256" or "d" in jwk:
+        if (
+            not isinstance(jwk, dict)
+            or jwk.get("kty") != "EC"
+            or jwk.get("crv") != "P-256"
+            or "d" in jwk
+        ):
             raise ValueError("not a public P-256 JWK")
         return jwt.PyJWK({k: jwk[k] for k in ("kty", "crv", "x", "y")}, algorithm=ALGORITHM)
     except (PyJWTError, ValueError, TypeError, KeyError):
@@ -207,7 +214,10 @@ def rule_claims(encoded_claims: str) -> dict[str, Any]:
     if len(claims["jti"]) > MAX_JTI_LENGTH or len(claims["ref"]) > MAX_REF_LENGTH:
         raise _invalid("claims jti and ref must be at most 128 characters")
     aud = claims.get("aud")
-    if not (isinstance(aud, str) or (isinstance(aud, list) and aud and all(isinstance(a, str) for a in aud))):
+    if not (
+        isinstance(aud, str)
+        or (isinstance(aud, list) and aud and all(isinstance(a, str) for a in aud))
+    ):
         raise _invalid("claim aud must be a string or a list of strings")
     iat = claims.get("iat")
     if isinstance(iat, bool) or not isinstance(iat, (int, float)) or not 0 <= iat < _MAX_IAT:
@@ -267,7 +277,9 @@ def rule_subject(claims: dict[str, Any], identity_number: str) -> None:
 def rule_method_accepted(method: str, region: str, policy: Mapping[str, list[str]]) -> None:
     """The card's province accepts this method (``settings.liveness_methods``)."""
     if method not in accepted_methods(policy, region):
-        raise AppError("evidence_method_not_accepted", f"method {method} is not accepted for region {region}")
+        raise AppError(
+            "evidence_method_not_accepted", f"method {method} is not accepted for region {region}"
+        )
 
 
 def check_evidence(
@@ -301,8 +313,12 @@ def check_evidence(
     rule_subject(claims, identity_number)
     rule_method_accepted(method, region, policy)
     return Evidence(
-        channel_id=channel_id, method=method, checked_at=checked_at, reference=claims["ref"],
-        jti=claims["jti"], digest=hashlib.sha256(evidence.encode("ascii")).hexdigest(),
+        channel_id=channel_id,
+        method=method,
+        checked_at=checked_at,
+        reference=claims["ref"],
+        jti=claims["jti"],
+        digest=hashlib.sha256(evidence.encode("ascii")).hexdigest(),
     )
 
 
@@ -310,7 +326,13 @@ def check_evidence(
 
 
 async def accept_evidence(
-    platform: Any, evidence: str | None, *, channel_id: str, identity_number: str, region: str, purpose: Purpose
+    platform: Any,
+    evidence: str | None,
+    *,
+    channel_id: str,
+    identity_number: str,
+    region: str,
+    purpose: Purpose,
 ) -> Evidence:
     """Check ``evidence`` presented by ``channel_id`` for the applicant with ``identity_number``
     and a card of ``region``, then spend its ``jti`` (once, on every worker: the marker lives
@@ -324,9 +346,16 @@ async def accept_evidence(
     if row is None or not row["public_jwk"]:
         raise AppError("evidence_key_missing")
     accepted = check_evidence(
-        evidence, row["public_jwk"], channel_id=channel_id, audience=settings.public_url,
-        identity_number=identity_number, region=region, policy=settings.liveness_methods, purpose=purpose,
-        now=clock(), max_age=settings.liveness_max_age_seconds,
+        evidence,
+        row["public_jwk"],
+        channel_id=channel_id,
+        audience=settings.public_url,
+        identity_number=identity_number,
+        region=region,
+        policy=settings.liveness_methods,
+        purpose=purpose,
+        now=clock(),
+        max_age=settings.liveness_max_age_seconds,
     )
     ttl = settings.liveness_max_age_seconds + 2 * FUTURE_SKEW_SECONDS
     marker = "evidence-jti:" + hashlib.sha256(f"{channel_id}|{accepted.jti}".encode()).hexdigest()
@@ -349,9 +378,16 @@ async def record_evidence(
     try:
         await LivenessEvidence.insert(
             LivenessEvidence(
-                id=evidence_id, ecard=ecard_id, card=card_id, channel=evidence.channel_id, method=evidence.method,
-                checked_at=evidence.checked_at, channel_reference=evidence.reference, jti=evidence.jti,
-                jws_digest=evidence.digest, purpose=purpose,
+                id=evidence_id,
+                ecard=ecard_id,
+                card=card_id,
+                channel=evidence.channel_id,
+                method=evidence.method,
+                checked_at=evidence.checked_at,
+                channel_reference=evidence.reference,
+                jti=evidence.jti,
+                jws_digest=evidence.digest,
+                purpose=purpose,
             )
         ).run()
     except Exception as exc:
@@ -382,9 +418,13 @@ def sign_evidence(
     defaults to now and ``jti`` to a fresh random id."""
     jti = jti or uuid.uuid4().hex
     claims: dict[str, Any] = {
-        "iss": channel_id, "aud": audience, "method": method,
+        "iss": channel_id,
+        "aud": audience,
+        "method": method,
         "iat": int(time.time()) if checked_at is None else checked_at,
-        "jti": jti, "ref": reference, "subject": subject_binding(jti, identity_number),
+        "jti": jti,
+        "ref": reference,
+        "subject": subject_binding(jti, identity_number),
     }
     if purpose is not None:
         claims["purpose"] = purpose

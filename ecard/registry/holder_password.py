@@ -82,7 +82,10 @@ def rule_not_a_run(password: str) -> None:
 def rule_not_birth_date(password: str, birth_date: dt.date) -> None:
     """Not the birth date: its MMDD anywhere in the password, its YYMMDD or DDMMYY."""
     mmdd = birth_date.strftime("%m%d")
-    if mmdd in password or password in (birth_date.strftime("%y%m%d"), birth_date.strftime("%d%m%y")):
+    if mmdd in password or password in (
+        birth_date.strftime("%y%m%d"),
+        birth_date.strftime("%d%m%y"),
+    ):
         raise AppError("password_too_weak", "the birth date")
 
 
@@ -99,7 +102,11 @@ def check_strength(password: str, birth_date: dt.date) -> None:
 
 async def person_of_holder(holder: HolderPrincipal) -> str:
     """The person whose e-card the session is (the e-card follows the person's current card)."""
-    row = await ECard.select(ECard.card.person.as_alias("person")).where(ECard.id == holder.ecard_id).first()
+    row = (
+        await ECard.select(ECard.card.person.as_alias("person"))
+        .where(ECard.id == holder.ecard_id)
+        .first()
+    )
     if row is None or row["person"] is None:
         raise AppError("ecard_not_found")
     return row["person"]
@@ -122,34 +129,57 @@ async def verify_holder_password(
         _refuse_if_locked(row["locked_until"], now)
         failures = row["failures"] + 1
         lock = lock_seconds(failures)
-        reserved = await HolderCredential.update(
-            {HolderCredential.failures: failures, HolderCredential.locked_until: math.ceil(now) + lock if lock else None}
-        ).where(
-            (HolderCredential.id == row["id"]) & (HolderCredential.failures == row["failures"])
-        ).returning(HolderCredential.id)
+        reserved = (
+            await HolderCredential.update(
+                {
+                    HolderCredential.failures: failures,
+                    HolderCredential.locked_until: math.ceil(now) + lock if lock else None,
+                }
+            )
+            .where(
+                (HolderCredential.id == row["id"]) & (HolderCredential.failures == row["failures"])
+            )
+            .returning(HolderCredential.id)
+        )
         if reserved:
             break
     else:
-        raise AppError("password_locked", "too many attempts at once; retry", headers={"Retry-After": "1"})
+        raise AppError(
+            "password_locked", "too many attempts at once; retry", headers={"Retry-After": "1"}
+        )
     assert row is not None
     if await asyncio.to_thread(verify_password, password, row["password_hash"]):
-        await HolderCredential.update({HolderCredential.failures: 0, HolderCredential.locked_until: None}).where(
-            HolderCredential.id == row["id"]
-        )
+        await HolderCredential.update(
+            {HolderCredential.failures: 0, HolderCredential.locked_until: None}
+        ).where(HolderCredential.id == row["id"])
         return
-    await audit(actor or "system:holder-password", "holder.password.wrong", "person", person_id, failures=failures)
+    await audit(
+        actor or "system:holder-password",
+        "holder.password.wrong",
+        "person",
+        person_id,
+        failures=failures,
+    )
     if lock:
         raise AppError(
-            "password_locked", f"wrong password; locked for {lock} s", headers={"Retry-After": str(lock)}
+            "password_locked",
+            f"wrong password; locked for {lock} s",
+            headers={"Retry-After": str(lock)},
         )
     left = FREE_FAILURES - failures
-    raise AppError("password_invalid", f"wrong password; {left} attempt(s) left before a lock", extra={"left": left})
+    raise AppError(
+        "password_invalid",
+        f"wrong password; {left} attempt(s) left before a lock",
+        extra={"left": left},
+    )
 
 
 def _refuse_if_locked(locked_until: int | None, now: float) -> None:
     if locked_until is not None and locked_until > now:
         wait = max(1, math.ceil(locked_until - now))
-        raise AppError("password_locked", f"locked for {wait} more s", headers={"Retry-After": str(wait)})
+        raise AppError(
+            "password_locked", f"locked for {wait} more s", headers={"Retry-After": str(wait)}
+        )
 
 
 @dataclass
@@ -160,21 +190,31 @@ class HolderPasswords:
 
     async def state(self, holder: HolderPrincipal) -> schemas.HolderPasswordState:
         person_id = await person_of_holder(holder)
-        row = await HolderCredential.select(HolderCredential.locked_until).where(
-            HolderCredential.person == person_id
-        ).first()
+        row = (
+            await HolderCredential.select(HolderCredential.locked_until)
+            .where(HolderCredential.person == person_id)
+            .first()
+        )
         if row is None:
             return schemas.HolderPasswordState(set=False)
         locked = row["locked_until"]
-        return schemas.HolderPasswordState(set=True, locked_until=locked if locked and locked > clock() else None)
+        return schemas.HolderPasswordState(
+            set=True, locked_until=locked if locked and locked > clock() else None
+        )
 
     async def _person(self, person_id: str) -> dict:
-        row = await Person.select(Person.id, Person.birth_date, Person.id_number_enc).where(Person.id == person_id).first()
+        row = (
+            await Person.select(Person.id, Person.birth_date, Person.id_number_enc)
+            .where(Person.id == person_id)
+            .first()
+        )
         if row is None:
             raise AppError("person_not_found")
         return row
 
-    async def set_first(self, holder: HolderPrincipal, password: str) -> schemas.HolderPasswordState:
+    async def set_first(
+        self, holder: HolderPrincipal, password: str
+    ) -> schemas.HolderPasswordState:
         """The person's first password (``password_already_set`` when there is one)."""
         person_id = await person_of_holder(holder)
         if await HolderCredential.exists().where(HolderCredential.person == person_id):
@@ -186,42 +226,66 @@ class HolderPasswords:
                 await HolderCredential.insert(
                     HolderCredential(id=new_id(), person=person_id, password_hash=digest)
                 ).run()
-                await audit(holder.actor, "holder.password.set", "person", person_id, channel=holder.channel_id)
+                await audit(
+                    holder.actor,
+                    "holder.password.set",
+                    "person",
+                    person_id,
+                    channel=holder.channel_id,
+                )
         except Exception as exc:
             if is_unique_violation(exc):  # a racing first set won
                 raise AppError("password_already_set") from None
             raise
         return schemas.HolderPasswordState(set=True)
 
-    async def reset(self, holder: HolderPrincipal, password: str, token: str | None) -> schemas.HolderPasswordState:
+    async def reset(
+        self, holder: HolderPrincipal, password: str, token: str | None
+    ) -> schemas.HolderPasswordState:
         """A new password (set or not, locked or not) through the 实人 evidence of the channel of
         the holder's session, made for this person; ends any lock.  Recorded in
         ``liveness_evidence`` (purpose ``password_reset``) and audited (ids only)."""
         person_id = await person_of_holder(holder)
         person = await self._person(person_id)
-        card = await ECard.select(ECard.card.id.as_alias("card"), ECard.card.region.as_alias("region")).where(
-            ECard.id == holder.ecard_id
-        ).first()
+        card = (
+            await ECard.select(ECard.card.id.as_alias("card"), ECard.card.region.as_alias("region"))
+            .where(ECard.id == holder.ecard_id)
+            .first()
+        )
         if card is None:
             raise AppError("ecard_not_found")
         check_strength(password, as_date(person["birth_date"]))
-        number = self.platform.field_cipher.decrypt(bytes(person["id_number_enc"]), f"person:{person_id}")
+        number = self.platform.field_cipher.decrypt(
+            bytes(person["id_number_enc"]), f"person:{person_id}"
+        )
         try:
             proof = await evidence.accept_evidence(
-                self.platform, token, channel_id=holder.channel_id, identity_number=number,
-                region=card["region"], purpose="password_reset",
+                self.platform,
+                token,
+                channel_id=holder.channel_id,
+                identity_number=number,
+                region=card["region"],
+                purpose="password_reset",
             )
         except AppError as exc:
-            await audit(holder.actor, "holder.password.reset.refused", "person", person_id, exc.code)
+            await audit(
+                holder.actor, "holder.password.reset.refused", "person", person_id, exc.code
+            )
             raise
         digest = await asyncio.to_thread(hash_password, password)
         async with self.platform.engine.transaction():
-            updated = await HolderCredential.update(
-                {
-                    HolderCredential.password_hash: digest, HolderCredential.failures: 0,
-                    HolderCredential.locked_until: None, HolderCredential.updated_at: dt.datetime.now(dt.UTC),
-                }
-            ).where(HolderCredential.person == person_id).returning(HolderCredential.id)
+            updated = (
+                await HolderCredential.update(
+                    {
+                        HolderCredential.password_hash: digest,
+                        HolderCredential.failures: 0,
+                        HolderCredential.locked_until: None,
+                        HolderCredential.updated_at: dt.datetime.now(dt.UTC),
+                    }
+                )
+                .where(HolderCredential.person == person_id)
+                .returning(HolderCredential.id)
+            )
             if not updated:
                 await HolderCredential.insert(
                     HolderCredential(id=new_id(), person=person_id, password_hash=digest)
@@ -230,7 +294,12 @@ class HolderPasswords:
                 proof, ecard_id=holder.ecard_id, card_id=card["card"], purpose="password_reset"
             )
             await audit(
-                holder.actor, "holder.password.reset", "person", person_id, evidence=evidence_id, method=proof.method,
+                holder.actor,
+                "holder.password.reset",
+                "person",
+                person_id,
+                evidence=evidence_id,
+                method=proof.method,
             )
         return schemas.HolderPasswordState(set=True)
 
@@ -242,17 +311,29 @@ async def provision_password(platform: Platform, person_id: str, password: str, 
     check_strength(password, as_date(person["birth_date"]))
     digest = await asyncio.to_thread(hash_password, password)
     async with platform.engine.transaction():
-        updated = await HolderCredential.update(
-            {HolderCredential.password_hash: digest, HolderCredential.failures: 0, HolderCredential.locked_until: None}
-        ).where(HolderCredential.person == person_id).returning(HolderCredential.id)
+        updated = (
+            await HolderCredential.update(
+                {
+                    HolderCredential.password_hash: digest,
+                    HolderCredential.failures: 0,
+                    HolderCredential.locked_until: None,
+                }
+            )
+            .where(HolderCredential.person == person_id)
+            .returning(HolderCredential.id)
+        )
         if not updated:
-            await HolderCredential.insert(HolderCredential(id=new_id(), person=person_id, password_hash=digest)).run()
+            await HolderCredential.insert(
+                HolderCredential(id=new_id(), person=person_id, password_hash=digest)
+            ).run()
         await audit(actor, "holder.password.set", "person", person_id)
 
 
-
-
 __all__ = [
-    "HolderPasswords", "check_strength", "lock_seconds", "person_of_holder", "provision_password",
+    "HolderPasswords",
+    "check_strength",
+    "lock_seconds",
+    "person_of_holder",
+    "provision_password",
     "verify_holder_password",
 ]

@@ -26,8 +26,16 @@ from ecard.store.db import is_unique_violation
 from ecard.terminal.card_model import chip_reference
 
 COLUMNS = (
-    "name", "gender", "ethnicity", "identity_number", "region", "card_number",
-    "chip_serial", "identification_code", "issue_date", "expiry_date",
+    "name",
+    "gender",
+    "ethnicity",
+    "identity_number",
+    "region",
+    "card_number",
+    "chip_serial",
+    "identification_code",
+    "issue_date",
+    "expiry_date",
 )
 BATCH = 500
 ACTOR = "system:import"
@@ -87,10 +95,16 @@ async def import_csv(platform: Platform, path: Path, *, show_progress: bool = Tr
             except (msgspec.ValidationError, ValueError) as exc:
                 report.rejected.append((line, str(exc)))
                 continue
-            keys = (f"id:{row.identity_number}", f"card:{row.card_number}", f"chip:{row.identification_code}")
+            keys = (
+                f"id:{row.identity_number}",
+                f"card:{row.card_number}",
+                f"chip:{row.identification_code}",
+            )
             duplicate = next((k for k in keys if k in seen), None)
             if duplicate:
-                report.rejected.append((line, f"duplicate of line {seen[duplicate]} ({duplicate.split(':')[0]})"))
+                report.rejected.append(
+                    (line, f"duplicate of line {seen[duplicate]} ({duplicate.split(':')[0]})")
+                )
                 continue
             seen.update(dict.fromkeys(keys, line))
             rows.append((line, row))
@@ -102,9 +116,15 @@ async def import_csv(platform: Platform, path: Path, *, show_progress: bool = Tr
             existing = await _existing(chunk, index_of)
             fresh = []
             for line, row in chunk:
-                clash = existing & {("id", index_of(row.identity_number)), ("card", row.card_number), ("chip", row.identification_code)}
+                clash = existing & {
+                    ("id", index_of(row.identity_number)),
+                    ("card", row.card_number),
+                    ("chip", row.identification_code),
+                }
                 if clash:
-                    report.rejected.append((line, f"already in the registry ({sorted(clash)[0][0]})"))
+                    report.rejected.append(
+                        (line, f"already in the registry ({sorted(clash)[0][0]})")
+                    )
                 else:
                     fresh.append((line, row))
             report.imported += await _write(platform, fresh, report, index_of)
@@ -118,13 +138,28 @@ async def _existing(chunk: list[tuple[int, ImportRow]], index_of) -> set[tuple[s
     numbers = [r.card_number for _, r in chunk]
     chips = [r.identification_code for _, r in chunk]
     found: set[tuple[str, str]] = set()
-    found |= {("id", r["id_number_index"]) for r in await Person.select(Person.id_number_index).where(Person.id_number_index.is_in(indexes))}
-    found |= {("card", r["card_number"]) for r in await Card.select(Card.card_number).where(Card.card_number.is_in(numbers))}
-    found |= {("chip", r["identification_code"]) for r in await Card.select(Card.identification_code).where(Card.identification_code.is_in(chips))}
+    found |= {
+        ("id", r["id_number_index"])
+        for r in await Person.select(Person.id_number_index).where(
+            Person.id_number_index.is_in(indexes)
+        )
+    }
+    found |= {
+        ("card", r["card_number"])
+        for r in await Card.select(Card.card_number).where(Card.card_number.is_in(numbers))
+    }
+    found |= {
+        ("chip", r["identification_code"])
+        for r in await Card.select(Card.identification_code).where(
+            Card.identification_code.is_in(chips)
+        )
+    }
     return found
 
 
-async def _write(platform: Platform, rows: list[tuple[int, ImportRow]], report: ImportReport, index_of) -> int:  # type: ignore[no-untyped-def]
+async def _write(
+    platform: Platform, rows: list[tuple[int, ImportRow]], report: ImportReport, index_of
+) -> int:  # type: ignore[no-untyped-def]
     """Write a batch in one transaction; if it fails (a concurrent writer), retry row by row."""
     if not rows:
         return 0
@@ -146,21 +181,33 @@ async def _write_row(platform: Platform, row: ImportRow, index_of) -> None:  # t
     person_id, card_id = new_id(), new_id()
     await Person.insert(
         Person(
-            id=person_id, name=row.name, gender=row.gender, ethnicity=row.ethnicity,
-            birth_date=birth_date_of(row.identity_number), region=row.region,
+            id=person_id,
+            name=row.name,
+            gender=row.gender,
+            ethnicity=row.ethnicity,
+            birth_date=birth_date_of(row.identity_number),
+            region=row.region,
             id_number_enc=platform.field_cipher.encrypt(row.identity_number, f"person:{person_id}"),
             id_number_index=index_of(row.identity_number),
         )
     ).run()
     await Card.insert(
         Card(
-            id=card_id, person=person_id, card_number=row.card_number, region=row.region,
-            chip_serial=row.chip_serial, identification_code=row.identification_code,
+            id=card_id,
+            person=person_id,
+            card_number=row.card_number,
+            region=row.region,
+            chip_serial=row.chip_serial,
+            identification_code=row.identification_code,
             chip_reference=chip_reference(row.region, row.identification_code),
-            issue_date=row.issue_date, expiry_date=row.expiry_date, status="active",
+            issue_date=row.issue_date,
+            expiry_date=row.expiry_date,
+            status="active",
         )
     ).run()
     await CardStatusEvent.insert(
-        CardStatusEvent(card=card_id, from_status=None, to_status="active", actor=ACTOR, reason="imported")
+        CardStatusEvent(
+            card=card_id, from_status=None, to_status="active", actor=ACTOR, reason="imported"
+        )
     ).run()
     await audit(ACTOR, "card.import", "card", card_id)

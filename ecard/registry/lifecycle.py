@@ -50,14 +50,23 @@ class CardStatus(StrEnum):
 Actor = Literal["holder", "operator", "system"]
 
 #: Statuses a card never leaves.
-FINAL: frozenset[CardStatus] = frozenset({CardStatus.REPLACED, CardStatus.CANCELLED, CardStatus.DECEASED})
+FINAL: frozenset[CardStatus] = frozenset(
+    {CardStatus.REPLACED, CardStatus.CANCELLED, CardStatus.DECEASED}
+)
 #: A stock card: made for a person, not yet in their hands and in use.
-STOCK: frozenset[CardStatus] = frozenset({CardStatus.PRODUCED, CardStatus.IN_STOCK, CardStatus.ISSUED})
+STOCK: frozenset[CardStatus] = frozenset(
+    {CardStatus.PRODUCED, CardStatus.IN_STOCK, CardStatus.ISSUED}
+)
 #: The card a person holds (at most one per person): it is the one their e-cards are bound to.
-HELD: frozenset[CardStatus] = frozenset({
-    CardStatus.ACTIVE, CardStatus.LOST_TEMPORARY, CardStatus.LOST, CardStatus.FROZEN,
-    CardStatus.REPLACEMENT_PENDING,
-})
+HELD: frozenset[CardStatus] = frozenset(
+    {
+        CardStatus.ACTIVE,
+        CardStatus.LOST_TEMPORARY,
+        CardStatus.LOST,
+        CardStatus.FROZEN,
+        CardStatus.REPLACEMENT_PENDING,
+    }
+)
 #: Statuses whose card is on the revocation list and the chip blacklist: a card that was in a
 #: holder's hands and must not be accepted now (a stock card never was; it is refused online).
 REVOKED: frozenset[CardStatus] = frozenset(HELD - {CardStatus.ACTIVE}) | FINAL
@@ -68,12 +77,22 @@ ENDS_SESSIONS: frozenset[CardStatus] = frozenset({CardStatus.CANCELLED, CardStat
 _S = CardStatus
 #: Every allowed move, and who may make it.
 TRANSITIONS: dict[CardStatus, dict[CardStatus, frozenset[str]]] = {
-    _S.PRODUCED: {_S.IN_STOCK: frozenset({"operator"}), _S.CANCELLED: frozenset({"operator"}),
-                  _S.DECEASED: frozenset({"operator", "system"})},
-    _S.IN_STOCK: {_S.ISSUED: frozenset({"operator"}), _S.ACTIVE: frozenset({"operator"}),
-                  _S.CANCELLED: frozenset({"operator"}), _S.DECEASED: frozenset({"operator", "system"})},
-    _S.ISSUED: {_S.ACTIVE: frozenset({"operator", "holder"}), _S.CANCELLED: frozenset({"operator"}),
-                _S.DECEASED: frozenset({"operator", "system"})},
+    _S.PRODUCED: {
+        _S.IN_STOCK: frozenset({"operator"}),
+        _S.CANCELLED: frozenset({"operator"}),
+        _S.DECEASED: frozenset({"operator", "system"}),
+    },
+    _S.IN_STOCK: {
+        _S.ISSUED: frozenset({"operator"}),
+        _S.ACTIVE: frozenset({"operator"}),
+        _S.CANCELLED: frozenset({"operator"}),
+        _S.DECEASED: frozenset({"operator", "system"}),
+    },
+    _S.ISSUED: {
+        _S.ACTIVE: frozenset({"operator", "holder"}),
+        _S.CANCELLED: frozenset({"operator"}),
+        _S.DECEASED: frozenset({"operator", "system"}),
+    },
     _S.ACTIVE: {
         _S.LOST_TEMPORARY: frozenset({"holder", "operator"}),
         _S.LOST: frozenset({"operator"}),
@@ -157,7 +176,9 @@ def is_expired(expiry_date: dt.date, today: dt.date) -> bool:
     return expiry_date < today
 
 
-def is_usable(card: CardFacts, today: dt.date, expired_policy: ExpiredCardPolicy = "continue") -> bool:
+def is_usable(
+    card: CardFacts, today: dt.date, expired_policy: ExpiredCardPolicy = "continue"
+) -> bool:
     """The one answer to "may this card, and every e-card bound to it, be used now":
     active, and — where the province suspends e-cards of expired physical cards — not expired."""
     if card.status != CardStatus.ACTIVE:
@@ -173,7 +194,11 @@ class ExpiryPolicy(Protocol):
 
 
 def card_usable(
-    policies: Mapping[str, ExpiryPolicy], status: str, expiry_date: dt.date, region: str, today: dt.date | None = None
+    policies: Mapping[str, ExpiryPolicy],
+    status: str,
+    expiry_date: dt.date,
+    region: str,
+    today: dt.date | None = None,
 ) -> bool:
     """:func:`is_usable` under the policy of the card's province (``Settings.card_policies``)."""
     policy = policy_for(policies, region, None)

@@ -9,8 +9,17 @@ import msgspec
 
 #: ecard.registry.lifecycle.CardStatus, as the API spells it
 CardStatus = Literal[
-    "produced", "in_stock", "issued", "active", "lost_temporary", "lost", "frozen",
-    "replacement_pending", "replaced", "cancelled", "deceased",
+    "produced",
+    "in_stock",
+    "issued",
+    "active",
+    "lost_temporary",
+    "lost",
+    "frozen",
+    "replacement_pending",
+    "replaced",
+    "cancelled",
+    "deceased",
 ]
 ReplacementReason = Literal["lost", "damaged", "expired", "name_changed", "number_changed", "other"]
 OperatorRole = Literal["admin", "registry_admin", "auditor", "readonly"]
@@ -76,7 +85,9 @@ class CardView(msgspec.Struct):
     status: CardStatus
     status_version: int
     chip_serial: str | msgspec.UnsetType = msgspec.UNSET  # absent without pii:full
-    identification_code: str | msgspec.UnsetType = msgspec.UNSET  # 卡识别码; absent without pii:full
+    identification_code: str | msgspec.UnsetType = (
+        msgspec.UNSET
+    )  # 卡识别码; absent without pii:full
 
 
 class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
@@ -262,7 +273,9 @@ class ClientCreate(msgspec.Struct, forbid_unknown_fields=True):
     kind: ClientKind
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     regions: list[RegionCode | Literal["*"]] = msgspec.field(default_factory=lambda: ["*"])
-    entitlements: list[Annotated[str, msgspec.Meta(max_length=64)]] = msgspec.field(default_factory=list)
+    entitlements: list[Annotated[str, msgspec.Meta(max_length=64)]] = msgspec.field(
+        default_factory=list
+    )
     public_jwk: dict[str, str] | None = None
 
 

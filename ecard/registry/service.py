@@ -113,7 +113,13 @@ def refusal_key(actor: str, action: str, target_kind: str, target_id: str, reaso
 
 
 async def audit_refusal(
-    platform: Platform, actor: str, action: str, target_kind: str, target_id: str, reason: str = "", **detail: Any
+    platform: Platform,
+    actor: str,
+    action: str,
+    target_kind: str,
+    target_id: str,
+    reason: str = "",
+    **detail: Any,
 ) -> None:
     """Audit a refusal of an unauthenticated or failing caller without letting a flood of them
     flood the trail: one row per burst (see :data:`REFUSAL_WINDOW`), the suppressed count in the
@@ -126,7 +132,9 @@ async def audit_refusal(
                 key = refusal_key(_OVERFLOW_ACTOR, action, target_kind, "*", "")
             await _count_suppressed(platform, key + ":n")
             return
-        if not (await store.hit(f"audit-bursts:{action}", REFUSAL_WINDOW, REFUSAL_BURSTS_PER_ACTION)).allowed:
+        if not (
+            await store.hit(f"audit-bursts:{action}", REFUSAL_WINDOW, REFUSAL_BURSTS_PER_ACTION)
+        ).allowed:
             await store.put(key, b"overflow", REFUSAL_WINDOW)
             actor, target_id, reason, detail = _OVERFLOW_ACTOR, "*", "", {}
             key = refusal_key(actor, action, target_kind, target_id, reason)
@@ -136,7 +144,9 @@ async def audit_refusal(
         suppressed = int(await store.take(key + ":n") or b"0")
     except StoreUnavailable:
         suppressed = 0
-    await audit(actor, action, target_kind, target_id[:40] or "-", reason, suppressed=suppressed, **detail)
+    await audit(
+        actor, action, target_kind, target_id[:40] or "-", reason, suppressed=suppressed, **detail
+    )
 
 
 async def _count_suppressed(platform: Platform, key: str) -> None:
@@ -146,11 +156,15 @@ async def _count_suppressed(platform: Platform, key: str) -> None:
         if current is None:
             if await store.put_if_absent(key, b"1", _SUPPRESSED_TTL):
                 return
-        elif await store.compare_and_set(key, current, str(int(current) + 1).encode(), _SUPPRESSED_TTL):
+        elif await store.compare_and_set(
+            key, current, str(int(current) + 1).encode(), _SUPPRESSED_TTL
+        ):
             return
 
 
-def _union_levels(shaped: list[tuple[Any, dict[str, visibility.Level]]]) -> dict[str, visibility.Level]:
+def _union_levels(
+    shaped: list[tuple[Any, dict[str, visibility.Level]]],
+) -> dict[str, visibility.Level]:
     """The fields a list returned, at their levels (the same for every item of one view and role)."""
     levels: dict[str, visibility.Level] = {}
     for _, item_levels in shaped:
@@ -159,13 +173,25 @@ def _union_levels(shaped: list[tuple[Any, dict[str, visibility.Level]]]) -> dict
 
 
 async def _audit_list(
-    actor: str, action: str, target_kind: str, subjects: list[str],
-    shaped: list[tuple[Any, dict[str, visibility.Level]]], **detail: Any,
+    actor: str,
+    action: str,
+    target_kind: str,
+    subjects: list[str],
+    shaped: list[tuple[Any, dict[str, visibility.Level]]],
+    **detail: Any,
 ) -> None:
     """One audit row for a page of records: the ids returned and the fields shown.  The target is
     the one subject when there is exactly one (so the trail of that id finds the read), else ``-``."""
     target = subjects[0] if len(subjects) == 1 else "-"
-    await audit(actor, action, target_kind, target, subjects=subjects, fields=_union_levels(shaped), **detail)
+    await audit(
+        actor,
+        action,
+        target_kind,
+        target,
+        subjects=subjects,
+        fields=_union_levels(shaped),
+        **detail,
+    )
 
 
 def _page(limit: int, offset: int) -> tuple[int, int]:
@@ -179,7 +205,9 @@ class RegistryService:
     platform: Platform
 
     # --- persons -------------------------------------------------------------------------
-    def _person_view(self, row: dict, role: str) -> tuple[schemas.PersonView, dict[str, visibility.Level]]:
+    def _person_view(
+        self, row: dict, role: str
+    ) -> tuple[schemas.PersonView, dict[str, visibility.Level]]:
         """The person as ``role`` may see it, and which fields that returns (for the audit)."""
         values = {
             "id": row["id"],
@@ -191,7 +219,9 @@ class RegistryService:
             "identity_number": None,
             "created_at": row["created_at"],
         }
-        if visibility.level("person", "identity_number", role) != visibility.ABSENT:  # decrypt only to show
+        if (
+            visibility.level("person", "identity_number", role) != visibility.ABSENT
+        ):  # decrypt only to show
             values["identity_number"] = self.platform.field_cipher.decrypt(
                 bytes(row["id_number_enc"]), f"person:{row['id']}"
             )
@@ -201,7 +231,9 @@ class RegistryService:
     def _index(self, identity_number: str) -> str:
         return blind_index(self.platform.index_key, identity_number)
 
-    async def create_person(self, data: schemas.PersonCreate, actor: OperatorPrincipal) -> schemas.PersonView:
+    async def create_person(
+        self, data: schemas.PersonCreate, actor: OperatorPrincipal
+    ) -> schemas.PersonView:
         number = normalize_id_number(data.identity_number)
         check_region(data.region)
         person_id = new_id()
@@ -240,18 +272,29 @@ class RegistryService:
     async def update_person(
         self, person_id: str, data: schemas.PersonUpdate, actor: OperatorPrincipal
     ) -> schemas.PersonView:
-        changes = {k: v for k, v in {
-            "name": data.name, "gender": data.gender, "region": data.region, "ethnicity": data.ethnicity
-        }.items() if v is not None}
+        changes = {
+            k: v
+            for k, v in {
+                "name": data.name,
+                "gender": data.gender,
+                "region": data.region,
+                "ethnicity": data.ethnicity,
+            }.items()
+            if v is not None
+        }
         if data.region:
             check_region(data.region)
         await self._person_row(person_id)
         if changes:
             async with self.platform.engine.transaction():
-                await Person.update({**changes, "updated_at": dt.datetime.now(dt.UTC)}).where(
-                    Person.id == person_id
-                ).run()
-                await audit(actor.actor, "person.update", "person", person_id, fields=sorted(changes))
+                await (
+                    Person.update({**changes, "updated_at": dt.datetime.now(dt.UTC)})
+                    .where(Person.id == person_id)
+                    .run()
+                )
+                await audit(
+                    actor.actor, "person.update", "person", person_id, fields=sorted(changes)
+                )
         return await self.get_person(person_id, actor)
 
     async def search_persons(
@@ -268,47 +311,74 @@ class RegistryService:
         name singles a person out, so it needs ``pii:full`` (a masked answer would still confirm
         the one candidate); the refusal and every answered search are audited, with the names of
         the filters used and the ids returned, never the values searched for."""
-        filters = [f for f, v in (("identity_number", identity_number), ("name", name), ("region", region)) if v]
+        filters = [
+            f
+            for f, v in (("identity_number", identity_number), ("name", name), ("region", region))
+            if v
+        ]
         exact = [f for f in filters if f in visibility.EXACT_SEARCH_FILTERS]
         if exact and not actor.can(visibility.PII_PERMISSION):
-            await audit(actor.actor, "person.search.refused", "person", "-", f"role {actor.role}", filters=filters)
-            raise AppError("forbidden", f"searching by {' and '.join(exact)} needs {visibility.PII_PERMISSION}")
+            await audit(
+                actor.actor,
+                "person.search.refused",
+                "person",
+                "-",
+                f"role {actor.role}",
+                filters=filters,
+            )
+            raise AppError(
+                "forbidden", f"searching by {' and '.join(exact)} needs {visibility.PII_PERMISSION}"
+            )
         limit, offset = _page(limit, offset)
         query = Person.select()
         count = Person.count()
         conditions = []
         if identity_number:
-            conditions.append(Person.id_number_index == self._index(normalize_id_number(identity_number)))
+            conditions.append(
+                Person.id_number_index == self._index(normalize_id_number(identity_number))
+            )
         if name:
             conditions.append(Person.name == name.strip())
         if region:
             conditions.append(Person.region == region)
         for condition in conditions:
             query, count = query.where(condition), count.where(condition)
-        rows = await query.order_by(Person.created_at).order_by(Person.id).limit(limit).offset(offset)
+        rows = (
+            await query.order_by(Person.created_at).order_by(Person.id).limit(limit).offset(offset)
+        )
         shaped = [self._person_view(r, actor.role) for r in rows]
-        page = schemas.Page(items=[view for view, _ in shaped], total=await count, limit=limit, offset=offset)
-        await _audit_list(actor.actor, "person.search", "person", [r["id"] for r in rows], shaped, filters=filters)
+        page = schemas.Page(
+            items=[view for view, _ in shaped], total=await count, limit=limit, offset=offset
+        )
+        await _audit_list(
+            actor.actor, "person.search", "person", [r["id"] for r in rows], shaped, filters=filters
+        )
         return page
 
     # --- cards ---------------------------------------------------------------------------
     @staticmethod
     def _card_view(row: dict, role: str) -> tuple[schemas.CardView, dict[str, visibility.Level]]:
-        shown, levels = visibility.shape("card", role, {
-            "id": row["id"],
-            "person_id": row["person"],
-            "card_number": row["card_number"],
-            "region": row["region"],
-            "chip_serial": row["chip_serial"],
-            "identification_code": row["identification_code"],
-            "issue_date": row["issue_date"],
-            "expiry_date": row["expiry_date"],
-            "status": row["status"],
-            "status_version": row["status_version"],
-        })
+        shown, levels = visibility.shape(
+            "card",
+            role,
+            {
+                "id": row["id"],
+                "person_id": row["person"],
+                "card_number": row["card_number"],
+                "region": row["region"],
+                "chip_serial": row["chip_serial"],
+                "identification_code": row["identification_code"],
+                "issue_date": row["issue_date"],
+                "expiry_date": row["expiry_date"],
+                "status": row["status"],
+                "status_version": row["status_version"],
+            },
+        )
         return schemas.CardView(**shown), levels
 
-    async def create_card(self, data: schemas.CardCreate, actor: OperatorPrincipal) -> schemas.CardView:
+    async def create_card(
+        self, data: schemas.CardCreate, actor: OperatorPrincipal
+    ) -> schemas.CardView:
         check_region(data.region)
         if data.expiry_date <= data.issue_date:
             raise AppError("validation_failed", "expiry_date must be after issue_date")
@@ -316,8 +386,12 @@ class RegistryService:
         card_id = new_id()
         try:
             async with self.platform.engine.transaction():
-                if await Card.exists().where(Card.person == data.person_id, Card.status.is_in(list(IN_USE))):
-                    raise AppError("card_already_active", "replace the person's card instead (补换卡)")
+                if await Card.exists().where(
+                    Card.person == data.person_id, Card.status.is_in(list(IN_USE))
+                ):
+                    raise AppError(
+                        "card_already_active", "replace the person's card instead (补换卡)"
+                    )
                 await Card.insert(
                     Card(
                         id=card_id,
@@ -333,7 +407,13 @@ class RegistryService:
                     )
                 ).run()
                 await CardStatusEvent.insert(
-                    CardStatusEvent(card=card_id, from_status=None, to_status="active", actor=actor.actor, reason="issued")
+                    CardStatusEvent(
+                        card=card_id,
+                        from_status=None,
+                        to_status="active",
+                        actor=actor.actor,
+                        reason="issued",
+                    )
                 ).run()
                 await audit(actor.actor, "card.create", "card", card_id)
         except Exception as exc:
@@ -359,26 +439,46 @@ class RegistryService:
         return view
 
     async def list_cards(
-        self, actor: OperatorPrincipal, *, person_id: str | None, status: str | None, limit: int, offset: int
+        self,
+        actor: OperatorPrincipal,
+        *,
+        person_id: str | None,
+        status: str | None,
+        limit: int,
+        offset: int,
     ) -> schemas.Page:
         limit, offset = _page(limit, offset)
         query, count = Card.select(), Card.count()
         if person_id:
-            query, count = query.where(Card.person == person_id), count.where(Card.person == person_id)
+            query, count = (
+                query.where(Card.person == person_id),
+                count.where(Card.person == person_id),
+            )
         if status:
             query, count = query.where(Card.status == status), count.where(Card.status == status)
         rows = await query.order_by(Card.created_at).order_by(Card.id).limit(limit).offset(offset)
         shaped = [self._card_view(r, actor.role) for r in rows]
-        page = schemas.Page(items=[view for view, _ in shaped], total=await count, limit=limit, offset=offset)
+        page = schemas.Page(
+            items=[view for view, _ in shaped], total=await count, limit=limit, offset=offset
+        )
         filters = [f for f, v in (("person_id", person_id), ("status", status)) if v]
         await _audit_list(
-            actor.actor, "card.list", "card", [r["id"] for r in rows], shaped,
-            persons=sorted({r["person"] for r in rows}), filters=filters,
+            actor.actor,
+            "card.list",
+            "card",
+            [r["id"] for r in rows],
+            shaped,
+            persons=sorted({r["person"] for r in rows}),
+            filters=filters,
         )
         return page
 
     async def change_card_status(
-        self, card_id: str, change: schemas.StatusChange, actor: str, viewer: OperatorPrincipal | None = None
+        self,
+        card_id: str,
+        change: schemas.StatusChange,
+        actor: str,
+        viewer: OperatorPrincipal | None = None,
     ) -> schemas.CardView:
         """Move a card along an allowed transition (:mod:`ecard.registry.card_life` does it, with
         every effect); exactly one of two racing changes wins.
@@ -388,7 +488,9 @@ class RegistryService:
         await CardLifeService(self.platform).change_status(card_id, change, actor)
         return await self._card_after_change(card_id, actor, viewer)
 
-    async def _card_after_change(self, card_id: str, actor: str, viewer: OperatorPrincipal | None) -> schemas.CardView:
+    async def _card_after_change(
+        self, card_id: str, actor: str, viewer: OperatorPrincipal | None
+    ) -> schemas.CardView:
         if viewer is not None:
             return await self._read_card(card_id, viewer.actor, viewer.role)
         return await self._read_card(card_id, actor, visibility.LEAST_PRIVILEGED_ROLE)
@@ -399,20 +501,38 @@ class RegistryService:
         await CardLifeService(self.platform).request_replacement(card_id, data, viewer.actor)
         return await self._card_after_change(card_id, viewer.actor, viewer)
 
-    async def card_history(self, card_id: str, actor: OperatorPrincipal) -> list[schemas.StatusEventView]:
+    async def card_history(
+        self, card_id: str, actor: OperatorPrincipal
+    ) -> list[schemas.StatusEventView]:
         """A card's status events (a card lost, cancelled, its holder deceased): audited reads."""
         card = await self._card_row(card_id)
-        rows = await CardStatusEvent.select().where(CardStatusEvent.card == card_id).order_by(CardStatusEvent.id)
+        rows = (
+            await CardStatusEvent.select()
+            .where(CardStatusEvent.card == card_id)
+            .order_by(CardStatusEvent.id)
+        )
         shaped = []
         for r in rows:
-            shown, levels = visibility.shape("card_history", actor.role, {
-                "from_status": r["from_status"], "to_status": r["to_status"], "actor": r["actor"],
-                "reason": r["reason"], "at": r["at"],
-            })
+            shown, levels = visibility.shape(
+                "card_history",
+                actor.role,
+                {
+                    "from_status": r["from_status"],
+                    "to_status": r["to_status"],
+                    "actor": r["actor"],
+                    "reason": r["reason"],
+                    "at": r["at"],
+                },
+            )
             shaped.append((schemas.StatusEventView(**shown), levels))
         await audit(
-            actor.actor, "card.history.read", "card", card_id,
-            person=card["person"], events=len(rows), fields=_union_levels(shaped),
+            actor.actor,
+            "card.history.read",
+            "card",
+            card_id,
+            person=card["person"],
+            events=len(rows),
+            fields=_union_levels(shaped),
         )
         return [view for view, _ in shaped]
 
@@ -436,7 +556,9 @@ class RegistryService:
         """Whether the card's holder has this name and identity number (both compared, always)."""
         if row is None:
             return False
-        same_number = hmac.compare_digest(row["person.id_number_index"].encode(), self._index(number).encode())
+        same_number = hmac.compare_digest(
+            row["person.id_number_index"].encode(), self._index(number).encode()
+        )
         same_name = hmac.compare_digest(row["person.name"].encode(), name.strip().encode())
         return same_number and same_name
 
@@ -452,9 +574,15 @@ class RegistryService:
         """Yes/no and the card status, nothing more; every ask is recorded."""
         await self._limit(f"idcheck:{department.id}", 60, 600)
         row = await self._match(data.name, data.identity_number, data.card_number)
-        result = schemas.IdentityCheckResult(match=row is not None, card_status=row["status"] if row else None)
+        result = schemas.IdentityCheckResult(
+            match=row is not None, card_status=row["status"] if row else None
+        )
         await audit(
-            department.actor, "identity.check", "card", row["id"] if row else "-", match=result.match
+            department.actor,
+            "identity.check",
+            "card",
+            row["id"] if row else "-",
+            match=result.match,
         )
         return result
 
@@ -464,7 +592,9 @@ class RegistryService:
             raise rate_limited(decision.retry_after)
 
     # --- e-cards and holder sessions -------------------------------------------------------
-    async def issue_ecard(self, data: schemas.ECardIssue, channel: ClientPrincipal) -> schemas.ECardIssued:
+    async def issue_ecard(
+        self, data: schemas.ECardIssue, channel: ClientPrincipal
+    ) -> schemas.ECardIssued:
         """One check per rule, in this order: the claimed identity number is well formed; the card
         (found by its number alone) is in a region the channel serves; name and identity number
         belong to it; it is active.  The region comes first so that a channel outside it gets the
@@ -478,7 +608,9 @@ class RegistryService:
         card = await self._card_by_number(data.card_number)
         if card is not None and not channel.serves(card["region"]):
             await self._limit(f"issue-miss:{channel.id}", 600, 100)  # probing: as a mismatch
-            await audit(channel.actor, "ecard.issue.refused", "card", card["id"], "region not served")
+            await audit(
+                channel.actor, "ecard.issue.refused", "card", card["id"], "region not served"
+            )
             raise AppError("channel_region_not_served")
         row = card if self._belongs(card, data.name, number) else None
         if row is None:
@@ -488,28 +620,47 @@ class RegistryService:
         if row["status"] != "active":
             await audit(channel.actor, "ecard.issue.refused", "card", row["id"], "card not active")
             raise AppError("card_not_active")
-        if lifecycle.is_expired(as_date(row["expiry_date"]), dt.date.today()):  # renewal is a replacement
+        if lifecycle.is_expired(
+            as_date(row["expiry_date"]), dt.date.today()
+        ):  # renewal is a replacement
             await audit(channel.actor, "ecard.issue.refused", "card", row["id"], "card expired")
             raise AppError("card_expired")
         try:  # 实人: the channel's signed live-person check of this applicant (ecard.registry.evidence)
             proof = await evidence.accept_evidence(
-                self.platform, data.evidence, channel_id=channel.id, identity_number=number,
-                region=row["region"], purpose="issuance",
+                self.platform,
+                data.evidence,
+                channel_id=channel.id,
+                identity_number=number,
+                region=row["region"],
+                purpose="issuance",
             )
         except AppError as exc:
             await audit(channel.actor, "ecard.issue.refused", "card", row["id"], exc.code)
             raise
         async with self.platform.engine.transaction():
-            existing = await ECard.select(ECard.id).where(
-                (ECard.card == row["id"]) & (ECard.channel == channel.id) & (ECard.status == "active")
-            ).first()
+            existing = (
+                await ECard.select(ECard.id)
+                .where(
+                    (ECard.card == row["id"])
+                    & (ECard.channel == channel.id)
+                    & (ECard.status == "active")
+                )
+                .first()
+            )
             ecard_id = existing["id"] if existing else new_id()
             if not existing:
                 await ECard.insert(ECard(id=ecard_id, card=row["id"], channel=channel.id)).run()
                 await self._tell_other_channels(row["id"], channel.id)
-            evidence_id = await evidence.record_evidence(proof, ecard_id=ecard_id, card_id=row["id"], purpose="issuance")
+            evidence_id = await evidence.record_evidence(
+                proof, ecard_id=ecard_id, card_id=row["id"], purpose="issuance"
+            )
             await audit(
-                channel.actor, "ecard.issue", "ecard", ecard_id, evidence=evidence_id, method=proof.method,
+                channel.actor,
+                "ecard.issue",
+                "ecard",
+                ecard_id,
+                evidence=evidence_id,
+                method=proof.method,
                 new=not existing,
             )
             tokens = await self._new_session(ecard_id, row["id"], channel.id, data.dpop_jkt)
@@ -523,7 +674,11 @@ class RegistryService:
             (ECard.card == card_id) & (ECard.channel != channel_id) & (ECard.status == "active")
         )
         for other in others:
-            await enqueue("ecard.issued_elsewhere", other["channel"], {"ecard_id": other["id"], "ecard_status": "active"})
+            await enqueue(
+                "ecard.issued_elsewhere",
+                other["channel"],
+                {"ecard_id": other["id"], "ecard_status": "active"},
+            )
 
     async def _new_session(
         self, ecard_id: str, card_id: str, channel_id: str, jkt: str | None = None
@@ -557,9 +712,13 @@ class RegistryService:
         row = rows[0] if rows else None
         if row is None:
             raise AppError("ecard_not_found")
-        number = self.platform.field_cipher.decrypt(bytes(row["id_number_enc"]), f"person:{row['person_id']}")
-        effective = row["status"] if row["status"] != "active" else (
-            "active" if row["card_status"] == "active" else "suspended"
+        number = self.platform.field_cipher.decrypt(
+            bytes(row["id_number_enc"]), f"person:{row['person_id']}"
+        )
+        effective = (
+            row["status"]
+            if row["status"] != "active"
+            else ("active" if row["card_status"] == "active" else "suspended")
         )
         return schemas.ECardView(
             id=row["id"],
@@ -576,18 +735,26 @@ class RegistryService:
     async def unbind_ecard(self, ecard_id: str, actor: str, reason: str) -> schemas.ECardView:
         await revoke_holder_access(self.platform, ecard_id=ecard_id)
         async with self.platform.engine.transaction():
-            updated = await ECard.update(
-                {ECard.status: "unbound", ECard.unbound_at: dt.datetime.now(dt.UTC)}
-            ).where((ECard.id == ecard_id) & (ECard.status == "active")).returning(ECard.id, ECard.channel)
+            updated = (
+                await ECard.update(
+                    {ECard.status: "unbound", ECard.unbound_at: dt.datetime.now(dt.UTC)}
+                )
+                .where((ECard.id == ecard_id) & (ECard.status == "active"))
+                .returning(ECard.id, ECard.channel)
+            )
             if not updated:
                 raise AppError("ecard_not_active")
-            await HolderSession.update({HolderSession.revoked: True, HolderSession.ended_reason: "unbound"}).where(
+            await HolderSession.update(
+                {HolderSession.revoked: True, HolderSession.ended_reason: "unbound"}
+            ).where(
                 (HolderSession.ecard == ecard_id) & (HolderSession.revoked == False)  # noqa: E712
             )
             await audit(actor, "ecard.unbind", "ecard", ecard_id, reason)
             channel = updated[0]["channel"]
             if not actor.endswith(f":{channel}"):  # the channel knows its own
-                await enqueue("ecard.unbound", channel, {"ecard_id": ecard_id, "by": actor.partition(":")[0]})
+                await enqueue(
+                    "ecard.unbound", channel, {"ecard_id": ecard_id, "by": actor.partition(":")[0]}
+                )
         return await self.get_ecard(ecard_id)
 
     async def channel_ecard(self, ecard_id: str, channel: ClientPrincipal) -> str:
@@ -604,14 +771,25 @@ class RegistryService:
         limit, offset = _page(limit, offset)
         query, count = AuditEvent.select(), AuditEvent.count()
         if target_id:
-            query, count = query.where(AuditEvent.target_id == target_id), count.where(AuditEvent.target_id == target_id)
+            query, count = (
+                query.where(AuditEvent.target_id == target_id),
+                count.where(AuditEvent.target_id == target_id),
+            )
         if action:
-            query, count = query.where(AuditEvent.action == action), count.where(AuditEvent.action == action)
+            query, count = (
+                query.where(AuditEvent.action == action),
+                count.where(AuditEvent.action == action),
+            )
         rows = await query.order_by(AuditEvent.id, ascending=False).limit(limit).offset(offset)
         items = [
             schemas.AuditEventView(
-                at=r["at"], actor_kind=r["actor_kind"], actor_id=r["actor_id"], action=r["action"],
-                target_kind=r["target_kind"], target_id=r["target_id"], reason=r["reason"],
+                at=r["at"],
+                actor_kind=r["actor_kind"],
+                actor_id=r["actor_id"],
+                action=r["action"],
+                target_kind=r["target_kind"],
+                target_id=r["target_id"],
+                reason=r["reason"],
                 detail=json.loads(r["detail"]) if isinstance(r["detail"], str) else r["detail"],
             )
             for r in rows
@@ -631,7 +809,12 @@ class AccessService:
         operator_id = new_id()
         try:
             await Operator.insert(
-                Operator(id=operator_id, username=username, password_hash=hash_password(password), role=role)
+                Operator(
+                    id=operator_id,
+                    username=username,
+                    password_hash=hash_password(password),
+                    role=role,
+                )
             ).run()
         except Exception as exc:
             if is_unique_violation(exc):
@@ -648,14 +831,25 @@ class AccessService:
         row = await Operator.select().where(Operator.username == data.username).first()
         target = row["id"] if row else "-"  # an unknown name may be a mistyped password: not kept
         if wait is not None:
-            await audit_refusal(self.platform, f"address:{address}", "operator.login.refused", "operator", target, "throttled")
+            await audit_refusal(
+                self.platform,
+                f"address:{address}",
+                "operator.login.refused",
+                "operator",
+                target,
+                "throttled",
+            )
             raise rate_limited(wait)
         stored = row["password_hash"] if row else _dummy_hash()
         # always hash (no user enumeration by timing), off the event loop (tens of ms of CPU)
         ok = await asyncio.to_thread(verify_password, data.password, stored)
         if not row or not ok or row["status"] != "active":
             await audit_refusal(
-                self.platform, f"address:{address}", "operator.login.refused", "operator", target,
+                self.platform,
+                f"address:{address}",
+                "operator.login.refused",
+                "operator",
+                target,
                 "invalid credentials" if row is None or not ok else "operator not active",
             )
             raise AppError("invalid_credentials")
@@ -672,18 +866,23 @@ class AccessService:
             # the operator's ended tokens (expired or revoked) go as a new one is made: the table
             # holds each operator's live tokens and nothing else
             await OperatorToken.delete().where(
-                (OperatorToken.operator == row["id"]) & ((OperatorToken.expires_at <= now) | (OperatorToken.revoked == True))  # noqa: E712
+                (OperatorToken.operator == row["id"])
+                & ((OperatorToken.expires_at <= now) | (OperatorToken.revoked == True))  # noqa: E712
             )
             await OperatorToken.insert(
                 OperatorToken(digest=secret_digest(token), operator=row["id"], expires_at=now + ttl)
             ).run()
         await audit(f"operator:{row['id']}", "operator.login", "operator", row["id"])
-        return schemas.OperatorToken(access_token=token, token_type="Bearer", expires_in=ttl, role=row["role"])
+        return schemas.OperatorToken(
+            access_token=token, token_type="Bearer", expires_in=ttl, role=row["role"]
+        )
 
     async def logout(self, operator: OperatorPrincipal) -> None:
         """End the calling token: the very next request with it fails (tokens are checked against
         the database on every request, no cache)."""
-        await OperatorToken.update({OperatorToken.revoked: True}).where(OperatorToken.digest == operator.token_digest)
+        await OperatorToken.update({OperatorToken.revoked: True}).where(
+            OperatorToken.digest == operator.token_digest
+        )
         await audit(operator.actor, "operator.logout", "operator", operator.id)
 
     async def revoke_operator_tokens(
@@ -699,8 +898,17 @@ class AccessService:
                 & (OperatorToken.expires_at >= int(time.time()))
             )
             count = await OperatorToken.count().where(live)
-            await OperatorToken.update({OperatorToken.revoked: True}).where(OperatorToken.operator == operator_id)
-            await audit(actor.actor, "operator.tokens.revoke", "operator", operator_id, reason, revoked=count)
+            await OperatorToken.update({OperatorToken.revoked: True}).where(
+                OperatorToken.operator == operator_id
+            )
+            await audit(
+                actor.actor,
+                "operator.tokens.revoke",
+                "operator",
+                operator_id,
+                reason,
+                revoked=count,
+            )
         return schemas.OperatorTokensRevoked(operator_id=operator_id, revoked_tokens=count)
 
     async def create_client(self, data: schemas.ClientCreate, actor: str) -> schemas.ClientView:
@@ -736,15 +944,25 @@ class AccessService:
         if row is None:
             raise AppError("channel_not_found", "no such client")
         return schemas.ClientView(
-            id=row["id"], kind=row["kind"], name=row["name"], status=row["status"],
-            regions=_json(row["regions"]), entitlements=_json(row["entitlements"]),
+            id=row["id"],
+            kind=row["kind"],
+            name=row["name"],
+            status=row["status"],
+            regions=_json(row["regions"]),
+            entitlements=_json(row["entitlements"]),
         )
 
-    async def set_client_status(self, client_id: str, change: schemas.ClientStatusChange, actor: str) -> schemas.ClientView:
+    async def set_client_status(
+        self, client_id: str, change: schemas.ClientStatusChange, actor: str
+    ) -> schemas.ClientView:
         await self.get_client(client_id)
         async with self.platform.engine.transaction():
-            await ApiClient.update({ApiClient.status: change.status}).where(ApiClient.id == client_id)
-            await audit(actor, "client.status", "client", client_id, change.reason, to=change.status)
+            await ApiClient.update({ApiClient.status: change.status}).where(
+                ApiClient.id == client_id
+            )
+            await audit(
+                actor, "client.status", "client", client_id, change.reason, to=change.status
+            )
         forget_client(client_id)
         return await self.get_client(client_id)
 
@@ -760,4 +978,3 @@ def _dummy_hash() -> str:
     does not reveal them (made once: hashing it per attempt would make an unknown name cost twice
     a known one)."""
     return hash_password(secrets.token_hex(8))
-

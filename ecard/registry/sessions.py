@@ -65,7 +65,16 @@ __all__ = [
 
 #: Why a session row ended (``HolderSession.ended_reason``).
 ENDED_REASONS = frozenset(
-    {"rotated", "logout", "revoked_by_holder", "evicted", "reuse", "card_suspended", "card_ended", "unbound"}
+    {
+        "rotated",
+        "logout",
+        "revoked_by_holder",
+        "evicted",
+        "reuse",
+        "card_suspended",
+        "card_ended",
+        "unbound",
+    }
 )
 #: How many characters of the device key's thumbprint the holder's list shows.
 DEVICE_KEY_PREFIX = 8
@@ -87,7 +96,9 @@ def _now() -> dt.datetime:
 # --- the device key ---------------------------------------------------------------------------
 
 
-def check_session_key(platform: Platform, row: dict[str, Any], dpop: DpopContext | None) -> DpopProof | None:
+def check_session_key(
+    platform: Platform, row: dict[str, Any], dpop: DpopContext | None
+) -> DpopProof | None:
     """Rule: a session bound to a device key (``row["jkt"]``) is used only with a DPoP proof of
     that key for this request (every rule but the replay one: :func:`verify_session_key` adds
     it).  None for an unbound session, whatever the request carries.  Raises
@@ -98,7 +109,9 @@ def check_session_key(platform: Platform, row: dict[str, Any], dpop: DpopContext
     return check_holder_proof(platform, dpop, jkt=jkt)
 
 
-async def verify_session_key(platform: Platform, row: dict[str, Any], dpop: DpopContext | None) -> None:
+async def verify_session_key(
+    platform: Platform, row: dict[str, Any], dpop: DpopContext | None
+) -> None:
     """:func:`check_session_key`, and the proof used once."""
     proof = check_session_key(platform, row, dpop)
     if proof is not None:
@@ -129,7 +142,15 @@ async def new_session(
     now = int(issued_at)
     access = holder_access_token(
         platform,
-        HolderAccess(session_id, ecard_id, card_id, channel_id, issued_at, now + settings.holder_access_ttl, jkt),
+        HolderAccess(
+            session_id,
+            ecard_id,
+            card_id,
+            channel_id,
+            issued_at,
+            now + settings.holder_access_ttl,
+            jkt,
+        ),
     )
     refresh = new_token(HOLDER_REFRESH_PREFIX)
     await HolderSession.insert(
@@ -160,8 +181,12 @@ async def new_session(
 async def _evict_beyond_cap(platform: Platform, ecard_id: str, channel_id: str) -> None:
     """Rule: at most ``holder_max_sessions_per_ecard`` live sessions per e-card; the oldest go.
     (Two issuances racing may leave one more for a while: the next issuance trims it.)"""
-    rows = await HolderSession.select(HolderSession.id, HolderSession.started_at, HolderSession.created_at).where(
-        (HolderSession.ecard == ecard_id) & _live() & (HolderSession.refresh_expires >= int(time.time()))
+    rows = await HolderSession.select(
+        HolderSession.id, HolderSession.started_at, HolderSession.created_at
+    ).where(
+        (HolderSession.ecard == ecard_id)
+        & _live()
+        & (HolderSession.refresh_expires >= int(time.time()))
     )
     cap = platform.settings.holder_max_sessions_per_ecard
     if len(rows) <= cap:
@@ -170,11 +195,18 @@ async def _evict_beyond_cap(platform: Platform, ecard_id: str, channel_id: str) 
     victims = [r["id"] for r in rows[: len(rows) - cap]]
     for victim in victims:
         await revoke_holder_access(platform, session_id=victim)
-    await HolderSession.update({HolderSession.revoked: True, HolderSession.ended_reason: "evicted"}).where(
-        HolderSession.id.is_in(victims) & _live()
-    )
+    await HolderSession.update(
+        {HolderSession.revoked: True, HolderSession.ended_reason: "evicted"}
+    ).where(HolderSession.id.is_in(victims) & _live())
     for victim in victims:
-        await audit(f"channel:{channel_id}", "session.evicted", "holder_session", victim, "session cap", ecard=ecard_id)
+        await audit(
+            f"channel:{channel_id}",
+            "session.evicted",
+            "holder_session",
+            victim,
+            "session cap",
+            ecard=ecard_id,
+        )
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -196,13 +228,27 @@ async def refresh_session(
        nothing is rotated otherwise;
     5. the row is rotated (exactly one of two racing refreshes wins) and the next row issued for
        the card the e-card belongs to now (after a replacement: the new card)."""
-    row = await HolderSession.select(
-        HolderSession.id, HolderSession.revoked, HolderSession.ended_reason, HolderSession.refresh_expires,
-        HolderSession.jkt, HolderSession.family, HolderSession.started_at, HolderSession.created_at,
-        HolderSession.ecard.id, HolderSession.ecard.status, HolderSession.ecard.channel,
-        HolderSession.ecard.card.id, HolderSession.ecard.card.status, HolderSession.ecard.card.expiry_date,
-        HolderSession.ecard.card.region,
-    ).where(HolderSession.refresh_digest == secret_digest(refresh_token)).first()
+    row = (
+        await HolderSession.select(
+            HolderSession.id,
+            HolderSession.revoked,
+            HolderSession.ended_reason,
+            HolderSession.refresh_expires,
+            HolderSession.jkt,
+            HolderSession.family,
+            HolderSession.started_at,
+            HolderSession.created_at,
+            HolderSession.ecard.id,
+            HolderSession.ecard.status,
+            HolderSession.ecard.channel,
+            HolderSession.ecard.card.id,
+            HolderSession.ecard.card.status,
+            HolderSession.ecard.card.expiry_date,
+            HolderSession.ecard.card.region,
+        )
+        .where(HolderSession.refresh_digest == secret_digest(refresh_token))
+        .first()
+    )
     if row is None or row["refresh_expires"] < time.time():
         raise AppError("token_invalid")
     await verify_session_key(platform, row, dpop)
@@ -214,7 +260,9 @@ async def refresh_session(
         if row["ended_reason"] != "card_suspended":
             raise AppError("token_invalid", "this session has ended")
     if not lifecycle.card_usable(  # active, and not expired where the province suspends expired cards
-        platform.settings.card_policies, row["ecard.card.status"], row["ecard.card.expiry_date"],
+        platform.settings.card_policies,
+        row["ecard.card.status"],
+        row["ecard.card.expiry_date"],
         row["ecard.card.region"],
     ):
         raise AppError("card_not_active")
@@ -222,46 +270,58 @@ async def refresh_session(
         raise AppError("ecard_not_active")
     await revoke_holder_access(platform, session_id=row["id"])
     async with platform.engine.transaction():
-        rotated = await HolderSession.update(
-            {HolderSession.revoked: True, HolderSession.ended_reason: "rotated"}
-        ).where((HolderSession.id == row["id"]) & _live()).returning(HolderSession.id)
+        rotated = (
+            await HolderSession.update(
+                {HolderSession.revoked: True, HolderSession.ended_reason: "rotated"}
+            )
+            .where((HolderSession.id == row["id"]) & _live())
+            .returning(HolderSession.id)
+        )
         if not rotated:  # a concurrent refresh with the same token won
             raise AppError("token_invalid")
         return await new_session(
-            platform, row["ecard.id"], row["ecard.card.id"], row["ecard.channel"],
-            jkt=row["jkt"], family=row["family"] or row["id"], started_at=row["started_at"] or row["created_at"],
-            last_used=_now(), evict=False,
+            platform,
+            row["ecard.id"],
+            row["ecard.card.id"],
+            row["ecard.channel"],
+            jkt=row["jkt"],
+            family=row["family"] or row["id"],
+            started_at=row["started_at"] or row["created_at"],
+            last_used=_now(),
+            evict=False,
         )
 
 
 # --- ending sessions ----------------------------------------------------------------------------
 
 
-async def revoke_ecard_sessions(platform: Platform, ecard_id: str, action: str, reason: str = "reuse") -> None:
+async def revoke_ecard_sessions(
+    platform: Platform, ecard_id: str, action: str, reason: str = "reuse"
+) -> None:
     """End every live session of an e-card (``reason``), audited as ``action``."""
     await revoke_holder_access(platform, ecard_id=ecard_id)
     async with platform.engine.transaction():
-        await HolderSession.update({HolderSession.revoked: True, HolderSession.ended_reason: reason}).where(
-            (HolderSession.ecard == ecard_id) & _live()
-        )
+        await HolderSession.update(
+            {HolderSession.revoked: True, HolderSession.ended_reason: reason}
+        ).where((HolderSession.ecard == ecard_id) & _live())
         await audit(f"holder:{ecard_id}", action, "ecard", ecard_id)
 
 
 async def end_session(platform: Platform, holder: HolderPrincipal) -> None:
     """Logout: the holder's current session ends (``logout``)."""
     await revoke_holder_access(platform, session_id=holder.session_id)
-    await HolderSession.update({HolderSession.revoked: True, HolderSession.ended_reason: "logout"}).where(
-        (HolderSession.id == holder.session_id) & _live()
-    )
+    await HolderSession.update(
+        {HolderSession.revoked: True, HolderSession.ended_reason: "logout"}
+    ).where((HolderSession.id == holder.session_id) & _live())
 
 
 async def suspend_card_sessions(platform: Platform, card_id: str) -> None:
     """The card stopped being usable (lost, frozen …): its live sessions are suspended; they
     continue (refresh) once the card is active again.  Database only, in the caller's
     transaction; the caller has called ``revoke_holder_access(card_id=...)`` before."""
-    await HolderSession.update({HolderSession.revoked: True, HolderSession.ended_reason: "card_suspended"}).where(
-        _of_card(card_id) & HolderSession.revoked.eq(False)
-    )
+    await HolderSession.update(
+        {HolderSession.revoked: True, HolderSession.ended_reason: "card_suspended"}
+    ).where(_of_card(card_id) & HolderSession.revoked.eq(False))
 
 
 async def end_card_sessions(platform: Platform, card_id: str, reason: str) -> None:
@@ -270,9 +330,9 @@ async def end_card_sessions(platform: Platform, card_id: str, reason: str) -> No
     ``revoke_holder_access(card_id=...)`` before."""
     if reason not in ENDED_REASONS:
         raise ValueError(f"unknown session end reason {reason!r}")
-    await HolderSession.update({HolderSession.revoked: True, HolderSession.ended_reason: reason}).where(
-        _of_card(card_id) & _live()
-    )
+    await HolderSession.update(
+        {HolderSession.revoked: True, HolderSession.ended_reason: reason}
+    ).where(_of_card(card_id) & _live())
 
 
 # --- the holder's own sessions ------------------------------------------------------------------
@@ -284,18 +344,27 @@ async def _card_of(holder: HolderPrincipal) -> str | None:
     return row["card"] if row else None
 
 
-async def list_sessions(platform: Platform, holder: HolderPrincipal) -> list[schemas.HolderSessionView]:
+async def list_sessions(
+    platform: Platform, holder: HolderPrincipal
+) -> list[schemas.HolderSessionView]:
     """The live sessions of every active e-card of the holder's card (every channel app), the
     newest first; ``current`` marks the one of this request."""
     card_id = await _card_of(holder)
     if card_id is None:
         return []
     rows = await HolderSession.select(
-        HolderSession.id, HolderSession.family, HolderSession.jkt, HolderSession.created_at,
-        HolderSession.started_at, HolderSession.last_used,
-        HolderSession.ecard.channel.id, HolderSession.ecard.channel.name,
+        HolderSession.id,
+        HolderSession.family,
+        HolderSession.jkt,
+        HolderSession.created_at,
+        HolderSession.started_at,
+        HolderSession.last_used,
+        HolderSession.ecard.channel.id,
+        HolderSession.ecard.channel.name,
     ).where(
-        (HolderSession.ecard.card == card_id) & (HolderSession.ecard.status == "active") & _live()
+        (HolderSession.ecard.card == card_id)
+        & (HolderSession.ecard.status == "active")
+        & _live()
         & (HolderSession.refresh_expires >= int(time.time()))
     )
     views = [
@@ -319,9 +388,17 @@ async def revoke_session(platform: Platform, holder: HolderPrincipal, session_id
     Another person's session, an ended one or an unknown id: ``session_not_found``, alike.
     Revoked in the store first, then the database, then audited (ids only)."""
     card_id = await _card_of(holder)
-    rows = [] if card_id is None or len(session_id) > 64 else await HolderSession.select(HolderSession.id).where(
-        (HolderSession.ecard.card == card_id) & _live()
-        & ((HolderSession.family == session_id) | (HolderSession.family.is_null() & (HolderSession.id == session_id)))
+    rows = (
+        []
+        if card_id is None or len(session_id) > 64
+        else await HolderSession.select(HolderSession.id).where(
+            (HolderSession.ecard.card == card_id)
+            & _live()
+            & (
+                (HolderSession.family == session_id)
+                | (HolderSession.family.is_null() & (HolderSession.id == session_id))
+            )
+        )
     )
     if not rows:
         raise AppError("session_not_found")

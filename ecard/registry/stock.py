@@ -108,12 +108,25 @@ def batch_problems(
             ("person_id", _person_alive(person)),
             ("person_id", _no_other_stock_card(person)),
             ("person_id", _first_in_batch(card.person_id, first_person, index, "duplicate_person")),
-            ("card_number", _first_in_batch(card.card_number, first_number, index, "duplicate_card_number")),
+            (
+                "card_number",
+                _first_in_batch(card.card_number, first_number, index, "duplicate_card_number"),
+            ),
             ("card_number", _free(card.card_number, taken_card_numbers, "card_number_taken")),
-            ("identification_code", _first_in_batch(
-                card.identification_code, first_code, index, "duplicate_identification_code")),
-            ("identification_code", _free(
-                card.identification_code, taken_identification_codes, "identification_code_taken")),
+            (
+                "identification_code",
+                _first_in_batch(
+                    card.identification_code, first_code, index, "duplicate_identification_code"
+                ),
+            ),
+            (
+                "identification_code",
+                _free(
+                    card.identification_code,
+                    taken_identification_codes,
+                    "identification_code_taken",
+                ),
+            ),
         )
         problems += [RowProblem(index, name, code) for name, code in checks if code is not None]
     return problems
@@ -126,7 +139,9 @@ def batch_problems(
 class StockService:
     platform: Platform
 
-    async def create_batch(self, data: schemas.CardBatchCreate, actor: str) -> schemas.CardBatchView:
+    async def create_batch(
+        self, data: schemas.CardBatchCreate, actor: str
+    ) -> schemas.CardBatchView:
         """Write the batch and its cards (``produced``), all or nothing: ``card_batch_invalid``
         (with ``errors``: index, field, code of each bad card) when any card breaks a rule."""
         check_region(data.region)
@@ -134,42 +149,69 @@ class StockService:
         if problems:
             bad = len({p.index for p in problems})
             raise AppError(
-                "card_batch_invalid", f"{bad} of {len(data.cards)} cards are invalid; nothing was written",
+                "card_batch_invalid",
+                f"{bad} of {len(data.cards)} cards are invalid; nothing was written",
                 extra={"errors": [p.as_error() for p in problems]},
             )
         batch_id = new_id()
         cards = [self._card(card, data.region) for card in data.cards]
         try:
             async with self.platform.engine.transaction():
-                await CardBatch.insert(CardBatch(
-                    id=batch_id, outlet=data.outlet, region=data.region, status="produced",
-                    card_count=len(cards), created_by=actor,
-                )).run()
+                await CardBatch.insert(
+                    CardBatch(
+                        id=batch_id,
+                        outlet=data.outlet,
+                        region=data.region,
+                        status="produced",
+                        card_count=len(cards),
+                        created_by=actor,
+                    )
+                ).run()
                 for start in range(0, len(cards), _INSERT_ROWS):
                     part = cards[start : start + _INSERT_ROWS]
                     await Card.insert(*part).run()
-                    await CardStatusEvent.insert(*[
-                        CardStatusEvent(card=c.id, from_status=None, to_status=CardStatus.PRODUCED.value,
-                                        actor=actor, reason=f"produced in batch {batch_id}")
-                        for c in part
-                    ]).run()
-                    await CardBatchItem.insert(*[CardBatchItem(batch=batch_id, card=c.id) for c in part]).run()
+                    await CardStatusEvent.insert(
+                        *[
+                            CardStatusEvent(
+                                card=c.id,
+                                from_status=None,
+                                to_status=CardStatus.PRODUCED.value,
+                                actor=actor,
+                                reason=f"produced in batch {batch_id}",
+                            )
+                            for c in part
+                        ]
+                    ).run()
+                    await CardBatchItem.insert(
+                        *[CardBatchItem(batch=batch_id, card=c.id) for c in part]
+                    ).run()
                 for card in cards:
                     await audit(actor, "card.create", "card", card.id, "stock card", batch=batch_id)
-                await audit(actor, "card_batch.create", "card_batch", batch_id, "", cards=len(cards))
+                await audit(
+                    actor, "card_batch.create", "card_batch", batch_id, "", cards=len(cards)
+                )
         except Exception as exc:
             if is_unique_violation(exc):  # a card written concurrently took a number
-                raise AppError("card_exists", "a card number or 卡识别码 was taken meanwhile; nothing was written") from None
+                raise AppError(
+                    "card_exists",
+                    "a card number or 卡识别码 was taken meanwhile; nothing was written",
+                ) from None
             raise
         return await self.get_batch(batch_id)
 
     @staticmethod
     def _card(card: schemas.StockCard, region: str) -> Card:
         return Card(
-            id=new_id(), person=card.person_id, card_number=card.card_number, region=region,
-            chip_serial=card.chip_serial, identification_code=card.identification_code,
+            id=new_id(),
+            person=card.person_id,
+            card_number=card.card_number,
+            region=region,
+            chip_serial=card.chip_serial,
+            identification_code=card.identification_code,
             chip_reference=chip_reference(region, card.identification_code),
-            issue_date=card.issue_date, expiry_date=card.expiry_date, status=CardStatus.PRODUCED.value,
+            issue_date=card.issue_date,
+            expiry_date=card.expiry_date,
+            status=CardStatus.PRODUCED.value,
         )
 
     @staticmethod
@@ -177,21 +219,32 @@ class StockService:
         cards: Sequence[schemas.StockCard],
     ) -> tuple[dict[str, PersonFacts], set[str], set[str]]:
         person_ids = sorted({c.person_id for c in cards})
-        found = await Person.select(Person.id, Person.deceased_on).where(Person.id.is_in(person_ids))
+        found = await Person.select(Person.id, Person.deceased_on).where(
+            Person.id.is_in(person_ids)
+        )
         stocked = {
-            r["person"] for r in await Card.select(Card.person).where(
+            r["person"]
+            for r in await Card.select(Card.person).where(
                 Card.person.is_in(person_ids) & Card.status.is_in(sorted(lifecycle.STOCK))
             )
         }
         persons = {
-            r["id"]: PersonFacts(deceased=r["deceased_on"] is not None, has_stock_card=r["id"] in stocked)
+            r["id"]: PersonFacts(
+                deceased=r["deceased_on"] is not None, has_stock_card=r["id"] in stocked
+            )
             for r in found
         }
-        numbers = await Card.select(Card.card_number).where(Card.card_number.is_in([c.card_number for c in cards]))
+        numbers = await Card.select(Card.card_number).where(
+            Card.card_number.is_in([c.card_number for c in cards])
+        )
         codes = await Card.select(Card.identification_code).where(
             Card.identification_code.is_in([c.identification_code for c in cards])
         )
-        return persons, {r["card_number"] for r in numbers}, {r["identification_code"] for r in codes}
+        return (
+            persons,
+            {r["card_number"] for r in numbers},
+            {r["identification_code"] for r in codes},
+        )
 
     async def _batch_row(self, batch_id: str) -> dict[str, Any]:
         row = await CardBatch.select().where(CardBatch.id == batch_id).first()
@@ -202,13 +255,21 @@ class StockService:
     async def get_batch(self, batch_id: str) -> schemas.CardBatchView:
         """The batch with how many of its cards are in each status now."""
         row = await self._batch_row(batch_id)
-        items = await CardBatchItem.select(CardBatchItem.card.id, CardBatchItem.card.status).where(
-            CardBatchItem.batch == batch_id
-        ).order_by(CardBatchItem.id)
+        items = (
+            await CardBatchItem.select(CardBatchItem.card.id, CardBatchItem.card.status)
+            .where(CardBatchItem.batch == batch_id)
+            .order_by(CardBatchItem.id)
+        )
         return schemas.CardBatchView(
-            id=row["id"], outlet=row["outlet"], region=row["region"], status=row["status"],
-            card_count=row["card_count"], counts=dict(sorted(Counter(i["card.status"] for i in items).items())),
-            card_ids=[i["card.id"] for i in items], created_by=row["created_by"], created_at=row["created_at"],
+            id=row["id"],
+            outlet=row["outlet"],
+            region=row["region"],
+            status=row["status"],
+            card_count=row["card_count"],
+            counts=dict(sorted(Counter(i["card.status"] for i in items).items())),
+            card_ids=[i["card.id"] for i in items],
+            created_by=row["created_by"],
+            created_at=row["created_at"],
             delivered_at=row["delivered_at"],
         )
 
@@ -218,25 +279,41 @@ class StockService:
         ``delivered``.  Delivering again moves what is left and changes nothing else."""
         batch = await self._batch_row(batch_id)
         life = CardLifeService(self.platform)
-        card_ids = [r["card"] for r in await CardBatchItem.select(CardBatchItem.card).where(CardBatchItem.batch == batch_id)]
-        rows = await Card.select().where(Card.id.is_in(card_ids or [""]) & (Card.status == CardStatus.PRODUCED.value))
+        card_ids = [
+            r["card"]
+            for r in await CardBatchItem.select(CardBatchItem.card).where(
+                CardBatchItem.batch == batch_id
+            )
+        ]
+        rows = await Card.select().where(
+            Card.id.is_in(card_ids or [""]) & (Card.status == CardStatus.PRODUCED.value)
+        )
         moved = 0
         for row in rows:
-            moved += await self._deliver_card(life, row, actor, f"delivered to outlet {batch['outlet']}")
+            moved += await self._deliver_card(
+                life, row, actor, f"delivered to outlet {batch['outlet']}"
+            )
         if batch["status"] != "delivered":
-            await CardBatch.update({
-                CardBatch.status: "delivered", CardBatch.delivered_by: actor,
-                CardBatch.delivered_at: dt.datetime.now(dt.UTC),
-            }).where((CardBatch.id == batch_id) & (CardBatch.status == "produced"))
+            await CardBatch.update(
+                {
+                    CardBatch.status: "delivered",
+                    CardBatch.delivered_by: actor,
+                    CardBatch.delivered_at: dt.datetime.now(dt.UTC),
+                }
+            ).where((CardBatch.id == batch_id) & (CardBatch.status == "produced"))
         if moved or batch["status"] != "delivered":
             await audit(actor, "card_batch.deliver", "card_batch", batch_id, "", cards=moved)
         return await self.get_batch(batch_id)
 
     @staticmethod
-    async def _deliver_card(life: CardLifeService, row: dict[str, Any], actor: str, reason: str) -> int:
+    async def _deliver_card(
+        life: CardLifeService, row: dict[str, Any], actor: str, reason: str
+    ) -> int:
         for _ in range(3):  # a concurrent change of the same card: read it again and retry
             try:
-                await life.move(row, CardStatus.IN_STOCK, actor=actor, actor_kind="operator", reason=reason)
+                await life.move(
+                    row, CardStatus.IN_STOCK, actor=actor, actor_kind="operator", reason=reason
+                )
                 return 1
             except AppError as error:
                 if error.code != "status_changed_concurrently":
@@ -251,8 +328,12 @@ class StockService:
         life = CardLifeService(self.platform)
         row = await life.card_row(card_id)
         await life.move(
-            row, CardStatus.ISSUED, actor=actor, actor_kind="operator",
-            reason=_reason("handed over to the holder", step), expected_version=step.expected_version,
+            row,
+            CardStatus.ISSUED,
+            actor=actor,
+            actor_kind="operator",
+            reason=_reason("handed over to the holder", step),
+            expected_version=step.expected_version,
         )
 
     async def activate(self, card_id: str, step: schemas.StockCardStep, actor: str) -> None:
@@ -262,10 +343,21 @@ class StockService:
         life = CardLifeService(self.platform)
         row = await life.card_row(card_id)
         if row["status"] not in (CardStatus.IN_STOCK, CardStatus.ISSUED):
-            raise AppError("invalid_status_transition", f"the card is {row['status']}, not a stock card in stock or issued")
-        how = "activated at the counter (立等可取)" if row["status"] == CardStatus.IN_STOCK else "activated"
+            raise AppError(
+                "invalid_status_transition",
+                f"the card is {row['status']}, not a stock card in stock or issued",
+            )
+        how = (
+            "activated at the counter (立等可取)"
+            if row["status"] == CardStatus.IN_STOCK
+            else "activated"
+        )
         await life.move(
-            row, CardStatus.ACTIVE, actor=actor, actor_kind="operator", reason=_reason(how, step),
+            row,
+            CardStatus.ACTIVE,
+            actor=actor,
+            actor_kind="operator",
+            reason=_reason(how, step),
             expected_version=step.expected_version,
         )
 

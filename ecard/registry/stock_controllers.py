@@ -36,59 +36,92 @@ class StockCardController(Controller):
     tags = ["stock cards"]
 
     @post(
-        "/card-batches", dependencies=operator_with("registry:write"),
+        "/card-batches",
+        dependencies=operator_with("registry:write"),
         summary="A batch of stock cards for one outlet (≤ 1000): all written as produced, or none",
     )
     async def create_batch(
-        self, data: Annotated[schemas.CardBatchCreate, Body()], request: Request,
-        platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
+        self,
+        data: Annotated[schemas.CardBatchCreate, Body()],
+        request: Request,
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
         idempotency_key: IdempotencyKey,
     ) -> Response:
         require_permission(operator, "registry:write")
         return await idempotent(
-            platform, operator.actor, idempotency_key, await request.body(),
+            platform,
+            operator.actor,
+            idempotency_key,
+            await request.body(),
             lambda: StockService(platform).create_batch(data, operator.actor),
         )
 
-    @get("/card-batches/{batch_id:str}", dependencies=operator_with("registry:read"), summary="A batch, with its cards per status")
+    @get(
+        "/card-batches/{batch_id:str}",
+        dependencies=operator_with("registry:read"),
+        summary="A batch, with its cards per status",
+    )
     async def get_batch(
-        self, batch_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
+        self,
+        batch_id: FromPath[str],
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
     ) -> schemas.CardBatchView:
         require_permission(operator, "registry:read")
         return await StockService(platform).get_batch(batch_id)
 
     @post(
-        "/card-batches/{batch_id:str}/deliver", dependencies=operator_with("registry:write"), status_code=200,
+        "/card-batches/{batch_id:str}/deliver",
+        dependencies=operator_with("registry:write"),
+        status_code=200,
         summary="The batch arrived at its outlet: every produced card becomes in_stock",
     )
     async def deliver(
-        self, batch_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
+        self,
+        batch_id: FromPath[str],
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
     ) -> schemas.CardBatchView:
         require_permission(operator, "registry:write")
         return await StockService(platform).deliver(batch_id, operator.actor)
 
     @post(
-        "/cards/{card_id:str}/hand-over", dependencies=operator_with("registry:write"), status_code=200,
+        "/cards/{card_id:str}/hand-over",
+        dependencies=operator_with("registry:write"),
+        status_code=200,
         summary="A stock card handed to its holder: in_stock → issued",
     )
     async def hand_over(
-        self, card_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
+        self,
+        card_id: FromPath[str],
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
         data: Step = None,
     ) -> schemas.CardView:
         require_permission(operator, "registry:write")
-        await StockService(platform).hand_over(card_id, data or schemas.StockCardStep(), operator.actor)
+        await StockService(platform).hand_over(
+            card_id, data or schemas.StockCardStep(), operator.actor
+        )
         return await RegistryService(platform).get_card(card_id, operator)
 
     @post(
-        "/cards/{card_id:str}/activate", dependencies=operator_with("registry:write"), status_code=200,
+        "/cards/{card_id:str}/activate",
+        dependencies=operator_with("registry:write"),
+        status_code=200,
         summary="A stock card activated (启用): issued → active, or in_stock → active at once (立等可取)",
     )
     async def activate(
-        self, card_id: FromPath[str], platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
+        self,
+        card_id: FromPath[str],
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
         data: Step = None,
     ) -> schemas.CardView:
         require_permission(operator, "registry:write")
-        await StockService(platform).activate(card_id, data or schemas.StockCardStep(), operator.actor)
+        await StockService(platform).activate(
+            card_id, data or schemas.StockCardStep(), operator.actor
+        )
         return await RegistryService(platform).get_card(card_id, operator)
 
 
@@ -99,15 +132,24 @@ class DeathRecordController(Controller):
     tags = ["card life"]
 
     @post(
-        "/death-records", dependencies=operator_with("registry:write"), status_code=200,
+        "/death-records",
+        dependencies=operator_with("registry:write"),
+        status_code=200,
         summary="Import death records (text/csv: identity_number,died_on,source_ref); the report by line",
-        responses={415: ResponseSpec(
-            Problem, description="The body is not text/csv (unsupported_media_type)",
-            media_type="application/problem+json", generate_examples=False,
-        )},
+        responses={
+            415: ResponseSpec(
+                Problem,
+                description="The body is not text/csv (unsupported_media_type)",
+                media_type="application/problem+json",
+                generate_examples=False,
+            )
+        },
     )
     async def import_death_records(
-        self, request: Request, platform: NamedDependency[Platform], operator: NamedDependency[OperatorPrincipal],
+        self,
+        request: Request,
+        platform: NamedDependency[Platform],
+        operator: NamedDependency[OperatorPrincipal],
         dry_run: FromQuery[bool] = False,
     ) -> schemas.DeathImportReport:
         require_permission(operator, "registry:write")
@@ -116,7 +158,11 @@ class DeathRecordController(Controller):
             raise AppError("unsupported_media_type", "send the death records as text/csv")
         body = await request.body()  # bounded by the service's max_body_bytes
         return await import_deaths(
-            platform, io.BytesIO(body), actor=operator.actor, actor_kind="operator", dry_run=dry_run,
+            platform,
+            io.BytesIO(body),
+            actor=operator.actor,
+            actor_kind="operator",
+            dry_run=dry_run,
             max_rows=API_MAX_ROWS,
         )
 

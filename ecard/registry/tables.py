@@ -32,7 +32,9 @@ class Person(Table, tablename="person"):
     region = Varchar(length=6, index=True)
     id_number_enc = Bytea()
     id_number_index = Varchar(length=64, unique=True)
-    deceased_on = Date(null=True, default=None)  # set by a death record; every card of the person ends
+    deceased_on = Date(
+        null=True, default=None
+    )  # set by a death record; every card of the person ends
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
 

@@ -97,7 +97,9 @@ async def admit(store: EphemeralStore, username: str, client_ip: str) -> float |
     if wait is not None:
         return wait
     if await store.get(f"login-known:{_account(username)}:{address}") is None:
-        decision = await store.hit(f"login-acct:{_account(username)}", ACCOUNT_WINDOW, ACCOUNT_LIMIT)
+        decision = await store.hit(
+            f"login-acct:{_account(username)}", ACCOUNT_WINDOW, ACCOUNT_LIMIT
+        )
         if not decision.allowed:
             return decision.retry_after
     return None

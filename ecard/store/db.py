@@ -60,7 +60,9 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._shared: dict[asyncio.AbstractEventLoop, tuple[aiosqlite.Connection, aiosqlite.Connection]] = {}
+        self._shared: dict[
+            asyncio.AbstractEventLoop, tuple[aiosqlite.Connection, aiosqlite.Connection]
+        ] = {}
         self._private = False
 
     async def get_connection(self) -> aiosqlite.Connection:
@@ -70,7 +72,9 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
         return await super().get_connection()
 
     def transaction(
-        self, transaction_type: TransactionType = TransactionType.immediate, allow_nested: bool = True
+        self,
+        transaction_type: TransactionType = TransactionType.immediate,
+        allow_nested: bool = True,
     ) -> SQLiteTransaction:
         """IMMEDIATE by default (as piccolo advises for writes, and as the ledger does): the
         service's transactions write, and a DEFERRED one that read first cannot become the writer
@@ -87,7 +91,11 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
         return self._shared[loop]
 
     async def _run_in_new_connection(
-        self, query: str, args: list[Any] | None = None, query_type: str = "generic", table: Any = None
+        self,
+        query: str,
+        args: list[Any] | None = None,
+        query_type: str = "generic",
+        table: Any = None,
     ) -> Any:
         reader, writer = await self._connections()
         read = query.lstrip()[:6].upper() == "SELECT"
@@ -121,7 +129,11 @@ def is_database_unavailable(exc: BaseException, _depth: int = 0) -> bool:
         return True
     if isinstance(exc, asyncpg.exceptions.InterfaceError):
         message = str(exc)
-        if "connection is closed" in message or "pool is closing" in message or "pool is closed" in message:
+        if (
+            "connection is closed" in message
+            or "pool is closing" in message
+            or "pool is closed" in message
+        ):
             return True
     if isinstance(exc, asyncpg.exceptions.InternalClientError):
         # the connection's protocol state broke when the server went away mid-operation; such a
@@ -132,7 +144,11 @@ def is_database_unavailable(exc: BaseException, _depth: int = 0) -> bool:
 
 
 def _unavailable(exc: BaseException) -> DatabaseUnavailable:
-    return exc if isinstance(exc, DatabaseUnavailable) else DatabaseUnavailable(f"{type(exc).__name__}: {exc}")
+    return (
+        exc
+        if isinstance(exc, DatabaseUnavailable)
+        else DatabaseUnavailable(f"{type(exc).__name__}: {exc}")
+    )
 
 
 async def _give_back(transaction: PostgresTransaction) -> None:
@@ -192,7 +208,11 @@ class ResilientPostgresTransaction(PostgresTransaction):
             if is_database_unavailable(failure):
                 raise _unavailable(failure) from failure
             raise failure
-        if exception is not None and not isinstance(exception, DatabaseUnavailable) and is_database_unavailable(exception):
+        if (
+            exception is not None
+            and not isinstance(exception, DatabaseUnavailable)
+            and is_database_unavailable(exception)
+        ):
             raise _unavailable(exception) from exception
         return exception is None
 
@@ -260,7 +280,9 @@ def make_private_sqlite_file(path: Path) -> None:
         return
     make_private_dirs(path.parent)
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # an empty file is an empty database
+        os.close(
+            os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        )  # an empty file is an empty database
     except FileExistsError:
         pass
     for file in (path, *(path.with_name(path.name + suffix) for suffix in SQLITE_COMPANIONS)):

@@ -52,7 +52,9 @@ class GroupInsert:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 try:
                     values = [value for row, _ in batch for value in row]
-                    await self._table._meta.db.run_querystring(_Rows(self._into, self._width, values))
+                    await self._table._meta.db.run_querystring(
+                        _Rows(self._into, self._width, values)
+                    )
                 except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
                     for _, done in batch:
                         if not done.done():
@@ -78,7 +80,9 @@ class _Rows(QueryString):
         self.args = values
 
     def compile_string(self, engine_type: str = "postgres") -> tuple[str, list[Any]]:
-        return self.template + _values_clause(engine_type, self._width, len(self.args) // self._width), list(self.args)
+        return self.template + _values_clause(
+            engine_type, self._width, len(self.args) // self._width
+        ), list(self.args)
 
 
 @lru_cache(maxsize=64)
@@ -87,5 +91,6 @@ def _values_clause(engine_type: str, width: int, rows: int) -> str:
         row = "(" + ", ".join("?" * width) + ")"
         return ", ".join([row] * rows)
     numbers = iter(range(1, width * rows + 1))
-    return ", ".join("(" + ", ".join(f"${next(numbers)}" for _ in range(width)) + ")" for _ in range(rows))
-
+    return ", ".join(
+        "(" + ", ".join(f"${next(numbers)}" for _ in range(width)) + ")" for _ in range(rows)
+    )

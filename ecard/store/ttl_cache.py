@@ -18,7 +18,9 @@ V = TypeVar("V")
 
 
 class TtlCache(Generic[K, V]):
-    def __init__(self, ttl: float, limit: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ttl: float, limit: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if not (ttl > 0 and limit >= 1):
             raise ValueError("a TtlCache needs ttl > 0 and limit >= 1")
         self._ttl, self._limit, self._clock = ttl, limit, clock

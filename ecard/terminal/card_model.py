@@ -301,7 +301,9 @@ def chip_identification_code(region: str, identification_code: str) -> str:
         return code
     if len(code) <= _SHORT_CODE_DIGITS:
         return f"{region}{len(code):02d}{code.ljust(_SHORT_CODE_DIGITS, 'F')}"
-    raise TerminalError(TerminalReason.BAD_CARD_FACTS, "identification codes are 32 hex digits, or at most 24")
+    raise TerminalError(
+        TerminalReason.BAD_CARD_FACTS, "identification codes are 32 hex digits, or at most 24"
+    )
 
 
 def registry_identification_codes(chip_code: str) -> list[str]:

@@ -33,7 +33,9 @@ async def provide_terminals(state: State) -> TerminalService:
     return service
 
 
-async def provide_terminal(request: Request, terminals: NamedDependency[TerminalService]) -> TerminalPrincipal:
+async def provide_terminal(
+    request: Request, terminals: NamedDependency[TerminalService]
+) -> TerminalPrincipal:
     """The calling terminal, from the signature over this very request."""
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return await terminals.authenticate_request(
@@ -49,17 +51,29 @@ class OperatorTerminalController(Controller):
     tags = ["operator"]
     dependencies = {**TERMINALS, "operator": Provide(provide_operator)}
 
-    @post("/", dependencies=operator_with("clients:manage"), summary="Register an institution's terminal with its ES256 public key")
+    @post(
+        "/",
+        dependencies=operator_with("clients:manage"),
+        summary="Register an institution's terminal with its ES256 public key",
+    )
     async def register(
-        self, data: JSONBody[schemas.TerminalCreate], terminals: NamedDependency[TerminalService],
+        self,
+        data: JSONBody[schemas.TerminalCreate],
+        terminals: NamedDependency[TerminalService],
         operator: NamedDependency[OperatorPrincipal],
     ) -> schemas.TerminalView:
         require_permission(operator, "clients:manage")
         return await terminals.register(data, operator.actor)
 
-    @get("/", dependencies=operator_with("registry:read"), summary="Search and page the registered terminals")
+    @get(
+        "/",
+        dependencies=operator_with("registry:read"),
+        summary="Search and page the registered terminals",
+    )
     async def search(
-        self, terminals: NamedDependency[TerminalService], operator: NamedDependency[OperatorPrincipal],
+        self,
+        terminals: NamedDependency[TerminalService],
+        operator: NamedDependency[OperatorPrincipal],
         region: Annotated[str | None, QueryParameter(pattern=r"^[1-9]\d{5}$")] = None,
         status: Annotated[Literal["active", "disabled"] | None, QueryParameter()] = None,
         kind: Annotated[str | None, QueryParameter(max_length=32)] = None,
@@ -68,27 +82,45 @@ class OperatorTerminalController(Controller):
         offset: Annotated[int, QueryParameter(ge=0, le=10_000_000)] = 0,
     ) -> schemas.TerminalPage:
         require_permission(operator, "registry:read")
-        return await terminals.search(region=region, status=status, kind=kind, q=q, limit=limit, offset=offset)
+        return await terminals.search(
+            region=region, status=status, kind=kind, q=q, limit=limit, offset=offset
+        )
 
     @get("/{terminal_id:str}", dependencies=operator_with("registry:read"))
     async def get_terminal(
-        self, terminal_id: FromPath[str], terminals: NamedDependency[TerminalService],
+        self,
+        terminal_id: FromPath[str],
+        terminals: NamedDependency[TerminalService],
         operator: NamedDependency[OperatorPrincipal],
     ) -> schemas.TerminalView:
         require_permission(operator, "registry:read")
         return await terminals.get(terminal_id)
 
-    @post("/{terminal_id:str}/status", dependencies=operator_with("clients:manage"), status_code=200, summary="Disable (or re-enable) a terminal")
+    @post(
+        "/{terminal_id:str}/status",
+        dependencies=operator_with("clients:manage"),
+        status_code=200,
+        summary="Disable (or re-enable) a terminal",
+    )
     async def set_status(
-        self, terminal_id: FromPath[str], data: JSONBody[schemas.TerminalStatusChange],
-        terminals: NamedDependency[TerminalService], operator: NamedDependency[OperatorPrincipal],
+        self,
+        terminal_id: FromPath[str],
+        data: JSONBody[schemas.TerminalStatusChange],
+        terminals: NamedDependency[TerminalService],
+        operator: NamedDependency[OperatorPrincipal],
     ) -> schemas.TerminalView:
         require_permission(operator, "clients:manage")
         return await terminals.set_status(terminal_id, data, operator.actor)
 
-    @get("/{terminal_id:str}/reconciliation", dependencies=operator_with("audit:read"), summary="Offline records, gaps and anomalies of a terminal")
+    @get(
+        "/{terminal_id:str}/reconciliation",
+        dependencies=operator_with("audit:read"),
+        summary="Offline records, gaps and anomalies of a terminal",
+    )
     async def reconciliation(
-        self, terminal_id: FromPath[str], terminals: NamedDependency[TerminalService],
+        self,
+        terminal_id: FromPath[str],
+        terminals: NamedDependency[TerminalService],
         operator: NamedDependency[OperatorPrincipal],
     ) -> schemas.ReconciliationReport:
         require_permission(operator, "audit:read")
@@ -102,30 +134,47 @@ class TerminalGatewayController(Controller):
     tags = ["terminal"]
     dependencies = {**TERMINALS, "terminal": Provide(provide_terminal)}
 
-    @post("/card-authentications", status_code=200, summary="卡鉴权: authenticate a chip card online")
+    @post(
+        "/card-authentications", status_code=200, summary="卡鉴权: authenticate a chip card online"
+    )
     async def authenticate_card(
-        self, data: JSONBody[schemas.CardAuthenticationRequest], terminals: NamedDependency[TerminalService],
+        self,
+        data: JSONBody[schemas.CardAuthenticationRequest],
+        terminals: NamedDependency[TerminalService],
         terminal: NamedDependency[TerminalPrincipal],
     ) -> Response[schemas.CardAuthenticationResult]:
         return Response(await terminals.authenticate_card(terminal, data), headers=NO_STORE)
 
-    @post("/external-authentications", status_code=200, summary="The cryptogram that opens the chip's EF06")
+    @post(
+        "/external-authentications",
+        status_code=200,
+        summary="The cryptogram that opens the chip's EF06",
+    )
     async def external_authenticate(
-        self, data: JSONBody[schemas.ExternalAuthenticationRequest], terminals: NamedDependency[TerminalService],
+        self,
+        data: JSONBody[schemas.ExternalAuthenticationRequest],
+        terminals: NamedDependency[TerminalService],
         terminal: NamedDependency[TerminalPrincipal],
     ) -> Response[schemas.ExternalAuthenticationResult]:
         return Response(await terminals.external_cryptogram(terminal, data), headers=NO_STORE)
 
     @post("/codes/verifications", status_code=200, summary="Accept a scanned QR code online")
     async def verify_code(
-        self, data: JSONBody[schemas.CodeAcceptRequest], terminals: NamedDependency[TerminalService],
+        self,
+        data: JSONBody[schemas.CodeAcceptRequest],
+        terminals: NamedDependency[TerminalService],
         terminal: NamedDependency[TerminalPrincipal],
     ) -> Response[code_schemas.VerificationResult]:
         return Response(await terminals.codes.verify(data.code, terminal.client), headers=NO_STORE)
 
-    @post("/records", status_code=200, summary="Upload signed offline acceptance records (idempotent)")
+    @post(
+        "/records", status_code=200, summary="Upload signed offline acceptance records (idempotent)"
+    )
     async def upload(
-        self, request: Request, terminals: NamedDependency[TerminalService], terminal: NamedDependency[TerminalPrincipal],
+        self,
+        request: Request,
+        terminals: NamedDependency[TerminalService],
+        terminal: NamedDependency[TerminalPrincipal],
     ) -> schemas.UploadReport:
         return await terminals.upload(terminal, await request.body())
 
@@ -135,9 +184,15 @@ class HolderHceController(Controller):
     tags = ["holder"]
     dependencies = {**TERMINALS, "holder": Provide(provide_holder)}
 
-    @post("/hce-certificates", status_code=201, summary="A device certificate for the e-card over NFC (HCE)")
+    @post(
+        "/hce-certificates",
+        status_code=201,
+        summary="A device certificate for the e-card over NFC (HCE)",
+    )
     async def provision(
-        self, data: JSONBody[schemas.HceProvisionRequest], terminals: NamedDependency[TerminalService],
+        self,
+        data: JSONBody[schemas.HceProvisionRequest],
+        terminals: NamedDependency[TerminalService],
         holder: NamedDependency[HolderPrincipal],
     ) -> Response[schemas.HceProvisioned]:
         issued = await terminals.provision_hce(holder.ecard_id, holder.card_id, data)

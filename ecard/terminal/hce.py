@@ -206,7 +206,9 @@ def authenticate_offline(
 
     key = trust.by_short_id.get(claims.key_id)
     if key is None:
-        return refuse(Reason.UNKNOWN_KEY if claims.region in trust.regions else Reason.UNKNOWN_ISSUER)
+        return refuse(
+            Reason.UNKNOWN_KEY if claims.region in trust.regions else Reason.UNKNOWN_ISSUER
+        )
     if key.entry.region != claims.region:
         return refuse(Reason.ISSUER_MISMATCH, key.entry)
     if not verify_raw(key.public_key, parsed.signature, CERTIFICATE_DOMAIN + parsed.body):

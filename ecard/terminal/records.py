@@ -281,7 +281,9 @@ def settle_lost_races(
     lost = [signed for signed in result.accepted if record_key(signed.record) not in inserted]
     if not lost:
         return result
-    missing = [record_key(signed.record) for signed in lost if record_key(signed.record) not in held]
+    missing = [
+        record_key(signed.record) for signed in lost if record_key(signed.record) not in held
+    ]
     if missing:
         raise ValueError(f"neither inserted nor held: {missing[:3]}")
     gone = {id(signed) for signed in lost}
@@ -305,6 +307,7 @@ def settle_lost_races(
 
 
 # --- references: pseudonyms the terminal writes and the platform recomputes --------------------
+
 
 def code_reference(code_id: str) -> str:
     """A QR code's reference: its code id (hex, see ``ParsedCode.code_id``) as base64url."""

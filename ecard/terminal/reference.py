@@ -43,7 +43,9 @@ from ecard.terminal.errors import TerminalError
 REQUEST_TYPE = "ecard-terminal-request+jwt"
 AUTHORIZATION_SCHEME = "Terminal"
 SELECT_SSSE = bytes.fromhex("00A40400") + bytes((len(SSSE_DF_NAME),)) + SSSE_DF_NAME + b"\x00"
-READ_EF05_RECORD_1 = bytes.fromhex("00B2012C00")  # record 1 of SFI 05: 卡识别码, or an e-card's certificate
+READ_EF05_RECORD_1 = bytes.fromhex(
+    "00B2012C00"
+)  # record 1 of SFI 05: 卡识别码, or an e-card's certificate
 READ_EXPIRY = bytes.fromhex("00B2062C00")  # record 6 of SFI 05: 卡有效期
 CHALLENGE_BYTES = 8
 HCE_CHALLENGE_BYTES = 16
@@ -55,7 +57,12 @@ class Card(Protocol):
 
 
 def signed_authorization(
-    private_key: ec.EllipticCurvePrivateKey, terminal_id: str, method: str, target: str, body: bytes, now: int
+    private_key: ec.EllipticCurvePrivateKey,
+    terminal_id: str,
+    method: str,
+    target: str,
+    body: bytes,
+    now: int,
 ) -> str:
     """``Authorization`` value of a terminal request: ES256 JWS over method, target, body digest,
     time and a fresh nonce (the platform accepts each nonce once)."""
@@ -131,7 +138,11 @@ class ReferenceTerminal:
     # --- online ---------------------------------------------------------------------------
 
     async def call(self, method: str, path: str, body: bytes = b"") -> httpx.Response:
-        headers = {"Authorization": signed_authorization(self._key, self.terminal_id, method, path, body, self.now())}
+        headers = {
+            "Authorization": signed_authorization(
+                self._key, self.terminal_id, method, path, body, self.now()
+            )
+        }
         if body:
             headers["Content-Type"] = "application/json"
         return await self._http.request(method, path, content=body, headers=headers)
@@ -140,7 +151,9 @@ class ReferenceTerminal:
         """Fetch the offline package; a bad signature or an older version is refused (OfflineError)."""
         response = await self._http.get("/offline/v1/package")
         response.raise_for_status()
-        self.package = load_offline_package(response.text, self._root, self.now(), held=self.package)
+        self.package = load_offline_package(
+            response.text, self._root, self.now(), held=self.package
+        )
         self.acceptances_since_sync = 0
         return self.package
 
@@ -149,7 +162,9 @@ class ReferenceTerminal:
         card.transmit(SELECT_SSSE)
         record = card.transmit(READ_EF05_RECORD_1)
         challenge = self._random(CHALLENGE_BYTES)
-        answer = card.transmit(bytes.fromhex("00880000") + bytes((len(challenge),)) + challenge + b"\x00")
+        answer = card.transmit(
+            bytes.fromhex("00880000") + bytes((len(challenge),)) + challenge + b"\x00"
+        )
         body = msgspec.json.encode(
             {"card_record": record.hex(), "challenge": challenge.hex(), "answer": answer.hex()}
         )
@@ -168,7 +183,9 @@ class ReferenceTerminal:
         return int.from_bytes(answer[-2:], "big")
 
     async def accept_code_online(self, text: str) -> httpx.Response:
-        return await self.call("POST", "/terminal/v1/codes/verifications", msgspec.json.encode({"code": text}))
+        return await self.call(
+            "POST", "/terminal/v1/codes/verifications", msgspec.json.encode({"code": text})
+        )
 
     async def upload(self) -> httpx.Response:
         """Send every pending record (and the texts of the codes they name); kept until accepted."""
@@ -202,7 +219,9 @@ class ReferenceTerminal:
         """Why one more offline acceptance of ``kind`` is not allowed now, if it is not."""
         if self.package is None:
             return "no_offline_package"
-        reason = check_offline_acceptance(self.package, kind, self.acceptances_since_sync, self.now())  # type: ignore[arg-type]
+        reason = check_offline_acceptance(
+            self.package, kind, self.acceptances_since_sync, self.now()
+        )  # type: ignore[arg-type]
         return reason.value if reason else None
 
     def accept_card_offline(self, card: Card) -> Acceptance | None:
@@ -228,7 +247,9 @@ class ReferenceTerminal:
             return self._record(rec.AcceptanceKind.CARD, reference, "no_psam_key")
         challenge = self._random(CHALLENGE_BYTES)
         try:
-            answer = exchange(card, bytes.fromhex("00880000") + bytes((len(challenge),)) + challenge + b"\x00")
+            answer = exchange(
+                card, bytes.fromhex("00880000") + bytes((len(challenge),)) + challenge + b"\x00"
+            )
         except CardRefused as refused:
             return self._record(rec.AcceptanceKind.CARD, reference, refused.reason)
         if not psam.verify_internal_authenticate(masters, str(chip_code), challenge, answer):
@@ -257,7 +278,9 @@ class ReferenceTerminal:
         assert self.package is not None
         challenge = self._random(HCE_CHALLENGE_BYTES)
         try:
-            answer = exchange(card, bytes.fromhex("00880000") + bytes((len(challenge),)) + challenge + b"\x00")
+            answer = exchange(
+                card, bytes.fromhex("00880000") + bytes((len(challenge),)) + challenge + b"\x00"
+            )
         except CardRefused as refused:
             return self._record(rec.AcceptanceKind.HCE, reference, refused.reason)
         verdict = hce.authenticate_offline(

@@ -17,7 +17,9 @@ from ecard.terminal.apdu import MAX_RESPONSE_BYTES
 from ecard.terminal.records import MAX_BATCH_RECORDS, SignedRecord
 
 #: One byte over the longest response APDU still reaches the codec, which names the refusal.
-ResponseHex = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f]*$", max_length=2 * MAX_RESPONSE_BYTES + 2)]
+ResponseHex = Annotated[
+    str, msgspec.Meta(pattern=r"^[0-9A-Fa-f]*$", max_length=2 * MAX_RESPONSE_BYTES + 2)
+]
 ChallengeHex = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f]*$", max_length=64)]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f<>]+$")]
 TerminalKind = Literal["hospital", "pharmacy", "service_hall", "transport", "gate", "bank", "other"]
@@ -110,7 +112,9 @@ class RecordUpload(msgspec.Struct, forbid_unknown_fields=True):
     so the platform can check (by the code's own signature) when each code expired."""
 
     records: Annotated[list[SignedRecord], msgspec.Meta(max_length=MAX_BATCH_RECORDS)]
-    codes: dict[str, Annotated[str, msgspec.Meta(max_length=1024)]] = msgspec.field(default_factory=dict)
+    codes: dict[str, Annotated[str, msgspec.Meta(max_length=1024)]] = msgspec.field(
+        default_factory=dict
+    )
 
 
 class Gap(msgspec.Struct):

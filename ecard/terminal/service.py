@@ -64,7 +64,13 @@ CHALLENGE_MEMORY_SECONDS = 7 * 86_400  # a card challenge is refused again for t
 HCE_CERTIFICATE_SECONDS = 86_400
 RECENT_ANOMALIES = 50
 PERSONAL_DATA_ENTITLEMENT = "card_personal_data"
-_ANOMALY_BUCKETS = ("conflicts", "rollbacks", "wrong_key", "revoked_before_acceptance", "expired_codes")
+_ANOMALY_BUCKETS = (
+    "conflicts",
+    "rollbacks",
+    "wrong_key",
+    "revoked_before_acceptance",
+    "expired_codes",
+)
 
 
 # --- keys and the registry as a chip sees it ----------------------------------------------------
@@ -75,9 +81,9 @@ def issuer_master_keys(ring: Keyring, region: str) -> psam.MasterKeys:
 
     def derive(purpose: str) -> bytes:
         info = f"ecard-card-master:{region}:{purpose}".encode()
-        return HKDF(algorithm=hashes.SHA256(), length=psam.SM4_KEY_BYTES, salt=None, info=info).derive(
-            bytes.fromhex(ring.secrets.ledger_seed) + ring.secrets.key("index_key")
-        )
+        return HKDF(
+            algorithm=hashes.SHA256(), length=psam.SM4_KEY_BYTES, salt=None, info=info
+        ).derive(bytes.fromhex(ring.secrets.ledger_seed) + ring.secrets.key("index_key"))
 
     return psam.MasterKeys(internal_auth=derive("internal"), external_auth=derive("external"))
 
@@ -87,7 +93,9 @@ def card_facts(card: dict, social_security_number: str) -> CardFacts:
     try:
         facts = CardFacts(
             card_number=card["card_number"],
-            card_identification_code=chip_identification_code(card["region"], card["identification_code"]),
+            card_identification_code=chip_identification_code(
+                card["region"], card["identification_code"]
+            ),
             card_type="3",
             spec_version="3.00",
             issuing_org_code=card["region"],
@@ -114,7 +122,11 @@ def _response_data(response_hex: str, what: str) -> bytes:
     try:
         response = decode_response(bytes.fromhex(response_hex))
     except (TerminalError, ValueError) as error:
-        raise (_terminal_error(error) if isinstance(error, TerminalError) else AppError("terminal_apdu_invalid", "odd hex")) from None
+        raise (
+            _terminal_error(error)
+            if isinstance(error, TerminalError)
+            else AppError("terminal_apdu_invalid", "odd hex")
+        ) from None
     if response.sw != SW.OK:
         raise AppError("card_answer_refused", f"{what}: SW {response.sw:04X}")
     return response.data
@@ -126,7 +138,9 @@ def _chip_code_of(record_response_hex: str) -> str:
     except TerminalError as error:
         raise _terminal_error(error) from None
     if item.field != "card_identification_code":
-        raise AppError("terminal_apdu_invalid", f"bad_record: item {item.tag:02X} is not the 卡识别码")
+        raise AppError(
+            "terminal_apdu_invalid", f"bad_record: item {item.tag:02X} is not the 卡识别码"
+        )
     return str(value)
 
 
@@ -140,9 +154,13 @@ def _json_list(value: object) -> list[str]:
 
 def _stored_record(row: dict) -> rec.AcceptanceRecord:
     return rec.AcceptanceRecord(
-        terminal_id=row["terminal"], counter=row["counter"], reference=row["reference"],
-        accepted_at=row["accepted_at"], kind=rec.AcceptanceKind(row["kind"]),
-        result=rec.AcceptanceResult(row["result"]), reason=row["reason"],
+        terminal_id=row["terminal"],
+        counter=row["counter"],
+        reference=row["reference"],
+        accepted_at=row["accepted_at"],
+        kind=rec.AcceptanceKind(row["kind"]),
+        result=rec.AcceptanceResult(row["result"]),
+        reason=row["reason"],
     )
 
 
@@ -159,17 +177,32 @@ class TerminalPrincipal:
 def _terminal_view(row: dict[str, Any]) -> schemas.TerminalView:
     """A ``terminal`` row joined with its client's name, status and entitlements, as shown."""
     return schemas.TerminalView(
-        id=row["id"], name=row["client.name"], institution=row["institution"],
-        terminal_kind=row["terminal_kind"], address=row["address"], region=row["region"],
-        status=row["client.status"], entitlements=_json_list(row["client.entitlements"]),
+        id=row["id"],
+        name=row["client.name"],
+        institution=row["institution"],
+        terminal_kind=row["terminal_kind"],
+        address=row["address"],
+        region=row["region"],
+        status=row["client.status"],
+        entitlements=_json_list(row["client.entitlements"]),
         created_at=row["created_at"],
     )
 
 
 _CARD_COLUMNS = (
-    Card.id, Card.region, Card.card_number, Card.identification_code, Card.status,
-    Card.issue_date, Card.expiry_date, Card.person.id, Card.person.name, Card.person.gender,
-    Card.person.ethnicity, Card.person.birth_date, Card.person.id_number_enc,
+    Card.id,
+    Card.region,
+    Card.card_number,
+    Card.identification_code,
+    Card.status,
+    Card.issue_date,
+    Card.expiry_date,
+    Card.person.id,
+    Card.person.name,
+    Card.person.gender,
+    Card.person.ethnicity,
+    Card.person.birth_date,
+    Card.person.id_number_enc,
 )
 
 
@@ -187,35 +220,59 @@ class TerminalService:
             raise AppError("validation_failed", "public_jwk must be a P-256 public JWK") from None
         client = await AccessService(self.platform).create_client(
             ClientCreate(
-                kind="terminal", name=data.name, regions=[data.region],
-                entitlements=data.entitlements, public_jwk=data.public_jwk,
+                kind="terminal",
+                name=data.name,
+                regions=[data.region],
+                entitlements=data.entitlements,
+                public_jwk=data.public_jwk,
             ),
             actor,
         )
         await Terminal.insert(
             Terminal(
-                id=client.id, client=client.id, institution=data.institution,
-                terminal_kind=data.terminal_kind, address=data.address, region=data.region,
+                id=client.id,
+                client=client.id,
+                institution=data.institution,
+                terminal_kind=data.terminal_kind,
+                address=data.address,
+                region=data.region,
             )
         ).run()
         await audit(actor, "terminal.register", "terminal", client.id, institution=data.institution)
         return await self.get(client.id)
 
     async def get(self, terminal_id: str) -> schemas.TerminalView:
-        row = await Terminal.select(
-            Terminal.all_columns(), Terminal.client.name, Terminal.client.status, Terminal.client.entitlements
-        ).where(Terminal.id == terminal_id).first()
+        row = (
+            await Terminal.select(
+                Terminal.all_columns(),
+                Terminal.client.name,
+                Terminal.client.status,
+                Terminal.client.entitlements,
+            )
+            .where(Terminal.id == terminal_id)
+            .first()
+        )
         if row is None:
             raise AppError("terminal_not_found")
         return _terminal_view(row)
 
     async def search(
-        self, *, region: str | None, status: str | None, kind: str | None, q: str | None, limit: int, offset: int
+        self,
+        *,
+        region: str | None,
+        status: str | None,
+        kind: str | None,
+        q: str | None,
+        limit: int,
+        offset: int,
     ) -> schemas.TerminalPage:
         """Terminals, oldest first, filtered by region (province code), status, kind and a text
         found in the institution, name or address (case-insensitive)."""
         query = Terminal.select(
-            Terminal.all_columns(), Terminal.client.name, Terminal.client.status, Terminal.client.entitlements
+            Terminal.all_columns(),
+            Terminal.client.name,
+            Terminal.client.status,
+            Terminal.client.entitlements,
         )
         count = Terminal.count()
         conditions = []
@@ -230,16 +287,24 @@ class TerminalService:
             # SQLite's LIKE already ignores ASCII case (and has no ILIKE)
             op = "like" if self.platform.settings.is_sqlite else "ilike"
             conditions.append(
-                getattr(Terminal.institution, op)(needle) | getattr(Terminal.client.name, op)(needle)
+                getattr(Terminal.institution, op)(needle)
+                | getattr(Terminal.client.name, op)(needle)
                 | getattr(Terminal.address, op)(needle)
             )
         for condition in conditions:
             query, count = query.where(condition), count.where(condition)
-        rows = await query.order_by(Terminal.created_at).order_by(Terminal.id).limit(limit).offset(offset)
+        rows = (
+            await query.order_by(Terminal.created_at)
+            .order_by(Terminal.id)
+            .limit(limit)
+            .offset(offset)
+        )
         items = [_terminal_view(row) for row in rows]
         return schemas.TerminalPage(items=items, total=await count, limit=limit, offset=offset)
 
-    async def set_status(self, terminal_id: str, change: schemas.TerminalStatusChange, actor: str) -> schemas.TerminalView:
+    async def set_status(
+        self, terminal_id: str, change: schemas.TerminalStatusChange, actor: str
+    ) -> schemas.TerminalView:
         await self.get(terminal_id)
         await AccessService(self.platform).set_client_status(
             terminal_id, ClientStatusChange(status=change.status, reason=change.reason), actor
@@ -261,33 +326,56 @@ class TerminalService:
         except jwt.PyJWTError:
             raise AppError("terminal_signature_invalid", "not a compact JWS") from None
         terminal_id = unverified.get("iss")
-        row = await ApiClient.select().where(ApiClient.id == terminal_id).first() if isinstance(terminal_id, str) else None
+        row = (
+            await ApiClient.select().where(ApiClient.id == terminal_id).first()
+            if isinstance(terminal_id, str)
+            else None
+        )
         if row is None or row["kind"] != "terminal" or not row["public_jwk"]:
             raise AppError("terminal_signature_invalid", "unknown terminal")
         if header.get("alg") != "ES256" or header.get("typ") != REQUEST_TYPE:
-            raise AppError("terminal_signature_invalid", f"alg ES256 and typ {REQUEST_TYPE} required")
+            raise AppError(
+                "terminal_signature_invalid", f"alg ES256 and typ {REQUEST_TYPE} required"
+            )
         jwk = row["public_jwk"]
         public_key = public_key_from_jwk(jwk if isinstance(jwk, dict) else json.loads(jwk))
         try:
             claims = jwt.decode(
-                token, public_key, algorithms=["ES256"],
-                options={"require": ["iss", "iat", "jti", "htm", "htu", "bdh"], "verify_iat": False},
+                token,
+                public_key,
+                algorithms=["ES256"],
+                options={
+                    "require": ["iss", "iat", "jti", "htm", "htu", "bdh"],
+                    "verify_iat": False,
+                },
             )
         except jwt.PyJWTError:
             raise AppError("terminal_signature_invalid", "signature does not verify") from None
         if row["status"] != "active":
             raise AppError("terminal_disabled")
-        if not isinstance(claims["iat"], int) or abs(time.time() - claims["iat"]) > REQUEST_WINDOW_SECONDS:
-            raise AppError("terminal_request_stale", f"iat must be within {REQUEST_WINDOW_SECONDS} s of now")
+        if (
+            not isinstance(claims["iat"], int)
+            or abs(time.time() - claims["iat"]) > REQUEST_WINDOW_SECONDS
+        ):
+            raise AppError(
+                "terminal_request_stale", f"iat must be within {REQUEST_WINDOW_SECONDS} s of now"
+            )
         signed = (claims["htm"], claims["htu"], claims["bdh"])
         if signed != (method, target, b64url_encode(hashlib.sha256(body).digest())):
-            raise AppError("terminal_signature_invalid", "the signature covers another method, path or body")
+            raise AppError(
+                "terminal_signature_invalid", "the signature covers another method, path or body"
+            )
         nonce = f"treq:{terminal_id}:{hashlib.sha256(str(claims['jti']).encode()).hexdigest()}"
-        if not await self.platform.store.put_if_absent(nonce, b"1", ttl=2 * REQUEST_WINDOW_SECONDS + 1):
+        if not await self.platform.store.put_if_absent(
+            nonce, b"1", ttl=2 * REQUEST_WINDOW_SECONDS + 1
+        ):
             raise AppError("terminal_request_replayed")
         client = ClientPrincipal(
-            id=row["id"], kind="terminal", name=row["name"],
-            regions=tuple(_json_list(row["regions"])), entitlements=tuple(_json_list(row["entitlements"])),
+            id=row["id"],
+            kind="terminal",
+            name=row["name"],
+            regions=tuple(_json_list(row["regions"])),
+            entitlements=tuple(_json_list(row["entitlements"])),
         )
         return TerminalPrincipal(client, public_key)
 
@@ -296,14 +384,20 @@ class TerminalService:
     async def _card_by_chip_code(self, chip_code: str) -> dict:
         candidates = registry_identification_codes(chip_code)
         rows = await Card.select(*_CARD_COLUMNS).where(Card.identification_code.is_in(candidates))
-        row = next((r for r in rows for code in candidates if r["identification_code"] == code), None)
+        row = next(
+            (r for r in rows for code in candidates if r["identification_code"] == code), None
+        )
         if row is None or chip_code_or_none(row["region"], row["identification_code"]) != chip_code:
             raise AppError("card_not_found")
         return row
 
     def _fields(self, card: dict, terminal: TerminalPrincipal) -> schemas.VerifiedFields:
         """The same entitlement rules as online code verification (the code service's)."""
-        person = {"name": card["person.name"], "id_number_enc": card["person.id_number_enc"], "person_id": card["person.id"]}
+        person = {
+            "name": card["person.name"],
+            "id_number_enc": card["person.id_number_enc"],
+            "person_id": card["person.id"],
+        }
         return self.codes.entitled_fields({**card, **person}, terminal.client)
 
     async def authenticate_card(
@@ -323,13 +417,22 @@ class TerminalService:
         marker = "tchal:" + hashlib.sha256(chip_code.encode() + challenge).hexdigest()
         if not await self.platform.store.put_if_absent(marker, b"1", ttl=CHALLENGE_MEMORY_SECONDS):
             raise AppError("card_challenge_replayed")
-        await audit(terminal.client.actor, "card.authenticate", "card", card["id"], status=card["status"])
+        await audit(
+            terminal.client.actor, "card.authenticate", "card", card["id"], status=card["status"]
+        )
         # the chip itself: an expired physical card is never accepted at a terminal, whatever the
         # province decided for e-cards of expired cards
-        usable = lifecycle.is_usable(lifecycle.CardFacts(card["status"], card["expiry_date"]), dt.date.today(), "suspend")
+        usable = lifecycle.is_usable(
+            lifecycle.CardFacts(card["status"], card["expiry_date"]), dt.date.today(), "suspend"
+        )
         return schemas.CardAuthenticationResult(
-            authentic=True, usable=usable, card_status=card["status"], expiry_date=card["expiry_date"],
-            region=card["region"], reference=rec.card_reference(chip_code), fields=self._fields(card, terminal),
+            authentic=True,
+            usable=usable,
+            card_status=card["status"],
+            expiry_date=card["expiry_date"],
+            region=card["region"],
+            reference=rec.card_reference(chip_code),
+            fields=self._fields(card, terminal),
         )
 
     async def external_cryptogram(
@@ -337,13 +440,17 @@ class TerminalService:
     ) -> schemas.ExternalAuthenticationResult:
         """The cryptogram that opens the chip's personal data: entitled terminals, active cards."""
         if PERSONAL_DATA_ENTITLEMENT not in terminal.client.entitlements:
-            raise AppError("forbidden", f"the terminal is not entitled to {PERSONAL_DATA_ENTITLEMENT}")
+            raise AppError(
+                "forbidden", f"the terminal is not entitled to {PERSONAL_DATA_ENTITLEMENT}"
+            )
         chip_code = _chip_code_of(data.card_record)
         challenge = _response_data(data.card_challenge, "GET CHALLENGE")
         if len(challenge) not in psam.CHALLENGE_SIZES:
             raise AppError("terminal_apdu_invalid", "bad_challenge: challenges are 8 or 16 bytes")
         card = await self._card_by_chip_code(chip_code)
-        if not lifecycle.is_usable(lifecycle.CardFacts(card["status"], card["expiry_date"]), dt.date.today(), "suspend"):
+        if not lifecycle.is_usable(
+            lifecycle.CardFacts(card["status"], card["expiry_date"]), dt.date.today(), "suspend"
+        ):
             raise AppError("card_not_active")
         masters = issuer_master_keys(self.platform.keys.ring, card["region"])
         await audit(terminal.client.actor, "card.open_personal_data", "card", card["id"])
@@ -355,19 +462,27 @@ class TerminalService:
         row = await Card.select(*_CARD_COLUMNS).where(Card.id == card_id).first()
         if row is None:
             raise AppError("card_not_found")
-        number = self.platform.field_cipher.decrypt(row["person.id_number_enc"], f"person:{row['person.id']}")
+        number = self.platform.field_cipher.decrypt(
+            row["person.id_number_enc"], f"person:{row['person.id']}"
+        )
         facts = card_facts(row, number)
         masters = issuer_master_keys(self.platform.keys.ring, row["region"])
-        return VirtualCard(facts, psam.derive_card_keys(masters, facts.card_identification_code), **options)  # type: ignore[arg-type]
+        return VirtualCard(
+            facts, psam.derive_card_keys(masters, facts.card_identification_code), **options
+        )  # type: ignore[arg-type]
 
     # --- the e-card over NFC ----------------------------------------------------------------
 
-    async def provision_hce(self, ecard_id: str, card_id: str, data: schemas.HceProvisionRequest) -> schemas.HceProvisioned:
+    async def provision_hce(
+        self, ecard_id: str, card_id: str, data: schemas.HceProvisionRequest
+    ) -> schemas.HceProvisioned:
         try:
             device_key = public_key_from_jwk(data.device_key)
         except OfflineError:
             raise AppError("hce_device_key_invalid") from None
-        region = (await Card.select(Card.region).where(Card.id == card_id).first() or {}).get("region")
+        region = (await Card.select(Card.region).where(Card.id == card_id).first() or {}).get(
+            "region"
+        )
         if region is None:
             raise AppError("card_not_found")
         try:
@@ -376,7 +491,9 @@ class TerminalService:
             raise AppError("code_signing_unavailable", f"region {region}") from None
         now = int(time.time())
         claims = hce.CertificateClaims(
-            region=region, key_id=short_key_id(issuer.kid), not_before=now,
+            region=region,
+            key_id=short_key_id(issuer.kid),
+            not_before=now,
             not_after=now + HCE_CERTIFICATE_SECONDS,
             pseudonym=card_pseudonym(self.platform.pseudonym_key, card_id),
             device_key=hce.device_key_bytes(device_key),
@@ -385,13 +502,20 @@ class TerminalService:
         certificate_id = hce.certificate_id(hce.encode_body(claims))
         await HceCertificate.insert(
             HceCertificate(
-                id=certificate_id, ecard=ecard_id, card=card_id, device_key_thumbprint=thumbprint(device_key),
-                not_before=claims.not_before, not_after=claims.not_after,
+                id=certificate_id,
+                ecard=ecard_id,
+                card=card_id,
+                device_key_thumbprint=thumbprint(device_key),
+                not_before=claims.not_before,
+                not_after=claims.not_after,
             )
         ).run()
         return schemas.HceProvisioned(
-            certificate=b64url_encode(certificate), certificate_id=certificate_id, region=region,
-            not_before=claims.not_before, not_after=claims.not_after,
+            certificate=b64url_encode(certificate),
+            certificate_id=certificate_id,
+            region=region,
+            not_before=claims.not_before,
+            not_after=claims.not_after,
         )
 
     # --- offline records ----------------------------------------------------------------------
@@ -407,32 +531,52 @@ class TerminalService:
         low, high = min(counters), max(counters)
         mine = TerminalRecord.terminal == terminal_id
         rows = [
-            *await TerminalRecord.select().where(mine & (TerminalRecord.counter >= low) & (TerminalRecord.counter <= high)),
-            *await TerminalRecord.select().where(mine & (TerminalRecord.counter < low)).order_by(
-                TerminalRecord.counter, ascending=False
-            ).limit(1),
-            *await TerminalRecord.select().where(mine & (TerminalRecord.counter > high)).order_by(TerminalRecord.counter).limit(1),
+            *await TerminalRecord.select().where(
+                mine & (TerminalRecord.counter >= low) & (TerminalRecord.counter <= high)
+            ),
+            *await TerminalRecord.select()
+            .where(mine & (TerminalRecord.counter < low))
+            .order_by(TerminalRecord.counter, ascending=False)
+            .limit(1),
+            *await TerminalRecord.select()
+            .where(mine & (TerminalRecord.counter > high))
+            .order_by(TerminalRecord.counter)
+            .limit(1),
         ]
-        return [rec.SignedRecord(_stored_record(row), bytes.fromhex(row["signature"])) for row in rows]
+        return [
+            rec.SignedRecord(_stored_record(row), bytes.fromhex(row["signature"])) for row in rows
+        ]
 
     @staticmethod
-    async def _store(accepted: tuple[rec.SignedRecord, ...]) -> tuple[set[str], dict[str, rec.AcceptanceRecord]]:
+    async def _store(
+        accepted: tuple[rec.SignedRecord, ...],
+    ) -> tuple[set[str], dict[str, rec.AcceptanceRecord]]:
         """Insert the accepted records atomically on their unique key (on conflict do nothing):
         the keys this upload stored, and the records held under the keys a concurrent upload
         stored first (for :func:`records.settle_lost_races`)."""
         if not accepted:
             return set(), {}
-        rows = await TerminalRecord.insert(
-            *[
-                TerminalRecord(
-                    record_key=rec.record_key(s.record), terminal=s.record.terminal_id,
-                    counter=s.record.counter, reference=s.record.reference, accepted_at=s.record.accepted_at,
-                    kind=s.record.kind.value, result=s.record.result.value, reason=s.record.reason,
-                    signature=s.signature.hex(),
-                )
-                for s in accepted
-            ]
-        ).on_conflict(action="DO NOTHING").returning(TerminalRecord.record_key).run()
+        rows = (
+            await TerminalRecord.insert(
+                *[
+                    TerminalRecord(
+                        record_key=rec.record_key(s.record),
+                        terminal=s.record.terminal_id,
+                        counter=s.record.counter,
+                        reference=s.record.reference,
+                        accepted_at=s.record.accepted_at,
+                        kind=s.record.kind.value,
+                        result=s.record.result.value,
+                        reason=s.record.reason,
+                        signature=s.signature.hex(),
+                    )
+                    for s in accepted
+                ]
+            )
+            .on_conflict(action="DO NOTHING")
+            .returning(TerminalRecord.record_key)
+            .run()
+        )
         inserted = {row["record_key"] for row in rows}
         lost = sorted({rec.record_key(s.record) for s in accepted} - inserted)
         held: dict[str, rec.AcceptanceRecord] = {}
@@ -440,7 +584,9 @@ class TerminalService:
             chunk = lost[start : start + 500]
             held.update(
                 (row["record_key"], _stored_record(row))
-                for row in await TerminalRecord.select().where(TerminalRecord.record_key.is_in(chunk))
+                for row in await TerminalRecord.select().where(
+                    TerminalRecord.record_key.is_in(chunk)
+                )
             )
         return inserted, held
 
@@ -460,7 +606,8 @@ class TerminalService:
         if not references:
             return {}
         rows = await Card.select(Card.chip_reference, Card.updated_at).where(
-            Card.chip_reference.is_in(sorted(references)) & Card.status.is_in(list(REVOKED_STATUSES))
+            Card.chip_reference.is_in(sorted(references))
+            & Card.status.is_in(list(REVOKED_STATUSES))
         )
         return {row["chip_reference"]: _epoch(row["updated_at"]) for row in rows}
 
@@ -473,7 +620,12 @@ class TerminalService:
                 HceCertificate.id, HceCertificate.not_after, HceCertificate.revoked_at
             ).where(HceCertificate.id.is_in(sorted(references)))
             # a certificate revoked early (its card replaced or ended) ends then
-            found.update({row["id"]: min(row["not_after"], row["revoked_at"] or row["not_after"]) for row in rows})
+            found.update(
+                {
+                    row["id"]: min(row["not_after"], row["revoked_at"] or row["not_after"])
+                    for row in rows
+                }
+            )
         trust = self.codes.publisher.trust_store()
         for reference, text in codes.items():
             try:
@@ -481,7 +633,9 @@ class TerminalService:
             except OfflineError:
                 continue
             key = trust.by_short_id.get(parsed.claims.key_id)
-            genuine = key is not None and verify_raw(key.public_key, parsed.signature, parsed.signature_input)
+            genuine = key is not None and verify_raw(
+                key.public_key, parsed.signature, parsed.signature_input
+            )
             if genuine and rec.code_reference(parsed.code_id) == reference:
                 found[reference] = parsed.claims.expires_at
         return found
@@ -499,7 +653,9 @@ class TerminalService:
             raise AppError("terminal_records_invalid", str(error)) from None
         batch = upload.records
         card_refs = {s.record.reference for s in batch if s.record.kind is rec.AcceptanceKind.CARD}
-        code_refs = {s.record.reference for s in batch if s.record.kind is not rec.AcceptanceKind.CARD}
+        code_refs = {
+            s.record.reference for s in batch if s.record.kind is not rec.AcceptanceKind.CARD
+        }
         own_counters = [s.record.counter for s in batch if s.record.terminal_id == terminal.id]
         result = rec.reconcile(
             await self._stored_around(terminal.id, own_counters),
@@ -511,8 +667,12 @@ class TerminalService:
         result = rec.settle_lost_races(result, *await self._store(result.accepted))
         anomalies = [
             TerminalAnomaly(
-                terminal=terminal.id, anomaly=bucket, counter=s.record.counter, reference=s.record.reference,
-                accepted_at=s.record.accepted_at, record=msgspec.json.encode(s).decode(),
+                terminal=terminal.id,
+                anomaly=bucket,
+                counter=s.record.counter,
+                reference=s.record.reference,
+                accepted_at=s.record.accepted_at,
+                record=msgspec.json.encode(s).decode(),
             )
             for bucket in _ANOMALY_BUCKETS
             for s in getattr(result, bucket)
@@ -535,8 +695,10 @@ class TerminalService:
         rows = await TerminalRecord.select(
             TerminalRecord.counter, TerminalRecord.result, TerminalRecord.accepted_at
         ).where(TerminalRecord.terminal == terminal_id)
-        anomalies = await TerminalAnomaly.select().where(TerminalAnomaly.terminal == terminal_id).order_by(
-            TerminalAnomaly.id, ascending=False
+        anomalies = (
+            await TerminalAnomaly.select()
+            .where(TerminalAnomaly.terminal == terminal_id)
+            .order_by(TerminalAnomaly.id, ascending=False)
         )
         counts: dict[str, int] = {}
         for row in anomalies:
@@ -549,12 +711,18 @@ class TerminalService:
             refused=len(rows) - accepted,
             last_counter=max((row["counter"] for row in rows), default=0),
             last_accepted_at=max((row["accepted_at"] for row in rows), default=None),
-            gaps=[schemas.Gap(g.first, g.last) for g in rec.counter_gaps(terminal_id, (r["counter"] for r in rows))],
+            gaps=[
+                schemas.Gap(g.first, g.last)
+                for g in rec.counter_gaps(terminal_id, (r["counter"] for r in rows))
+            ],
             anomalies=counts,
             recent_anomalies=[
                 schemas.AnomalyView(
-                    anomaly=row["anomaly"], counter=row["counter"], reference=row["reference"],
-                    accepted_at=row["accepted_at"], found_at=row["found_at"],
+                    anomaly=row["anomaly"],
+                    counter=row["counter"],
+                    reference=row["reference"],
+                    accepted_at=row["accepted_at"],
+                    found_at=row["found_at"],
                 )
                 for row in anomalies[:RECENT_ANOMALIES]
             ],

@@ -84,7 +84,9 @@ def decode_cursor(text: str, id_types: dict[int, type]) -> Position:
 T = TypeVar("T")
 
 
-def newest(sources: Iterable[Sequence[tuple[Position, T]]], limit: int) -> tuple[list[tuple[Position, T]], bool]:
+def newest(
+    sources: Iterable[Sequence[tuple[Position, T]]], limit: int
+) -> tuple[list[tuple[Position, T]], bool]:
     """The ``limit`` newest items of several sources, each already sorted newest first, and
     whether more remain.  Each source must hold *more* than ``limit`` items when it has more than
     it returned (the caller asks each for ``limit + 1``): then "more remain" is exact."""

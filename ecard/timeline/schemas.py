@@ -25,7 +25,9 @@ class TimelineVerification(msgspec.Struct, kw_only=True, tag_field="kind", tag="
     region: str | None  # the issuing region the code named
 
 
-class TimelineTerminalAcceptance(msgspec.Struct, kw_only=True, tag_field="kind", tag="terminal_acceptance"):
+class TimelineTerminalAcceptance(
+    msgspec.Struct, kw_only=True, tag_field="kind", tag="terminal_acceptance"
+):
     """An acceptance at a terminal, signed offline and uploaded later (time: the terminal's clock)."""
 
     at: dt.datetime
@@ -68,7 +70,11 @@ class TimelineCardEvent(msgspec.Struct, kw_only=True, tag_field="kind", tag="car
 
 
 TimelineItem = (
-    TimelineVerification | TimelineTerminalAcceptance | TimelineLogin | TimelineConsentAccess | TimelineCardEvent
+    TimelineVerification
+    | TimelineTerminalAcceptance
+    | TimelineLogin
+    | TimelineConsentAccess
+    | TimelineCardEvent
 )
 
 

@@ -64,7 +64,11 @@ LOGIN_ACTIONS = {"oidc.login.approve": "approved", "oidc.login.deny": "denied"}
 # are of one type, which a cursor must match.
 RANK_CARD_EVENT, RANK_VERIFICATION, RANK_TERMINAL, RANK_LOGIN, RANK_CONSENT = 4, 3, 2, 1, 0
 ID_TYPES: dict[int, type] = {
-    RANK_CARD_EVENT: int, RANK_VERIFICATION: int, RANK_TERMINAL: int, RANK_LOGIN: int, RANK_CONSENT: str,
+    RANK_CARD_EVENT: int,
+    RANK_VERIFICATION: int,
+    RANK_TERMINAL: int,
+    RANK_LOGIN: int,
+    RANK_CONSENT: str,
 }
 SECOND, MILLISECOND, MICRO = 1_000_000, 1_000, 1  # microseconds per stored unit of each time column
 
@@ -84,13 +88,24 @@ class Lineage:
 
 
 def _after(
-    condition: Combinable, time_column: Column, id_column: Column, cursor: Position | None, rank: int, unit: int
+    condition: Combinable,
+    time_column: Column,
+    id_column: Column,
+    cursor: Position | None,
+    rank: int,
+    unit: int,
 ) -> Combinable:
     """``condition``, narrowed to the rows that come after ``cursor`` in the timeline's order."""
-    return condition if cursor is None else condition & _older(time_column, id_column, cursor, rank, unit)
+    return (
+        condition
+        if cursor is None
+        else condition & _older(time_column, id_column, cursor, rank, unit)
+    )
 
 
-def _older(time_column: Column, id_column: Column, cursor: Position, rank: int, unit: int) -> Combinable:
+def _older(
+    time_column: Column, id_column: Column, cursor: Position, rank: int, unit: int
+) -> Combinable:
     """Rows of one source that come after ``cursor`` in the timeline's order: older, or as old
     and lower in (rank, id).  Always led by a plain range on the time (``<`` or ``<=``), which the
     database uses as the index condition: a deep page starts where the cursor is, it does not
@@ -116,16 +131,25 @@ class TimelineService:
 
     async def lineage(self, holder: HolderPrincipal) -> Lineage:
         """The cards of the person whose e-card the holder uses (e-card → its card → the person)."""
-        row = await ECard.select(ECard.card.person.as_alias("person")).where(ECard.id == holder.ecard_id).first()
+        row = (
+            await ECard.select(ECard.card.person.as_alias("person"))
+            .where(ECard.id == holder.ecard_id)
+            .first()
+        )
         if row is None:
             raise AppError("ecard_not_found")
         person_id = row["person"]
-        cards = await Card.select(Card.id, Card.card_number, Card.chip_reference).where(Card.person == person_id)
+        cards = await Card.select(Card.id, Card.card_number, Card.chip_reference).where(
+            Card.person == person_id
+        )
         card_ids = [c["id"] for c in cards]
         ecards = await ECard.select(ECard.id).where(ECard.card.is_in(card_ids)) if card_ids else []
         certificates = (
-            await HceCertificate.select(HceCertificate.id, HceCertificate.card).where(HceCertificate.card.is_in(card_ids))
-            if card_ids else []
+            await HceCertificate.select(HceCertificate.id, HceCertificate.card).where(
+                HceCertificate.card.is_in(card_ids)
+            )
+            if card_ids
+            else []
         )
         key = self.platform.pseudonym_key
         return Lineage(
@@ -137,7 +161,9 @@ class TimelineService:
             ecards=tuple(e["id"] for e in ecards),
         )
 
-    async def timeline(self, holder: HolderPrincipal, limit: int, before: str | None) -> schemas.TimelinePage:
+    async def timeline(
+        self, holder: HolderPrincipal, limit: int, before: str | None
+    ) -> schemas.TimelinePage:
         """The ``limit`` newest items older than ``before`` (a ``next`` of an earlier page), newest
         first, and the cursor of the page after, if any.  Raises ``validation_failed`` for a limit
         outside 1..100 and ``timeline_cursor_invalid`` for a cursor this service did not give."""
@@ -150,7 +176,10 @@ class TimelineService:
         lineage = await self.lineage(holder)
         fetch = limit + 1
         readers: list[Awaitable[list[Entry]]] = [
-            *(self._verifications(lineage, pseudonym, cursor, fetch) for pseudonym in lineage.pseudonyms),
+            *(
+                self._verifications(lineage, pseudonym, cursor, fetch)
+                for pseudonym in lineage.pseudonyms
+            ),
             self._terminal_acceptances(lineage, cursor, fetch),
             self._logins(lineage, cursor, fetch),
             self._consent_accesses(lineage, cursor, fetch),
@@ -165,7 +194,9 @@ class TimelineService:
 
     # --- the sources: each reads its ``fetch`` newest rows after the cursor, by an indexed condition
     @staticmethod
-    async def _verifications(lineage: Lineage, pseudonym: str, cursor: Position | None, fetch: int) -> list[Entry]:
+    async def _verifications(
+        lineage: Lineage, pseudonym: str, cursor: Position | None, fetch: int
+    ) -> list[Entry]:
         """One card at a time: ``(pseudonym, at, id)`` is indexed, so each read is a range scan."""
         v = CodeVerification
         rows = (
@@ -179,15 +210,21 @@ class TimelineService:
             (
                 Position(micros(_utc(r["at"])), RANK_VERIFICATION, r["id"]),
                 schemas.TimelineVerification(
-                    at=_utc(r["at"]), card=card, verifier_id=r["verifier"], verifier_name=None,
-                    result=r["result"], region=r["region"],
+                    at=_utc(r["at"]),
+                    card=card,
+                    verifier_id=r["verifier"],
+                    verifier_name=None,
+                    result=r["result"],
+                    region=r["region"],
                 ),
             )
             for r in rows
         ]
 
     @staticmethod
-    async def _terminal_acceptances(lineage: Lineage, cursor: Position | None, fetch: int) -> list[Entry]:
+    async def _terminal_acceptances(
+        lineage: Lineage, cursor: Position | None, fetch: int
+    ) -> list[Entry]:
         t = TerminalRecord
         mine: list[Combinable] = []
         if lineage.chip_references:
@@ -205,16 +242,25 @@ class TimelineService:
         )
         entries: list[Entry] = []
         for r in rows:
-            by_reference = lineage.chip_references if r["kind"] == "card" else lineage.hce_certificates
+            by_reference = (
+                lineage.chip_references if r["kind"] == "card" else lineage.hce_certificates
+            )
             at = from_micros(r["accepted_at"] * SECOND)
-            entries.append((
-                Position(r["accepted_at"] * SECOND, RANK_TERMINAL, r["id"]),
-                schemas.TimelineTerminalAcceptance(
-                    at=at, card=lineage.masked[by_reference[r["reference"]]], terminal_id=r["terminal"],
-                    terminal_name=None, institution=None, medium=r["kind"], result=r["result"],
-                    reason=r["reason"] or None,
-                ),
-            ))
+            entries.append(
+                (
+                    Position(r["accepted_at"] * SECOND, RANK_TERMINAL, r["id"]),
+                    schemas.TimelineTerminalAcceptance(
+                        at=at,
+                        card=lineage.masked[by_reference[r["reference"]]],
+                        terminal_id=r["terminal"],
+                        terminal_name=None,
+                        institution=None,
+                        medium=r["kind"],
+                        result=r["result"],
+                        reason=r["reason"] or None,
+                    ),
+                )
+            )
         return entries
 
     @staticmethod
@@ -227,8 +273,14 @@ class TimelineService:
             await a.select(a.id, a.at, a.action, a.target_id, a.detail)
             .where(
                 _after(
-                    a.actor_id.is_in(list(lineage.ecards)) & (a.actor_kind == "holder") & a.action.is_in(sorted(LOGIN_ACTIONS)),
-                    a.at, a.id, cursor, RANK_LOGIN, MICRO,
+                    a.actor_id.is_in(list(lineage.ecards))
+                    & (a.actor_kind == "holder")
+                    & a.action.is_in(sorted(LOGIN_ACTIONS)),
+                    a.at,
+                    a.id,
+                    cursor,
+                    RANK_LOGIN,
+                    MICRO,
                 )
             )
             .order_by(a.at, a.id, ascending=False)
@@ -238,19 +290,39 @@ class TimelineService:
             (
                 Position(micros(_utc(r["at"])), RANK_LOGIN, r["id"]),
                 schemas.TimelineLogin(
-                    at=_utc(r["at"]), relying_party_id=r["target_id"], relying_party_name=None,
-                    result=LOGIN_ACTIONS[r["action"]], device=bool(_json(r["detail"], {}).get("device")),
+                    at=_utc(r["at"]),
+                    relying_party_id=r["target_id"],
+                    relying_party_name=None,
+                    result=LOGIN_ACTIONS[r["action"]],
+                    device=bool(_json(r["detail"], {}).get("device")),
                 ),
             )
             for r in rows
         ]
 
     @staticmethod
-    async def _consent_accesses(lineage: Lineage, cursor: Position | None, fetch: int) -> list[Entry]:
+    async def _consent_accesses(
+        lineage: Lineage, cursor: Position | None, fetch: int
+    ) -> list[Entry]:
         c = ConsentAccess
         rows = (
-            await c.select(c.id, c.at_ms, c.scopes, c.consent, c.consent.relying_party.as_alias("relying_party"))
-            .where(_after(c.consent.person == lineage.person_id, c.at_ms, c.id, cursor, RANK_CONSENT, MILLISECOND))
+            await c.select(
+                c.id,
+                c.at_ms,
+                c.scopes,
+                c.consent,
+                c.consent.relying_party.as_alias("relying_party"),
+            )
+            .where(
+                _after(
+                    c.consent.person == lineage.person_id,
+                    c.at_ms,
+                    c.id,
+                    cursor,
+                    RANK_CONSENT,
+                    MILLISECOND,
+                )
+            )
             .order_by(c.at_ms, c.id, ascending=False)
             .limit(fetch)
         )
@@ -258,8 +330,10 @@ class TimelineService:
             (
                 Position(r["at_ms"] * MILLISECOND, RANK_CONSENT, r["id"]),
                 schemas.TimelineConsentAccess(
-                    at=from_micros(r["at_ms"] * MILLISECOND), consent_id=r["consent"],
-                    relying_party_id=r["relying_party"], relying_party_name=None,
+                    at=from_micros(r["at_ms"] * MILLISECOND),
+                    consent_id=r["consent"],
+                    relying_party_id=r["relying_party"],
+                    relying_party_name=None,
                     scopes=[str(s) for s in _json(r["scopes"], [])],
                 ),
             )
@@ -270,16 +344,32 @@ class TimelineService:
     async def _card_events(lineage: Lineage, cursor: Position | None, fetch: int) -> list[Entry]:
         e = CardStatusEvent
         rows = (
-            await e.select(e.id, e.at, e.card, e.from_status, e.to_status)
-            .where(_after(e.card.is_in(sorted(lineage.masked)), e.at, e.id, cursor, RANK_CARD_EVENT, MICRO))
-            .order_by(e.at, e.id, ascending=False)
-            .limit(fetch)
-        ) if lineage.masked else []
+            (
+                await e.select(e.id, e.at, e.card, e.from_status, e.to_status)
+                .where(
+                    _after(
+                        e.card.is_in(sorted(lineage.masked)),
+                        e.at,
+                        e.id,
+                        cursor,
+                        RANK_CARD_EVENT,
+                        MICRO,
+                    )
+                )
+                .order_by(e.at, e.id, ascending=False)
+                .limit(fetch)
+            )
+            if lineage.masked
+            else []
+        )
         return [
             (
                 Position(micros(_utc(r["at"])), RANK_CARD_EVENT, r["id"]),
                 schemas.TimelineCardEvent(
-                    at=_utc(r["at"]), card=lineage.masked[r["card"]], status=r["to_status"], from_status=r["from_status"],
+                    at=_utc(r["at"]),
+                    card=lineage.masked[r["card"]],
+                    status=r["to_status"],
+                    from_status=r["from_status"],
                 ),
             )
             for r in rows
@@ -289,25 +379,36 @@ class TimelineService:
     @staticmethod
     async def _named(items: list[Any]) -> list[schemas.TimelineItem]:
         client_ids = {i.verifier_id for i in items if isinstance(i, schemas.TimelineVerification)}
-        client_ids |= {i.relying_party_id for i in items if isinstance(i, schemas.TimelineConsentAccess)}
-        terminal_ids = {i.terminal_id for i in items if isinstance(i, schemas.TimelineTerminalAcceptance)}
+        client_ids |= {
+            i.relying_party_id for i in items if isinstance(i, schemas.TimelineConsentAccess)
+        }
+        terminal_ids = {
+            i.terminal_id for i in items if isinstance(i, schemas.TimelineTerminalAcceptance)
+        }
         oidc_ids = {i.relying_party_id for i in items if isinstance(i, schemas.TimelineLogin)}
         clients = _by_id(
-            await ApiClient.select(ApiClient.id, ApiClient.name).where(ApiClient.id.is_in(sorted(client_ids)))
-            if client_ids else []
+            await ApiClient.select(ApiClient.id, ApiClient.name).where(
+                ApiClient.id.is_in(sorted(client_ids))
+            )
+            if client_ids
+            else []
         )
         terminals = {
             r["id"]: r
             for r in (
-                await Terminal.select(Terminal.id, Terminal.institution, Terminal.client.name.as_alias("name")).where(
-                    Terminal.id.is_in(sorted(terminal_ids))
-                )
-                if terminal_ids else []
+                await Terminal.select(
+                    Terminal.id, Terminal.institution, Terminal.client.name.as_alias("name")
+                ).where(Terminal.id.is_in(sorted(terminal_ids)))
+                if terminal_ids
+                else []
             )
         }
         relying_parties = _by_id(
-            await OidcClient.select(OidcClient.id, OidcClient.name).where(OidcClient.id.is_in(sorted(oidc_ids)))
-            if oidc_ids else []
+            await OidcClient.select(OidcClient.id, OidcClient.name).where(
+                OidcClient.id.is_in(sorted(oidc_ids))
+            )
+            if oidc_ids
+            else []
         )
         for item in items:
             if isinstance(item, schemas.TimelineVerification):
@@ -316,7 +417,10 @@ class TimelineService:
                 item.relying_party_name = clients.get(item.relying_party_id)
             elif isinstance(item, schemas.TimelineLogin):
                 item.relying_party_name = relying_parties.get(item.relying_party_id)
-            elif isinstance(item, schemas.TimelineTerminalAcceptance) and item.terminal_id in terminals:
+            elif (
+                isinstance(item, schemas.TimelineTerminalAcceptance)
+                and item.terminal_id in terminals
+            ):
                 item.terminal_name = terminals[item.terminal_id]["name"]
                 item.institution = terminals[item.terminal_id]["institution"]
         return items

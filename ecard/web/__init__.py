@@ -48,10 +48,13 @@ def page_responses(*, redirects: bool = False) -> dict[int, ResponseSpec]:
     unexpected failure stays problem+json); ``redirects`` adds the 303 back to the relying party."""
     statuses = {200, *(spec.status for spec in CATALOGUE.values())} - {500}
     specs = {
-        status: ResponseSpec(str, media_type=MediaType.HTML, description="a page", generate_examples=False)
+        status: ResponseSpec(
+            str, media_type=MediaType.HTML, description="a page", generate_examples=False
+        )
         for status in sorted(statuses)
     }
     if redirects:
-        specs[303] = ResponseSpec(None, description="on to the relying party's redirect URI", generate_examples=False)
+        specs[303] = ResponseSpec(
+            None, description="on to the relying party's redirect URI", generate_examples=False
+        )
     return specs
-

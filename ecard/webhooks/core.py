@@ -34,10 +34,24 @@ EVENT_TYPES: tuple[str, ...] = (
 ALL_EVENTS = "*"
 
 #: keys a payload's ``data`` must never carry (personal data); payloads name ids and statuses only
-PERSONAL_KEYS = frozenset({
-    "name", "full_name", "masked_name", "identity_number", "id_number", "card_number", "chip_serial",
-    "identification_code", "phone", "mobile", "address", "birth_date", "gender", "ethnicity",
-})
+PERSONAL_KEYS = frozenset(
+    {
+        "name",
+        "full_name",
+        "masked_name",
+        "identity_number",
+        "id_number",
+        "card_number",
+        "chip_serial",
+        "identification_code",
+        "phone",
+        "mobile",
+        "address",
+        "birth_date",
+        "gender",
+        "ethnicity",
+    }
+)
 MAX_DATA_KEYS = 16
 MAX_DATA_STRING = 128
 
@@ -81,12 +95,18 @@ def check_data(data: Mapping[str, Any]) -> None:
 
 def iso_time(at: float) -> str:
     """``at`` (epoch seconds) as ISO 8601 in UTC with milliseconds, e.g. ``2026-12-03T14:10:00.000Z``."""
-    return dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        dt.datetime.fromtimestamp(at, dt.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def payload(event_type: str, data: Mapping[str, Any], at: float) -> str:
     """The body sent, as Standard Webhooks shapes it: ``{"type", "timestamp", "data"}``."""
-    return msgspec.json.encode({"type": event_type, "timestamp": iso_time(at), "data": dict(data)}).decode()
+    return msgspec.json.encode(
+        {"type": event_type, "timestamp": iso_time(at), "data": dict(data)}
+    ).decode()
 
 
 def subscribed(event_types: Iterable[str], event_type: str) -> bool:
@@ -158,7 +178,9 @@ def rule_public_host(host: str) -> None:
     except ValueError:
         return
     if not address.is_global:
-        raise InvalidUrl("the URL must name a public host, not a private, loopback or reserved address")
+        raise InvalidUrl(
+            "the URL must name a public host, not a private, loopback or reserved address"
+        )
 
 
 # --- secrets and signatures ----------------------------------------------------------------------
@@ -194,7 +216,9 @@ def backoff(attempts: int, rng: random.Random | None = None) -> float:
     return base * (rng or random).uniform(1 - JITTER, 1 + JITTER)
 
 
-def next_attempt(attempts: int, window_start: float, now: float, rng: random.Random | None = None) -> float | None:
+def next_attempt(
+    attempts: int, window_start: float, now: float, rng: random.Random | None = None
+) -> float | None:
     """When to try again after ``attempts`` failed attempts, or None to give up: after
     :data:`MAX_ATTEMPTS`, or when the next try would fall past :data:`MAX_AGE` from the start
     of the retry window."""

@@ -55,7 +55,9 @@ def secret_context(endpoint_id: str, slot: str) -> str:
 def signing_secrets(platform: Platform, endpoint: dict[str, Any], now: float) -> list[str]:
     """The secrets that sign now: the current one, and the previous one until its overlap ends."""
     cipher = platform.field_cipher
-    found = [cipher.decrypt(bytes(endpoint["secret_enc"]), secret_context(endpoint["id"], "current"))]
+    found = [
+        cipher.decrypt(bytes(endpoint["secret_enc"]), secret_context(endpoint["id"], "current"))
+    ]
     previous, expires = endpoint["previous_secret_enc"], endpoint["previous_expires_at"]
     if previous is not None and expires is not None and now < expires:
         found.append(cipher.decrypt(bytes(previous), secret_context(endpoint["id"], "previous")))
@@ -83,13 +85,17 @@ async def claim_due(limit: int, now: float) -> list[dict[str, Any]]:
     claimed: list[dict[str, Any]] = []
     for row in due:
         token = secrets.token_hex(16)
-        got = await WebhookDelivery.update(
-            {WebhookDelivery.next_attempt_at: now + LEASE, WebhookDelivery.claim: token}
-        ).where(
-            (WebhookDelivery.id == row["id"])
-            & (WebhookDelivery.status == "pending")
-            & (WebhookDelivery.next_attempt_at <= now)
-        ).returning(*WebhookDelivery.all_columns())
+        got = (
+            await WebhookDelivery.update(
+                {WebhookDelivery.next_attempt_at: now + LEASE, WebhookDelivery.claim: token}
+            )
+            .where(
+                (WebhookDelivery.id == row["id"])
+                & (WebhookDelivery.status == "pending")
+                & (WebhookDelivery.next_attempt_at <= now)
+            )
+            .returning(*WebhookDelivery.all_columns())
+        )
         claimed.extend(got)
     return claimed
 
@@ -129,14 +135,23 @@ async def _record(row: dict[str, Any], outcome: Outcome, now: float) -> bool:
         WebhookDelivery.last_error: outcome.error,
     }
     if outcome.delivered:
-        values |= {WebhookDelivery.status: "delivered", WebhookDelivery.delivered_at: now, WebhookDelivery.next_attempt_at: None}
+        values |= {
+            WebhookDelivery.status: "delivered",
+            WebhookDelivery.delivered_at: now,
+            WebhookDelivery.next_attempt_at: None,
+        }
     else:
         retry_at = core.next_attempt(attempts, row["retry_since"], now)
         if retry_at is None:
-            values |= {WebhookDelivery.status: "failed_permanently", WebhookDelivery.next_attempt_at: None}
+            values |= {
+                WebhookDelivery.status: "failed_permanently",
+                WebhookDelivery.next_attempt_at: None,
+            }
         else:
             values[WebhookDelivery.next_attempt_at] = retry_at
-    await WebhookDelivery.update(values).where((WebhookDelivery.id == row["id"]) & (WebhookDelivery.claim == row["claim"]))
+    await WebhookDelivery.update(values).where(
+        (WebhookDelivery.id == row["id"]) & (WebhookDelivery.claim == row["claim"])
+    )
     return outcome.delivered
 
 
@@ -144,15 +159,21 @@ async def _give_up(row: dict[str, Any], error: str) -> None:
     """End a claimed delivery without sending it (no usable endpoint)."""
     await WebhookDelivery.update(
         {
-            WebhookDelivery.status: "failed_permanently", WebhookDelivery.next_attempt_at: None,
-            WebhookDelivery.claim: None, WebhookDelivery.last_error: error,
+            WebhookDelivery.status: "failed_permanently",
+            WebhookDelivery.next_attempt_at: None,
+            WebhookDelivery.claim: None,
+            WebhookDelivery.last_error: error,
         }
     ).where((WebhookDelivery.id == row["id"]) & (WebhookDelivery.claim == row["claim"]))
 
 
 async def _attempt(
-    platform: Platform, http: httpx.AsyncClient, row: dict[str, Any], endpoint: dict[str, Any] | None,
-    now: float | None, gate: asyncio.Semaphore,
+    platform: Platform,
+    http: httpx.AsyncClient,
+    row: dict[str, Any],
+    endpoint: dict[str, Any] | None,
+    now: float | None,
+    gate: asyncio.Semaphore,
 ) -> bool:
     if endpoint is None or endpoint["status"] != "active":
         await _give_up(row, "no active endpoint")
@@ -169,16 +190,23 @@ async def _attempt(
     return await _record(row, outcome, time.time() if now is None else now)
 
 
-async def deliver_pass(platform: Platform, *, limit: int = 50, now: float | None = None) -> tuple[int, int]:
+async def deliver_pass(
+    platform: Platform, *, limit: int = 50, now: float | None = None
+) -> tuple[int, int]:
     """One pass: (deliveries claimed, deliveries delivered)."""
     claimed = await claim_due(limit, time.time() if now is None else now)
     if not claimed:
         return 0, 0
     endpoints = await _endpoints({row["client"] for row in claimed})
     gate = asyncio.Semaphore(PARALLEL)
-    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT, follow_redirects=False, trust_env=False) as http:
+    async with httpx.AsyncClient(
+        timeout=REQUEST_TIMEOUT, follow_redirects=False, trust_env=False
+    ) as http:
         results = await asyncio.gather(
-            *(_attempt(platform, http, row, endpoints.get(row["client"]), now, gate) for row in claimed)
+            *(
+                _attempt(platform, http, row, endpoints.get(row["client"]), now, gate)
+                for row in claimed
+            )
         )
     return len(claimed), sum(results)
 
@@ -196,14 +224,23 @@ PURGE_INTERVAL = 3600.0
 async def purge_log(platform: Platform, *, now: float | None = None) -> int:
     """Delete the finished deliveries (``delivered``, ``failed_permanently``) of events older than
     ``webhook_retention_days``; pending ones are never purged.  Returns how many went."""
-    cutoff = (time.time() if now is None else now) - platform.settings.webhook_retention_days * 86_400
-    gone = await WebhookDelivery.delete().where(
-        WebhookDelivery.status.is_in(["delivered", "failed_permanently"]) & (WebhookDelivery.created_at < cutoff)
-    ).returning(WebhookDelivery.id)
+    cutoff = (
+        time.time() if now is None else now
+    ) - platform.settings.webhook_retention_days * 86_400
+    gone = (
+        await WebhookDelivery.delete()
+        .where(
+            WebhookDelivery.status.is_in(["delivered", "failed_permanently"])
+            & (WebhookDelivery.created_at < cutoff)
+        )
+        .returning(WebhookDelivery.id)
+    )
     return len(gone)
 
 
-async def run_worker(platform: Platform, stop: asyncio.Event, interval: float, limit: int = 50) -> None:
+async def run_worker(
+    platform: Platform, stop: asyncio.Event, interval: float, limit: int = 50
+) -> None:
     """Deliver until ``stop`` is set: a full pass goes on at once, otherwise waits ``interval``.
     A failing pass (the database away) is logged and tried again after the interval.  Once an
     hour the log is purged (:func:`purge_log`)."""
@@ -227,10 +264,11 @@ async def background(platform: Platform) -> AsyncIterator[None]:
     """The delivery worker for one process, every ``webhook_poll_seconds``; on the way out it
     finishes the requests in flight (each bounded by the request timeout)."""
     stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(platform, stop, platform.settings.webhook_poll_seconds), name="webhook-delivery")
+    task = asyncio.create_task(
+        run_worker(platform, stop, platform.settings.webhook_poll_seconds), name="webhook-delivery"
+    )
     try:
         yield
     finally:
         stop.set()
         await asyncio.gather(task, return_exceptions=True)
-

@@ -23,7 +23,9 @@ def _types(value: Any) -> list[str]:
     return json.loads(value) if isinstance(value, str) else list(value or [])
 
 
-async def enqueue(event_type: str, client_id: str, data: dict[str, Any], *, at: float | None = None) -> str | None:
+async def enqueue(
+    event_type: str, client_id: str, data: dict[str, Any], *, at: float | None = None
+) -> str | None:
     """Write one pending delivery of ``event_type`` with ``data`` (ids and statuses only) for
     ``client_id`` when that client has an active endpoint subscribed to the type; return its id
     (the ``webhook-id``), or None when nothing is to be sent.  ``at`` (epoch seconds, default
@@ -48,13 +50,22 @@ async def enqueue_many(
     rows = await WebhookEndpoint.select(WebhookEndpoint.client, WebhookEndpoint.event_types).where(
         WebhookEndpoint.client.is_in(wanted) & (WebhookEndpoint.status == "active")
     )
-    subscribers = {row["client"] for row in rows if core.subscribed(_types(row["event_types"]), event_type)}
+    subscribers = {
+        row["client"] for row in rows if core.subscribed(_types(row["event_types"]), event_type)
+    }
     at = time.time() if at is None else at
     body = core.payload(event_type, data, at)
     deliveries = [
         WebhookDelivery(
-            id=core.new_delivery_id(), client=client_id, event_type=event_type, payload=body,
-            created_at=at, retry_since=at, status="pending", attempts=0, next_attempt_at=at,
+            id=core.new_delivery_id(),
+            client=client_id,
+            event_type=event_type,
+            payload=body,
+            created_at=at,
+            retry_since=at,
+            status="pending",
+            attempts=0,
+            next_attempt_at=at,
         )
         for client_id in wanted
         if client_id in subscribers

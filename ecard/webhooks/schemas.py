@@ -7,7 +7,14 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 #: ecard.webhooks.core.EVENT_TYPES, as the API spells them; ``*`` is every type
-EventType = Literal["card.status_changed", "card.replaced", "ecard.unbound", "ecard.issued_elsewhere", "person.deceased", "*"]
+EventType = Literal[
+    "card.status_changed",
+    "card.replaced",
+    "ecard.unbound",
+    "ecard.issued_elsewhere",
+    "person.deceased",
+    "*",
+]
 DeliveryStatus = Literal["pending", "delivered", "failed_permanently"]
 EndpointStatus = Literal["active", "disabled"]
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]

@@ -204,7 +204,9 @@ async def anchor_pending_once(
     process that does not get the lock skips the pass."""
     if ledger.engine.engine_type == "postgres":
         async with ledger.engine.transaction():
-            rows = await LedgerAnchor.raw("SELECT pg_try_advisory_xact_lock({}) AS locked", _ANCHOR_LOCK)
+            rows = await LedgerAnchor.raw(
+                "SELECT pg_try_advisory_xact_lock({}) AS locked", _ANCHOR_LOCK
+            )
             if not rows[0]["locked"]:
                 return AnchorProgress()
             return await _anchor_pass(ledger, chain, limit)

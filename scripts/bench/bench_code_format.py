@@ -136,8 +136,7 @@ def lists(key: ec.EllipticCurvePrivateKey, revoked: int) -> tuple[TrustStore, Re
         )
     )
     entries = (
-        RevokedCard(region=REGION, pseudonym=n.to_bytes(16, "big"))
-        for n in range(1, revoked + 1)
+        RevokedCard(region=REGION, pseudonym=n.to_bytes(16, "big")) for n in range(1, revoked + 1)
     )
     revocations = RevocationSet.from_list(
         build_revocation_list(entries, version=1, issued_at=NOW - 60, next_update=NOW + 86_400)

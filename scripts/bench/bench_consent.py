@@ -76,7 +76,9 @@ BENCH_PASSWORD = "482915"
 
 
 class Actors:
-    def __init__(self, party: ClientPrincipal, holder: HolderPrincipal, identity_number: str) -> None:
+    def __init__(
+        self, party: ClientPrincipal, holder: HolderPrincipal, identity_number: str
+    ) -> None:
         self.party, self.holder, self.identity_number = party, holder, identity_number
 
 
@@ -86,20 +88,31 @@ async def make_actors(platform: Platform) -> Actors:
     number = first17 + check_digit(first17)
     registry = RegistryService(platform)
     person = await registry.create_person(
-        registry_schemas.PersonCreate(name="张小三", gender="1", identity_number=number, region="330000"), operator
+        registry_schemas.PersonCreate(
+            name="张小三", gender="1", identity_number=number, region="330000"
+        ),
+        operator,
     )
     card = await registry.create_card(
         registry_schemas.CardCreate(
-            person_id=person.id, card_number="C" + uuid.uuid4().hex[:10].upper(), region="330000",
-            chip_serial=uuid.uuid4().hex[:16].upper(), identification_code=uuid.uuid4().hex[:24].upper(),
-            issue_date=dt.date(2024, 1, 1), expiry_date=dt.date(2034, 1, 1),
+            person_id=person.id,
+            card_number="C" + uuid.uuid4().hex[:10].upper(),
+            region="330000",
+            chip_serial=uuid.uuid4().hex[:16].upper(),
+            identification_code=uuid.uuid4().hex[:24].upper(),
+            issue_date=dt.date(2024, 1, 1),
+            expiry_date=dt.date(2034, 1, 1),
         ),
         operator,
     )
     await seed_demo_data(platform, person.id)
-    await provision_password(platform, person.id, BENCH_PASSWORD, operator.actor)  # approvals step up with it
+    await provision_password(
+        platform, person.id, BENCH_PASSWORD, operator.actor
+    )  # approvals step up with it
     view = await AccessService(platform).create_client(
-        registry_schemas.ClientCreate(kind="relying_party", name=f"bench-rp-{uuid.uuid4().hex[:6]}", entitlements=list(SCOPES)),
+        registry_schemas.ClientCreate(
+            kind="relying_party", name=f"bench-rp-{uuid.uuid4().hex[:6]}", entitlements=list(SCOPES)
+        ),
         "operator:bench",
     )
     party = ClientPrincipal(view.id, view.kind, view.name, ("*",), tuple(view.entitlements))
@@ -108,13 +121,22 @@ async def make_actors(platform: Platform) -> Actors:
 
 def request(actors: Actors) -> schemas.RequestCreate:
     return schemas.RequestCreate(
-        holder=schemas.HolderRef(actors.identity_number), scopes=["card.status"],
-        purpose_code="loan_application", duration_seconds=86_400,
+        holder=schemas.HolderRef(actors.identity_number),
+        scopes=["card.status"],
+        purpose_code="loan_application",
+        duration_seconds=86_400,
     )
 
 
-async def open_bench_platform(database_url: str, keys_dir: str, rpc_url: str | None = None) -> Platform:
-    environ = {"ECARD_DATABASE_URL": database_url, "ECARD_KEYS_DIR": keys_dir, "ECARD_LOG_LEVEL": "ERROR", "ECARD_LEDGER_SEAL_INTERVAL": "1.0"}
+async def open_bench_platform(
+    database_url: str, keys_dir: str, rpc_url: str | None = None
+) -> Platform:
+    environ = {
+        "ECARD_DATABASE_URL": database_url,
+        "ECARD_KEYS_DIR": keys_dir,
+        "ECARD_LOG_LEVEL": "ERROR",
+        "ECARD_LEDGER_SEAL_INTERVAL": "1.0",
+    }
     if rpc_url:
         environ["ECARD_LEDGER_RPC_URL"] = rpc_url
     settings = load_settings(environ)
@@ -124,19 +146,32 @@ async def open_bench_platform(database_url: str, keys_dir: str, rpc_url: str | N
 async def fill_outbox(platform: Platform, actors: Actors, events: int) -> None:
     """``events`` committed outbox rows (four events per consent, as request/grant/access/revoke)."""
     service = ConsentService(platform)
-    consent_ids = [(await service.create_request(actors.party, request(actors))).id for _ in range(max(1, events // 4))]
+    consent_ids = [
+        (await service.create_request(actors.party, request(actors))).id
+        for _ in range(max(1, events // 4))
+    ]
     await drain(platform)
-    commitments = {row["id"]: bytes(row["commitment"]) for row in await Consent.select(Consent.id, Consent.commitment)}
+    commitments = {
+        row["id"]: bytes(row["commitment"])
+        for row in await Consent.select(Consent.id, Consent.commitment)
+    }
     rows = [
-        ConsentEvent(consent=consent_ids[i % len(consent_ids)], event="accessed", time_ms=int(time.time() * 1000),
-                     relying_party=actors.party.id, commitment=commitments[consent_ids[i % len(consent_ids)]])
+        ConsentEvent(
+            consent=consent_ids[i % len(consent_ids)],
+            event="accessed",
+            time_ms=int(time.time() * 1000),
+            relying_party=actors.party.id,
+            commitment=commitments[consent_ids[i % len(consent_ids)]],
+        )
         for i in range(events)
     ]
     for start in range(0, len(rows), 2000):
         await ConsentEvent.insert(*rows[start : start + 2000])
 
 
-async def bench_relay_and_proofs(name: str, database_url: str, keys_dir: str, events: int, baseline: float) -> dict:
+async def bench_relay_and_proofs(
+    name: str, database_url: str, keys_dir: str, events: int, baseline: float
+) -> dict:
     platform = await open_bench_platform(database_url, keys_dir)
     try:
         actors = await make_actors(platform)
@@ -146,7 +181,12 @@ async def bench_relay_and_proofs(name: str, database_url: str, keys_dir: str, ev
         relay_rate = appended / (time.perf_counter() - start)
         ledger = await consent_ledger(platform)
         await ledger.seal()
-        seqs = [row["seq"] for row in await ConsentEvent.select(ConsentEvent.seq).order_by(ConsentEvent.id, ascending=False).limit(300)]
+        seqs = [
+            row["seq"]
+            for row in await ConsentEvent.select(ConsentEvent.seq)
+            .order_by(ConsentEvent.id, ascending=False)
+            .limit(300)
+        ]
         start = time.perf_counter()
         histories = [await ledger.history_proof(seq) for seq in seqs]
         served = len(histories) / (time.perf_counter() - start)
@@ -155,10 +195,18 @@ async def bench_relay_and_proofs(name: str, database_url: str, keys_dir: str, ev
             verify_history(history, ledger.public_key)
         verified = len(histories) / (time.perf_counter() - start)
         entries_per_history = statistics.mean(len(h.entries) for h in histories)
-        print(f"[{name}] relay: {appended} appends with receipts in batches of {RELAY_BATCH:,}: {relay_rate:,.0f}/s "
-              f"({relay_rate / baseline:.2f}× raw Ed25519 verify)")
-        print(f"[{name}] history proofs (≈{entries_per_history:.0f} entries each): served {served:,.0f}/s, verified {verified:,.0f}/s")
-        return {"relay_per_s": relay_rate, "proofs_served_per_s": served, "proofs_verified_per_s": verified}
+        print(
+            f"[{name}] relay: {appended} appends with receipts in batches of {RELAY_BATCH:,}: {relay_rate:,.0f}/s "
+            f"({relay_rate / baseline:.2f}× raw Ed25519 verify)"
+        )
+        print(
+            f"[{name}] history proofs (≈{entries_per_history:.0f} entries each): served {served:,.0f}/s, verified {verified:,.0f}/s"
+        )
+        return {
+            "relay_per_s": relay_rate,
+            "proofs_served_per_s": served,
+            "proofs_verified_per_s": verified,
+        }
     finally:
         await platform.close()
 
@@ -181,24 +229,36 @@ async def bench_chain_transactions(database_url: str, keys_dir: str, events: int
         await fill_outbox(platform, actors, events)  # relays and seals the requests made on the way
         await ledger.seal()
         await anchor_pending_once(ledger, chain)
-        before, blocks_before = await w3.eth.get_transaction_count(admin), (await ledger.latest_block()).number
-        while await relay_once(platform, limit=1000):  # 1,000 at a time, sealed after each (a 1 s sealer at 1,000/s)
+        before, blocks_before = (
+            await w3.eth.get_transaction_count(admin),
+            (await ledger.latest_block()).number,
+        )
+        while await relay_once(
+            platform, limit=1000
+        ):  # 1,000 at a time, sealed after each (a 1 s sealer at 1,000/s)
             await ledger.seal()
         progress = await anchor_pending_once(ledger, chain, limit=1000)
         sent = await w3.eth.get_transaction_count(admin) - before
         blocks = (await ledger.latest_block()).number - blocks_before
-        print(f"chain: {events:,} consent events → {blocks} blocks → {sent} chain transactions (confirmed {progress.confirmed})")
+        print(
+            f"chain: {events:,} consent events → {blocks} blocks → {sent} chain transactions (confirmed {progress.confirmed})"
+        )
         return {"events": events, "blocks": blocks, "transactions": sent}
     finally:
         await platform.close()
 
 
-async def bench_approvals(database_url: str, keys_dir: str, approvals: int, rpc_url: str | None, label: str) -> dict:
+async def bench_approvals(
+    database_url: str, keys_dir: str, approvals: int, rpc_url: str | None, label: str
+) -> dict:
     platform = await open_bench_platform(database_url, keys_dir, rpc_url)
     try:
         actors = await make_actors(platform)
         service = ConsentService(platform)
-        pending = [(await service.create_request(actors.party, request(actors))).id for _ in range(approvals)]
+        pending = [
+            (await service.create_request(actors.party, request(actors))).id
+            for _ in range(approvals)
+        ]
         async with background(platform):  # relay, sealer and (with an RPC URL) the anchor worker
             round_trips = []
             for _ in range(200):
@@ -208,13 +268,17 @@ async def bench_approvals(database_url: str, keys_dir: str, approvals: int, rpc_
             latencies = []
             for consent_id in pending:
                 start = time.perf_counter()
-                await service.approve(actors.holder, consent_id, schemas.Approval(password=BENCH_PASSWORD))
+                await service.approve(
+                    actors.holder, consent_id, schemas.Approval(password=BENCH_PASSWORD)
+                )
                 latencies.append(time.perf_counter() - start)
         latencies.sort()
         median, p99 = statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
         base = statistics.median(round_trips)
-        print(f"approval latency, {label}: median {median * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms "
-              f"({median / base:.1f}× one SQL round trip of {base * 1000:.3f} ms)")
+        print(
+            f"approval latency, {label}: median {median * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms "
+            f"({median / base:.1f}× one SQL round trip of {base * 1000:.3f} ms)"
+        )
         return {"median_ms": median * 1000, "p99_ms": p99 * 1000, "sql_round_trip_ms": base * 1000}
     finally:
         await platform.close()
@@ -250,7 +314,9 @@ def drop_database(server_url: str, database_url: str) -> None:
     async def drop() -> None:
         conn = await asyncpg.connect(server_url)
         try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{urlparse(database_url).path.lstrip("/")}" WITH (FORCE)')
+            await conn.execute(
+                f'DROP DATABASE IF EXISTS "{urlparse(database_url).path.lstrip("/")}" WITH (FORCE)'
+            )
         finally:
             await conn.close()
 
@@ -271,7 +337,9 @@ def anvil_node(tmp: Path):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--approvals", type=int, default=300)
     parser.add_argument("--postgres", default=os.environ.get("ECARD_TEST_POSTGRES_URL", DEFAULT_PG))
@@ -289,7 +357,9 @@ def main() -> None:
     else:
         print(f"PostgreSQL at {args.postgres} not reachable: skipped")
     for name, url in backends:
-        results[f"{name}_relay"] = asyncio.run(bench_relay_and_proofs(name, url, keys_dir, args.events, baseline))
+        results[f"{name}_relay"] = asyncio.run(
+            bench_relay_and_proofs(name, url, keys_dir, args.events, baseline)
+        )
     if pg:
         drop_database(args.postgres, pg)
     results["chain"] = asyncio.run(bench_chain_transactions(f"sqlite:///{tmp}/chain.db", keys_dir))
@@ -297,13 +367,17 @@ def main() -> None:
     try:
         up_url = node.url if node else None
         label_up = "chain node up (anvil)" if node else "no chain configured (anvil not installed)"
-        results["approval_chain_up"] = asyncio.run(bench_approvals(f"sqlite:///{tmp}/up.db", keys_dir, args.approvals, up_url, label_up))
+        results["approval_chain_up"] = asyncio.run(
+            bench_approvals(f"sqlite:///{tmp}/up.db", keys_dir, args.approvals, up_url, label_up)
+        )
     finally:
         if node:
             node.stop()
     dead = f"http://127.0.0.1:{free_port()}"
     results["approval_chain_down"] = asyncio.run(
-        bench_approvals(f"sqlite:///{tmp}/down.db", keys_dir, args.approvals, dead, "chain node down")
+        bench_approvals(
+            f"sqlite:///{tmp}/down.db", keys_dir, args.approvals, dead, "chain node down"
+        )
     )
     print(json.dumps(results, indent=2))
 

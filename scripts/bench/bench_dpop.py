@@ -47,13 +47,18 @@ from ecard.store.ephemeral import MemoryStore
 PATH = "/holder/v1/codes"
 
 
-def make_proofs(key: ec.EllipticCurvePrivateKey, jwk: dict, url: str, token: str | None, count: int) -> list[str]:
+def make_proofs(
+    key: ec.EllipticCurvePrivateKey, jwk: dict, url: str, token: str | None, count: int
+) -> list[str]:
     now = int(time.time())
     claims = {"htm": "POST", "htu": url, "iat": now}
     if token is not None:
         claims["ath"] = dpop.access_token_hash(token)
     header = {"typ": "dpop+jwt", "jwk": jwk}
-    return [jwt.encode({**claims, "jti": f"j{i}-{now}"}, key, algorithm="ES256", headers=header) for i in range(count)]
+    return [
+        jwt.encode({**claims, "jti": f"j{i}-{now}"}, key, algorithm="ES256", headers=header)
+        for i in range(count)
+    ]
 
 
 def rate(work: Callable[[int], None], seconds: float) -> float:
@@ -98,8 +103,12 @@ def main() -> None:
     time.sleep(0.01)
     now = time.time()
     expires = int(now) + 3600
-    bound = holder_access_token(platform, HolderAccess("s" * 32, "e" * 32, "c" * 32, "ch", now, expires, jkt))  # type: ignore[arg-type]
-    unbound = holder_access_token(platform, HolderAccess("s" * 32, "e" * 32, "c" * 32, "ch", now, expires))  # type: ignore[arg-type]
+    bound = holder_access_token(
+        platform, HolderAccess("s" * 32, "e" * 32, "c" * 32, "ch", now, expires, jkt)
+    )  # type: ignore[arg-type]
+    unbound = holder_access_token(
+        platform, HolderAccess("s" * 32, "e" * 32, "c" * 32, "ch", now, expires)
+    )  # type: ignore[arg-type]
 
     message = b"x" * 400  # about a proof's signing input
     der = key.sign(message, ec.ECDSA(hashes.SHA256()))
@@ -108,10 +117,16 @@ def main() -> None:
     def raw_verify(_: int) -> None:
         public.verify(der, message, ec.ECDSA(hashes.SHA256()))
 
-    results: dict[str, list[float]] = {name: [] for name in (
-        "raw ES256 verify", "check_proof", "check_proof, key cold", "authenticate_holder, Bearer",
-        "authenticate_holder, DPoP",
-    )}
+    results: dict[str, list[float]] = {
+        name: []
+        for name in (
+            "raw ES256 verify",
+            "check_proof",
+            "check_proof, key cold",
+            "authenticate_holder, Bearer",
+            "authenticate_holder, DPoP",
+        )
+    }
     pool = max(2000, int(args.seconds * 20_000))
 
     async def rounds() -> None:
@@ -120,7 +135,14 @@ def main() -> None:
             proofs = make_proofs(key, jwk, url, bound, pool)
 
             def warm(i: int, proofs: list[str] = proofs) -> None:
-                dpop.check_proof(proofs[i % pool], method="POST", url=url, now=time.time(), access_token=bound, expected_jkt=jkt)
+                dpop.check_proof(
+                    proofs[i % pool],
+                    method="POST",
+                    url=url,
+                    now=time.time(),
+                    access_token=bound,
+                    expected_jkt=jkt,
+                )
 
             def cold(i: int) -> None:
                 dpop._verifier.cache_clear()
@@ -130,17 +152,27 @@ def main() -> None:
             results["check_proof"].append(rate(warm, args.seconds))
             results["check_proof, key cold"].append(rate(cold, args.seconds))
             results["authenticate_holder, Bearer"].append(
-                await async_rate(lambda i: authenticate_holder(platform, f"Bearer {unbound}"), args.seconds)  # type: ignore[arg-type]
+                await async_rate(
+                    lambda i: authenticate_holder(platform, f"Bearer {unbound}"), args.seconds
+                )  # type: ignore[arg-type]
             )
-            fresh = make_proofs(key, jwk, url, bound, pool)  # each jti once: the store remembers them
-            results["authenticate_holder, DPoP"].append(await async_rate(
-                lambda i, fresh=fresh: authenticate_holder(
-                    platform, f"DPoP {bound}", DpopContext("POST", PATH, (fresh[i % pool],))  # type: ignore[arg-type]
-                ),
-                min(args.seconds, pool / 10_000),
-            ))
+            fresh = make_proofs(
+                key, jwk, url, bound, pool
+            )  # each jti once: the store remembers them
+            results["authenticate_holder, DPoP"].append(
+                await async_rate(
+                    lambda i, fresh=fresh: authenticate_holder(
+                        platform,
+                        f"DPoP {bound}",
+                        DpopContext("POST", PATH, (fresh[i % pool],)),  # type: ignore[arg-type]
+                    ),
+                    min(args.seconds, pool / 10_000),
+                )
+            )
 
-    print(f"DPoP proof checks, one core, {args.rounds} rounds of {args.seconds} s: median/s [min – max]")
+    print(
+        f"DPoP proof checks, one core, {args.rounds} rounds of {args.seconds} s: median/s [min – max]"
+    )
     asyncio.run(rounds())
     baseline = statistics.median(results["raw ES256 verify"])
     for name, rates in results.items():

@@ -172,7 +172,9 @@ async def bench_restart(ledger: Ledger, size: int, proofs: int, ed_verify: float
     measured here too, is what a restart did before tiles: read every leaf hash and rehash them),
     then serves proofs reading the tiles it lacks from the database."""
     start = time.perf_counter()
-    rows = await LedgerEntry.raw("SELECT entry_hash FROM ledger_entry WHERE seq < {} ORDER BY seq", size)
+    rows = await LedgerEntry.raw(
+        "SELECT entry_hash FROM ledger_entry WHERE seq < {} ORDER BY seq", size
+    )
     MerkleTree(bytes(row["entry_hash"]) for row in rows).root()
     rehash = time.perf_counter() - start
     restarted = Ledger(ledger.engine, ledger._log_key)  # the same log key, as a second worker has

@@ -40,13 +40,17 @@ from tests.live import HOLDER_PASSWORD, REDIRECT_URI, LiveServer, free_port, see
 
 PEER_DIR = Path(__file__).parent / "oidc_peer"
 PEER_SECRET = "bench-secret-bench-secret-bench-secret"
-BENCH_POLICY = json.dumps({"login_sessions_per_ip_minute": 10**7, "token_requests_per_ip_minute": 10**7})
+BENCH_POLICY = json.dumps(
+    {"login_sessions_per_ip_minute": 10**7, "token_requests_per_ip_minute": 10**7}
+)
 SCOPE = "openid profile ecard"
 
 
 def pkce() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
-    return verifier, base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(
+        b"="
+    ).decode()
 
 
 def basic(client_id: str, secret: str) -> dict[str, str]:
@@ -89,8 +93,16 @@ class Provider:
     rp_auth: dict[str, str]
 
     async def redeem(self, code: str, verifier: str) -> dict:
-        response = await self.http.post(self.token_path, headers=self.rp_auth, data={
-            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": verifier})
+        response = await self.http.post(
+            self.token_path,
+            headers=self.rp_auth,
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": REDIRECT_URI,
+                "code_verifier": verifier,
+            },
+        )
         if response.status_code != 200:
             raise RuntimeError(f"{self.name} token: {response.status_code} {response.text[:300]}")
         return response.json()
@@ -98,24 +110,41 @@ class Provider:
     async def login(self) -> None:
         code, verifier = await self.get_code()
         tokens = await self.redeem(code, verifier)
-        info = await self.http.get(self.userinfo_path, headers={"Authorization": f"Bearer {tokens['access_token']}"})
+        info = await self.http.get(
+            self.userinfo_path, headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
         if info.status_code != 200 or "sub" not in info.json():
             raise RuntimeError(f"{self.name} userinfo: {info.status_code} {info.text[:300]}")
 
 
-def ecard_provider(http: httpx.AsyncClient, client_id: str, client_secret: str, holder_token: str) -> Provider:
+def ecard_provider(
+    http: httpx.AsyncClient, client_id: str, client_secret: str, holder_token: str
+) -> Provider:
     holder = {"Authorization": f"Bearer {holder_token}"}
 
     async def get_code() -> tuple[str, str]:
         verifier, challenge = pkce()
         jar: dict[str, str] = {}
-        page = await http.get("/oidc/authorize", params={
-            "response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT_URI, "scope": SCOPE,
-            "state": "s", "nonce": "n", "code_challenge": challenge, "code_challenge_method": "S256"})
+        page = await http.get(
+            "/oidc/authorize",
+            params={
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": REDIRECT_URI,
+                "scope": SCOPE,
+                "state": "s",
+                "nonce": "n",
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            },
+        )
         cookies_of(page, jar)
         session_id = page.text.split('data-session="', 1)[1].split('"', 1)[0]
-        approved = await http.post(f"/holder/v1/logins/{session_id}/approve", headers=holder,
-                                   json={"password": HOLDER_PASSWORD})  # step-up: the seeded holder's password
+        approved = await http.post(
+            f"/holder/v1/logins/{session_id}/approve",
+            headers=holder,
+            json={"password": HOLDER_PASSWORD},
+        )  # step-up: the seeded holder's password
         if approved.status_code != 200:
             raise RuntimeError(f"ecard approve: {approved.status_code} {approved.text[:300]}")
         back = await http.post(f"/oidc/login/{session_id}/confirm", headers=cookie_header(jar))
@@ -123,26 +152,42 @@ def ecard_provider(http: httpx.AsyncClient, client_id: str, client_secret: str, 
             raise RuntimeError(f"ecard confirm: {back.status_code} {back.text[:300]}")
         return code_of(back.json()["location"]), verifier
 
-    return Provider("ecard", http, get_code, "/oidc/token", "/oidc/userinfo", basic(client_id, client_secret))
+    return Provider(
+        "ecard", http, get_code, "/oidc/token", "/oidc/userinfo", basic(client_id, client_secret)
+    )
 
 
 def peer_provider(http: httpx.AsyncClient) -> Provider:
     async def get_code() -> tuple[str, str]:
         verifier, challenge = pkce()
         jar: dict[str, str] = {}
-        auth = await http.get("/auth", params={
-            "response_type": "code", "client_id": "bench-rp", "redirect_uri": REDIRECT_URI, "scope": SCOPE,
-            "state": "s", "nonce": "n", "code_challenge": challenge, "code_challenge_method": "S256"})
+        auth = await http.get(
+            "/auth",
+            params={
+                "response_type": "code",
+                "client_id": "bench-rp",
+                "redirect_uri": REDIRECT_URI,
+                "scope": SCOPE,
+                "state": "s",
+                "nonce": "n",
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            },
+        )
         cookies_of(auth, jar)
         interaction = auth.headers.get("location", "")
         if not interaction.startswith("/interaction/"):
-            raise RuntimeError(f"oidc-provider /auth: {auth.status_code} {interaction or auth.text[:300]}")
+            raise RuntimeError(
+                f"oidc-provider /auth: {auth.status_code} {interaction or auth.text[:300]}"
+            )
         approved = await http.post(f"{interaction}/approve", headers=cookie_header(jar))
         cookies_of(approved, jar)
         resumed = await http.get(approved.headers["location"], headers=cookie_header(jar))
         return code_of(resumed.headers["location"]), verifier
 
-    return Provider("oidc-provider", http, get_code, "/token", "/me", basic("bench-rp", PEER_SECRET))
+    return Provider(
+        "oidc-provider", http, get_code, "/token", "/me", basic("bench-rp", PEER_SECRET)
+    )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -169,7 +214,9 @@ class Sample:
     cpu_ms: float  # server CPU per operation: what the rate would be on a quiet core
 
 
-async def timed(operation: Callable[[], Awaitable[object]], count: int, concurrency: int, pid: int) -> Sample:
+async def timed(
+    operation: Callable[[], Awaitable[object]], count: int, concurrency: int, pid: int
+) -> Sample:
     """Operations per second with ``concurrency`` in flight, and the server's CPU per operation."""
     remaining = iter(range(count))
 
@@ -197,9 +244,16 @@ def start_peer() -> tuple[subprocess.Popen, str]:
         subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=PEER_DIR, check=True)
     port = free_port()
     process = subprocess.Popen(
-        ["node", "server.js"], cwd=PEER_DIR, env={**os.environ, "PORT": str(port), "CLIENT_SECRET": PEER_SECRET,
-                                                   "REDIRECT_URI": REDIRECT_URI},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ["node", "server.js"],
+        cwd=PEER_DIR,
+        env={
+            **os.environ,
+            "PORT": str(port),
+            "CLIENT_SECRET": PEER_SECRET,
+            "REDIRECT_URI": REDIRECT_URI,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
@@ -221,16 +275,27 @@ async def main() -> None:
 
     server = LiveServer.start(policy=BENCH_POLICY)
     peer, peer_url = start_peer()
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    limits = httpx.Limits(
+        max_connections=args.concurrency, max_keepalive_connections=args.concurrency
+    )
     samples: dict[tuple[str, str], list[Sample]] = {}
     try:
         seeded = await seed(server.url)
         async with (
-            httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60, cookies=no_cookie_jar()) as ours_http,
-            httpx.AsyncClient(base_url=peer_url, limits=limits, timeout=60, cookies=no_cookie_jar()) as peer_http,
+            httpx.AsyncClient(
+                base_url=server.url, limits=limits, timeout=60, cookies=no_cookie_jar()
+            ) as ours_http,
+            httpx.AsyncClient(
+                base_url=peer_url, limits=limits, timeout=60, cookies=no_cookie_jar()
+            ) as peer_http,
         ):
             sides = [
-                (ecard_provider(ours_http, seeded.client_id, seeded.client_secret, seeded.holder_token), server.process.pid),
+                (
+                    ecard_provider(
+                        ours_http, seeded.client_id, seeded.client_secret, seeded.holder_token
+                    ),
+                    server.process.pid,
+                ),
                 (peer_provider(peer_http), peer.pid),
             ]
             for provider, pid in sides:  # warm up
@@ -250,16 +315,33 @@ async def main() -> None:
     def median(operation: str, side: str, field: str) -> float:
         return statistics.median(getattr(sample, field) for sample in samples[(operation, side)])
 
-    print(f"\none worker each, {args.logins} operations per run, {args.concurrency} in flight, "
-          f"median of {args.rounds} rounds; the load generator shares the machine")
-    print(f"{'':24}{'ecard':>10}{'oidc-provider':>15}{'ratio':>7}   server CPU ms/op: ecard, peer, ratio")
-    for operation, label in (("logins", "complete logins/s"), ("redemptions", "token redemptions/s")):
-        ours, theirs = median(operation, "ecard", "per_second"), median(operation, "oidc-provider", "per_second")
-        ours_cpu, theirs_cpu = median(operation, "ecard", "cpu_ms"), median(operation, "oidc-provider", "cpu_ms")
-        print(f"{label:24}{ours:>10.0f}{theirs:>15.0f}{ours / theirs:>7.2f}"
-              f"   {ours_cpu:6.2f} {theirs_cpu:6.2f} {theirs_cpu / ours_cpu:6.2f}")
+    print(
+        f"\none worker each, {args.logins} operations per run, {args.concurrency} in flight, "
+        f"median of {args.rounds} rounds; the load generator shares the machine"
+    )
+    print(
+        f"{'':24}{'ecard':>10}{'oidc-provider':>15}{'ratio':>7}   server CPU ms/op: ecard, peer, ratio"
+    )
+    for operation, label in (
+        ("logins", "complete logins/s"),
+        ("redemptions", "token redemptions/s"),
+    ):
+        ours, theirs = (
+            median(operation, "ecard", "per_second"),
+            median(operation, "oidc-provider", "per_second"),
+        )
+        ours_cpu, theirs_cpu = (
+            median(operation, "ecard", "cpu_ms"),
+            median(operation, "oidc-provider", "cpu_ms"),
+        )
+        print(
+            f"{label:24}{ours:>10.0f}{theirs:>15.0f}{ours / theirs:>7.2f}"
+            f"   {ours_cpu:6.2f} {theirs_cpu:6.2f} {theirs_cpu / ours_cpu:6.2f}"
+        )
     print("ratio > 1 means ecard is faster (for CPU: the peer spends more per operation)")
-    print("(ecard: granian + SQLite + in-process store; oidc-provider: node http + in-memory adapter)")
+    print(
+        "(ecard: granian + SQLite + in-process store; oidc-provider: node http + in-memory adapter)"
+    )
 
 
 if __name__ == "__main__":

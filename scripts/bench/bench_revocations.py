@@ -40,12 +40,20 @@ def registry_csv(path: Path, cards: int) -> None:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         for _ in range(cards):
-            writer.writerow({
-                "name": "张小三", "gender": "1", "ethnicity": "01", "identity_number": identity_number(),
-                "region": "330000", "card_number": "C" + uuid.uuid4().hex[:10].upper(),
-                "chip_serial": uuid.uuid4().hex[:16].upper(), "identification_code": uuid.uuid4().hex[:24].upper(),
-                "issue_date": "2024-01-01", "expiry_date": "2034-01-01",
-            })
+            writer.writerow(
+                {
+                    "name": "张小三",
+                    "gender": "1",
+                    "ethnicity": "01",
+                    "identity_number": identity_number(),
+                    "region": "330000",
+                    "card_number": "C" + uuid.uuid4().hex[:10].upper(),
+                    "chip_serial": uuid.uuid4().hex[:16].upper(),
+                    "identification_code": uuid.uuid4().hex[:24].upper(),
+                    "issue_date": "2024-01-01",
+                    "expiry_date": "2034-01-01",
+                }
+            )
 
 
 async def timed(make, repeat: int) -> float:  # type: ignore[no-untyped-def]
@@ -59,14 +67,21 @@ async def timed(make, repeat: int) -> float:  # type: ignore[no-untyped-def]
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cards", type=int, default=20_000)
     parser.add_argument("--looks", type=int, default=200)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ecard-bench-revocations-"))
     save_keyring(work / "keys", Keyring.create(["330000"]))
-    settings = load_settings({"ECARD_DATABASE_URL": f"sqlite:///{work}/ecard.db", "ECARD_KEYS_DIR": str(work / "keys"),
-                              "ECARD_LOG_LEVEL": "WARNING"})
+    settings = load_settings(
+        {
+            "ECARD_DATABASE_URL": f"sqlite:///{work}/ecard.db",
+            "ECARD_KEYS_DIR": str(work / "keys"),
+            "ECARD_LOG_LEVEL": "WARNING",
+        }
+    )
     platform = await open_platform(settings, migrate=True)
     try:
         registry_csv(work / "cards.csv", args.cards)
@@ -80,18 +95,27 @@ async def main() -> None:
         registry = RegistryService(platform)
         changes = []
         for status in ("active", "lost") * 5:
-            await registry.change_card_status(one_id, schemas.StatusChange(status=status, reason="bench"), "bench")
+            await registry.change_card_status(
+                one_id, schemas.StatusChange(status=status, reason="bench"), "bench"
+            )
             started = time.perf_counter()
             view = await trust.follow_registry(platform, view)
             changes.append(time.perf_counter() - started)
-        assert len(view.state.entries) == report.imported, (len(view.state.entries), report.imported)
+        assert len(view.state.entries) == report.imported, (
+            len(view.state.entries),
+            report.imported,
+        )
     finally:
         await platform.close()
     changed = statistics.median(changes)
     print(f"== revocation publishing, {report.imported} non-active cards (SQLite, one worker) ==")
     print(f"full read of every non-active card (baseline)   {full * 1000:9.2f} ms   1.0x")
-    print(f"look, nothing changed                           {unchanged * 1000:9.2f} ms   {full / unchanged:7.1f}x cheaper")
-    print(f"look, one card changed: new version published   {changed * 1000:9.2f} ms   {full / changed:7.1f}x cheaper")
+    print(
+        f"look, nothing changed                           {unchanged * 1000:9.2f} ms   {full / unchanged:7.1f}x cheaper"
+    )
+    print(
+        f"look, one card changed: new version published   {changed * 1000:9.2f} ms   {full / changed:7.1f}x cheaper"
+    )
 
 
 if __name__ == "__main__":

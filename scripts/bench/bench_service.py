@@ -23,13 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
-HELLO_APP = '''
+HELLO_APP = """
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
-'''
+"""
 
 
 def free_port() -> int:
@@ -50,10 +50,22 @@ def wait_for(port: int, timeout: float = 30) -> None:
 
 
 def wrk(
-    url: str, seconds: int, connections: int, headers: dict[str, str] | None = None, script: Path | None = None
+    url: str,
+    seconds: int,
+    connections: int,
+    headers: dict[str, str] | None = None,
+    script: Path | None = None,
 ) -> float:
     """Requests/s; ``script``: a wrk Lua script (POST bodies, rotating inputs)."""
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *(["-s", str(script)] if script else []), url]
+    cmd = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        *(["-s", str(script)] if script else []),
+        url,
+    ]
     for name, value in (headers or {}).items():
         cmd[1:1] = ["-H", f"{name}: {value}"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -65,7 +77,12 @@ def wrk(
 
 def rss_mib(pid: int) -> float:
     """RSS of the process tree's largest member (the granian worker)."""
-    pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+    pids = [pid] + [
+        int(p)
+        for p in subprocess.run(
+            ["pgrep", "-P", str(pid)], capture_output=True, text=True
+        ).stdout.split()
+    ]
     sizes = []
     for p in pids:
         status = Path(f"/proc/{p}/status")
@@ -80,8 +97,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--database-url", help="e.g. postgresql://postgres@127.0.0.1/bench (default: a SQLite file)")
-    parser.add_argument("--redis-url", help="e.g. redis://127.0.0.1:6379/14 (default: in-process store)")
+    parser.add_argument(
+        "--database-url", help="e.g. postgresql://postgres@127.0.0.1/bench (default: a SQLite file)"
+    )
+    parser.add_argument(
+        "--redis-url", help="e.g. redis://127.0.0.1:6379/14 (default: in-process store)"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk")
@@ -95,42 +116,72 @@ def main() -> None:
         "ECARD_KEYS_DIR": str(work / "keys"),
         "ECARD_LOG_LEVEL": "WARNING",
     }
-    subprocess.run([VENV_BIN / "ecard", "demo", "init", "--out", work / "demo.json"], env=env, check=True, cwd=work)
+    subprocess.run(
+        [VENV_BIN / "ecard", "demo", "init", "--out", work / "demo.json"],
+        env=env,
+        check=True,
+        cwd=work,
+    )
     demo = json.loads((work / "demo.json").read_text())
 
     results: dict[str, float] = {}
     hello_port = free_port()
     hello = subprocess.Popen(
-        [VENV_BIN / "granian", "--interface", "asgi", "--port", str(hello_port), "--no-ws", "hello:app"],
-        cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            VENV_BIN / "granian",
+            "--interface",
+            "asgi",
+            "--port",
+            str(hello_port),
+            "--no-ws",
+            "hello:app",
+        ],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for(hello_port)
-        results["baseline hello (granian, bare ASGI)"] = wrk(f"http://127.0.0.1:{hello_port}/", args.seconds, args.connections)
+        results["baseline hello (granian, bare ASGI)"] = wrk(
+            f"http://127.0.0.1:{hello_port}/", args.seconds, args.connections
+        )
     finally:
         hello.terminate()
         hello.wait()
 
     port = free_port()
     server = subprocess.Popen(
-        [VENV_BIN / "ecard", "serve", "--port", str(port)], env=env, cwd=work,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [VENV_BIN / "ecard", "serve", "--port", str(port)],
+        env=env,
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for(port)
         import httpx
 
         base = f"http://127.0.0.1:{port}"
-        token = httpx.post(f"{base}/operator/v1/login", json={"username": "demo-admin", "password": demo["operator"]["password"]}).json()["access_token"]
-        person_id = httpx.get(f"{base}/operator/v1/persons", headers={"Authorization": f"Bearer {token}"}).json()["items"][0]["id"]
+        token = httpx.post(
+            f"{base}/operator/v1/login",
+            json={"username": "demo-admin", "password": demo["operator"]["password"]},
+        ).json()["access_token"]
+        person_id = httpx.get(
+            f"{base}/operator/v1/persons", headers={"Authorization": f"Bearer {token}"}
+        ).json()["items"][0]["id"]
         rss_start = rss_mib(server.pid)
         results["GET /healthz"] = wrk(f"{base}/healthz", args.seconds, args.connections)
         results["GET /holder/v1/ecard (holder session)"] = wrk(
-            f"{base}/holder/v1/ecard", args.seconds, args.connections,
+            f"{base}/holder/v1/ecard",
+            args.seconds,
+            args.connections,
             {"Authorization": f"Bearer {demo['holder']['access_token']}"},
         )
         results["GET /operator/v1/persons/{id} (operator)"] = wrk(
-            f"{base}/operator/v1/persons/{person_id}", args.seconds, args.connections, {"Authorization": f"Bearer {token}"}
+            f"{base}/operator/v1/persons/{person_id}",
+            args.seconds,
+            args.connections,
+            {"Authorization": f"Bearer {token}"},
         )
         rss_end = rss_mib(server.pid)
     finally:
@@ -141,7 +192,9 @@ def main() -> None:
     baseline = results["baseline hello (granian, bare ASGI)"]
     storage = "PostgreSQL" if args.database_url else "SQLite"
     store = "Redis" if args.redis_url else "in-process store"
-    print(f"one worker, wrk -t1 -c{args.connections} -d{args.seconds}s on loopback ({storage}, {store})")
+    print(
+        f"one worker, wrk -t1 -c{args.connections} -d{args.seconds}s on loopback ({storage}, {store})"
+    )
     for name, rate in results.items():
         print(f"  {name:<45} {rate:>9.0f} req/s   {rate / baseline:6.1%} of baseline")
     print(f"  worker RSS: {rss_start:.0f} MiB after start, {rss_end:.0f} MiB after the load")

@@ -73,8 +73,12 @@ async def main(seconds: float, record_count: int) -> None:
             records = [
                 rec.sign_record(
                     rec.AcceptanceRecord(
-                        terminal_id=terminal.terminal_id, counter=n, reference=f"pseudonym_{n:08d}",
-                        accepted_at=1_700_000_000 + n, kind=rec.AcceptanceKind.CARD, result=rec.AcceptanceResult.ACCEPTED,
+                        terminal_id=terminal.terminal_id,
+                        counter=n,
+                        reference=f"pseudonym_{n:08d}",
+                        accepted_at=1_700_000_000 + n,
+                        kind=rec.AcceptanceKind.CARD,
+                        result=rec.AcceptanceResult.ACCEPTED,
                     ),
                     terminal._key,
                 )
@@ -84,27 +88,44 @@ async def main(seconds: float, record_count: int) -> None:
             for first in range(0, record_count, 500):
                 body = msgspec.json.encode({"records": records[first : first + 500]})
                 response = await terminal.call("POST", "/terminal/v1/records", body)
-                assert response.status_code == 200 and response.json()["stored"] == len(records[first : first + 500])
+                assert response.status_code == 200 and response.json()["stored"] == len(
+                    records[first : first + 500]
+                )
             uploaded = record_count / (time.perf_counter() - start)
 
             package = await terminal.sync()
             now = int(time.time())
-            qr = rate(lambda: verify(world.code, package.trust, package.revocations, now, usages=CODE_USAGES), seconds)
+            qr = rate(
+                lambda: verify(
+                    world.code, package.trust, package.revocations, now, usages=CODE_USAGES
+                ),
+                seconds,
+            )
             world.phone.transmit(SELECT_SSSE)
             certificate = world.phone.transmit(READ_EF05_RECORD_1)[2:-2]
             challenge = bytes(16)
             answer = world.phone.transmit(bytes.fromhex("0088000010") + challenge + b"\x00")[:-2]
             dda = rate(
-                lambda: hce.authenticate_offline(certificate, challenge, answer, package.trust, package.revocations, now),
+                lambda: hce.authenticate_offline(
+                    certificate, challenge, answer, package.trust, package.revocations, now
+                ),
                 seconds,
             )
 
     print(f"baseline  SM4 block (new cipher)          {sm4:12,.0f} /s")
     print(f"baseline  ES256 verify                    {es256_verify:12,.0f} /s")
-    print(f"online card authentications (HTTP)        {online:12,.0f} /s  = {online / sm4:.4f} x SM4, {online / es256_verify:.3f} x ES256 verify")
-    print(f"offline records uploaded                  {uploaded:12,.0f} /s  = {uploaded / es256_verify:.3f} x ES256 verify")
-    print(f"offline QR verifications (terminal kit)   {qr:12,.0f} /s  = {qr / es256_verify:.3f} x ES256 verify")
-    print(f"offline HCE authentications (kit, DDA)    {dda:12,.0f} /s  = {dda / es256_verify:.3f} x ES256 verify (2 verifications each)")
+    print(
+        f"online card authentications (HTTP)        {online:12,.0f} /s  = {online / sm4:.4f} x SM4, {online / es256_verify:.3f} x ES256 verify"
+    )
+    print(
+        f"offline records uploaded                  {uploaded:12,.0f} /s  = {uploaded / es256_verify:.3f} x ES256 verify"
+    )
+    print(
+        f"offline QR verifications (terminal kit)   {qr:12,.0f} /s  = {qr / es256_verify:.3f} x ES256 verify"
+    )
+    print(
+        f"offline HCE authentications (kit, DDA)    {dda:12,.0f} /s  = {dda / es256_verify:.3f} x ES256 verify (2 verifications each)"
+    )
 
 
 if __name__ == "__main__":

@@ -68,7 +68,9 @@ from tests.ledger.chain import AnvilNode, anvil_binary, free_port  # noqa: E402 
 
 PY = sys.executable
 SESSION_ID = re.compile(r'data-session="([^"]+)"')
-LOAD_OIDC_POLICY = json.dumps({"login_sessions_per_ip_minute": 1_000_000, "token_requests_per_ip_minute": 1_000_000})
+LOAD_OIDC_POLICY = json.dumps(
+    {"login_sessions_per_ip_minute": 1_000_000, "token_requests_per_ip_minute": 1_000_000}
+)
 #: every load holder's 电子社保卡密码 (approving a login or a consent steps up with it)
 LOAD_HOLDER_PASSWORD = "482915"
 
@@ -82,8 +84,10 @@ TERMINAL_BATCH = 20
 def _admin_dsn(database_url: str) -> dict[str, Any]:
     parsed = urlparse(database_url)
     return {
-        "host": parsed.hostname or "127.0.0.1", "port": parsed.port or 5432,
-        "user": parsed.username or "postgres", "password": parsed.password or None,
+        "host": parsed.hostname or "127.0.0.1",
+        "port": parsed.port or 5432,
+        "user": parsed.username or "postgres",
+        "password": parsed.password or None,
         "database": parsed.path.lstrip("/") or "postgres",
     }
 
@@ -129,17 +133,28 @@ def process_tree_rss(pid: int) -> dict[str, float]:
         match = re.search(r"VmRSS:\s+(\d+) kB", text)
         return int(match.group(1)) / 1024 if match else 0.0
 
-    children = [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+    children = [
+        int(p)
+        for p in subprocess.run(
+            ["pgrep", "-P", str(pid)], capture_output=True, text=True
+        ).stdout.split()
+    ]
     per_worker = [rss(c) for c in children]
-    return {"main": round(rss(pid), 1), "workers": round(sum(per_worker), 1), "worker_count": len(children),
-            "per_worker": [round(x, 1) for x in per_worker]}
+    return {
+        "main": round(rss(pid), 1),
+        "workers": round(sum(per_worker), 1),
+        "worker_count": len(children),
+        "per_worker": [round(x, 1) for x in per_worker],
+    }
 
 
 def process_tree_cpu(pid: int) -> float:
     """CPU seconds (user + system) used so far by the children of ``pid`` (the granian workers)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split():
+    for child in subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True
+    ).stdout.split():
         try:
             fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -163,8 +178,12 @@ def pids_cpu(pids: list[int]) -> float:
 def backing_cpu(env: Any) -> dict[str, float]:
     """CPU seconds so far of PostgreSQL (all its processes: other work on the server counts too),
     Redis and the chain node."""
+
     def pgrep(*args: str) -> list[int]:
-        return [int(p) for p in subprocess.run(["pgrep", *args], capture_output=True, text=True).stdout.split()]
+        return [
+            int(p)
+            for p in subprocess.run(["pgrep", *args], capture_output=True, text=True).stdout.split()
+        ]
 
     return {
         "postgresql": pids_cpu(pgrep("-u", "postgres")),
@@ -203,44 +222,71 @@ async def _make_actors(settings: Any, holders: int, terminals: int) -> dict[str,
     try:
         actors = await create_demo(platform, settings)
         region = settings.region_code
-        operator_row = await Operator.select(Operator.id).where(Operator.username == "demo-admin").first()
+        operator_row = (
+            await Operator.select(Operator.id).where(Operator.username == "demo-admin").first()
+        )
         operator = OperatorPrincipal(operator_row["id"], "demo-admin", "admin")
         channel = actors["channel"]
-        channel_principal = ClientPrincipal(channel["client_id"], "channel", channel["name"], ("*",), ())
+        channel_principal = ClientPrincipal(
+            channel["client_id"], "channel", channel["name"], ("*",), ()
+        )
         channel_key = jwt.PyJWK(channel["private_jwk"]).key
         registry = RegistryService(platform)
         today = dt.date.today()
         made = []
         for index in range(holders):
             number = _identity_number(region, index)
-            name = "测试" + "甲乙丙丁戊己庚辛壬癸"[index % 10] + "子丑寅卯辰巳午未申酉戌亥"[(index // 10) % 12]
+            name = (
+                "测试"
+                + "甲乙丙丁戊己庚辛壬癸"[index % 10]
+                + "子丑寅卯辰巳午未申酉戌亥"[(index // 10) % 12]
+            )
             person = await registry.create_person(
-                schemas.PersonCreate(name=name, gender="1", identity_number=number, region=region), operator
+                schemas.PersonCreate(name=name, gender="1", identity_number=number, region=region),
+                operator,
             )
             card_number = f"L{region[:2]}{index:07d}"
             card = await registry.create_card(
                 schemas.CardCreate(
-                    person_id=person.id, card_number=card_number, region=region,
-                    chip_serial=f"{index:016X}", identification_code=f"{region}L{index:011d}".replace("L", "C"),
-                    issue_date=today, expiry_date=today.replace(year=today.year + 10),
+                    person_id=person.id,
+                    card_number=card_number,
+                    region=region,
+                    chip_serial=f"{index:016X}",
+                    identification_code=f"{region}L{index:011d}".replace("L", "C"),
+                    issue_date=today,
+                    expiry_date=today.replace(year=today.year + 10),
                 ),
                 operator,
             )
             await seed_demo_data(platform, person.id)
             evidence = sign_evidence(  # the channel's 实人 check, signed with its registered key
-                channel_key, channel_id=channel["client_id"], audience=settings.public_url, identity_number=number,
-                method="face_liveness", reference=f"load-{index}",
+                channel_key,
+                channel_id=channel["client_id"],
+                audience=settings.public_url,
+                identity_number=number,
+                method="face_liveness",
+                reference=f"load-{index}",
             )
             issued = await registry.issue_ecard(
-                schemas.ECardIssue(name=name, identity_number=number, card_number=card_number, evidence=evidence),
+                schemas.ECardIssue(
+                    name=name, identity_number=number, card_number=card_number, evidence=evidence
+                ),
                 channel_principal,
             )
             await provision_password(platform, person.id, LOAD_HOLDER_PASSWORD, operator.actor)
-            made.append({"person_id": person.id, "card_id": card.id, "identity_number": number,
-                         "access_token": issued.session.access_token, "password": LOAD_HOLDER_PASSWORD})
+            made.append(
+                {
+                    "person_id": person.id,
+                    "card_id": card.id,
+                    "identity_number": number,
+                    "access_token": issued.session.access_token,
+                    "password": LOAD_HOLDER_PASSWORD,
+                }
+            )
         actors["holders"] = made
         actors["terminals"] = [
-            await _terminal(platform, f"负载终端 {i} (load terminal {i})", region, operator.actor) for i in range(terminals)
+            await _terminal(platform, f"负载终端 {i} (load terminal {i})", region, operator.actor)
+            for i in range(terminals)
         ]
         return actors
     finally:
@@ -267,8 +313,22 @@ class Environment:
         self.log_path = self.workdir / "server.log"
         sink = self.log_path.open("ab")
         self.server = subprocess.Popen(
-            [PY, "-m", "ecard.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-            env={**os.environ, **self.env}, cwd=self.workdir, stdout=sink, stderr=subprocess.STDOUT,
+            [
+                PY,
+                "-m",
+                "ecard.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            env={**os.environ, **self.env},
+            cwd=self.workdir,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
         sink.close()
         self.base_url = f"http://127.0.0.1:{port}"
@@ -277,7 +337,9 @@ class Environment:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.server.poll() is not None:
-                raise RuntimeError(f"ecard serve exited: {self.log_path.read_text(errors='replace')[-3000:]}")
+                raise RuntimeError(
+                    f"ecard serve exited: {self.log_path.read_text(errors='replace')[-3000:]}"
+                )
             try:
                 if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
                     # wait until every worker answers (granian starts them one by one)
@@ -290,8 +352,12 @@ class Environment:
 
     def stop_server(self) -> None:
         if self.server is not None:
-            workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(self.server.pid)], capture_output=True,
-                                                      text=True).stdout.split()]
+            workers = [
+                int(p)
+                for p in subprocess.run(
+                    ["pgrep", "-P", str(self.server.pid)], capture_output=True, text=True
+                ).stdout.split()
+            ]
             self.server.terminate()
             try:
                 self.server.wait(30)
@@ -322,12 +388,18 @@ class Environment:
         """Lines of the server log at ERROR level (unhandled errors), at most 20."""
         if not self.log_path or not self.log_path.exists():
             return []
-        lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if '"ERROR"' in line or "Traceback" in line]
+        lines = [
+            line
+            for line in self.log_path.read_text(errors="replace").splitlines()
+            if '"ERROR"' in line or "Traceback" in line
+        ]
         return lines[:20]
 
 
 @contextmanager
-def environment(args: argparse.Namespace, *, holders: int, terminals: int, tag: str = "load") -> Iterator[Environment]:
+def environment(
+    args: argparse.Namespace, *, holders: int, terminals: int, tag: str = "load"
+) -> Iterator[Environment]:
     with ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix=f"ecard-{tag}-"))
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
@@ -340,7 +412,10 @@ def environment(args: argparse.Namespace, *, holders: int, terminals: int, tag: 
                 chain.start()
                 stack.callback(chain.stop)
             else:
-                print("no anvil found (scripts/install_chain_tools.sh): running without a chain node", file=sys.stderr)
+                print(
+                    "no anvil found (scripts/install_chain_tools.sh): running without a chain node",
+                    file=sys.stderr,
+                )
         port = free_port()
         prefix = f"ecard-{tag}-{secrets.token_hex(4)}:"
         env = {
@@ -393,8 +468,14 @@ class Recorder:
         self.samples: list[tuple[float, str, float, int, str]] = []
         self.wrong: list[str] = []
         self.facts: dict[str, Any] = {
-            "grants": [], "reads": [], "terminal_records": [], "double_acceptances": 0, "code_pairs": 0,
-            "represented": [], "held": [], "no_retry_after": 0,
+            "grants": [],
+            "reads": [],
+            "terminal_records": [],
+            "double_acceptances": 0,
+            "code_pairs": 0,
+            "represented": [],
+            "held": [],
+            "no_retry_after": 0,
         }
 
     def add(self, op: str, started: float, status: int, outcome: str) -> None:
@@ -418,13 +499,25 @@ def _outcome(response: Any) -> str:
 
 class VirtualUser:
     def __init__(self, http: Any, actors: dict, holder: dict, rec: Recorder, shared: dict) -> None:
-        self.http, self.actors, self.holder, self.rec, self.shared = http, actors, holder, rec, shared
+        self.http, self.actors, self.holder, self.rec, self.shared = (
+            http,
+            actors,
+            holder,
+            rec,
+            shared,
+        )
         self.holder_auth = {"Authorization": f"Bearer {holder['access_token']}"}
-        self.verifier_auth = {"Authorization": _basic(actors["verifier"]["client_id"], actors["verifier"]["client_secret"])}
+        self.verifier_auth = {
+            "Authorization": _basic(
+                actors["verifier"]["client_id"], actors["verifier"]["client_secret"]
+            )
+        }
         rp = actors["relying_party"]
         self.rp_auth = {"Authorization": _basic(rp["client_id"], rp["client_secret"])}
         self.oidc = rp["oidc"]
-        self.oidc_auth = {"Authorization": _basic(self.oidc["client_id"], self.oidc["client_secret"])}
+        self.oidc_auth = {
+            "Authorization": _basic(self.oidc["client_id"], self.oidc["client_secret"])
+        }
 
     async def call(self, op: str, method: str, url: str, **kwargs: Any) -> Any:
         started = time.time()
@@ -448,7 +541,13 @@ class VirtualUser:
 
     async def verify(self, code: str, op: str = "code.verify") -> tuple[int, str]:
         """(status, valid|reason|error code) of one presentation."""
-        response = await self.call(op, "POST", "/verifier/v1/verifications", json={"code": code}, headers=self.verifier_auth)
+        response = await self.call(
+            op,
+            "POST",
+            "/verifier/v1/verifications",
+            json={"code": code},
+            headers=self.verifier_auth,
+        )
         if response is None:
             return 0, "no_answer"
         if response.status_code != 200:
@@ -460,7 +559,9 @@ class VirtualUser:
         return 200, outcome
 
     async def show(self) -> None:
-        response = await self.call("code.fetch", "POST", "/holder/v1/codes", headers=self.holder_auth)
+        response = await self.call(
+            "code.fetch", "POST", "/holder/v1/codes", headers=self.holder_auth
+        )
         if response is None or response.status_code != 201:
             return
         code = response.json()["code"]
@@ -486,9 +587,13 @@ class VirtualUser:
                 self.rec.facts["represented"].append((accepted_at, time.time(), outcome[1]))
                 if outcome[1] == "valid":
                     self.rec.facts["double_acceptances"] += 1
-                    self.rec.wrong.append(f"code accepted again {time.time() - accepted_at:.0f} s after its first acceptance")
+                    self.rec.wrong.append(
+                        f"code accepted again {time.time() - accepted_at:.0f} s after its first acceptance"
+                    )
 
-    def _pair(self, code: str, fetched: float, first: tuple[int, str], second: tuple[int, str]) -> None:
+    def _pair(
+        self, code: str, fetched: float, first: tuple[int, str], second: tuple[int, str]
+    ) -> None:
         self.rec.facts["code_pairs"] += 1
         valid = [o for o in (first, second) if o[1] == "valid"]
         if len(valid) > 1:
@@ -501,18 +606,34 @@ class VirtualUser:
             # restarted refuses it as already_used (fail closed); anything else is a wrong answer
             if status == 200 and outcome not in ("valid", "already_used"):
                 self.rec.wrong.append(f"fresh code refused with {outcome}")
-        if [o[1] for o in (first, second)].count("already_used") == 2 and time.time() - self.shared.get("started", 0) > 0:
+        if [o[1] for o in (first, second)].count(
+            "already_used"
+        ) == 2 and time.time() - self.shared.get("started", 0) > 0:
             self.rec.facts.setdefault("both_refused", []).append(time.time())
 
     async def login(self) -> None:
         verifier = secrets.token_urlsafe(48)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        challenge = (
+            base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+            .rstrip(b"=")
+            .decode()
+        )
         state = secrets.token_urlsafe(12)
-        page = await self.call("login.authorize", "GET", "/oidc/authorize", params={
-            "response_type": "code", "client_id": self.oidc["client_id"], "redirect_uri": self.oidc["redirect_uri"],
-            "scope": "openid profile ecard", "state": state, "nonce": secrets.token_urlsafe(12),
-            "code_challenge": challenge, "code_challenge_method": "S256",
-        })
+        page = await self.call(
+            "login.authorize",
+            "GET",
+            "/oidc/authorize",
+            params={
+                "response_type": "code",
+                "client_id": self.oidc["client_id"],
+                "redirect_uri": self.oidc["redirect_uri"],
+                "scope": "openid profile ecard",
+                "state": state,
+                "nonce": secrets.token_urlsafe(12),
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            },
+        )
         if page is None or page.status_code != 200:
             return
         # Each login is its own browser: its flow cookie goes with this flow's requests only.  (One
@@ -521,20 +642,31 @@ class VirtualUser:
         browser = {name: value for name, value in page.cookies.items()}
         for name in browser:
             self.http.cookies.delete(name)
-        browser_headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in browser.items())} if browser else {}
+        browser_headers = (
+            {"Cookie": "; ".join(f"{k}={v}" for k, v in browser.items())} if browser else {}
+        )
         found = SESSION_ID.search(page.text)
         if not found:
             self.rec.wrong.append("login page without a session")
             return
         session = found.group(1)
-        scan = await self.call("login.scan", "GET", f"/holder/v1/logins/{session}", headers=self.holder_auth)
+        scan = await self.call(
+            "login.scan", "GET", f"/holder/v1/logins/{session}", headers=self.holder_auth
+        )
         if scan is None or scan.status_code != 200:
             return
-        approve = await self.call("login.approve", "POST", f"/holder/v1/logins/{session}/approve", headers=self.holder_auth,
-                                  json={"password": self.holder["password"]})
+        approve = await self.call(
+            "login.approve",
+            "POST",
+            f"/holder/v1/logins/{session}/approve",
+            headers=self.holder_auth,
+            json={"password": self.holder["password"]},
+        )
         if approve is None or approve.status_code != 200:
             return
-        back = await self.call("login.confirm", "POST", f"/oidc/login/{session}/confirm", headers=browser_headers)
+        back = await self.call(
+            "login.confirm", "POST", f"/oidc/login/{session}/confirm", headers=browser_headers
+        )
         if back is not None:
             for name in back.cookies:
                 self.http.cookies.delete(name)
@@ -544,36 +676,65 @@ class VirtualUser:
         if query.get("state") != state or "code" not in query:
             self.rec.wrong.append(f"login callback carries {sorted(query)}")
             return
-        tokens = await self.call("login.token", "POST", "/oidc/token", headers=self.oidc_auth, data={
-            "grant_type": "authorization_code", "code": query["code"], "redirect_uri": self.oidc["redirect_uri"],
-            "code_verifier": verifier,
-        })
+        tokens = await self.call(
+            "login.token",
+            "POST",
+            "/oidc/token",
+            headers=self.oidc_auth,
+            data={
+                "grant_type": "authorization_code",
+                "code": query["code"],
+                "redirect_uri": self.oidc["redirect_uri"],
+                "code_verifier": verifier,
+            },
+        )
         if tokens is None or tokens.status_code != 200:
             return
-        info = await self.call("login.userinfo", "GET", "/oidc/userinfo",
-                               headers={"Authorization": f"Bearer {tokens.json()['access_token']}"})
+        info = await self.call(
+            "login.userinfo",
+            "GET",
+            "/oidc/userinfo",
+            headers={"Authorization": f"Bearer {tokens.json()['access_token']}"},
+        )
         if info is not None and info.status_code == 200 and "sub" not in info.json():
             self.rec.wrong.append("userinfo without sub")
 
     async def consent(self) -> None:
-        asked = await self.call("consent.request", "POST", "/consent/v1/requests", headers=self.rp_auth, json={
-            "holder": {"identity_number": self.holder["identity_number"]},
-            "scopes": ["card.status", "insurance.enrollment"], "purpose_code": "loan_application",
-            "purpose": "个人消费贷款审核 (loan review)", "duration_seconds": 86_400,
-        })
+        asked = await self.call(
+            "consent.request",
+            "POST",
+            "/consent/v1/requests",
+            headers=self.rp_auth,
+            json={
+                "holder": {"identity_number": self.holder["identity_number"]},
+                "scopes": ["card.status", "insurance.enrollment"],
+                "purpose_code": "loan_application",
+                "purpose": "个人消费贷款审核 (loan review)",
+                "duration_seconds": 86_400,
+            },
+        )
         if asked is None or asked.status_code != 201:
             return
         grant_id = asked.json()["id"]
-        approved = await self.call("consent.approve", "POST", f"/holder/v1/consent/requests/{grant_id}/approve",
-                                   headers=self.holder_auth, json={"scopes": ["card.status"], "password": self.holder["password"]})
+        approved = await self.call(
+            "consent.approve",
+            "POST",
+            f"/holder/v1/consent/requests/{grant_id}/approve",
+            headers=self.holder_auth,
+            json={"scopes": ["card.status"], "password": self.holder["password"]},
+        )
         if approved is None or approved.status_code != 200:
             return
         self.rec.facts["grants"].append(grant_id)
-        data = await self.call("consent.read", "GET", f"/consent/v1/grants/{grant_id}/data", headers=self.rp_auth)
+        data = await self.call(
+            "consent.read", "GET", f"/consent/v1/grants/{grant_id}/data", headers=self.rp_auth
+        )
         if data is not None and data.status_code == 200:
             self.rec.facts["reads"].append(grant_id)
             if set(data.json().get("data", {})) != {"card.status"}:
-                self.rec.wrong.append(f"consent read returned {sorted(data.json().get('data', {}))}")
+                self.rec.wrong.append(
+                    f"consent read returned {sorted(data.json().get('data', {}))}"
+                )
 
     async def terminal(self) -> None:
         term = self.shared["terminal"]
@@ -584,9 +745,12 @@ class VirtualUser:
             for _ in range(TERMINAL_BATCH):
                 term["counter"] += 1
                 record = rec.AcceptanceRecord(
-                    terminal_id=term["id"], counter=term["counter"],
+                    terminal_id=term["id"],
+                    counter=term["counter"],
                     reference=base64.urlsafe_b64encode(os.urandom(12)).decode().rstrip("="),
-                    accepted_at=int(time.time()), kind=rec.AcceptanceKind.CARD, result=rec.AcceptanceResult.ACCEPTED,
+                    accepted_at=int(time.time()),
+                    kind=rec.AcceptanceKind.CARD,
+                    result=rec.AcceptanceResult.ACCEPTED,
                 )
                 term["pending"].append(rec.sign_record(record, term["key"]))
         if term["busy"]:  # the terminal's upload is in flight; a terminal sends one at a time
@@ -598,38 +762,76 @@ class VirtualUser:
 
             batch = list(term["pending"])
             body = msgspec.json.encode({"records": batch, "codes": {}})
-            auth = signed_authorization(term["key"], term["id"], "POST", "/terminal/v1/records", body, int(time.time()))
-            response = await self.call("terminal.upload", "POST", "/terminal/v1/records", content=body,
-                                       headers={"Authorization": auth, "Content-Type": "application/json"})
+            auth = signed_authorization(
+                term["key"], term["id"], "POST", "/terminal/v1/records", body, int(time.time())
+            )
+            response = await self.call(
+                "terminal.upload",
+                "POST",
+                "/terminal/v1/records",
+                content=body,
+                headers={"Authorization": auth, "Content-Type": "application/json"},
+            )
             if response is not None and response.status_code == 200:
                 report = response.json()
-                bad = {k: report[k] for k in ("conflicts", "rollbacks", "wrong_key", "gaps") if report.get(k)}
+                bad = {
+                    k: report[k]
+                    for k in ("conflicts", "rollbacks", "wrong_key", "gaps")
+                    if report.get(k)
+                }
                 if bad:
                     self.rec.wrong.append(f"terminal upload anomalies {bad}")
-                self.rec.facts["terminal_records"].extend(f"{term['id']}:{s.record.counter}" for s in batch)
+                self.rec.facts["terminal_records"].extend(
+                    f"{term['id']}:{s.record.counter}" for s in batch
+                )
                 term["pending"] = [s for s in term["pending"] if s not in batch]
         finally:
             term["busy"] = False
 
     async def operator(self) -> None:
         headers = {"Authorization": f"Bearer {self.shared['operator_token']}"}
-        await self.call("operator.person", "GET", f"/operator/v1/persons/{self.holder['person_id']}", headers=headers)
-        await self.call("operator.card", "GET", f"/operator/v1/cards/{self.holder['card_id']}", headers=headers)
+        await self.call(
+            "operator.person",
+            "GET",
+            f"/operator/v1/persons/{self.holder['person_id']}",
+            headers=headers,
+        )
+        await self.call(
+            "operator.card", "GET", f"/operator/v1/cards/{self.holder['card_id']}", headers=headers
+        )
 
 
-async def _client_main(base_url: str, actors: dict, index: int, users: int, until: float,
-                       max_requests: int, weights: dict[str, int], operator_token: str) -> dict:
+async def _client_main(
+    base_url: str,
+    actors: dict,
+    index: int,
+    users: int,
+    until: float,
+    max_requests: int,
+    weights: dict[str, int],
+    operator_token: str,
+) -> dict:
     import httpx
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from ecard.offline.es256 import b64url_decode
 
-    holders = actors["holders"][index * users:(index + 1) * users]
+    holders = actors["holders"][index * users : (index + 1) * users]
     terminal = actors["terminals"][index]
-    key = ec.derive_private_key(int.from_bytes(b64url_decode(terminal["private_jwk"]["d"]), "big"), ec.SECP256R1())
+    key = ec.derive_private_key(
+        int.from_bytes(b64url_decode(terminal["private_jwk"]["d"]), "big"), ec.SECP256R1()
+    )
     shared = {
-        "held": deque(), "hold_for": random.uniform(15, 45), "accepted": deque(maxlen=2000),
-        "terminal": {"id": terminal["terminal_id"], "key": key, "counter": 0, "pending": [], "busy": False},
+        "held": deque(),
+        "hold_for": random.uniform(15, 45),
+        "accepted": deque(maxlen=2000),
+        "terminal": {
+            "id": terminal["terminal_id"],
+            "key": key,
+            "counter": 0,
+            "pending": [],
+            "busy": False,
+        },
         "operator_token": operator_token,
     }
     rec = Recorder()
@@ -637,6 +839,7 @@ async def _client_main(base_url: str, actors: dict, index: int, users: int, unti
     cum = [weights[f] for f in flows]
     limits = httpx.Limits(max_connections=users * 2 + 4, max_keepalive_connections=users * 2 + 4)
     async with httpx.AsyncClient(base_url=base_url, timeout=10, limits=limits) as http:
+
         async def user(holder: dict) -> None:
             vu = VirtualUser(http, actors, holder, rec, shared)
             while time.time() < until and len(rec.samples) < max_requests:
@@ -657,14 +860,26 @@ def _client_process(queue: Any, *args: Any) -> None:
     try:
         queue.put(asyncio.run(_client_main(*args)))
     except Exception as exc:
-        queue.put({"samples": [], "wrong": [f"client process failed: {type(exc).__name__}: {exc}"], "facts": {}})
+        queue.put(
+            {
+                "samples": [],
+                "wrong": [f"client process failed: {type(exc).__name__}: {exc}"],
+                "facts": {},
+            }
+        )
 
 
 def operator_token(base_url: str, actors: dict) -> str:
     import httpx
 
-    response = httpx.post(f"{base_url}/operator/v1/login", timeout=30, json={
-        "username": actors["operator"]["username"], "password": actors["operator"]["password"]})
+    response = httpx.post(
+        f"{base_url}/operator/v1/login",
+        timeout=30,
+        json={
+            "username": actors["operator"]["username"],
+            "password": actors["operator"]["password"],
+        },
+    )
     response.raise_for_status()
     return response.json()["access_token"]
 
@@ -672,8 +887,15 @@ def operator_token(base_url: str, actors: dict) -> str:
 class LoadRun:
     """The client processes; ``start`` returns at once, ``join`` collects their results."""
 
-    def __init__(self, env: Environment, clients: int, users: int, seconds: float, max_requests: int,
-                 weights: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        env: Environment,
+        clients: int,
+        users: int,
+        seconds: float,
+        max_requests: int,
+        weights: dict[str, int] | None = None,
+    ) -> None:
         self.env, self.clients, self.users, self.seconds = env, clients, users, seconds
         self.max_requests, self.weights = max_requests, weights or WEIGHTS
         self.ctx = mp.get_context("spawn")
@@ -688,8 +910,17 @@ class LoadRun:
         for index in range(self.clients):
             process = self.ctx.Process(
                 target=_client_process,
-                args=(self.queue, self.env.base_url, self.env.actors, index, self.users, until,
-                      self.max_requests // self.clients, self.weights, token),
+                args=(
+                    self.queue,
+                    self.env.base_url,
+                    self.env.actors,
+                    index,
+                    self.users,
+                    until,
+                    self.max_requests // self.clients,
+                    self.weights,
+                    token,
+                ),
                 daemon=True,
             )
             process.start()
@@ -739,17 +970,23 @@ def summarise(samples: list[tuple], start: float, end: float) -> dict[str, dict]
 
 
 def verify_outcomes(samples: list[tuple], start: float, end: float) -> Counter:
-    return Counter(s[4] for s in samples if start <= s[0] < end and s[1] == "code.verify" and s[3] == 200)
+    return Counter(
+        s[4] for s in samples if start <= s[0] < end and s[1] == "code.verify" and s[3] == 200
+    )
 
 
 def markdown_table(table: dict[str, dict]) -> str:
-    lines = ["| operation | requests | req/s | p50 ms | p99 ms | errors (status code: count) |",
-             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    lines = [
+        "| operation | requests | req/s | p50 ms | p99 ms | errors (status code: count) |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
     total = 0
     for op, row in table.items():
         total += row["requests"]
         errors = ", ".join(f"{k}: {v}" for k, v in row["errors"].items()) or "none"
-        lines.append(f"| {op} | {row['requests']} | {row['per_second']} | {row['p50_ms']} | {row['p99_ms']} | {errors} |")
+        lines.append(
+            f"| {op} | {row['requests']} | {row['per_second']} | {row['p50_ms']} | {row['p99_ms']} | {errors} |"
+        )
     return "\n".join(lines)
 
 
@@ -758,18 +995,40 @@ def markdown_table(table: dict[str, dict]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="about 20 s: 5 s warm-up + 15 s measured")
-    parser.add_argument("--seconds", type=float, default=150, help="measured seconds after the warm-up")
+    parser.add_argument(
+        "--quick", action="store_true", help="about 20 s: 5 s warm-up + 15 s measured"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=150, help="measured seconds after the warm-up"
+    )
     parser.add_argument("--warmup", type=float, default=30)
     parser.add_argument("--workers", type=int, default=3, help="server workers (granian processes)")
     parser.add_argument("--clients", type=int, default=2, help="client processes")
-    parser.add_argument("--concurrency", type=int, default=8, help="virtual users per client process (more only adds client CPU on 2 cores)")
-    parser.add_argument("--max-requests", type=int, default=2_000_000, help="stop early after this many requests")
-    parser.add_argument("--database-url", default=os.environ.get("ECARD_LOAD_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
-                        help="a PostgreSQL server where a scratch database may be created (dropped at the end)")
-    parser.add_argument("--redis-url", default=os.environ.get("ECARD_LOAD_REDIS_URL", "redis://127.0.0.1:6379/12"))
-    parser.add_argument("--no-chain", action="store_true", help="do not start an anvil node even if installed")
-    parser.add_argument("--out", type=Path, default=None, help="JSON result file (default: print only)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="virtual users per client process (more only adds client CPU on 2 cores)",
+    )
+    parser.add_argument(
+        "--max-requests", type=int, default=2_000_000, help="stop early after this many requests"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "ECARD_LOAD_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+        help="a PostgreSQL server where a scratch database may be created (dropped at the end)",
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("ECARD_LOAD_REDIS_URL", "redis://127.0.0.1:6379/12")
+    )
+    parser.add_argument(
+        "--no-chain", action="store_true", help="do not start an anvil node even if installed"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSON result file (default: print only)"
+    )
     parser.add_argument("--markdown", type=Path, default=None, help="markdown table file")
     args = parser.parse_args(argv)
     if args.quick:
@@ -788,7 +1047,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rss_start = env.rss()
         cpu_start = process_tree_cpu(env.server.pid)
         backing_start = backing_cpu(env)
-        load = LoadRun(env, args.clients, args.concurrency, args.warmup + args.seconds, args.max_requests)
+        load = LoadRun(
+            env, args.clients, args.concurrency, args.warmup + args.seconds, args.max_requests
+        )
         load.start()
         time.sleep(args.warmup)
         rss_warm = env.rss()
@@ -802,12 +1063,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         backing = {k: round(v - backing_start[k], 1) for k, v in backing_cpu(env).items()}
         loadavg = os.getloadavg()
         wall = time.time() - load.started
-        measured_from, measured_to = load.started + args.warmup, load.started + args.warmup + args.seconds
+        measured_from, measured_to = (
+            load.started + args.warmup,
+            load.started + args.warmup + args.seconds,
+        )
         samples = [s for r in results for s in r["samples"]]
         wrong = [w for r in results for w in r["wrong"]]
         facts = defaultdict(int)
         for r in results:
-            for key in ("double_acceptances", "code_pairs", "no_retry_after", "held_unpresented", "cpu_seconds"):
+            for key in (
+                "double_acceptances",
+                "code_pairs",
+                "no_retry_after",
+                "held_unpresented",
+                "cpu_seconds",
+            ):
                 facts[key] += r["facts"].get(key, 0)
         last = max((s[0] for s in samples), default=measured_to)
         table = summarise(samples, measured_from, min(measured_to, last + 1e-6))
@@ -818,20 +1088,44 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} cores (shared with other work; noisy), loopback; server, clients, PostgreSQL and Redis on the same cores",
-        "config": {"workers": args.workers, "client_processes": args.clients, "virtual_users": users,
-                   "warmup_s": args.warmup, "measured_s": args.seconds, "database": "PostgreSQL", "store": "Redis",
-                   "chain": "anvil" if chain else "none", "weights": WEIGHTS},
+        "config": {
+            "workers": args.workers,
+            "client_processes": args.clients,
+            "virtual_users": users,
+            "warmup_s": args.warmup,
+            "measured_s": args.seconds,
+            "database": "PostgreSQL",
+            "store": "Redis",
+            "chain": "anvil" if chain else "none",
+            "weights": WEIGHTS,
+        },
         "operations": table,
-        "total": {"requests": total, "per_second": round(total / args.seconds, 1), "errors": errors,
-                  "requests_whole_run": len(samples)},
+        "total": {
+            "requests": total,
+            "per_second": round(total / args.seconds, 1),
+            "errors": errors,
+            "requests_whole_run": len(samples),
+        },
         "code_verify_outcomes": dict(verify_outcomes(samples, measured_from, measured_to)),
-        "double_acceptances": facts["double_acceptances"], "code_pairs_presented": facts["code_pairs"],
-        "wrong_answers": wrong[:50], "wrong_answer_count": len(wrong),
+        "double_acceptances": facts["double_acceptances"],
+        "code_pairs_presented": facts["code_pairs"],
+        "wrong_answers": wrong[:50],
+        "wrong_answer_count": len(wrong),
         "server_error_log": server_errors,
-        "cpu": {"wall_seconds": round(wall, 1), "server_workers": round(server_cpu, 1),
-                "client_processes": round(facts["cpu_seconds"], 1), "cores": os.cpu_count(), **backing,
-                "load_average_1m_at_end": round(loadavg[0], 2)},
-        "rss_mib": {"start": rss_start, "after_warmup": rss_warm, "end": rss_end, "timeline_workers": rss_samples},
+        "cpu": {
+            "wall_seconds": round(wall, 1),
+            "server_workers": round(server_cpu, 1),
+            "client_processes": round(facts["cpu_seconds"], 1),
+            "cores": os.cpu_count(),
+            **backing,
+            "load_average_1m_at_end": round(loadavg[0], 2),
+        },
+        "rss_mib": {
+            "start": rss_start,
+            "after_warmup": rss_warm,
+            "end": rss_end,
+            "timeline_workers": rss_samples,
+        },
     }
     return result
 
@@ -839,30 +1133,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def render_markdown(result: dict[str, Any]) -> str:
     cfg, rss = result["config"], result["rss_mib"]
     growth = rss["end"]["workers"] - rss["after_warmup"]["workers"]
-    return "\n".join([
-        f"Mixed load, {result['when']}: {cfg['workers']} server workers on PostgreSQL + Redis"
-        f" (chain: {cfg['chain']}), {cfg['virtual_users']} virtual users in {cfg['client_processes']} client processes,"
-        f" {cfg['warmup_s']:.0f} s warm-up then {cfg['measured_s']:.0f} s measured. {result['machine']}.",
-        "",
-        markdown_table(result["operations"]),
-        "",
-        f"Total: {result['total']['requests']} requests, {result['total']['per_second']} req/s, "
-        f"{result['total']['errors']} error responses; wrong answers: {result['wrong_answer_count']}; "
-        f"codes presented to two verifiers at once: {result['code_pairs_presented']}, double acceptances: "
-        f"{result['double_acceptances']}.",
-        "",
-        f"Server RSS (sum over {rss['end']['worker_count']} workers): {rss['start']['workers']:.0f} MiB at start, "
-        f"{rss['after_warmup']['workers']:.0f} MiB after warm-up, {rss['end']['workers']:.0f} MiB at the end "
-        f"({growth:+.0f} MiB after warm-up); granian main process {rss['end']['main']:.0f} MiB.",
-        "",
-        f"CPU over the {result['cpu']['wall_seconds']:.0f} s run: server workers {result['cpu']['server_workers']:.0f} s, "
-        f"load clients {result['cpu']['client_processes']:.0f} s, PostgreSQL {result['cpu'].get('postgresql', 0):.0f} s (all its "
-        f"processes, other users' too), Redis {result['cpu'].get('redis', 0):.0f} s, chain node {result['cpu'].get('chain', 0):.0f} s, "
-        f"of {result['cpu']['wall_seconds'] * result['cpu']['cores']:.0f} core-seconds; load average at the end "
-        f"{result['cpu'].get('load_average_1m_at_end', 0)}. Server CPU per request (this mix): "
-        f"{1000 * result['cpu']['server_workers'] / max(1, result['total'].get('requests_whole_run', 1)):.1f} ms "
-        "(whole run, warm-up included).",
-    ])
+    return "\n".join(
+        [
+            f"Mixed load, {result['when']}: {cfg['workers']} server workers on PostgreSQL + Redis"
+            f" (chain: {cfg['chain']}), {cfg['virtual_users']} virtual users in {cfg['client_processes']} client processes,"
+            f" {cfg['warmup_s']:.0f} s warm-up then {cfg['measured_s']:.0f} s measured. {result['machine']}.",
+            "",
+            markdown_table(result["operations"]),
+            "",
+            f"Total: {result['total']['requests']} requests, {result['total']['per_second']} req/s, "
+            f"{result['total']['errors']} error responses; wrong answers: {result['wrong_answer_count']}; "
+            f"codes presented to two verifiers at once: {result['code_pairs_presented']}, double acceptances: "
+            f"{result['double_acceptances']}.",
+            "",
+            f"Server RSS (sum over {rss['end']['worker_count']} workers): {rss['start']['workers']:.0f} MiB at start, "
+            f"{rss['after_warmup']['workers']:.0f} MiB after warm-up, {rss['end']['workers']:.0f} MiB at the end "
+            f"({growth:+.0f} MiB after warm-up); granian main process {rss['end']['main']:.0f} MiB.",
+            "",
+            f"CPU over the {result['cpu']['wall_seconds']:.0f} s run: server workers {result['cpu']['server_workers']:.0f} s, "
+            f"load clients {result['cpu']['client_processes']:.0f} s, PostgreSQL {result['cpu'].get('postgresql', 0):.0f} s (all its "
+            f"processes, other users' too), Redis {result['cpu'].get('redis', 0):.0f} s, chain node {result['cpu'].get('chain', 0):.0f} s, "
+            f"of {result['cpu']['wall_seconds'] * result['cpu']['cores']:.0f} core-seconds; load average at the end "
+            f"{result['cpu'].get('load_average_1m_at_end', 0)}. Server CPU per request (this mix): "
+            f"{1000 * result['cpu']['server_workers'] / max(1, result['total'].get('requests_whole_run', 1)):.1f} ms "
+            "(whole run, warm-up included).",
+        ]
+    )
 
 
 def main() -> None:
@@ -873,7 +1169,10 @@ def main() -> None:
     if result["wrong_answers"]:
         print("\nwrong answers (first 10):\n  " + "\n  ".join(result["wrong_answers"][:10]))
     if result["server_error_log"]:
-        print("\nserver errors (first 5):\n  " + "\n  ".join(l[:300] for l in result["server_error_log"][:5]))
+        print(
+            "\nserver errors (first 5):\n  "
+            + "\n  ".join(l[:300] for l in result["server_error_log"][:5])
+        )
     if args.out:
         args.out.write_text(json.dumps(result, ensure_ascii=False, indent=2))
     if args.markdown:

@@ -33,19 +33,38 @@ REDIS = os.environ.get("ECARD_LOAD_REDIS_URL", "redis://127.0.0.1:6379/12")
 
 #: short options per benchmark (normal, quick); a benchmark not listed runs with no options
 OPTIONS: dict[str, tuple[list[str], list[str]]] = {
-    "bench_service": (["--seconds", "5"], ["--seconds", "3"]),  # one worker, SQLite in a scratch directory
-    "bench_code_format": (["--seconds", "1.0", "--revoked", "100000"], ["--seconds", "0.5", "--revoked", "20000"]),
-    "bench_ledger": (["--entries", "10000", "--postgres", PG], ["--entries", "3000", "--postgres", PG]),
-    "bench_consent": (["--events", "10000", "--approvals", "200", "--postgres", PG],
-                      ["--events", "3000", "--approvals", "60", "--postgres", PG]),
-    "bench_terminal": (["--seconds", "1.0", "--records", "1000"], ["--seconds", "0.5", "--records", "500"]),
+    "bench_service": (
+        ["--seconds", "5"],
+        ["--seconds", "3"],
+    ),  # one worker, SQLite in a scratch directory
+    "bench_code_format": (
+        ["--seconds", "1.0", "--revoked", "100000"],
+        ["--seconds", "0.5", "--revoked", "20000"],
+    ),
+    "bench_ledger": (
+        ["--entries", "10000", "--postgres", PG],
+        ["--entries", "3000", "--postgres", PG],
+    ),
+    "bench_consent": (
+        ["--events", "10000", "--approvals", "200", "--postgres", PG],
+        ["--events", "3000", "--approvals", "60", "--postgres", PG],
+    ),
+    "bench_terminal": (
+        ["--seconds", "1.0", "--records", "1000"],
+        ["--seconds", "0.5", "--records", "500"],
+    ),
     "bench_apdu": (["--seconds", "1.0", "--no-pcsc"], ["--seconds", "0.5", "--no-pcsc"]),
     "bench_store": (["--redis", REDIS, "--ops", "10000"], ["--redis", REDIS, "--ops", "3000"]),
-    "bench_codes_http": (["--seconds", "5", "--format-seconds", "0.5"], ["--seconds", "3", "--format-seconds", "0.3"]),
+    "bench_codes_http": (
+        ["--seconds", "5", "--format-seconds", "0.5"],
+        ["--seconds", "3", "--format-seconds", "0.3"],
+    ),
     "bench_oidc": (["--logins", "200", "--rounds", "2"], ["--logins", "80", "--rounds", "1"]),
 }
 ORDER = list(OPTIONS)
-RATIO_LINE = re.compile(r"(\d[\d.,]*\s*%|\d(\.\d+)?\s*[x×]\b|\bratios?\b|baseline|/s\b|req/s|per second)", re.IGNORECASE)
+RATIO_LINE = re.compile(
+    r"(\d[\d.,]*\s*%|\d(\.\d+)?\s*[x×]\b|\bratios?\b|baseline|/s\b|req/s|per second)", re.IGNORECASE
+)
 
 
 def machine() -> str:
@@ -58,8 +77,10 @@ def machine() -> str:
     except OSError:
         pass
     load = os.getloadavg()
-    return (f"{os.cpu_count()} cores ({cpu}), shared with other work (load average {load[0]:.1f} at the start: "
-            f"figures are noisy); Python {platform.python_version()}, {platform.system()} {platform.release()}")
+    return (
+        f"{os.cpu_count()} cores ({cpu}), shared with other work (load average {load[0]:.1f} at the start: "
+        f"figures are noisy); Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
 
 
 def run_bench(name: str, quick: bool, timeout: float) -> dict:
@@ -72,25 +93,44 @@ def run_bench(name: str, quick: bool, timeout: float) -> dict:
         if done.returncode != 0:
             output += "\n" + done.stderr[-2000:]
     except subprocess.TimeoutExpired as exc:
-        output = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        output = (
+            (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        )
         status = f"timed out after {timeout:.0f} s"
-    ratios = [line.strip() for line in output.splitlines() if RATIO_LINE.search(line) and line.strip()]
+    ratios = [
+        line.strip() for line in output.splitlines() if RATIO_LINE.search(line) and line.strip()
+    ]
     print(f"  {name}: {status} in {time.time() - started:.0f} s", flush=True)
-    return {"name": name, "command": " ".join(["python", f"scripts/bench/{name}.py", *options]), "status": status,
-            "seconds": round(time.time() - started, 1), "output": output.rstrip(), "ratio_lines": ratios}
+    return {
+        "name": name,
+        "command": " ".join(["python", f"scripts/bench/{name}.py", *options]),
+        "status": status,
+        "seconds": round(time.time() - started, 1),
+        "output": output.rstrip(),
+        "ratio_lines": ratios,
+    }
 
 
 def run_load(quick: bool, extra: list[str]) -> dict | None:
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "load.json"
-        command = [PY, str(BENCH / "load_mixed.py"), "--out", str(out), *(["--quick"] if quick else []), *extra]
+        command = [
+            PY,
+            str(BENCH / "load_mixed.py"),
+            "--out",
+            str(out),
+            *(["--quick"] if quick else []),
+            *extra,
+        ]
         started = time.time()
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
         print(f"  load_mixed: exit {done.returncode} in {time.time() - started:.0f} s", flush=True)
         if done.returncode != 0 or not out.exists():
             return {"error": (done.stdout + done.stderr)[-3000:]}
         result = json.loads(out.read_text())
-        result["command"] = " ".join(["python", "scripts/bench/load_mixed.py", *(["--quick"] if quick else []), *extra])
+        result["command"] = " ".join(
+            ["python", "scripts/bench/load_mixed.py", *(["--quick"] if quick else []), *extra]
+        )
         return result
 
 
@@ -140,7 +180,8 @@ def render(load: dict | None, benches: list[dict], quick: bool, when: str) -> st
             f"{load['double_acceptances']}; wrong answers: {load['wrong_answer_count']}; unhandled server errors logged: "
             f"{len(load.get('server_error_log', []))}.",
             "",
-            "Memory (RSS, MiB): " + ", ".join(f"{t:.0f} s: {v:.0f}" for t, v in rss["timeline_workers"])
+            "Memory (RSS, MiB): "
+            + ", ".join(f"{t:.0f} s: {v:.0f}" for t, v in rss["timeline_workers"])
             + f" (sum over the {rss['end']['worker_count']} workers; per worker at the end: {rss['end']['per_worker']}).",
         ]
         if "cpu" in load:
@@ -162,30 +203,51 @@ def render(load: dict | None, benches: list[dict], quick: bool, when: str) -> st
         "| --- | --- | --- |",
     ]
     for bench in benches:
-        summary = "<br>".join(l.replace("|", "\\|") for l in bench["ratio_lines"][:14]) or "(none printed)"
-        lines.append(f"| `{bench['name']}` | {bench['status']} ({bench['seconds']:.0f} s) | {summary} |")
+        summary = (
+            "<br>".join(l.replace("|", "\\|") for l in bench["ratio_lines"][:14])
+            or "(none printed)"
+        )
+        lines.append(
+            f"| `{bench['name']}` | {bench['status']} ({bench['seconds']:.0f} s) | {summary} |"
+        )
     lines += ["", "## Full benchmark output", ""]
     for bench in benches:
-        lines += [f"### {bench['name']}", "", f"`{bench['command']}`", "", "```", bench["output"] or "(no output)", "```", ""]
+        lines += [
+            f"### {bench['name']}",
+            "",
+            f"`{bench['command']}`",
+            "",
+            "```",
+            bench["output"] or "(no output)",
+            "```",
+            "",
+        ]
     return "\n".join(lines).rstrip() + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="~20 s load and the shortest benchmark options")
+    parser.add_argument(
+        "--quick", action="store_true", help="~20 s load and the shortest benchmark options"
+    )
     parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--only", action="append", help="run only these benchmarks (repeatable)")
     parser.add_argument("--timeout", type=float, default=600, help="per benchmark")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "PERFORMANCE.md")
-    parser.add_argument("--load-args", default="", help="extra arguments for load_mixed.py (quoted)")
+    parser.add_argument(
+        "--load-args", default="", help="extra arguments for load_mixed.py (quoted)"
+    )
     args = parser.parse_args()
     when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     present = sorted(p.stem for p in BENCH.glob("bench_*.py"))
     names = [n for n in ORDER if n in present] + [n for n in present if n not in ORDER]
     if args.only:
         names = [n for n in names if n in args.only]
-    print(f"performance report: load {'skipped' if args.skip_load else ('quick' if args.quick else 'full')}, "
-          f"benchmarks: {', '.join(names)}", flush=True)
+    print(
+        f"performance report: load {'skipped' if args.skip_load else ('quick' if args.quick else 'full')}, "
+        f"benchmarks: {', '.join(names)}",
+        flush=True,
+    )
     load = None if args.skip_load else run_load(args.quick, args.load_args.split())
     benches = [run_bench(name, args.quick, args.timeout) for name in names]
     text = render(load, benches, args.quick, when)

@@ -102,13 +102,17 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def identity_number(region: str = "330000", birth: str | None = None, serial: int | None = None) -> str:
+def identity_number(
+    region: str = "330000", birth: str | None = None, serial: int | None = None
+) -> str:
     """A valid, random identity number: birth day and serial both vary, so the dozens of people a
     test creates do not collide (a serial alone would, about once in ten tests)."""
     entropy = uuid.uuid4().int
     serial = entropy % 1000 if serial is None else serial
     if birth is None:
-        birth = (dt.date(1950, 1, 1) + dt.timedelta(days=(entropy >> 10) % 20_000)).strftime("%Y%m%d")
+        birth = (dt.date(1950, 1, 1) + dt.timedelta(days=(entropy >> 10) % 20_000)).strftime(
+            "%Y%m%d"
+        )
     first17 = f"{region[:2]}0102{birth}{serial:03d}"
     return first17 + check_digit(first17)
 
@@ -120,7 +124,9 @@ HOLDER_PASSWORD = "482915"
 def channel_key_pair() -> tuple[str, dict[str, str]]:
     """A channel's P-256 key: the private key (PEM) and the public JWK the platform registers."""
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return pem.decode(), public_jwk(key.public_key())
 
 
@@ -136,7 +142,9 @@ class World:
     def op(self, role: str = "admin") -> dict[str, str]:
         return bearer(self.tokens[role])
 
-    async def person_with_card(self, name: str = "张小三", region: str = "330000") -> dict[str, str]:
+    async def person_with_card(
+        self, name: str = "张小三", region: str = "330000"
+    ) -> dict[str, str]:
         number = identity_number(region)
         person = await self.client.post(
             "/operator/v1/persons",
@@ -148,39 +156,60 @@ class World:
         card = await self.client.post(
             "/operator/v1/cards",
             json={
-                "person_id": person.json()["id"], "card_number": card_number, "region": region,
-                "chip_serial": uuid.uuid4().hex[:16].upper(), "identification_code": uuid.uuid4().hex[:24].upper(),
-                "issue_date": "2024-01-01", "expiry_date": "2034-01-01",
+                "person_id": person.json()["id"],
+                "card_number": card_number,
+                "region": region,
+                "chip_serial": uuid.uuid4().hex[:16].upper(),
+                "identification_code": uuid.uuid4().hex[:24].upper(),
+                "issue_date": "2024-01-01",
+                "expiry_date": "2034-01-01",
             },
             headers=self.op(),
         )
         assert card.status_code == 201, card.text
-        return {"name": name, "identity_number": number, "card_number": card_number,
-                "person_id": person.json()["id"], "card_id": card.json()["id"]}
+        return {
+            "name": name,
+            "identity_number": number,
+            "card_number": card_number,
+            "person_id": person.json()["id"],
+            "card_id": card.json()["id"],
+        }
 
     def evidence_for(
-        self, holder: dict[str, str], channel: dict[str, str] | None = None, method: str = "face_liveness", **overrides
+        self,
+        holder: dict[str, str],
+        channel: dict[str, str] | None = None,
+        method: str = "face_liveness",
+        **overrides,
     ) -> str:
         """The channel's 实人 evidence for ``holder``, signed with the channel's key, as a channel
         makes it after its check (``overrides``: sign_evidence's keywords, e.g. ``checked_at``)."""
         channel = channel or self.channel
         arguments = {
-            "channel_id": channel["client_id"], "audience": platform_of(self.client).settings.public_url,
-            "identity_number": holder["identity_number"], "method": method, "reference": f"ref-{uuid.uuid4().hex[:12]}",
+            "channel_id": channel["client_id"],
+            "audience": platform_of(self.client).settings.public_url,
+            "identity_number": holder["identity_number"],
+            "method": method,
+            "reference": f"ref-{uuid.uuid4().hex[:12]}",
             **overrides,
         }
         return sign_evidence(channel["private_key_pem"], **arguments)
 
     async def issue(
-        self, holder: dict[str, str], channel: dict[str, str] | None = None, password: str | None = HOLDER_PASSWORD
+        self,
+        holder: dict[str, str],
+        channel: dict[str, str] | None = None,
+        password: str | None = HOLDER_PASSWORD,
     ) -> dict:
         """Issue an e-card to ``holder`` through ``channel`` (with 实人 evidence) and, unless
         ``password`` is None, make sure the person's 电子社保卡密码 is ``password``."""
         channel = channel or self.channel
         response = await self.client.post(
             "/channel/v1/ecards",
-            json={**{k: holder[k] for k in ("name", "identity_number", "card_number")},
-                  "evidence": self.evidence_for(holder, channel)},
+            json={
+                **{k: holder[k] for k in ("name", "identity_number", "card_number")},
+                "evidence": self.evidence_for(holder, channel),
+            },
             headers=basic(channel["client_id"], channel["client_secret"]),
         )
         assert response.status_code == 201, response.text
@@ -191,7 +220,9 @@ class World:
 
     async def set_password(self, access_token: str, password: str = HOLDER_PASSWORD) -> None:
         """Set the person's 电子社保卡密码 through a holder session (already set: left as it is)."""
-        response = await self.client.post("/holder/v1/password", json={"password": password}, headers=bearer(access_token))
+        response = await self.client.post(
+            "/holder/v1/password", json={"password": password}, headers=bearer(access_token)
+        )
         assert response.status_code in (201, 409), response.text
 
     async def new_client(self, kind: str, name: str | None = None, **extra) -> dict[str, str]:
@@ -220,7 +251,9 @@ async def world(client: httpx.AsyncClient) -> World:
     for role in ("admin", "registry_admin", "auditor", "readonly"):
         username = f"{role}-{uuid.uuid4().hex[:6]}"
         await access.create_operator(username, "correct horse battery", role)
-        response = await client.post("/operator/v1/login", json={"username": username, "password": "correct horse battery"})
+        response = await client.post(
+            "/operator/v1/login", json={"username": username, "password": "correct horse battery"}
+        )
         assert response.status_code == 200, response.text
         tokens[role] = response.json()["access_token"]
     w = World(client=client, tokens=tokens, channel={}, department={})

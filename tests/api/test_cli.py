@@ -16,7 +16,11 @@ from ecard.crypto.identity import check_digit
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ecard.cli", *args], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "ecard.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
 
 
@@ -40,7 +44,9 @@ def test_keys_init_rotate_withdraw(env, capsys) -> None:
     assert main(["keys", "rotate", "330000"]) == 0
     listing = capsys.readouterr().out
     assert listing.count("retired") == 1 and listing.count("active") == 4  # root + 2 regions + new
-    retired = next(line.split()[0] for line in listing.splitlines() if "retired" in line and "issuer" in line)
+    retired = next(
+        line.split()[0] for line in listing.splitlines() if "retired" in line and "issuer" in line
+    )
     assert main(["keys", "withdraw", retired]) == 0
     assert main(["keys", "withdraw", retired]) == 1
     assert "already withdrawn" in capsys.readouterr().err
@@ -61,7 +67,15 @@ def test_demo_init_writes_working_credentials(env, tmp_path) -> None:
     out = tmp_path / "demo.json"
     assert main(["demo", "init", "--out", str(out)]) == 0
     demo = json.loads(out.read_text())
-    assert {"operator", "channel", "holder", "relying_party", "verifier", "terminal", "department"} <= set(demo)
+    assert {
+        "operator",
+        "channel",
+        "holder",
+        "relying_party",
+        "verifier",
+        "terminal",
+        "department",
+    } <= set(demo)
     assert demo["holder"]["access_token"].startswith("echa_")
     assert main(["demo", "init", "--out", str(out)]) == 0  # re-running refreshes secrets
     assert json.loads(out.read_text())["operator"]["password"] != demo["operator"]["password"]
@@ -75,7 +89,8 @@ def _number(serial: int) -> str:
 def test_csv_import_writes_whole_rows_and_reports_rejected_ones(env, tmp_path, capsys) -> None:
     header = "name,gender,ethnicity,identity_number,region,card_number,chip_serial,identification_code,issue_date,expiry_date\n"
     good = [
-        f"张{i}{i},1,01,{_number(i)},330000,A{i:08d},00AA{i:04d},330000{i:012d},2020-01-01,2030-01-01\n" for i in range(1, 6)
+        f"张{i}{i},1,01,{_number(i)},330000,A{i:08d},00AA{i:04d},330000{i:012d},2020-01-01,2030-01-01\n"
+        for i in range(1, 6)
     ]
     bad = [
         "李四,1,01,330102198001019999,330000,B00000001,00BB0001,330000999999999999,2020-01-01,2030-01-01\n",  # check digit
@@ -98,7 +113,9 @@ def test_csv_import_writes_whole_rows_and_reports_rejected_ones(env, tmp_path, c
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_db_migrate_applies_every_migration_and_exits(backend: str, env, request: pytest.FixtureRequest) -> None:
+def test_db_migrate_applies_every_migration_and_exits(
+    backend: str, env, request: pytest.FixtureRequest
+) -> None:
     """On a new database and again on a migrated one; the process ends (it once hung on SQLite)."""
     environ = {**os.environ, **env}
     if backend == "postgres":

@@ -14,7 +14,9 @@ HOT = [("/holder/v1/codes", "POST"), ("/verifier/v1/verifications", "POST")]
 
 
 @pytest.mark.parametrize(("path", "method"), HOT)
-def test_hot_endpoints_skip_dependency_injection_and_response_building(settings: Settings, path: str, method: str) -> None:
+def test_hot_endpoints_skip_dependency_injection_and_response_building(
+    settings: Settings, path: str, method: str
+) -> None:
     """Litestar resolves independent dependencies in a task group (litestar-org/litestar#4563) and
     builds a ``Response`` per request; on these two endpoints each costs more than the work."""
     handler = create_app(settings).route_handler_method_map[path][method]
@@ -22,8 +24,13 @@ def test_hot_endpoints_skip_dependency_injection_and_response_building(settings:
     assert handler.parsed_fn_signature.return_type.annotation is ASGIApp
 
 
-@pytest.mark.parametrize(("path", "method", "status", "schema"), [(*HOT[0], "201", "CodeIssued"), (*HOT[1], "200", "VerificationResult")])
-def test_hot_endpoints_still_document_their_answer(settings: Settings, path: str, method: str, status: str, schema: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "method", "status", "schema"),
+    [(*HOT[0], "201", "CodeIssued"), (*HOT[1], "200", "VerificationResult")],
+)
+def test_hot_endpoints_still_document_their_answer(
+    settings: Settings, path: str, method: str, status: str, schema: str
+) -> None:
     document = create_app(settings).openapi_schema.to_schema()
     answer = document["paths"][path][method.lower()]["responses"][status]
     assert answer["content"]["application/json"]["schema"]["$ref"].endswith(schema)
@@ -36,10 +43,18 @@ async def test_hot_endpoints_refuse_like_every_other_route(world: World) -> None
         response = await world.client.post(path, content=b"not json")
         assert response.status_code == 401, response.text
         problem = response.json()
-        assert problem["code"] == "unauthenticated" and problem["request_id"] == response.headers["x-request-id"]
+        assert (
+            problem["code"] == "unauthenticated"
+            and problem["request_id"] == response.headers["x-request-id"]
+        )
         assert response.headers["content-type"].startswith("application/problem+json")
-        assert response.headers["x-content-type-options"] == "nosniff" and "www-authenticate" in response.headers
-    too_large = await world.client.post("/verifier/v1/verifications", content=b"x" * (2 * 1024 * 1024))
+        assert (
+            response.headers["x-content-type-options"] == "nosniff"
+            and "www-authenticate" in response.headers
+        )
+    too_large = await world.client.post(
+        "/verifier/v1/verifications", content=b"x" * (2 * 1024 * 1024)
+    )
     assert too_large.status_code == 413 and too_large.json()["code"] == "body_too_large"
 
 

@@ -33,12 +33,18 @@ async def from_address(client: httpx.AsyncClient, ip: str) -> AsyncIterator[http
 
 async def new_operator(world: World, role: str = "registry_admin") -> tuple[str, str]:
     username = f"op-{uuid.uuid4().hex[:8]}"
-    operator_id = await AccessService(platform_of(world.client)).create_operator(username, PASSWORD, role)
+    operator_id = await AccessService(platform_of(world.client)).create_operator(
+        username, PASSWORD, role
+    )
     return username, operator_id
 
 
-async def login(client: httpx.AsyncClient, username: str, password: str = PASSWORD) -> httpx.Response:
-    return await client.post("/operator/v1/login", json={"username": username, "password": password})
+async def login(
+    client: httpx.AsyncClient, username: str, password: str = PASSWORD
+) -> httpx.Response:
+    return await client.post(
+        "/operator/v1/login", json={"username": username, "password": password}
+    )
 
 
 async def token_of(client: httpx.AsyncClient, username: str) -> str:
@@ -54,7 +60,9 @@ async def works(client: httpx.AsyncClient, token: str) -> bool:
 
 
 async def trail(world: World, **params: str) -> list[dict]:
-    response = await world.client.get("/operator/v1/audit", params={"limit": 200, **params}, headers=world.op("auditor"))
+    response = await world.client.get(
+        "/operator/v1/audit", params={"limit": 200, **params}, headers=world.op("auditor")
+    )
     assert response.status_code == 200, response.text
     return response.json()["items"]
 
@@ -102,12 +110,22 @@ async def test_an_admin_revokes_every_token_of_another_operator_at_once(world: W
     assert revoked.status_code == 200, revoked.text
     assert revoked.json() == {"operator_id": operator_id, "revoked_tokens": 2}
     assert not any([await works(world.client, t) for t in tokens])  # the very next request
-    events = [e for e in await trail(world, target_id=operator_id) if e["action"] == "operator.tokens.revoke"]
-    assert len(events) == 1 and events[0]["reason"] == "laptop lost" and events[0]["detail"]["revoked"] == 2
+    events = [
+        e
+        for e in await trail(world, target_id=operator_id)
+        if e["action"] == "operator.tokens.revoke"
+    ]
+    assert (
+        len(events) == 1
+        and events[0]["reason"] == "laptop lost"
+        and events[0]["detail"]["revoked"] == 2
+    )
     assert events[0]["actor_kind"] == "operator"
 
     assert await works(world.client, await token_of(world.client, username))  # a new login works
-    unknown = await world.client.post(f"/operator/v1/operators/{uuid.uuid4().hex}/revoke-tokens", json=body, headers=world.op())
+    unknown = await world.client.post(
+        f"/operator/v1/operators/{uuid.uuid4().hex}/revoke-tokens", json=body, headers=world.op()
+    )
     assert unknown.status_code == 404
     no_reason = await world.client.post(path, json={}, headers=world.op())
     assert no_reason.status_code == 400
@@ -127,15 +145,23 @@ async def test_a_disabled_operators_tokens_and_password_stop_working(world: Worl
 # --- lockout ------------------------------------------------------------------------------------
 
 
-async def test_wrong_passwords_from_one_address_cannot_lock_the_owner_out(world: World, monkeypatch) -> None:
+async def test_wrong_passwords_from_one_address_cannot_lock_the_owner_out(
+    world: World, monkeypatch
+) -> None:
     clock = Clock()
     monkeypatch.setattr(throttle, "clock", clock)
     username, _ = await new_operator(world, "admin")
-    async with from_address(world.client, "203.0.113.7") as attacker, from_address(world.client, "198.51.100.20") as owner:
+    async with (
+        from_address(world.client, "203.0.113.7") as attacker,
+        from_address(world.client, "198.51.100.20") as owner,
+    ):
         answers = [await login(attacker, username, "wrong") for _ in range(8)]
         assert [a.status_code for a in answers[:5]] == [401] * 5
         assert [a.status_code for a in answers[5:]] == [429] * 3
-        assert answers[-1].json()["code"] == "rate_limited" and answers[-1].headers["retry-after"] == "1"
+        assert (
+            answers[-1].json()["code"] == "rate_limited"
+            and answers[-1].headers["retry-after"] == "1"
+        )
 
         # the owner, elsewhere, is not held: a mistake answers 401, the right password a token
         mistake = await login(owner, username, "typo")
@@ -143,11 +169,16 @@ async def test_wrong_passwords_from_one_address_cannot_lock_the_owner_out(world:
         assert await works(owner, await token_of(owner, username))
 
 
-async def test_the_delay_doubles_per_failure_and_a_success_resets_it(world: World, monkeypatch) -> None:
+async def test_the_delay_doubles_per_failure_and_a_success_resets_it(
+    world: World, monkeypatch
+) -> None:
     clock = Clock()
     monkeypatch.setattr(throttle, "clock", clock)
     username, _ = await new_operator(world)
-    async with from_address(world.client, "2001:db8:7:7::1") as guesser, from_address(world.client, "2001:db8:7:7::beef") as same_64:
+    async with (
+        from_address(world.client, "2001:db8:7:7::1") as guesser,
+        from_address(world.client, "2001:db8:7:7::beef") as same_64,
+    ):
         for _ in range(5):
             assert (await login(guesser, username, "wrong")).status_code == 401
         waits = []
@@ -167,10 +198,14 @@ async def test_the_delay_doubles_per_failure_and_a_success_resets_it(world: Worl
         clock.offset += 33
         assert (await login(guesser, username)).status_code == 200
         # the success cleared the pair: five free attempts again
-        assert [(await login(guesser, username, "wrong")).status_code for _ in range(5)] == [401] * 5
+        assert [(await login(guesser, username, "wrong")).status_code for _ in range(5)] == [
+            401
+        ] * 5
 
 
-async def test_distributed_guessing_meets_a_ceiling_that_spares_known_addresses(world: World, monkeypatch) -> None:
+async def test_distributed_guessing_meets_a_ceiling_that_spares_known_addresses(
+    world: World, monkeypatch
+) -> None:
     monkeypatch.setattr(throttle, "ACCOUNT_LIMIT", 4)
     username, _ = await new_operator(world, "admin")
     async with from_address(world.client, "192.0.2.1") as office:
@@ -191,15 +226,27 @@ async def test_distributed_guessing_meets_a_ceiling_that_spares_known_addresses(
 async def test_a_scrypt_hash_is_upgraded_to_argon2id_at_the_next_login(world: World) -> None:
     username, operator_id = await new_operator(world)
     legacy = legacy_scrypt_hash(PASSWORD, os.urandom(16))
-    assert verify_password(PASSWORD, legacy) and not verify_password("wrong", legacy) and needs_rehash(legacy)
+    assert (
+        verify_password(PASSWORD, legacy)
+        and not verify_password("wrong", legacy)
+        and needs_rehash(legacy)
+    )
     await Operator.update({Operator.password_hash: legacy}).where(Operator.id == operator_id)
 
     assert (await login(world.client, username, "wrong")).status_code == 401
-    stored = (await Operator.select(Operator.password_hash).where(Operator.id == operator_id).first())["password_hash"]
+    stored = (
+        await Operator.select(Operator.password_hash).where(Operator.id == operator_id).first()
+    )["password_hash"]
     assert stored == legacy  # a wrong password changes nothing
     assert (await login(world.client, username)).status_code == 200
-    stored = (await Operator.select(Operator.password_hash).where(Operator.id == operator_id).first())["password_hash"]
-    assert stored.startswith("$argon2id$") and not needs_rehash(stored) and verify_password(PASSWORD, stored)
+    stored = (
+        await Operator.select(Operator.password_hash).where(Operator.id == operator_id).first()
+    )["password_hash"]
+    assert (
+        stored.startswith("$argon2id$")
+        and not needs_rehash(stored)
+        and verify_password(PASSWORD, stored)
+    )
     assert (await login(world.client, username)).status_code == 200
 
 
@@ -209,12 +256,21 @@ async def test_an_argon2id_hash_with_old_parameters_is_rehashed(world: World) ->
     assert verify_password(PASSWORD, weak) and needs_rehash(weak)
     await Operator.update({Operator.password_hash: weak}).where(Operator.id == operator_id)
     assert (await login(world.client, username)).status_code == 200
-    stored = (await Operator.select(Operator.password_hash).where(Operator.id == operator_id).first())["password_hash"]
+    stored = (
+        await Operator.select(Operator.password_hash).where(Operator.id == operator_id).first()
+    )["password_hash"]
     assert stored != weak and not needs_rehash(stored)
 
 
 def test_malformed_stored_hashes_fail_closed() -> None:
-    for stored in ("", "plain", "scrypt$x", "scrypt$4194304$8$1$AAAA$AAAA", "$argon2id$v=19$m=1$bad", "$2b$12$bcrypt"):
+    for stored in (
+        "",
+        "plain",
+        "scrypt$x",
+        "scrypt$4194304$8$1$AAAA$AAAA",
+        "$argon2id$v=19$m=1$bad",
+        "$2b$12$bcrypt",
+    ):
         assert verify_password(PASSWORD, stored) is False
         assert needs_rehash(stored)
 
@@ -223,46 +279,80 @@ def test_malformed_stored_hashes_fail_closed() -> None:
 
 
 async def file_live_client(world: World) -> dict[str, str]:
-    filed = await world.client.post("/operator/v1/oidc/clients", json={
-        "name": f"rp-{uuid.uuid4().hex[:8]}", "redirect_uris": ["https://rp.example.test/callback"],
-        "scopes": ["openid"], "client_type": "confidential", "token_endpoint_auth_method": "client_secret_basic",
-    }, headers=world.op())
+    filed = await world.client.post(
+        "/operator/v1/oidc/clients",
+        json={
+            "name": f"rp-{uuid.uuid4().hex[:8]}",
+            "redirect_uris": ["https://rp.example.test/callback"],
+            "scopes": ["openid"],
+            "client_type": "confidential",
+            "token_endpoint_auth_method": "client_secret_basic",
+        },
+        headers=world.op(),
+    )
     assert filed.status_code == 201, filed.text
     for status in ("approved", "live"):
         changed = await world.client.post(
-            f"/operator/v1/oidc/clients/{filed.json()['client_id']}/status", json={"status": status}, headers=world.op()
+            f"/operator/v1/oidc/clients/{filed.json()['client_id']}/status",
+            json={"status": status},
+            headers=world.op(),
         )
         assert changed.status_code == 200, changed.text
     return filed.json()
 
 
-async def test_a_flood_of_bogus_token_requests_is_audited_per_burst(world: World, monkeypatch) -> None:
-    monkeypatch.setenv("ECARD_OIDC_POLICY", json.dumps({"failed_client_auth_per_client_5min": 1000}))
+async def test_a_flood_of_bogus_token_requests_is_audited_per_burst(
+    world: World, monkeypatch
+) -> None:
+    monkeypatch.setenv(
+        "ECARD_OIDC_POLICY", json.dumps({"failed_client_auth_per_client_5min": 1000})
+    )
     rp = await file_live_client(world)
-    form = {"grant_type": "authorization_code", "code": "x", "redirect_uri": "https://rp.example.test/callback"}
+    form = {
+        "grant_type": "authorization_code",
+        "code": "x",
+        "redirect_uri": "https://rp.example.test/callback",
+    }
     for _ in range(200):
-        answer = await world.client.post("/oidc/token", data=form, headers=basic(rp["client_id"], "eccs_wrong"))
+        answer = await world.client.post(
+            "/oidc/token", data=form, headers=basic(rp["client_id"], "eccs_wrong")
+        )
         assert answer.status_code == 401 and answer.json()["error"] == "invalid_client"
     rows = await trail(world, action="oidc.client_auth.refused", target_id=rp["client_id"])
     assert len(rows) == 1 and rows[0]["detail"]["suppressed"] == 0
 
     # the burst's window ends: the next refusal writes a row carrying the count of the last one
     await platform_of(world.client).store.delete(
-        refusal_key("client:-", "oidc.client_auth.refused", "oidc_client", rp["client_id"], "method client_secret_basic")
+        refusal_key(
+            "client:-",
+            "oidc.client_auth.refused",
+            "oidc_client",
+            rp["client_id"],
+            "method client_secret_basic",
+        )
     )
     await world.client.post("/oidc/token", data=form, headers=basic(rp["client_id"], "eccs_wrong"))
     rows = await trail(world, action="oidc.client_auth.refused", target_id=rp["client_id"])
     assert len(rows) == 2 and rows[0]["detail"]["suppressed"] == 199
 
 
-async def test_a_flood_with_a_new_client_id_each_time_is_folded_into_one_overflow_row(world: World) -> None:
-    form = {"grant_type": "authorization_code", "code": "x", "redirect_uri": "https://rp.example.test/callback"}
+async def test_a_flood_with_a_new_client_id_each_time_is_folded_into_one_overflow_row(
+    world: World,
+) -> None:
+    form = {
+        "grant_type": "authorization_code",
+        "code": "x",
+        "redirect_uri": "https://rp.example.test/callback",
+    }
     last = await AuditEvent.select(AuditEvent.id).order_by(AuditEvent.id, ascending=False).first()
     for _ in range(200):
-        answer = await world.client.post("/oidc/token", data=form, headers=basic(f"rp_{uuid.uuid4().hex[:24]}", "eccs_x"))
+        answer = await world.client.post(
+            "/oidc/token", data=form, headers=basic(f"rp_{uuid.uuid4().hex[:24]}", "eccs_x")
+        )
         assert answer.status_code == 401
     rows = await AuditEvent.select().where(
-        (AuditEvent.id > (last["id"] if last else 0)) & (AuditEvent.action == "oidc.client_auth.refused")
+        (AuditEvent.id > (last["id"] if last else 0))
+        & (AuditEvent.action == "oidc.client_auth.refused")
     )
     assert len(rows) <= REFUSAL_BURSTS_PER_ACTION + 1
     overflow = [r for r in rows if r["actor_id"] == "refusal-overflow"]
@@ -275,7 +365,11 @@ async def test_login_refusals_are_audited_per_burst(world: World, monkeypatch) -
     async with from_address(world.client, "203.0.113.99") as guesser:
         statuses = [(await login(guesser, username, "wrong")).status_code for _ in range(20)]
     assert statuses.count(401) == 5 and statuses.count(429) == 15
-    rows = [e for e in await trail(world, target_id=operator_id) if e["action"] == "operator.login.refused"]
+    rows = [
+        e
+        for e in await trail(world, target_id=operator_id)
+        if e["action"] == "operator.login.refused"
+    ]
     assert sorted(r["reason"] for r in rows) == ["invalid credentials", "throttled"]
     assert {r["actor_kind"] + ":" + r["actor_id"] for r in rows} == {"address:203.0.113.99"}
 
@@ -289,12 +383,20 @@ async def test_ended_tokens_are_removed_when_the_operator_logs_in_again(world: W
     other, other_id = await new_operator(world)
     ended, live = await token_of(world.client, username), await token_of(world.client, username)
     await token_of(world.client, other)
-    assert (await world.client.post("/operator/v1/logout", headers=bearer(ended))).status_code == 204
-    await OperatorToken.update({OperatorToken.expires_at: 0}).where(OperatorToken.operator == other_id)
+    assert (
+        await world.client.post("/operator/v1/logout", headers=bearer(ended))
+    ).status_code == 204
+    await OperatorToken.update({OperatorToken.expires_at: 0}).where(
+        OperatorToken.operator == other_id
+    )
     expired_rows = await OperatorToken.count().where(OperatorToken.operator == other_id)
 
     fresh = await token_of(world.client, username)
-    rows = await OperatorToken.select(OperatorToken.revoked, OperatorToken.expires_at).where(OperatorToken.operator == operator_id)
+    rows = await OperatorToken.select(OperatorToken.revoked, OperatorToken.expires_at).where(
+        OperatorToken.operator == operator_id
+    )
     assert len(rows) == 2 and not any(r["revoked"] for r in rows)  # ``live`` and ``fresh``
     assert await works(world.client, live) and await works(world.client, fresh)
-    assert await OperatorToken.count().where(OperatorToken.operator == other_id) == expired_rows == 1
+    assert (
+        await OperatorToken.count().where(OperatorToken.operator == other_id) == expired_rows == 1
+    )

@@ -22,15 +22,27 @@ from tests.api.conftest import World, basic, identity_number
 async def _raw_rows() -> list[bytes]:
     """Every idempotency row as raw bytes, every column, as the database returns it."""
     rows = await IdempotencyRecord.raw("SELECT * FROM idempotency_record")
-    return [b"|".join(bytes(v) if isinstance(v, (bytes, bytearray, memoryview)) else str(v).encode() for v in row.values()) for row in rows]
+    return [
+        b"|".join(
+            bytes(v) if isinstance(v, (bytes, bytearray, memoryview)) else str(v).encode()
+            for v in row.values()
+        )
+        for row in rows
+    ]
 
 
 def _database_files(settings: Settings) -> list[Path]:
     path = settings.sqlite_path
-    return [p for p in (path, *(path.with_name(path.name + s) for s in db.SQLITE_COMPANIONS)) if p.exists()]
+    return [
+        p
+        for p in (path, *(path.with_name(path.name + s) for s in db.SQLITE_COMPANIONS))
+        if p.exists()
+    ]
 
 
-async def test_replayable_responses_hold_no_secret_in_cleartext(world: World, settings: Settings) -> None:
+async def test_replayable_responses_hold_no_secret_in_cleartext(
+    world: World, settings: Settings
+) -> None:
     client = world.client
     # a new client's secret
     name = f"rp-{uuid.uuid4().hex[:8]}"
@@ -41,20 +53,33 @@ async def test_replayable_responses_hold_no_secret_in_cleartext(world: World, se
     client_secret = first.json()["client_secret"]
     # a holder's access and refresh tokens, and a full identity number
     holder = await world.person_with_card()
-    issue = {**{k: holder[k] for k in ("name", "identity_number", "card_number")}, "evidence": world.evidence_for(holder)}
-    channel_headers = {**basic(world.channel["client_id"], world.channel["client_secret"]), "Idempotency-Key": f"ecard-{uuid.uuid4().hex}"}
+    issue = {
+        **{k: holder[k] for k in ("name", "identity_number", "card_number")},
+        "evidence": world.evidence_for(holder),
+    }
+    channel_headers = {
+        **basic(world.channel["client_id"], world.channel["client_secret"]),
+        "Idempotency-Key": f"ecard-{uuid.uuid4().hex}",
+    }
     issued = await client.post("/channel/v1/ecards", json=issue, headers=channel_headers)
     assert issued.status_code == 201, issued.text
     session = issued.json()["session"]
     number = identity_number()
     person_headers = {**world.op(), "Idempotency-Key": f"person-{uuid.uuid4().hex}"}
     person = await client.post(
-        "/operator/v1/persons", json={"name": "王五", "gender": "1", "identity_number": number, "region": "330000"},
+        "/operator/v1/persons",
+        json={"name": "王五", "gender": "1", "identity_number": number, "region": "330000"},
         headers=person_headers,
     )
     assert person.status_code == 201, person.text
 
-    secrets = [client_secret, session["access_token"], session["refresh_token"], number, holder["identity_number"]]
+    secrets = [
+        client_secret,
+        session["access_token"],
+        session["refresh_token"],
+        number,
+        holder["identity_number"],
+    ]
     rows = await _raw_rows()
     assert len(rows) >= 3
     for row in rows:
@@ -73,12 +98,15 @@ async def test_replayable_responses_hold_no_secret_in_cleartext(world: World, se
     again = await client.post("/channel/v1/ecards", json=issue, headers=channel_headers)
     assert again.status_code == 201 and again.content == issued.content
     again = await client.post(
-        "/operator/v1/persons", json={"name": "王五", "gender": "1", "identity_number": number, "region": "330000"},
+        "/operator/v1/persons",
+        json={"name": "王五", "gender": "1", "identity_number": number, "region": "330000"},
         headers=person_headers,
     )
     assert again.status_code == 201 and again.content == person.content
     # the same key with another body is still a conflict, not a replay
-    other = await client.post("/operator/v1/clients", json={**body, "name": name + "x"}, headers=headers)
+    other = await client.post(
+        "/operator/v1/clients", json={**body, "name": name + "x"}, headers=headers
+    )
     assert other.status_code == 409 and other.json()["code"] == "idempotency_conflict"
 
 
@@ -88,7 +116,9 @@ async def test_records_expire_after_the_ttl(world: World, settings: Settings) ->
     key = f"exp-{uuid.uuid4().hex}"
     headers = {**world.op(), "Idempotency-Key": key}
     before = idempotency._now_ms()
-    first = await client.post("/operator/v1/clients", json={"kind": "relying_party", "name": name}, headers=headers)
+    first = await client.post(
+        "/operator/v1/clients", json={"kind": "relying_party", "name": name}, headers=headers
+    )
     assert first.status_code == 201
     (row,) = await IdempotencyRecord.select().where(IdempotencyRecord.key.like(f"%|{key}"))
     ttl_ms = settings.idempotency_ttl * 1000
@@ -99,14 +129,20 @@ async def test_records_expire_after_the_ttl(world: World, settings: Settings) ->
         IdempotencyRecord.key == row["key"]
     )
     # expired: the same request runs again (the name is taken now: 409), it is not replayed
-    same = await client.post("/operator/v1/clients", json={"kind": "relying_party", "name": name}, headers=headers)
+    same = await client.post(
+        "/operator/v1/clients", json={"kind": "relying_party", "name": name}, headers=headers
+    )
     assert same.headers.get("idempotent-replayed") is None
     assert same.status_code == 409 and first.json()["client_secret"] not in same.text
     # and the key is free for a new request (no conflict with the expired record's body)
-    fresh = await client.post("/operator/v1/clients", json={"kind": "relying_party", "name": name + "2"}, headers=headers)
+    fresh = await client.post(
+        "/operator/v1/clients", json={"kind": "relying_party", "name": name + "2"}, headers=headers
+    )
     assert fresh.status_code == 201 and fresh.headers.get("idempotent-replayed") is None
     assert fresh.json()["id"] != first.json()["id"]
-    replay = await client.post("/operator/v1/clients", json={"kind": "relying_party", "name": name + "2"}, headers=headers)
+    replay = await client.post(
+        "/operator/v1/clients", json={"kind": "relying_party", "name": name + "2"}, headers=headers
+    )
     assert replay.headers.get("idempotent-replayed") == "true" and replay.content == fresh.content
 
 
@@ -115,18 +151,24 @@ async def test_expired_records_are_purged(world: World) -> None:
     keys = [f"purge-{uuid.uuid4().hex}" for _ in range(3)]
     for key in keys:
         response = await client.post(
-            "/operator/v1/clients", json={"kind": "verifier", "name": f"v-{uuid.uuid4().hex[:8]}"},
+            "/operator/v1/clients",
+            json={"kind": "verifier", "name": f"v-{uuid.uuid4().hex[:8]}"},
             headers={**world.op(), "Idempotency-Key": key},
         )
         assert response.status_code == 201
-    await IdempotencyRecord.update({IdempotencyRecord.expires_ms: 1}).where(IdempotencyRecord.key.like("%|purge-%"))
+    await IdempotencyRecord.update({IdempotencyRecord.expires_ms: 1}).where(
+        IdempotencyRecord.key.like("%|purge-%")
+    )
     idempotency._next_sweep.clear()  # the once-a-minute throttle
     response = await client.post(
-        "/operator/v1/clients", json={"kind": "verifier", "name": f"v-{uuid.uuid4().hex[:8]}"},
+        "/operator/v1/clients",
+        json={"kind": "verifier", "name": f"v-{uuid.uuid4().hex[:8]}"},
         headers={**world.op(), "Idempotency-Key": f"trigger-{uuid.uuid4().hex}"},
     )
     assert response.status_code == 201
-    left = await IdempotencyRecord.select(IdempotencyRecord.key).where(IdempotencyRecord.expires_ms <= idempotency._now_ms())
+    left = await IdempotencyRecord.select(IdempotencyRecord.key).where(
+        IdempotencyRecord.expires_ms <= idempotency._now_ms()
+    )
     assert left == []
     assert await IdempotencyRecord.count().where(IdempotencyRecord.key.like("%|trigger-%")) == 1
 
@@ -135,18 +177,30 @@ async def test_a_body_moved_to_another_record_is_not_replayed(world: World) -> N
     client = world.client
     first_body = {"kind": "relying_party", "name": f"rp-{uuid.uuid4().hex[:8]}"}
     first_key, second_key = f"a-{uuid.uuid4().hex}", f"b-{uuid.uuid4().hex}"
-    first = await client.post("/operator/v1/clients", json=first_body, headers={**world.op(), "Idempotency-Key": first_key})
+    first = await client.post(
+        "/operator/v1/clients",
+        json=first_body,
+        headers={**world.op(), "Idempotency-Key": first_key},
+    )
     second = await client.post(
-        "/operator/v1/clients", json={"kind": "relying_party", "name": f"rp-{uuid.uuid4().hex[:8]}"},
+        "/operator/v1/clients",
+        json={"kind": "relying_party", "name": f"rp-{uuid.uuid4().hex[:8]}"},
         headers={**world.op(), "Idempotency-Key": second_key},
     )
     assert first.status_code == second.status_code == 201
     (source,) = await IdempotencyRecord.select().where(IdempotencyRecord.key.like(f"%|{first_key}"))
     # the second record takes the first one's digest and sealed body: a swap at rest
     await IdempotencyRecord.update(
-        {IdempotencyRecord.body: bytes(source["body"]), IdempotencyRecord.request_digest: source["request_digest"]}
+        {
+            IdempotencyRecord.body: bytes(source["body"]),
+            IdempotencyRecord.request_digest: source["request_digest"],
+        }
     ).where(IdempotencyRecord.key.like(f"%|{second_key}"))
-    swapped = await client.post("/operator/v1/clients", json=first_body, headers={**world.op(), "Idempotency-Key": second_key})
+    swapped = await client.post(
+        "/operator/v1/clients",
+        json=first_body,
+        headers={**world.op(), "Idempotency-Key": second_key},
+    )
     assert swapped.headers.get("idempotent-replayed") is None
     assert first.json()["client_secret"] not in swapped.text
     assert swapped.status_code == 409  # it ran again, and the name is taken
@@ -173,12 +227,16 @@ async def test_database_files_and_var_are_owner_only(tmp_path: Path, keys_dir: s
     old = os.umask(0o022)  # a usual umask: without care the files would be 0644, the folder 0755
     try:
         database = tmp_path / "var" / "sub" / "ecard.db"
-        settings = load_settings({"ECARD_KEYS_DIR": keys_dir, "ECARD_DATABASE_URL": f"sqlite:///{database}"})
+        settings = load_settings(
+            {"ECARD_KEYS_DIR": keys_dir, "ECARD_DATABASE_URL": f"sqlite:///{database}"}
+        )
         platform = await open_platform(settings, migrate=True)
         try:
             await IdempotencyRecord.count()
             await ApiClient.count()
-            async with platform.engine.transaction():  # a write: WAL and shared memory files exist now
+            async with (
+                platform.engine.transaction()
+            ):  # a write: WAL and shared memory files exist now
                 await IdempotencyRecord.delete().where(IdempotencyRecord.key == "none")
             assert _mode(tmp_path / "var") == 0o700
             assert _mode(tmp_path / "var" / "sub") == 0o700
@@ -212,23 +270,44 @@ def test_an_existing_readable_database_is_tightened(tmp_path: Path) -> None:
 def test_secrets_match_fails_closed() -> None:
     assert secrets_match("s3cret", secret_digest("s3cret"))
     assert not secrets_match("s3cret", secret_digest("other"))
-    for stored in (None, "", "x", secret_digest("x" * 64).upper(), secret_digest("x" * 64)[:-1], " " * 64):
+    for stored in (
+        None,
+        "",
+        "x",
+        secret_digest("x" * 64).upper(),
+        secret_digest("x" * 64)[:-1],
+        " " * 64,
+    ):
         assert not secrets_match("x" * 64, stored)
         assert not secrets_match("", stored)
 
 
 @pytest.mark.parametrize("stored", [None, "", "not-a-digest"])
-async def test_client_without_a_stored_secret_cannot_authenticate(client: httpx.AsyncClient, stored: str | None) -> None:
+async def test_client_without_a_stored_secret_cannot_authenticate(
+    client: httpx.AsyncClient, stored: str | None
+) -> None:
     client_id = f"ch-{uuid.uuid4().hex[:12]}"
     await ApiClient.insert(
-        ApiClient(id=client_id, kind="channel", name=f"no-secret-{client_id}", secret_digest=stored, status="active",
-                  regions='["330000"]', entitlements="[]")
+        ApiClient(
+            id=client_id,
+            kind="channel",
+            name=f"no-secret-{client_id}",
+            secret_digest=stored,
+            status="active",
+            regions='["330000"]',
+            entitlements="[]",
+        )
     )
     body = {"name": "张三", "identity_number": identity_number(), "card_number": "C0000000001"}
     for password in ("x" * 64, "", "x" * 43, "None", "not-a-digest"):
-        response = await client.post("/channel/v1/ecards", json=body, headers=basic(client_id, password))
+        response = await client.post(
+            "/channel/v1/ecards", json=body, headers=basic(client_id, password)
+        )
         assert response.status_code == 401, (password, response.text)
-        assert response.json()["code"] in {"invalid_credentials", "unauthenticated"}  # "" is no credential at all
+        assert response.json()["code"] in {
+            "invalid_credentials",
+            "unauthenticated",
+        }  # "" is no credential at all
 
 
 def test_a_new_keys_directory_is_owner_only(tmp_path: Path) -> None:

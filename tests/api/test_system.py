@@ -27,7 +27,9 @@ async def test_openapi_document_lists_the_registry(world: World) -> None:
 async def test_jwks_is_cached_by_etag(world: World) -> None:
     first = await world.client.get("/.well-known/jwks.json")
     assert first.status_code == 200 and first.json()["keys"][0]["alg"] == "ES256"
-    again = await world.client.get("/.well-known/jwks.json", headers={"If-None-Match": first.headers["etag"]})
+    again = await world.client.get(
+        "/.well-known/jwks.json", headers={"If-None-Match": first.headers["etag"]}
+    )
     assert again.status_code == 304 and again.content == b""
 
 
@@ -36,13 +38,39 @@ async def test_jwks_is_cached_by_etag(world: World) -> None:
     [
         ("get", "/no/such/route", {}, 404, "not_found"),
         ("delete", "/healthz", {}, 405, "method_not_allowed"),
-        ("post", "/operator/v1/login", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, None),
-        ("post", "/operator/v1/login", {"json": {"username": 1, "password": []}}, 400, "validation_failed"),
-        ("post", "/operator/v1/login", {"json": {"username": "a", "password": "b", "extra": 1}}, 400, "validation_failed"),
-        ("post", "/operator/v1/login", {"content": b"x" * 2_000_000, "headers": {"content-type": "application/json"}}, 413, "body_too_large"),
+        (
+            "post",
+            "/operator/v1/login",
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+            400,
+            None,
+        ),
+        (
+            "post",
+            "/operator/v1/login",
+            {"json": {"username": 1, "password": []}},
+            400,
+            "validation_failed",
+        ),
+        (
+            "post",
+            "/operator/v1/login",
+            {"json": {"username": "a", "password": "b", "extra": 1}},
+            400,
+            "validation_failed",
+        ),
+        (
+            "post",
+            "/operator/v1/login",
+            {"content": b"x" * 2_000_000, "headers": {"content-type": "application/json"}},
+            413,
+            "body_too_large",
+        ),
     ],
 )
-async def test_bad_requests_get_clear_problems_never_500(world: World, method, path, kwargs, status, code) -> None:
+async def test_bad_requests_get_clear_problems_never_500(
+    world: World, method, path, kwargs, status, code
+) -> None:
     response = await getattr(world.client, method)(path, **kwargs)
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -54,6 +82,8 @@ async def test_bad_requests_get_clear_problems_never_500(world: World, method, p
 
 async def test_problem_messages_follow_accept_language(world: World) -> None:
     zh = await world.client.get("/no/such/route")
-    en = await world.client.get("/no/such/route", headers={"Accept-Language": "en-US,en;q=0.9,zh;q=0.5"})
+    en = await world.client.get(
+        "/no/such/route", headers={"Accept-Language": "en-US,en;q=0.9,zh;q=0.5"}
+    )
     assert zh.json()["title"] == "请求的资源不存在" and zh.headers["content-language"] == "zh-CN"
     assert en.json()["title"] == "The requested resource does not exist"

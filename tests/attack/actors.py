@@ -61,7 +61,9 @@ def seed_operators(settings: Settings) -> dict[str, str]:
     return run_in_thread(seed)
 
 
-def spare_operator_tokens(settings: Settings, operators: dict[str, str], count: int) -> dict[str, list[str]]:
+def spare_operator_tokens(
+    settings: Settings, operators: dict[str, str], count: int
+) -> dict[str, list[str]]:
     """``count`` extra live tokens per role, for calls that spend one (an operator logging out):
     minted in the database as a login would, since that many logins would trip the per-address
     login limit."""
@@ -71,12 +73,20 @@ def spare_operator_tokens(settings: Settings, operators: dict[str, str], count: 
         try:
             spare: dict[str, list[str]] = {}
             for role, username in operators.items():
-                row = await Operator.select(Operator.id).where(Operator.username == username).first()
+                row = (
+                    await Operator.select(Operator.id).where(Operator.username == username).first()
+                )
                 tokens = [new_token(OPERATOR_TOKEN_PREFIX) for _ in range(count)]
-                await OperatorToken.insert(*(
-                    OperatorToken(digest=secret_digest(t), operator=row["id"], expires_at=int(time.time()) + 3600)
-                    for t in tokens
-                )).run()
+                await OperatorToken.insert(
+                    *(
+                        OperatorToken(
+                            digest=secret_digest(t),
+                            operator=row["id"],
+                            expires_at=int(time.time()) + 3600,
+                        )
+                        for t in tokens
+                    )
+                ).run()
                 spare[role] = tokens
             return spare
         finally:
@@ -134,12 +144,19 @@ def _spare(role: str, tokens: list[str] | None) -> Callable[[], Caller] | None:
 
 
 def _ok(response: requests.Response, status: int = 201) -> dict:
-    assert response.status_code == status, (response.request.method, response.request.url, response.status_code, response.text)
+    assert response.status_code == status, (
+        response.request.method,
+        response.request.url,
+        response.status_code,
+        response.text,
+    )
     return response.json() if response.content else {}
 
 
 def build_cast(
-    session: requests.Session, operators: dict[str, str], spare_tokens: dict[str, list[str]] | None = None,
+    session: requests.Session,
+    operators: dict[str, str],
+    spare_tokens: dict[str, list[str]] | None = None,
     audience: str | None = None,
 ) -> Cast:
     """Create, over HTTP, one caller of every kind (and a second holder); operators whose calls
@@ -148,16 +165,22 @@ def build_cast(
     audience = audience or Settings().public_url
     channel_key = ec.generate_private_key(ec.SECP256R1())
     tokens = {
-        role: _ok(session.post("/operator/v1/login", json={"username": name, "password": PASSWORD}), 200)["access_token"]
+        role: _ok(
+            session.post("/operator/v1/login", json={"username": name, "password": PASSWORD}), 200
+        )["access_token"]
         for role, name in operators.items()
     }
     admin = bearer(tokens["admin"])
     ids: dict[str, str] = {}
 
     def new_client(kind: str, **extra: Any) -> dict[str, str]:
-        body = _ok(session.post(
-            "/operator/v1/clients", json={"kind": kind, "name": f"{kind}-{uuid.uuid4().hex[:8]}", **extra}, headers=admin
-        ))
+        body = _ok(
+            session.post(
+                "/operator/v1/clients",
+                json={"kind": kind, "name": f"{kind}-{uuid.uuid4().hex[:8]}", **extra},
+                headers=admin,
+            )
+        )
         return {"client_id": body["id"], "client_secret": body.get("client_secret", "")}
 
     channel = new_client("channel", public_jwk=public_jwk(channel_key.public_key()))
@@ -166,54 +189,121 @@ def build_cast(
     party = new_client("relying_party", entitlements=list(SCOPES))
 
     def file_client() -> dict:
-        filed = _ok(session.post("/operator/v1/oidc/clients", json={
-            "name": f"rp-{uuid.uuid4().hex[:8]}", "redirect_uris": ["https://rp.example.test/callback"],
-            "scopes": ["openid", "profile", "ecard"], "client_type": "confidential",
-            "token_endpoint_auth_method": "client_secret_basic",
-        }, headers=admin))
+        filed = _ok(
+            session.post(
+                "/operator/v1/oidc/clients",
+                json={
+                    "name": f"rp-{uuid.uuid4().hex[:8]}",
+                    "redirect_uris": ["https://rp.example.test/callback"],
+                    "scopes": ["openid", "profile", "ecard"],
+                    "client_type": "confidential",
+                    "token_endpoint_auth_method": "client_secret_basic",
+                },
+                headers=admin,
+            )
+        )
         for status in ("approved", "live"):
-            _ok(session.post(f"/operator/v1/oidc/clients/{filed['client_id']}/status", json={"status": status}, headers=admin), 200)
+            _ok(
+                session.post(
+                    f"/operator/v1/oidc/clients/{filed['client_id']}/status",
+                    json={"status": status},
+                    headers=admin,
+                ),
+                200,
+            )
         return filed
 
     filed = file_client()
 
     def new_terminal(key: ec.EllipticCurvePrivateKey) -> dict:
-        return _ok(session.post("/operator/v1/terminals/", json={
-            "name": f"terminal-{uuid.uuid4().hex[:8]}", "institution": "杭州市第一人民医院", "terminal_kind": "hospital",
-            "address": "浙江省杭州市上城区浣纱路261号", "region": "330000", "public_jwk": public_jwk(key.public_key()),
-            "entitlements": ["card_status", "masked_name"],
-        }, headers=admin))
+        return _ok(
+            session.post(
+                "/operator/v1/terminals/",
+                json={
+                    "name": f"terminal-{uuid.uuid4().hex[:8]}",
+                    "institution": "杭州市第一人民医院",
+                    "terminal_kind": "hospital",
+                    "address": "浙江省杭州市上城区浣纱路261号",
+                    "region": "330000",
+                    "public_jwk": public_jwk(key.public_key()),
+                    "entitlements": ["card_status", "masked_name"],
+                },
+                headers=admin,
+            )
+        )
 
     key = ec.generate_private_key(ec.SECP256R1())
     terminal = new_terminal(key)
 
     def new_holder(name: str = "张小三") -> dict[str, Any]:
         number = identity_number()
-        person = _ok(session.post("/operator/v1/persons", json={
-            "name": name, "gender": "1", "identity_number": number, "region": "330000",
-        }, headers=admin))
-        card_number = "C" + uuid.uuid4().hex[:10].upper()
-        card = _ok(session.post("/operator/v1/cards", json={
-            "person_id": person["id"], "card_number": card_number, "region": "330000",
-            "chip_serial": uuid.uuid4().hex[:16].upper(), "identification_code": uuid.uuid4().hex[:24].upper(),
-            "issue_date": "2024-01-01", "expiry_date": "2034-01-01",
-        }, headers=admin))
-        evidence = sign_evidence(
-            channel_key, channel_id=channel["client_id"], audience=audience, identity_number=number,
-            method="face_liveness", reference=f"ref-{uuid.uuid4().hex[:12]}",
+        person = _ok(
+            session.post(
+                "/operator/v1/persons",
+                json={
+                    "name": name,
+                    "gender": "1",
+                    "identity_number": number,
+                    "region": "330000",
+                },
+                headers=admin,
+            )
         )
-        issued = _ok(session.post("/channel/v1/ecards", json={
-            "name": name, "identity_number": number, "card_number": card_number, "evidence": evidence,
-        }, headers=basic(channel["client_id"], channel["client_secret"])))
-        return {"person_id": person["id"], "card_id": card["id"], "ecard_id": issued["ecard"]["id"],
-                "access_token": issued["session"]["access_token"], "refresh_token": issued["session"]["refresh_token"]}
+        card_number = "C" + uuid.uuid4().hex[:10].upper()
+        card = _ok(
+            session.post(
+                "/operator/v1/cards",
+                json={
+                    "person_id": person["id"],
+                    "card_number": card_number,
+                    "region": "330000",
+                    "chip_serial": uuid.uuid4().hex[:16].upper(),
+                    "identification_code": uuid.uuid4().hex[:24].upper(),
+                    "issue_date": "2024-01-01",
+                    "expiry_date": "2034-01-01",
+                },
+                headers=admin,
+            )
+        )
+        evidence = sign_evidence(
+            channel_key,
+            channel_id=channel["client_id"],
+            audience=audience,
+            identity_number=number,
+            method="face_liveness",
+            reference=f"ref-{uuid.uuid4().hex[:12]}",
+        )
+        issued = _ok(
+            session.post(
+                "/channel/v1/ecards",
+                json={
+                    "name": name,
+                    "identity_number": number,
+                    "card_number": card_number,
+                    "evidence": evidence,
+                },
+                headers=basic(channel["client_id"], channel["client_secret"]),
+            )
+        )
+        return {
+            "person_id": person["id"],
+            "card_id": card["id"],
+            "ecard_id": issued["ecard"]["id"],
+            "access_token": issued["session"]["access_token"],
+            "refresh_token": issued["session"]["refresh_token"],
+        }
 
     holder = new_holder()
-    target = new_holder("李四")  # the resources path parameters name (a fuzzed call may cancel them)
+    target = new_holder(
+        "李四"
+    )  # the resources path parameters name (a fuzzed call may cancel them)
     # clients the path parameters name, apart from the callers' own (a fuzzed call may disable them)
     ids.update(
-        person_id=target["person_id"], card_id=target["card_id"], ecard_id=target["ecard_id"],
-        channel_id=new_client("channel")["client_id"], oidc_client_id=file_client()["client_id"],
+        person_id=target["person_id"],
+        card_id=target["card_id"],
+        ecard_id=target["ecard_id"],
+        channel_id=new_client("channel")["client_id"],
+        oidc_client_id=file_client()["client_id"],
         terminal_id=new_terminal(ec.generate_private_key(ec.SECP256R1()))["id"],
     )
 
@@ -229,7 +319,9 @@ def build_cast(
         Caller("relying_party", basic(party["client_id"], party["client_secret"])),
         Caller("oidc_relying_party", basic(filed["client_id"], filed["client_secret"])),
         Caller("terminal", auth=TerminalSigner(terminal["id"], key)),
-        *(Caller(role, bearer(tokens[role]), fresh=_spare(role, (spare_tokens or {}).get(role)))
-          for role in OPERATOR_ROLES),
+        *(
+            Caller(role, bearer(tokens[role]), fresh=_spare(role, (spare_tokens or {}).get(role)))
+            for role in OPERATOR_ROLES
+        ),
     ]
     return Cast(session, {c.name: c for c in callers}, ids)

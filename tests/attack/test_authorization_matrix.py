@@ -67,7 +67,9 @@ def operator(allowed: frozenset[str], *, spends: bool = False) -> Access:
 
 
 def client_of(*kinds: str) -> Access:
-    return Access("client", frozenset(kinds) | (PARTIES if "relying_party" in kinds else frozenset()))
+    return Access(
+        "client", frozenset(kinds) | (PARTIES if "relying_party" in kinds else frozenset())
+    )
 
 
 def holder(*, owned: bool = False, spends: bool = False) -> Access:
@@ -219,15 +221,22 @@ REALM_OF = {
     **{role: "operator" for role in OPERATORS},
 }
 CALLERS = list(REALM_OF)
-REFUSED_401 = {"unauthenticated", "invalid_credentials", "token_invalid", "invalid_client", "invalid_token",
-               "terminal_signature_invalid"}
+REFUSED_401 = {
+    "unauthenticated",
+    "invalid_credentials",
+    "token_invalid",
+    "invalid_client",
+    "invalid_token",
+    "terminal_signature_invalid",
+}
 REFUSED_403 = {"forbidden"}
 
 
 def app_routes(app) -> list[str]:
     return sorted(
         f"{method} {route.path}"
-        for route in app.routes if isinstance(route, HTTPRoute)
+        for route in app.routes
+        if isinstance(route, HTTPRoute)
         for handler in route.route_handlers
         for method in handler.http_methods - {"OPTIONS", "HEAD"}
     )
@@ -241,8 +250,11 @@ class TerminalAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         claims = {
-            "iss": self.terminal_id, "htm": request.method, "htu": request.url.raw_path.decode(),
-            "bdh": b64url_encode(hashlib.sha256(request.content).digest()), "iat": int(time.time()),
+            "iss": self.terminal_id,
+            "htm": request.method,
+            "htu": request.url.raw_path.decode(),
+            "bdh": b64url_encode(hashlib.sha256(request.content).digest()),
+            "iat": int(time.time()),
             "jti": b64url_encode(os.urandom(16)),
         }
         token = jwt.encode(claims, self.key, algorithm="ES256", headers={"typ": REQUEST_TYPE})
@@ -277,28 +289,53 @@ async def cast_of(world: World) -> Cast:
     party = await world.new_client("relying_party", entitlements=list(SCOPES))
     other_party = await world.new_client("relying_party", entitlements=list(SCOPES))
 
-    filed = await http.post("/operator/v1/oidc/clients", json={
-        "name": f"rp-{uuid.uuid4().hex[:8]}", "redirect_uris": ["https://rp.example.test/callback"],
-        "scopes": ["openid", "profile"], "client_type": "confidential",
-        "token_endpoint_auth_method": "client_secret_basic",
-    }, headers=world.op())
+    filed = await http.post(
+        "/operator/v1/oidc/clients",
+        json={
+            "name": f"rp-{uuid.uuid4().hex[:8]}",
+            "redirect_uris": ["https://rp.example.test/callback"],
+            "scopes": ["openid", "profile"],
+            "client_type": "confidential",
+            "token_endpoint_auth_method": "client_secret_basic",
+        },
+        headers=world.op(),
+    )
     assert filed.status_code == 201, filed.text
     oidc = filed.json()
     for status in ("approved", "live"):
-        answer = await http.post(f"/operator/v1/oidc/clients/{oidc['client_id']}/status", json={"status": status}, headers=world.op())
+        answer = await http.post(
+            f"/operator/v1/oidc/clients/{oidc['client_id']}/status",
+            json={"status": status},
+            headers=world.op(),
+        )
         assert answer.status_code == 200, answer.text
 
     key = ec.generate_private_key(ec.SECP256R1())
-    terminal = await http.post("/operator/v1/terminals/", json={
-        "name": f"terminal-{uuid.uuid4().hex[:8]}", "institution": "杭州市第一人民医院", "terminal_kind": "hospital",
-        "address": "浙江省杭州市上城区浣纱路261号", "region": "330000", "public_jwk": public_jwk(key.public_key()),
-    }, headers=world.op())
+    terminal = await http.post(
+        "/operator/v1/terminals/",
+        json={
+            "name": f"terminal-{uuid.uuid4().hex[:8]}",
+            "institution": "杭州市第一人民医院",
+            "terminal_kind": "hospital",
+            "address": "浙江省杭州市上城区浣纱路261号",
+            "region": "330000",
+            "public_jwk": public_jwk(key.public_key()),
+        },
+        headers=world.op(),
+    )
     assert terminal.status_code == 201, terminal.text
 
-    consent = await http.post("/consent/v1/requests", json={
-        "holder": {"identity_number": holder_person["identity_number"]}, "scopes": ["card.status"],
-        "purpose_code": "loan_application", "purpose": "个人消费贷款审核", "duration_seconds": 86400,
-    }, headers=basic(party["client_id"], party["client_secret"]))
+    consent = await http.post(
+        "/consent/v1/requests",
+        json={
+            "holder": {"identity_number": holder_person["identity_number"]},
+            "scopes": ["card.status"],
+            "purpose_code": "loan_application",
+            "purpose": "个人消费贷款审核",
+            "duration_seconds": 86400,
+        },
+        headers=basic(party["client_id"], party["client_secret"]),
+    )
     assert consent.status_code == 201, consent.text
 
     credentials = {
@@ -310,17 +347,28 @@ async def cast_of(world: World) -> Cast:
         "department": {"headers": basic(department["client_id"], department["client_secret"])},
         "verifier": {"headers": basic(verifier["client_id"], verifier["client_secret"])},
         "relying_party": {"headers": basic(party["client_id"], party["client_secret"])},
-        "other_relying_party": {"headers": basic(other_party["client_id"], other_party["client_secret"])},
+        "other_relying_party": {
+            "headers": basic(other_party["client_id"], other_party["client_secret"])
+        },
         "terminal": {"auth": TerminalAuth(terminal.json()["id"], key)},
         "oidc_relying_party": {"headers": basic(oidc["client_id"], oidc["client_secret"])},
         **{role: {"headers": world.op(role)} for role in OPERATORS},
     }
     params = {
-        "person_id": target["person_id"], "card_id": target["card_id"], "ecard_id": target_ecard,
-        "registry_client_id": world.channel["client_id"], "oidc_client_id": oidc["client_id"],
-        "terminal_id": terminal.json()["id"], "consent_id": consent.json()["id"],
-        "grant_id": consent.json()["id"], "access_id": uuid.uuid4().hex, "session_id": uuid.uuid4().hex,
-        "flow_id": uuid.uuid4().hex, "version": "1", "path": "swagger", "operator_id": uuid.uuid4().hex,
+        "person_id": target["person_id"],
+        "card_id": target["card_id"],
+        "ecard_id": target_ecard,
+        "registry_client_id": world.channel["client_id"],
+        "oidc_client_id": oidc["client_id"],
+        "terminal_id": terminal.json()["id"],
+        "consent_id": consent.json()["id"],
+        "grant_id": consent.json()["id"],
+        "access_id": uuid.uuid4().hex,
+        "session_id": uuid.uuid4().hex,
+        "flow_id": uuid.uuid4().hex,
+        "version": "1",
+        "path": "swagger",
+        "operator_id": uuid.uuid4().hex,
         "delivery_id": uuid.uuid4().hex,  # webhooks
         "batch_id": uuid.uuid4().hex,
     }
@@ -330,8 +378,12 @@ async def cast_of(world: World) -> Cast:
 
     async def fresh_operator(role: str) -> dict:
         username = f"{role}-{uuid.uuid4().hex[:6]}"
-        await AccessService(platform_of(http)).create_operator(username, "correct horse battery", role)
-        login = await http.post("/operator/v1/login", json={"username": username, "password": "correct horse battery"})
+        await AccessService(platform_of(http)).create_operator(
+            username, "correct horse battery", role
+        )
+        login = await http.post(
+            "/operator/v1/login", json={"username": username, "password": "correct horse battery"}
+        )
         return {"headers": bearer(login.json()["access_token"])}
 
     return Cast(credentials, params, fresh_holder, fresh_operator)
@@ -339,9 +391,14 @@ async def cast_of(world: World) -> Cast:
 
 def concrete(route: str, params: dict[str, str]) -> tuple[str, str]:
     method, path = route.split(" ", 1)
-    values = {**params, "client_id": params["oidc_client_id"] if "/oidc/" in path else params["registry_client_id"]}
+    values = {
+        **params,
+        "client_id": params["oidc_client_id"] if "/oidc/" in path else params["registry_client_id"],
+    }
     if "{file_path:path}" in path:
-        path = path.replace("{file_path:path}", "verifier.js" if path.startswith("/verifier") else "login.js")
+        path = path.replace(
+            "{file_path:path}", "verifier.js" if path.startswith("/verifier") else "login.js"
+        )
     for name, value in values.items():
         for kind in ("str", "int"):
             path = path.replace("{" + f"{name}:{kind}" + "}", value)
@@ -350,7 +407,9 @@ def concrete(route: str, params: dict[str, str]) -> tuple[str, str]:
 
 
 def code_of(response: httpx.Response) -> str | None:
-    if response.headers.get("content-type", "").startswith(("application/problem+json", "application/json")):
+    if response.headers.get("content-type", "").startswith(
+        ("application/problem+json", "application/json")
+    ):
         try:
             body = response.json()
         except ValueError:
@@ -369,7 +428,9 @@ def expectation(access: Access, caller: str) -> str:
 
 
 def test_every_route_has_a_row() -> None:
-    routes = app_routes(create_app(load_settings({"ECARD_KEYS_DIR": "/nonexistent", "ECARD_LOG_LEVEL": "WARNING"})))
+    routes = app_routes(
+        create_app(load_settings({"ECARD_KEYS_DIR": "/nonexistent", "ECARD_LOG_LEVEL": "WARNING"}))
+    )
     assert sorted(set(routes) - set(MATRIX)) == [], "routes without a row in MATRIX"
     assert sorted(set(MATRIX) - set(routes)) == [], "rows of MATRIX for routes that do not exist"
 
@@ -384,12 +445,19 @@ async def test_authorization_matrix(client: httpx.AsyncClient, world: World) -> 
     for route in app_routes(client.app):
         access = MATRIX[route]
         method, path = concrete(route, cast.params)
-        body = {"json": {}} if method in {"POST", "PATCH"} and not route.startswith(("POST /oidc/", "POST /terminal/v1/records")) else {}
+        body = (
+            {"json": {}}
+            if method in {"POST", "PATCH"}
+            and not route.startswith(("POST /oidc/", "POST /terminal/v1/records"))
+            else {}
+        )
         seen: dict[str, int] = {}
         for caller in order:
             credentials = cast.credentials[caller]
             if access.spends and caller in access.allowed:
-                credentials = await (cast.new_holder() if access.realm == "holder" else cast.new_operator(caller))
+                credentials = await (
+                    cast.new_holder() if access.realm == "holder" else cast.new_operator(caller)
+                )
             response = await client.request(method, path, **body, **credentials)
             calls += 1
             status, code = response.status_code, code_of(response)
@@ -406,10 +474,14 @@ async def test_authorization_matrix(client: httpx.AsyncClient, world: World) -> 
                     wrong.append(f"{route} as {caller}: allowed, got {status} {code}")
             elif expected == "404":
                 if status != 404:
-                    wrong.append(f"{route} as {caller}: expected 404 (another's resource), got {status} {code}")
+                    wrong.append(
+                        f"{route} as {caller}: expected 404 (another's resource), got {status} {code}"
+                    )
             elif status == 429 and code in ("rate_limited", "temporarily_unavailable"):
                 continue  # refused all the same: failed client authentications are rate limited per IP
-            elif str(status) != expected or code not in (REFUSED_401 if expected == "401" else REFUSED_403):
+            elif str(status) != expected or code not in (
+                REFUSED_401 if expected == "401" else REFUSED_403
+            ):
                 wrong.append(f"{route} as {caller}: expected {expected}, got {status} {code}")
         if access.realm == "public" and len(set(seen.values())) != 1:
             wrong.append(f"{route} is public but answers callers differently: {seen}")

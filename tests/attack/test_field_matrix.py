@@ -48,15 +48,20 @@ def test_the_table_has_a_column_for_every_role_and_a_row_for_every_field_of_ever
     assert set(VISIBILITY) == set(visibility.STRUCTS)
     for view, struct in visibility.STRUCTS.items():
         fields = set(struct.__struct_fields__)
-        assert set(VISIBILITY[view]) == fields, f"{view}: fields without a rule or rules without a field"
+        assert set(VISIBILITY[view]) == fields, (
+            f"{view}: fields without a rule or rules without a field"
+        )
         for field, row in VISIBILITY[view].items():
             assert set(row) == set(ROLES), (view, field)
             assert set(row.values()) <= {FULL, MASKED, ABSENT}, (view, field)
 
 
-def test_every_registry_view_struct_is_in_the_table_or_said_not_to_be_an_operator_view_of_personal_data() -> None:
+def test_every_registry_view_struct_is_in_the_table_or_said_not_to_be_an_operator_view_of_personal_data() -> (
+    None
+):
     views = {
-        obj for name, obj in vars(schemas).items()
+        obj
+        for name, obj in vars(schemas).items()
         if name.endswith("View") and isinstance(obj, type) and issubclass(obj, msgspec.Struct)
     }
     decided = set(visibility.STRUCTS.values()) | set(visibility.NOT_PERSONAL)
@@ -69,7 +74,9 @@ def test_fields_some_role_does_not_see_are_optional_and_the_others_required() ->
         for field in info:
             can_be_absent = ABSENT in VISIBILITY[view][field.name].values()
             if can_be_absent:
-                assert field.default is msgspec.UNSET, f"{view}.{field.name} may be absent: default UNSET"
+                assert field.default is msgspec.UNSET, (
+                    f"{view}.{field.name} may be absent: default UNSET"
+                )
             else:
                 assert field.required, f"{view}.{field.name} is shown to every role: required"
 
@@ -84,12 +91,17 @@ def test_masked_cells_have_a_mask_and_the_policy_holds() -> None:
             for role in LESSER_ROLES:
                 if field in IDENTIFYING.get(view, ()):
                     assert row[role] != FULL, f"{role} lacks pii:full but sees {view}.{field}"
-    assert {f for f, r in VISIBILITY["card"].items() if r["readonly"] == ABSENT} >= {"chip_serial", "identification_code"}
+    assert {f for f, r in VISIBILITY["card"].items() if r["readonly"] == ABSENT} >= {
+        "chip_serial",
+        "identification_code",
+    }
     assert VISIBILITY["person"]["birth_date"]["auditor"] == ABSENT
 
 
 def test_docs_operators_md_shows_the_same_table() -> None:
-    text = (Path(__file__).resolve().parents[2] / "docs" / "operators.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[2] / "docs" / "operators.md").read_text(
+        encoding="utf-8"
+    )
     documented: dict[str, dict[str, dict[str, str]]] = {}
     view = None
     for line in text.splitlines():
@@ -141,20 +153,29 @@ def check(wrong: list[str], where: str, view: str, role: str, got: Any, referenc
         missing = sorted(set(expected) - set(got))
         extra = sorted(set(got) - set(expected))
         differ = sorted(f for f in set(got) & set(expected) if got[f] != expected[f])
-        wrong.append(f"{where} as {role}: missing {missing}, unexpected {extra}, different {differ}")
+        wrong.append(
+            f"{where} as {role}: missing {missing}, unexpected {extra}, different {differ}"
+        )
 
 
 async def _ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, (response.request.url, response.status_code, response.text)
+    assert response.status_code == status, (
+        response.request.url,
+        response.status_code,
+        response.text,
+    )
     return response.json()
 
 
 async def _subject(world: World) -> dict[str, str]:
     holder = await world.person_with_card("欧阳小明")
-    await _ok(await world.client.post(
-        f"/operator/v1/cards/{holder['card_id']}/status", json={"status": "lost", "reason": "12333 hotline"},
-        headers=world.op(),
-    ))
+    await _ok(
+        await world.client.post(
+            f"/operator/v1/cards/{holder['card_id']}/status",
+            json={"status": "lost", "reason": "12333 hotline"},
+            headers=world.op(),
+        )
+    )
     return holder
 
 
@@ -162,21 +183,42 @@ async def _reads(world: World, role: str, holder: dict[str, str]) -> dict[str, t
     """Every operator read of a registry view that ``role`` may make: where → (view, body)."""
     http, headers = world.client, world.op(role)
     person, card = holder["person_id"], holder["card_id"]
-    persons = await _ok(await http.get("/operator/v1/persons", params={"region": "330000"}, headers=headers))
-    cards = await _ok(await http.get("/operator/v1/cards", params={"person_id": person}, headers=headers))
+    persons = await _ok(
+        await http.get("/operator/v1/persons", params={"region": "330000"}, headers=headers)
+    )
+    cards = await _ok(
+        await http.get("/operator/v1/cards", params={"person_id": person}, headers=headers)
+    )
     reads = {
-        "GET person": ("person", await _ok(await http.get(f"/operator/v1/persons/{person}", headers=headers))),
+        "GET person": (
+            "person",
+            await _ok(await http.get(f"/operator/v1/persons/{person}", headers=headers)),
+        ),
         "GET persons": ("person", [p for p in persons["items"] if p["id"] == person]),
-        "GET card": ("card", await _ok(await http.get(f"/operator/v1/cards/{card}", headers=headers))),
+        "GET card": (
+            "card",
+            await _ok(await http.get(f"/operator/v1/cards/{card}", headers=headers)),
+        ),
         "GET cards": ("card", cards["items"]),
-        "GET card history": ("card_history", await _ok(await http.get(f"/operator/v1/cards/{card}/history", headers=headers))),
+        "GET card history": (
+            "card_history",
+            await _ok(await http.get(f"/operator/v1/cards/{card}/history", headers=headers)),
+        ),
     }
     if role in FULL_ROLES:
-        for key, value in (("identity_number", holder["identity_number"]), ("name", holder["name"])):
-            found = await _ok(await http.get("/operator/v1/persons", params={key: value}, headers=headers))
+        for key, value in (
+            ("identity_number", holder["identity_number"]),
+            ("name", holder["name"]),
+        ):
+            found = await _ok(
+                await http.get("/operator/v1/persons", params={key: value}, headers=headers)
+            )
             reads[f"GET persons?{key}"] = ("person", found["items"])
     if role in WRITE_ROLES:  # what a write answers is a read too
-        reads["PATCH person"] = ("person", await _ok(await http.patch(f"/operator/v1/persons/{person}", json={}, headers=headers)))
+        reads["PATCH person"] = (
+            "person",
+            await _ok(await http.patch(f"/operator/v1/persons/{person}", json={}, headers=headers)),
+        )
     return reads
 
 
@@ -186,7 +228,9 @@ async def test_every_role_sees_every_view_exactly_as_the_table_says(world: World
     reference = await _reads(world, reference_role, holder)
     # the reference is the stored truth
     person = reference["GET person"][1]
-    assert person["name"] == holder["name"] and person["identity_number"] == holder["identity_number"]
+    assert (
+        person["name"] == holder["name"] and person["identity_number"] == holder["identity_number"]
+    )
     assert person["birth_date"] == birth_date_of(holder["identity_number"]).isoformat()
     assert reference["GET card"][1]["card_number"] == holder["card_number"]
     assert {"chip_serial", "identification_code"} <= set(reference["GET card"][1])
@@ -200,7 +244,9 @@ async def test_every_role_sees_every_view_exactly_as_the_table_says(world: World
         reads = await _reads(world, role, holder)
         for where, (view, body) in reads.items():
             views_seen.add(view)
-            ref_where = where if where in reference else "GET person"  # PATCH answers the person view
+            ref_where = (
+                where if where in reference else "GET person"
+            )  # PATCH answers the person view
             check(wrong, where, view, role, body, reference[ref_where][1])
     assert views_seen == set(VISIBILITY), "a view of the table no request returned"
     assert not wrong, "\n".join(wrong)
@@ -209,11 +255,22 @@ async def test_every_role_sees_every_view_exactly_as_the_table_says(world: World
 async def test_lesser_roles_get_the_masks_spelled_out(world: World) -> None:
     holder = await _subject(world)
     for role in LESSER_ROLES:
-        person = await _ok(await world.client.get(f"/operator/v1/persons/{holder['person_id']}", headers=world.op(role)))
+        person = await _ok(
+            await world.client.get(
+                f"/operator/v1/persons/{holder['person_id']}", headers=world.op(role)
+            )
+        )
         assert person["name"] == "欧**明"
         assert person["identity_number"] == holder["identity_number"][:6] + "************"
-        card = await _ok(await world.client.get(f"/operator/v1/cards/{holder['card_id']}", headers=world.op(role)))
-        assert card["card_number"] == "*" * (len(holder["card_number"]) - 4) + holder["card_number"][-4:]
+        card = await _ok(
+            await world.client.get(
+                f"/operator/v1/cards/{holder['card_id']}", headers=world.op(role)
+            )
+        )
+        assert (
+            card["card_number"]
+            == "*" * (len(holder["card_number"]) - 4) + holder["card_number"][-4:]
+        )
         assert "chip_serial" not in card and "identification_code" not in card
         text = json.dumps([person, card], ensure_ascii=False)
         assert holder["identity_number"][6:14] not in text and holder["name"] not in text
@@ -228,18 +285,28 @@ async def test_exact_search_is_refused_without_pii_full(world: World) -> None:
     searches = {
         "identity_number": {"identity_number": holder["identity_number"]},
         "name": {"name": holder["name"]},
-        "both": {"identity_number": holder["identity_number"], "name": holder["name"], "region": "330000"},
+        "both": {
+            "identity_number": holder["identity_number"],
+            "name": holder["name"],
+            "region": "330000",
+        },
         "region": {"region": "330000"},
         "none": {},
     }
     wrong = []
     for role in ROLES:
         for label, params in searches.items():
-            response = await world.client.get("/operator/v1/persons", params=params, headers=world.op(role))
+            response = await world.client.get(
+                "/operator/v1/persons", params=params, headers=world.op(role)
+            )
             exact = label not in ("region", "none")
             expected = 403 if exact and role in LESSER_ROLES else 200
-            if response.status_code != expected or (expected == 403 and response.json()["code"] != "forbidden"):
-                wrong.append(f"{role} searching by {label}: expected {expected}, got {response.status_code} {response.text[:120]}")
+            if response.status_code != expected or (
+                expected == 403 and response.json()["code"] != "forbidden"
+            ):
+                wrong.append(
+                    f"{role} searching by {label}: expected {expected}, got {response.status_code} {response.text[:120]}"
+                )
     assert not wrong, "\n".join(wrong)
 
 
@@ -247,26 +314,47 @@ async def test_exact_search_is_refused_without_pii_full(world: World) -> None:
 
 
 async def _operator_id(token: str) -> str:
-    row = await OperatorToken.select(OperatorToken.operator).where(OperatorToken.digest == secret_digest(token)).first()
+    row = (
+        await OperatorToken.select(OperatorToken.operator)
+        .where(OperatorToken.digest == secret_digest(token))
+        .first()
+    )
     assert row is not None
     return row["operator"]
 
 
-async def test_every_operator_read_is_audited_with_ids_and_field_names_but_no_values(world: World) -> None:
+async def test_every_operator_read_is_audited_with_ids_and_field_names_but_no_values(
+    world: World,
+) -> None:
     holder = await _subject(world)
     secrets_of_holder = [
-        holder["name"], holder["identity_number"], holder["identity_number"][6:14], holder["card_number"],
+        holder["name"],
+        holder["identity_number"],
+        holder["identity_number"][6:14],
+        holder["card_number"],
         birth_date_of(holder["identity_number"]).isoformat(),
     ]
     for role in ROLES:
         operator_id = await _operator_id(world.tokens[role])
-        last = await AuditEvent.select(AuditEvent.id).order_by(AuditEvent.id, ascending=False).first()
+        last = (
+            await AuditEvent.select(AuditEvent.id).order_by(AuditEvent.id, ascending=False).first()
+        )
         reads = await _reads(world, role, holder)
-        rows = await AuditEvent.select().where(
-            (AuditEvent.actor_id == operator_id) & (AuditEvent.id > (last["id"] if last else 0))
-        ).order_by(AuditEvent.id)
+        rows = (
+            await AuditEvent.select()
+            .where(
+                (AuditEvent.actor_id == operator_id) & (AuditEvent.id > (last["id"] if last else 0))
+            )
+            .order_by(AuditEvent.id)
+        )
         actions = [r["action"] for r in rows]
-        expected_actions = ["person.search", "card.list", "person.read", "card.read", "card.history.read"]
+        expected_actions = [
+            "person.search",
+            "card.list",
+            "person.read",
+            "card.read",
+            "card.history.read",
+        ]
         if role in FULL_ROLES:
             expected_actions += ["person.search", "person.search"]
         if role in WRITE_ROLES:
@@ -278,16 +366,26 @@ async def test_every_operator_read_is_audited_with_ids_and_field_names_but_no_va
             detail = json.loads(row["detail"]) if isinstance(row["detail"], str) else row["detail"]
             text = json.dumps(detail, ensure_ascii=False) + row["reason"] + row["target_id"]
             assert not [s for s in secrets_of_holder if s in text], (role, row)
-            view = {"person.read": "person", "person.search": "person", "card.read": "card", "card.list": "card",
-                    "card.history.read": "card_history"}[row["action"]]
+            view = {
+                "person.read": "person",
+                "person.search": "person",
+                "card.read": "card",
+                "card.list": "card",
+                "card.history.read": "card_history",
+            }[row["action"]]
             expected_fields = {f: r[role] for f, r in VISIBILITY[view].items() if r[role] != ABSENT}
             assert detail["fields"] == expected_fields, (role, row["action"], detail["fields"])
             if row["action"] in ("person.read",):
                 assert row["target_id"] == holder["person_id"]
             elif row["action"] in ("card.read", "card.history.read"):
-                assert row["target_id"] == holder["card_id"] and detail["person"] == holder["person_id"]
+                assert (
+                    row["target_id"] == holder["card_id"]
+                    and detail["person"] == holder["person_id"]
+                )
             elif row["action"] == "card.list":
-                assert detail["subjects"] == [holder["card_id"]] and detail["persons"] == [holder["person_id"]]
+                assert detail["subjects"] == [holder["card_id"]] and detail["persons"] == [
+                    holder["person_id"]
+                ]
             else:  # person.search
                 assert holder["person_id"] in detail["subjects"]
                 assert set(detail["filters"]) <= {"identity_number", "name", "region"}

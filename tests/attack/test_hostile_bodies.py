@@ -35,7 +35,10 @@ DEEP = b"[" * 50_000
 CORPUS: dict[str, bytes] = {
     "deep array": DEEP,
     "deep object": b'{"a":' * 20_000,
-    "deep inside a valid field": b'{"username":"x","password":"y","extra":' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+    "deep inside a valid field": b'{"username":"x","password":"y","extra":'
+    + b"[" * 30_000
+    + b"]" * 30_000
+    + b"}",
     "deep behind strings": b"[" + b'"]",[' * 5_000 + b"]" * 5_001,
     "nesting just over the limit": b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1),
     "1 MB string": b'{"username":"' + b"a" * 1_000_000 + b'","password":"x"}',
@@ -45,7 +48,7 @@ CORPUS: dict[str, bytes] = {
     "invalid UTF-8": b'{"username":"\xff\xfe\xc0\xaf","password":"\xed\xa0\x80"}',
     "lone surrogate escape": b'{"username":"\\ud800","password":"x"}',
     "NUL characters": b'{"username":"a\\u0000","password":"\\u0000","reason":"x\\u0000","status":"live",'
-                      b'"name":"\\u0000","kind":"channel"}',
+    b'"name":"\\u0000","kind":"channel"}',
     "duplicate keys": b'{"username":"a","username":"b","password":"x","password":"y"}',
     "NUL bytes": b"\x00" * 1024,
     "unterminated string": b'{"username":"' + b'\\"' * 50_000,
@@ -71,7 +74,9 @@ def _depth(value: object) -> int:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(alphabet=st.sampled_from('[]{}"\\ab,:')),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
     max_leaves=60,
 )
 
@@ -148,7 +153,9 @@ def test_the_service_and_the_chain_client_keep_the_recursion_limit() -> None:
         print("ok")
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
@@ -182,10 +189,14 @@ def test_deep_json_is_refused_even_with_a_raised_recursion_limit(tmp_path) -> No
         asyncio.run(main())
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, f"the process died ({done.returncode}): {done.stderr[-2000:]}"
     lines = done.stdout.strip().splitlines()
-    assert len(lines) == 3 and all(line.endswith("400 body_too_deep") for line in lines), done.stdout
+    assert len(lines) == 3 and all(line.endswith("400 body_too_deep") for line in lines), (
+        done.stdout
+    )
 
 
 # --- a real server under the corpus ------------------------------------------------------------
@@ -196,11 +207,14 @@ def server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
     if request.param.startswith("embedded"):
         live = LiveServer.start()
     else:
-        live = LiveServer.start(workers=2, env={
-            "ECARD_DATABASE_URL": request.getfixturevalue("migrated_postgres_url"),
-            "ECARD_REDIS_URL": request.getfixturevalue("redis_url"),
-            "ECARD_REDIS_PREFIX": f"hb{os.getpid()}{int(time.time())}:",
-        })
+        live = LiveServer.start(
+            workers=2,
+            env={
+                "ECARD_DATABASE_URL": request.getfixturevalue("migrated_postgres_url"),
+                "ECARD_REDIS_URL": request.getfixturevalue("redis_url"),
+                "ECARD_REDIS_PREFIX": f"hb{os.getpid()}{int(time.time())}:",
+            },
+        )
     yield live
     live.stop()
 
@@ -209,7 +223,9 @@ def _operations(document: dict) -> list[tuple[str, str]]:
     out = []
     for path, item in document["paths"].items():
         concrete = path
-        for parameter in [p for op in item.values() if isinstance(op, dict) for p in op.get("parameters", [])]:
+        for parameter in [
+            p for op in item.values() if isinstance(op, dict) for p in op.get("parameters", [])
+        ]:
             if parameter.get("in") == "path":
                 concrete = concrete.replace("{" + parameter["name"] + "}", "x1")
         for method in item:
@@ -219,7 +235,12 @@ def _operations(document: dict) -> list[tuple[str, str]]:
 
 
 def _worker_pids(server: LiveServer) -> set[int]:
-    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(server.process.pid)], capture_output=True, text=True, check=False)
+    children = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(server.process.pid)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return {int(pid) for pid in children.stdout.split()}
 
 
@@ -237,7 +258,12 @@ async def test_hostile_bodies_on_every_route_leave_the_server_up(server: LiveSer
             for who, headers in callers.items():
                 corpus = CORPUS if who == "anonymous" else SMALL_CORPUS
                 for name, body in corpus.items():
-                    request = http.build_request(method, path, content=body, headers={**headers, "content-type": "application/json"})
+                    request = http.build_request(
+                        method,
+                        path,
+                        content=body,
+                        headers={**headers, "content-type": "application/json"},
+                    )
                     try:
                         response = await http.send(request)
                     except httpx.TransportError:
@@ -248,16 +274,23 @@ async def test_hostile_bodies_on_every_route_leave_the_server_up(server: LiveSer
                             async with httpx.AsyncClient(base_url=server.url, timeout=60) as fresh:
                                 response = await fresh.send(request)
                         except httpx.TransportError as exc:
-                            if name in MAY_RESET and (await http.get("/healthz")).status_code == 200:
+                            if (
+                                name in MAY_RESET
+                                and (await http.get("/healthz")).status_code == 200
+                            ):
                                 # a server that answers before reading a large body and closes
                                 # the connection may reset it under the client still sending:
                                 # no crash, the service is up (checked just now)
                                 resets += 1
                                 continue
-                            failures.append(f"{method} {path} as {who} with {name}: no answer ({exc!r})")
+                            failures.append(
+                                f"{method} {path} as {who} with {name}: no answer ({exc!r})"
+                            )
                             break
                     if response.status_code >= 500:
-                        failures.append(f"{method} {path} as {who} with {name}: {response.status_code} {response.text[:200]}")
+                        failures.append(
+                            f"{method} {path} as {who} with {name}: {response.status_code} {response.text[:200]}"
+                        )
         health = await http.get("/healthz")
     assert server.process.poll() is None, "the server exited"
     assert health.status_code == 200
@@ -268,8 +301,14 @@ async def test_hostile_bodies_on_every_route_leave_the_server_up(server: LiveSer
 
 async def test_deep_json_gets_a_problem_with_a_stable_code(server: LiveServer) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-        for path in ("/operator/v1/login", "/holder/v1/session/refresh", "/ledger/v1/receipts/check"):
-            response = await http.post(path, content=DEEP, headers={"content-type": "application/json"})
+        for path in (
+            "/operator/v1/login",
+            "/holder/v1/session/refresh",
+            "/ledger/v1/receipts/check",
+        ):
+            response = await http.post(
+                path, content=DEEP, headers={"content-type": "application/json"}
+            )
             assert response.status_code == 400, (path, response.text)
             assert response.headers["content-type"].startswith("application/problem+json")
             assert response.json()["code"] == "body_too_deep"
@@ -300,7 +339,9 @@ def test_a_worker_that_dies_is_respawned(server: LiveServer) -> None:
     server.process.terminate()
     try:
         log = server.process.communicate(timeout=90)[1].decode(errors="replace")
-    except subprocess.TimeoutExpired:  # the log is what this test reads; a slow stop is not its subject
+    except (
+        subprocess.TimeoutExpired
+    ):  # the log is what this test reads; a slow stop is not its subject
         server.process.kill()
         log = server.process.communicate()[1].decode(errors="replace")
     assert "Unexpected exit from worker" in log
@@ -316,25 +357,38 @@ def test_corpus_is_what_it_says() -> None:
         CORPUS["invalid UTF-8"].decode()
 
 
-async def test_nul_characters_are_refused_in_bodies_forms_and_parameters(server: LiveServer) -> None:
+async def test_nul_characters_are_refused_in_bodies_forms_and_parameters(
+    server: LiveServer,
+) -> None:
     """PostgreSQL cannot store U+0000: a NUL in any input is a 400, never a 500 (found by the
     PostgreSQL fuzz run in an audit reason)."""
     seeded = await seed(server.url)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         body = await http.post(
             f"/operator/v1/oidc/clients/{seeded.client_id}/status",
-            content=b'{"status":"suspended","reason":"x\\u0000y"}', headers={**seeded.admin, "content-type": "application/json"},
+            content=b'{"status":"suspended","reason":"x\\u0000y"}',
+            headers={**seeded.admin, "content-type": "application/json"},
         )
         assert body.status_code == 400 and body.json()["code"] == "validation_failed", body.text
         escaped = await http.post(  # an escaped backslash before u0000 is ordinary text
             f"/operator/v1/oidc/clients/{seeded.client_id}/status",
-            content=b'{"status":"suspended","reason":"x\\\\u0000y"}', headers={**seeded.admin, "content-type": "application/json"},
+            content=b'{"status":"suspended","reason":"x\\\\u0000y"}',
+            headers={**seeded.admin, "content-type": "application/json"},
         )
         assert escaped.status_code == 200, escaped.text
-        form = await http.post("/oidc/token", data={"grant_type": "authorization_code", "code": "c\x00",
-                                                    "client_id": "rp\x00x", "client_secret": "s"})
+        form = await http.post(
+            "/oidc/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": "c\x00",
+                "client_id": "rp\x00x",
+                "client_secret": "s",
+            },
+        )
         assert form.status_code < 500, form.text
-        query = await http.get("/operator/v1/persons", params={"region": "33\x0000"}, headers=seeded.admin)
+        query = await http.get(
+            "/operator/v1/persons", params={"region": "33\x0000"}, headers=seeded.admin
+        )
         assert query.status_code < 500, query.text
         path = await http.get("/operator/v1/persons/p%00x", headers=seeded.admin)
         assert path.status_code < 500, path.text

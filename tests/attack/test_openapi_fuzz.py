@@ -45,18 +45,27 @@ CHECKS = [
     response_schema_conformance,
 ]
 #: operations whose success ends the caller's credentials: each call gets a fresh holder
-SPENDS_CREDENTIALS = {"POST /holder/v1/session/logout", "POST /holder/v1/ecard/unbind", "POST /operator/v1/logout"}
+SPENDS_CREDENTIALS = {
+    "POST /holder/v1/session/logout",
+    "POST /holder/v1/ecard/unbind",
+    "POST /operator/v1/logout",
+}
 
 
 def _operations() -> dict[str, bool]:
     """The operations, known at collection time from the document the app would serve, each with
     whether it takes any input (parameters or a body) that negative cases can break."""
-    app = create_app(load_settings({"ECARD_KEYS_DIR": "/nonexistent", "ECARD_LOG_LEVEL": "WARNING"}))
+    app = create_app(
+        load_settings({"ECARD_KEYS_DIR": "/nonexistent", "ECARD_LOG_LEVEL": "WARNING"})
+    )
     document = app.openapi_schema.to_schema()
     methods = {"get", "put", "post", "patch", "delete"}
     return {
         f"{m.upper()} {path}": bool(operation.get("requestBody"))
-        or any(_breakable(parameter) for parameter in [*item.get("parameters", []), *operation.get("parameters", [])])
+        or any(
+            _breakable(parameter)
+            for parameter in [*item.get("parameters", []), *operation.get("parameters", [])]
+        )
         for path, item in document["paths"].items()
         for m, operation in item.items()
         if m in methods
@@ -66,7 +75,10 @@ def _operations() -> dict[str, bool]:
 def _breakable(parameter: dict) -> bool:
     """A path parameter that is any text at all cannot be made invalid; anything else can."""
     schema = parameter.get("schema", {})
-    unconstrained_text = schema.get("type") == "string" and not set(schema) - {"type", "description"}
+    unconstrained_text = schema.get("type") == "string" and not set(schema) - {
+        "type",
+        "description",
+    }
     return parameter.get("in") != "path" or not unconstrained_text
 
 
@@ -81,8 +93,11 @@ def known_path_parameters(label: str, ids: dict[str, str]) -> dict[str, str]:
     """Path parameters naming resources of the cast, for operations whose path has them."""
     path = label.split(" ", 1)[1]
     names = {
-        "person_id": ids["person_id"], "card_id": ids["card_id"], "ecard_id": ids["ecard_id"],
-        "terminal_id": ids["terminal_id"], "version": "1",
+        "person_id": ids["person_id"],
+        "card_id": ids["card_id"],
+        "ecard_id": ids["ecard_id"],
+        "terminal_id": ids["terminal_id"],
+        "version": "1",
         "client_id": ids["oidc_client_id"] if "/oidc/" in path else ids["channel_id"],
     }
     return {name: value for name, value in names.items() if "{" + name + "}" in path}
@@ -139,19 +154,27 @@ def test_every_operation_is_fuzzed() -> None:
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize(("label", "mode"), CASES, ids=[f"{mode.value}-{label}" for label, mode in CASES])
+@pytest.mark.parametrize(
+    ("label", "mode"), CASES, ids=[f"{mode.value}-{label}" for label, mode in CASES]
+)
 def test_operation(target: Target, label: str, mode: GenerationMode) -> None:
     operation = target.schema[label.split(" ", 1)[1]][label.split(" ", 1)[0]]
     target.operations.add(label)
     strategy = operation.as_strategy(generation_mode=mode)
     known = known_path_parameters(label, target.cast.ids)
     if known and mode is GenerationMode.POSITIVE:  # half the cases name resources that exist
-        strategy = st.one_of(strategy, operation.as_strategy(generation_mode=mode, path_parameters=known))
+        strategy = st.one_of(
+            strategy, operation.as_strategy(generation_mode=mode, path_parameters=known)
+        )
     callers = list(target.cast.callers.values())
 
     @settings(
-        max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
-        suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate, Phase.shrink],
+        max_examples=EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
     )
     @given(case=strategy)
     def run(case: schemathesis.Case) -> None:
@@ -187,8 +210,12 @@ def test_hostile_corpus(target: Target, label: str) -> None:
         kwargs = caller.kwargs()
         for body_name, body in SMALL_CORPUS.items():
             headers = {**kwargs["headers"], "content-type": "application/json"}
-            response = target.cast.session.request(method, path, data=body, **{**kwargs, "headers": headers})
+            response = target.cast.session.request(
+                method, path, data=body, **{**kwargs, "headers": headers}
+            )
             target.requests += 1
             if response.status_code >= 500:
-                failures.append(f"as {caller.name} with {body_name}: {response.status_code} {response.text[:200]}")
+                failures.append(
+                    f"as {caller.name} with {body_name}: {response.status_code} {response.text[:200]}"
+                )
     assert not failures, "\n".join(failures)

@@ -18,7 +18,9 @@ from tests.conftest import _admin, _database_url
 
 
 @pytest.fixture(scope="module")
-def backend(postgres_server_url: str, migrated_postgres_template: str, redis_url: str) -> Iterator[dict[str, str]]:
+def backend(
+    postgres_server_url: str, migrated_postgres_template: str, redis_url: str
+) -> Iterator[dict[str, str]]:
     """A fresh PostgreSQL database (from the migrated template) and Redis under a prefix of its own."""
     name = f"ecard_fz_{uuid.uuid4().hex[:12]}"
     _admin(postgres_server_url, f'CREATE DATABASE "{name}" TEMPLATE "{migrated_postgres_template}"')

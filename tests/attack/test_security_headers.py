@@ -30,7 +30,11 @@ def assert_page_secured(response: httpx.Response) -> dict[str, list[str]]:
     assert response.status_code == 200, response.text[:300]
     assert response.headers["content-type"].startswith("text/html")
     assert response.headers["x-content-type-options"] == "nosniff"
-    assert response.headers["referrer-policy"] in {"no-referrer", "same-origin", "strict-origin-when-cross-origin"}
+    assert response.headers["referrer-policy"] in {
+        "no-referrer",
+        "same-origin",
+        "strict-origin-when-cross-origin",
+    }
     assert response.headers["x-frame-options"] == "DENY"
     csp = directives(response.headers["content-security-policy"])
     assert csp["frame-ancestors"] == ["'none'"]
@@ -47,19 +51,37 @@ async def test_verifier_page(client: httpx.AsyncClient) -> None:
 
 
 async def test_login_page(client: httpx.AsyncClient, world: World) -> None:
-    filed = await client.post("/operator/v1/oidc/clients", json={
-        "name": f"rp-{uuid.uuid4().hex[:8]}", "redirect_uris": ["https://rp.example.test/callback"],
-        "scopes": ["openid", "profile"], "client_type": "confidential",
-        "token_endpoint_auth_method": "client_secret_basic",
-    }, headers=world.op())
+    filed = await client.post(
+        "/operator/v1/oidc/clients",
+        json={
+            "name": f"rp-{uuid.uuid4().hex[:8]}",
+            "redirect_uris": ["https://rp.example.test/callback"],
+            "scopes": ["openid", "profile"],
+            "client_type": "confidential",
+            "token_endpoint_auth_method": "client_secret_basic",
+        },
+        headers=world.op(),
+    )
     client_id = filed.json()["client_id"]
     for status in ("approved", "live"):
-        await client.post(f"/operator/v1/oidc/clients/{client_id}/status", json={"status": status}, headers=world.op())
-    response = await client.get("/oidc/authorize", params={
-        "response_type": "code", "client_id": client_id, "redirect_uri": "https://rp.example.test/callback",
-        "scope": "openid profile", "state": "s" * 16, "nonce": "n" * 16,
-        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256",
-    })
+        await client.post(
+            f"/operator/v1/oidc/clients/{client_id}/status",
+            json={"status": status},
+            headers=world.op(),
+        )
+    response = await client.get(
+        "/oidc/authorize",
+        params={
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": "https://rp.example.test/callback",
+            "scope": "openid profile",
+            "state": "s" * 16,
+            "nonce": "n" * 16,
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+        },
+    )
     csp = assert_page_secured(response)
     assert csp["script-src"] == ["'self'"]
     assert "'self'" in csp["form-action"]
@@ -67,7 +89,9 @@ async def test_login_page(client: httpx.AsyncClient, world: World) -> None:
 
 async def test_login_error_page(client: httpx.AsyncClient) -> None:
     """The page shown for a bad request (unknown client) is secured alike."""
-    response = await client.get("/oidc/authorize", params={"client_id": "nobody", "response_type": "code"})
+    response = await client.get(
+        "/oidc/authorize", params={"client_id": "nobody", "response_type": "code"}
+    )
     assert response.headers["content-type"].startswith("text/html")
     assert directives(response.headers["content-security-policy"])["frame-ancestors"] == ["'none'"]
     assert response.headers["x-content-type-options"] == "nosniff"
@@ -86,7 +110,9 @@ async def test_api_explorer(client: httpx.AsyncClient) -> None:
     assert sources == ["https://cdn.jsdelivr.net"]
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/schema/openapi.json", "/operator/v1/persons", "/nowhere"])
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/schema/openapi.json", "/operator/v1/persons", "/nowhere"]
+)
 async def test_api_responses_carry_baseline_headers(client: httpx.AsyncClient, path: str) -> None:
     response = await client.get(path)
     assert response.headers["x-content-type-options"] == "nosniff"

@@ -50,10 +50,14 @@ class Verifier:
 async def new_holder(world: World, region: str = "330000", name: str = "张小三") -> Holder:
     person = await world.person_with_card(name=name, region=region)
     issued = await world.issue(person)
-    return Holder(issued["session"]["access_token"], issued["ecard"]["id"], person["card_id"], person)
+    return Holder(
+        issued["session"]["access_token"], issued["ecard"]["id"], person["card_id"], person
+    )
 
 
-async def new_verifier(world: World, entitlements: list[str], regions: list[str] | None = None) -> Verifier:
+async def new_verifier(
+    world: World, entitlements: list[str], regions: list[str] | None = None
+) -> Verifier:
     extra = {"entitlements": entitlements} | ({"regions": regions} if regions else {})
     created = await world.new_client("verifier", **extra)
     return Verifier(created["client_id"], created["client_secret"])
@@ -81,7 +85,9 @@ async def fetch_code(client: AsyncTestClient, holder: Holder) -> dict:
 
 
 async def present(client: AsyncTestClient, verifier: Verifier, code: str) -> dict:
-    response = await client.post("/verifier/v1/verifications", json={"code": code}, headers=verifier.headers())
+    response = await client.post(
+        "/verifier/v1/verifications", json={"code": code}, headers=verifier.headers()
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -94,7 +100,9 @@ async def root_public_key(client: AsyncTestClient):  # type: ignore[no-untyped-d
 
 async def trust_store(client: AsyncTestClient, now: int) -> TrustStore:
     response = await client.get("/offline/v1/trust-list")
-    assert response.status_code == 200 and response.headers["content-type"].startswith("application/jose")
+    assert response.status_code == 200 and response.headers["content-type"].startswith(
+        "application/jose"
+    )
     return load_trust_list(response.text, await root_public_key(client), now)
 
 
@@ -106,7 +114,8 @@ async def fetch_revocations(client: AsyncTestClient, now: int) -> RevocationSet:
 
 async def report(world: World, holder: Holder, status: str) -> None:
     changed = await world.client.post(
-        f"/operator/v1/cards/{holder.card_id}/status", json={"status": status, "reason": f"reported {status}"},
+        f"/operator/v1/cards/{holder.card_id}/status",
+        json={"status": status, "reason": f"reported {status}"},
         headers=world.op(),
     )
     assert changed.status_code == 200, changed.text

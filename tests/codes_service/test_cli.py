@@ -27,7 +27,12 @@ def server() -> Iterator[LiveServer]:
 @pytest.fixture(scope="module")
 def seeded(server: LiveServer) -> dict:
     with httpx.Client(base_url=server.url, timeout=30) as http:
-        login = _ok(http.post("/operator/v1/login", json={"username": "admin", "password": "correct horse battery"}))
+        login = _ok(
+            http.post(
+                "/operator/v1/login",
+                json={"username": "admin", "password": "correct horse battery"},
+            )
+        )
     admin = {"Authorization": f"Bearer {login['access_token']}"}
 
     async def holder() -> tuple[str, str]:
@@ -54,27 +59,49 @@ def test_a_code_verifies_with_the_servers_lists(server, seeded, capsys) -> None:
     assert status == 0 and out.startswith("VALID") and "张*三" in out and "330000" in out
     status, out, _ = run(capsys, "--server", server.url, "--json", code_of(server, seeded))
     result = json.loads(out)
-    assert status == 0 and result["valid"] and result["kind"] == "code" and result["claims"]["masked_name"] == "张*三"
+    assert (
+        status == 0
+        and result["valid"]
+        and result["kind"] == "code"
+        and result["claims"]["masked_name"] == "张*三"
+    )
     assert "pseudonym" not in result["claims"]
 
 
 def test_a_qr_image_is_decoded_and_verified(server, seeded, capsys, tmp_path: Path) -> None:
-    image = httpx.get(f"{server.url}/holder/v1/codes/qr", params={"scale": 3}, headers=seeded["holder"])
+    image = httpx.get(
+        f"{server.url}/holder/v1/codes/qr", params={"scale": 3}, headers=seeded["holder"]
+    )
     assert image.status_code == 200
     (tmp_path / "code.png").write_bytes(image.content)
     status, out, _ = run(capsys, "--server", server.url, str(tmp_path / "code.png"))
     assert status == 0 and out.startswith("VALID")
-    (tmp_path / "blank.png").write_bytes(httpx.get(f"{server.url}/holder/v1/codes/qr", params={"scale": 1, "border": 0},
-                                                   headers=seeded["holder"]).content[:60])
+    (tmp_path / "blank.png").write_bytes(
+        httpx.get(
+            f"{server.url}/holder/v1/codes/qr",
+            params={"scale": 1, "border": 0},
+            headers=seeded["holder"],
+        ).content[:60]
+    )
     status, _, err = run(capsys, "--server", server.url, str(tmp_path / "blank.png"))
     assert status == 2 and "not a readable image" in err
 
 
 def test_files_and_a_pinned_root_key(server, seeded, capsys, tmp_path: Path, monkeypatch) -> None:
-    for name, path in (("root.jwk", "root-key"), ("trust.jws", "trust-list"), ("revoked.jws", "revocations")):
+    for name, path in (
+        ("root.jwk", "root-key"),
+        ("trust.jws", "trust-list"),
+        ("revoked.jws", "revocations"),
+    ):
         (tmp_path / name).write_text(httpx.get(f"{server.url}/offline/v1/{path}").text)
-    files = ["--root-key", str(tmp_path / "root.jwk"), "--trust-list", str(tmp_path / "trust.jws"),
-             "--revocation-list", str(tmp_path / "revoked.jws")]
+    files = [
+        "--root-key",
+        str(tmp_path / "root.jwk"),
+        "--trust-list",
+        str(tmp_path / "trust.jws"),
+        "--revocation-list",
+        str(tmp_path / "revoked.jws"),
+    ]
     code = code_of(server, seeded)
     assert run(capsys, *files, code)[0] == 0
     monkeypatch.setattr("sys.stdin", io.StringIO(code_of(server, seeded) + "\n"))
@@ -85,14 +112,23 @@ def test_files_and_a_pinned_root_key(server, seeded, capsys, tmp_path: Path, mon
     status, out, _ = run(capsys, *files, code[:-6])
     assert status == 1 and "malformed" in out
     # a root key that did not sign the lists
-    (tmp_path / "other.jwk").write_text(json.dumps({"kty": "EC", "crv": "P-256",
-                                                    "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
-                                                    "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}))
+    (tmp_path / "other.jwk").write_text(
+        json.dumps(
+            {
+                "kty": "EC",
+                "crv": "P-256",
+                "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+            }
+        )
+    )
     status, _, err = run(capsys, "--root-key", str(tmp_path / "other.jwk"), *files[2:], code)
     assert status == 2 and "refused" in err
     status, _, err = run(capsys, code)
     assert status == 2 and "--root-key" in err
-    status, _, err = run(capsys, "--root-key", str(tmp_path / "missing.jwk"), "--server", server.url, code)
+    status, _, err = run(
+        capsys, "--root-key", str(tmp_path / "missing.jwk"), "--server", server.url, code
+    )
     assert status == 2 and "cannot read" in err
 
 
@@ -101,13 +137,22 @@ def test_an_elicense_and_a_revoked_card(server, seeded, capsys) -> None:
     code = code_of(server, seeded)
     status, out, _ = run(capsys, "--server", server.url, token)
     assert status == 0 and "elicense" not in out and "masked_id_number" in out
-    _ok(httpx.post(f"{server.url}/operator/v1/cards/{seeded['card_id']}/status", headers=seeded["admin"],
-                   json={"status": "lost", "reason": "reported lost"}))
+    _ok(
+        httpx.post(
+            f"{server.url}/operator/v1/cards/{seeded['card_id']}/status",
+            headers=seeded["admin"],
+            json={"status": "lost", "reason": "reported lost"},
+        )
+    )
     time.sleep(1.1)  # a worker re-reads the registry for the published list at most once a second
     status, out, _ = run(capsys, "--server", server.url, code)
     assert status == 1 and "revoked" in out
     status, out, _ = run(capsys, "--server", server.url, "--json", token)
-    assert status == 1 and json.loads(out)["reason"] == "revoked" and json.loads(out)["kind"] == "elicense"
+    assert (
+        status == 1
+        and json.loads(out)["reason"] == "revoked"
+        and json.loads(out)["kind"] == "elicense"
+    )
 
 
 def test_an_unreachable_server(capsys) -> None:

@@ -6,7 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ecard.offline import apply_revocation_delta, load_offline_package, load_revocation_list, parse_code, verify
+from ecard.offline import (
+    apply_revocation_delta,
+    load_offline_package,
+    load_revocation_list,
+    parse_code,
+    verify,
+)
 from tests.api.conftest import World
 from tests.codes_service.conftest import (
     Holder,
@@ -17,7 +23,12 @@ from tests.codes_service.conftest import (
     trust_store,
 )
 
-KIT = ("/offline/v1/root-key", "/offline/v1/trust-list", "/offline/v1/revocations", "/offline/v1/package")
+KIT = (
+    "/offline/v1/root-key",
+    "/offline/v1/trust-list",
+    "/offline/v1/revocations",
+    "/offline/v1/package",
+)
 
 
 async def test_every_document_has_an_etag_and_a_match_gets_304(world: World) -> None:
@@ -27,7 +38,9 @@ async def test_every_document_has_an_etag_and_a_match_gets_304(world: World) -> 
         tag = first.headers["etag"]
         assert tag.startswith('"') and first.headers["cache-control"].startswith("public, max-age=")
         again = await world.client.get(path)
-        assert again.headers["etag"] == tag and again.content == first.content  # stable between re-signings
+        assert (
+            again.headers["etag"] == tag and again.content == first.content
+        )  # stable between re-signings
         cached = await world.client.get(path, headers={"If-None-Match": f'"other", {tag}'})
         assert cached.status_code == 304 and cached.content == b"" and cached.headers["etag"] == tag
         stale = await world.client.get(path, headers={"If-None-Match": '"not-it"'})
@@ -60,17 +73,26 @@ async def test_revocation_versions_and_deltas(world: World, holder: Holder) -> N
     old = await world.client.get(f"/offline/v1/revocations/{before.version}")
     assert old.status_code == 200
     served = load_revocation_list(old.text, root, now)
-    assert (served.version, served.digest, served.by_card) == (before.version, before.digest, before.by_card)
+    assert (served.version, served.digest, served.by_card) == (
+        before.version,
+        before.digest,
+        before.by_card,
+    )
     assert served.issued_at == before.issued_at and old.headers["etag"] == old_tag
     # a terminal holding the old version downloads only the change
-    delta = await world.client.get("/offline/v1/revocations/delta", params={"from_version": before.version})
+    delta = await world.client.get(
+        "/offline/v1/revocations/delta", params={"from_version": before.version}
+    )
     assert delta.status_code == 200 and delta.headers["content-type"].startswith("application/jose")
     updated = apply_revocation_delta(before, delta.text, root, now)
     assert updated.version == after.version and updated.digest == after.digest
     assert verify(code, store, updated, now).reason == "revoked"
     assert len(delta.content) < 2_000
-    cached = await world.client.get("/offline/v1/revocations/delta", params={"from_version": before.version},
-                                    headers={"If-None-Match": delta.headers["etag"]})
+    cached = await world.client.get(
+        "/offline/v1/revocations/delta",
+        params={"from_version": before.version},
+        headers={"If-None-Match": delta.headers["etag"]},
+    )
     assert cached.status_code == 304
     # the card back in use: a new version without it
     await report(world, holder, "active")
@@ -84,7 +106,10 @@ async def test_bad_versions_are_problems(world: World) -> None:
     cases = {
         f"/offline/v1/revocations/{latest + 5}": (404, "revocation_version_not_found"),
         "/offline/v1/revocations/0": (404, "revocation_version_not_found"),
-        f"/offline/v1/revocations/delta?from_version={latest}": (404, "revocation_version_not_found"),
+        f"/offline/v1/revocations/delta?from_version={latest}": (
+            404,
+            "revocation_version_not_found",
+        ),
         "/offline/v1/revocations/delta?from_version=0": (400, "validation_failed"),
         "/offline/v1/revocations/delta?from_version=abc": (400, "validation_failed"),
         "/offline/v1/revocations/delta": (400, "validation_failed"),
@@ -95,7 +120,10 @@ async def test_bad_versions_are_problems(world: World) -> None:
         assert response.status_code < 500, (path, response.text)
         assert response.headers["content-type"].startswith("application/problem+json"), path
         if status is not None:
-            assert (response.status_code, response.json()["code"]) == (status, code), (path, response.text)
+            assert (response.status_code, response.json()["code"]) == (status, code), (
+                path,
+                response.text,
+            )
 
 
 async def test_the_package_loads_on_a_terminal(world: World, holder: Holder) -> None:
@@ -107,4 +135,7 @@ async def test_the_package_loads_on_a_terminal(world: World, holder: Holder) -> 
     assert verify(code, package.trust, package.revocations, now).ok
     # valid for the whole offline period, unlike the hourly list
     later = now + package.content.limits.max_offline_seconds - 3_600
-    assert load_offline_package(response.text, await root_public_key(world.client), later).content == package.content
+    assert (
+        load_offline_package(response.text, await root_public_key(world.client), later).content
+        == package.content
+    )

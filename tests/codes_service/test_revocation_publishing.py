@@ -38,7 +38,9 @@ def listed(view: trust.RegistryView, holder: Holder, key: bytes) -> bool:
     return ("330000", card_pseudonym(key, holder.card_id)) in view.state.entries
 
 
-async def test_an_unchanged_registry_costs_no_read_of_the_cards(world: World, full_reads: list[int]) -> None:
+async def test_an_unchanged_registry_costs_no_read_of_the_cards(
+    world: World, full_reads: list[int]
+) -> None:
     platform = platform_of(world.client)
     first = await follow_registry(platform)
     again = await follow_registry(platform, first)
@@ -52,10 +54,14 @@ async def test_status_changes_are_published_from_their_events(
     view = await follow_registry(platform)
     await report(world, holder, "lost")
     lost = await follow_registry(platform, view)
-    assert lost.state.version == view.state.version + 1 and listed(lost, holder, platform.pseudonym_key)
+    assert lost.state.version == view.state.version + 1 and listed(
+        lost, holder, platform.pseudonym_key
+    )
     await report(world, holder, "active")
     found = await follow_registry(platform, lost)
-    assert found.state.version == lost.state.version + 1 and not listed(found, holder, platform.pseudonym_key)
+    assert found.state.version == lost.state.version + 1 and not listed(
+        found, holder, platform.pseudonym_key
+    )
     assert len(full_reads) == 1, "only the first look read every card"
 
 
@@ -70,7 +76,9 @@ async def test_two_workers_publish_one_version_per_change(world: World, holder: 
     another = await new_holder(world)
     await report(world, another, "lost")
     second_worker = await follow_registry(platform, second_worker)
-    first_worker = await follow_registry(platform, first_worker)  # the head moved: it folds the change
+    first_worker = await follow_registry(
+        platform, first_worker
+    )  # the head moved: it folds the change
     assert first_worker.state.version == second_worker.state.version
     assert listed(first_worker, another, platform.pseudonym_key)
 
@@ -137,14 +145,20 @@ async def test_a_version_is_the_same_document_whenever_and_wherever_it_is_fetche
         "330000", card_pseudonym(platform_of(world.client).pseudonym_key, holder.card_id)
     )
     # a delta is stamped with its target version's time: fetched again later, the same bytes
-    delta = await world.client.get("/offline/v1/revocations/delta", params={"from_version": version})
+    delta = await world.client.get(
+        "/offline/v1/revocations/delta", params={"from_version": version}
+    )
     publisher_at(world, start + 7_260)
-    again = await world.client.get("/offline/v1/revocations/delta", params={"from_version": version})
+    again = await world.client.get(
+        "/offline/v1/revocations/delta", params={"from_version": version}
+    )
     assert delta.status_code == 200 and again.content == delta.content
     assert payload_of(delta.text)["issued_at"] == payload_of(fresh)["issued_at"]
 
 
-async def test_the_public_lists_say_no_reason_and_no_time_per_card(world: World, holder: Holder) -> None:
+async def test_the_public_lists_say_no_reason_and_no_time_per_card(
+    world: World, holder: Holder
+) -> None:
     """The pseudonym is in every code and e-license of the holder: the lists name revoked cards
     and nothing else, and a change of reason (lost, then deceased) publishes no change."""
     platform = platform_of(world.client)
@@ -156,14 +170,21 @@ async def test_the_public_lists_say_no_reason_and_no_time_per_card(world: World,
     deceased = await publisher_at(world, time.time()).revocation_list_token()
     assert payload_of(lost)["digest"] == payload_of(deceased)["digest"]
     package = (await world.client.get("/offline/v1/package")).text
-    delta = (await world.client.get("/offline/v1/revocations/delta", params={"from_version": version})).text
+    delta = (
+        await world.client.get("/offline/v1/revocations/delta", params={"from_version": version})
+    ).text
     documents = [lost, deceased, delta, package, payload_of(package)["revocation_list"]]
-    entry = {"region": "330000", "pseudonym": card_pseudonym(platform.pseudonym_key, holder.card_id)}
+    entry = {
+        "region": "330000",
+        "pseudonym": card_pseudonym(platform.pseudonym_key, holder.card_id),
+    }
     for token in documents:
         text = msgspec.json.encode(payload_of(token))
         assert not [word for word in REASON_WORDS if word in text.lower()], text
     for token in (deceased, payload_of(package)["revocation_list"]):
-        entries = msgspec.json.decode(msgspec.json.encode(payload_of(token)["entries"]), type=list[RevokedCard])
+        entries = msgspec.json.decode(
+            msgspec.json.encode(payload_of(token)["entries"]), type=list[RevokedCard]
+        )
         assert RevokedCard(**entry) in entries
         assert all(set(raw) == {"region", "pseudonym"} for raw in payload_of(token)["entries"])
     assert [raw["pseudonym"] for raw in payload_of(delta)["added"]] == [

@@ -32,12 +32,26 @@ def server() -> Iterator[LiveServer]:
 async def seed(url: str) -> tuple[dict, dict[str, str]]:
     """A verifier (id and secret) and the holder's session header."""
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        login = _ok(await http.post("/operator/v1/login", json={"username": "admin", "password": "correct horse battery"}))
+        login = _ok(
+            await http.post(
+                "/operator/v1/login",
+                json={"username": "admin", "password": "correct horse battery"},
+            )
+        )
         admin = {"Authorization": f"Bearer {login['access_token']}"}
         channel = await new_channel(http, admin, "app")
         holder_token, _ = await new_holder(http, admin, channel)
-        verifier = _ok(await http.post("/operator/v1/clients", headers=admin,
-                                       json={"kind": "verifier", "name": "西湖区社保服务大厅", "entitlements": ENTITLEMENTS}))
+        verifier = _ok(
+            await http.post(
+                "/operator/v1/clients",
+                headers=admin,
+                json={
+                    "kind": "verifier",
+                    "name": "西湖区社保服务大厅",
+                    "entitlements": ENTITLEMENTS,
+                },
+            )
+        )
     return verifier, {"Authorization": f"Bearer {holder_token}"}
 
 
@@ -62,11 +76,16 @@ async def border_colour(page) -> str:
 async def test_staff_scan_codes_and_see_the_verdict(server: LiveServer, browser_page) -> None:  # noqa: F811
     page = browser_page
     problems: list[str] = []
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on(
+        "console",
+        lambda message: problems.append(message.text) if message.type == "error" else None,
+    )
     verifier, holder = await seed(server.url)
     await page.goto(f"{server.url}/verifier/")
     assert await page.locator("html").get_attribute("lang") == "zh-CN"
-    assert await page.locator("#login").is_visible() and not await page.locator("#scan").is_visible()
+    assert (
+        await page.locator("#login").is_visible() and not await page.locator("#scan").is_visible()
+    )
 
     # a wrong secret is refused on the page, and the secret field is emptied
     await page.fill("#client-id", verifier["id"])
@@ -90,8 +109,16 @@ async def test_staff_scan_codes_and_see_the_verdict(server: LiveServer, browser_
     masked_id = await page.locator("dd[data-field=masked_identity_number]").inner_text()
     assert "*" in masked_id and len(masked_id) == 18
     assert await page.locator("dd[data-field=card_status]").inner_text() == "正常"
-    assert await page.input_value("#code") == "" and await page.evaluate("document.activeElement.id") == "code"
-    assert float(await page.eval_on_selector(".verdict", "e => parseFloat(getComputedStyle(e).fontSize)")) >= 48
+    assert (
+        await page.input_value("#code") == ""
+        and await page.evaluate("document.activeElement.id") == "code"
+    )
+    assert (
+        float(
+            await page.eval_on_selector(".verdict", "e => parseFloat(getComputedStyle(e).fontSize)")
+        )
+        >= 48
+    )
 
     # the same code again: red, with the reason, in Chinese and then in English
     await page.click("header .brand")  # a click elsewhere must not steal the scanner's focus
@@ -102,7 +129,10 @@ async def test_staff_scan_codes_and_see_the_verdict(server: LiveServer, browser_
     assert await page.locator("#fields dd").count() == 0
     await page.click("#lang-toggle")
     assert await page.locator("html").get_attribute("lang") == "en"
-    assert await page.locator("#verdict-en").is_visible() and not await page.locator("#verdict-zh").is_visible()
+    assert (
+        await page.locator("#verdict-en").is_visible()
+        and not await page.locator("#verdict-zh").is_visible()
+    )
     assert await page.locator("#verdict-en").inner_text() == "INVALID"
     assert await page.locator("#reason-en").inner_text() == "The code was already used"
 
@@ -116,14 +146,19 @@ async def test_staff_scan_codes_and_see_the_verdict(server: LiveServer, browser_
     assert await page.locator("html").get_attribute("lang") == "en"
     await page.locator("#scan").wait_for(state="visible")
     assert await scan(page, await fresh_code(server.url, holder)) == "valid"
-    token = await page.evaluate("JSON.parse(sessionStorage.getItem('ecard.verifier.session')).token")
+    token = await page.evaluate(
+        "JSON.parse(sessionStorage.getItem('ecard.verifier.session')).token"
+    )
     await page.click("#logout")
     assert await page.locator("#login").is_visible()
     # the logout ended the session on the server too: its token is refused from then on
     async with httpx.AsyncClient(base_url=server.url) as http:
         for _ in range(50):
-            answer = await http.post("/verifier/v1/verifications", json={"code": "x"},
-                                     headers={"Authorization": f"Bearer {token}"})
+            answer = await http.post(
+                "/verifier/v1/verifications",
+                json={"code": "x"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
             if answer.status_code == 401:
                 break
             await asyncio.sleep(0.1)
@@ -136,5 +171,5 @@ def test_the_page_carries_the_security_headers(server: LiveServer) -> None:
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     assert "script-src 'self'" in response.headers["content-security-policy"]
     assert response.headers["x-frame-options"] == "DENY"
-    assert "<script src=\"/verifier/static/verifier.js\"" in response.text
+    assert '<script src="/verifier/static/verifier.js"' in response.text
     assert httpx.get(f"{server.url}/verifier/static/verifier.js").status_code == 200

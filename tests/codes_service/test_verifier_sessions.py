@@ -23,7 +23,9 @@ async def open_session(world: World, verifier: Verifier) -> dict[str, str]:
 
 async def verify_with(world: World, session: dict[str, str], holder: Holder) -> int:
     code = (await fetch_code(world.client, holder))["code"]
-    response = await world.client.post("/verifier/v1/verifications", json={"code": code}, headers=session)
+    response = await world.client.post(
+        "/verifier/v1/verifications", json={"code": code}, headers=session
+    )
     if response.status_code == 401:
         assert response.json()["code"] == "token_invalid"
     return response.status_code
@@ -45,7 +47,9 @@ async def test_disabling_the_verifier_ends_its_page_sessions(world: World, holde
         headers=world.op(),
     )
     assert disabled.status_code == 200, disabled.text
-    assert await verify_with(world, session, holder) == 401  # at once on the worker that disabled it
+    assert (
+        await verify_with(world, session, holder) == 401
+    )  # at once on the worker that disabled it
 
 
 async def test_another_workers_disabling_is_seen_within_the_cache_window(
@@ -79,4 +83,6 @@ async def test_logout_ends_the_session_on_every_worker(world: World, holder: Hol
     assert await verify_with(world, other, holder) == 200  # only that session ended
     for headers in ({}, verifier.headers(), bearer("echa_not-a-page-session")):
         refused_logout = await world.client.delete("/verifier/v1/session", headers=headers)
-        assert refused_logout.status_code == 401 and "www-authenticate" not in refused_logout.headers
+        assert (
+            refused_logout.status_code == 401 and "www-authenticate" not in refused_logout.headers
+        )

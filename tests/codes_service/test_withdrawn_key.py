@@ -23,7 +23,9 @@ def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(directory)
 
 
-async def test_a_withdrawn_key_fails_its_codes_at_once(world: World, holder: Holder, pharmacy: Verifier, keys_dir: str) -> None:
+async def test_a_withdrawn_key_fails_its_codes_at_once(
+    world: World, holder: Holder, pharmacy: Verifier, keys_dir: str
+) -> None:
     code = (await fetch_code(world.client, holder))["code"]
     ring = load_keyring(keys_dir)
     ring.withdraw(ring.signing_key("330000").kid)

@@ -30,7 +30,11 @@ def prefix() -> str:
 def server(migrated_postgres_url: str, redis_url: str, prefix: str) -> Iterator[LiveServer]:
     live = LiveServer.start(
         workers=WORKERS,
-        env={"ECARD_DATABASE_URL": migrated_postgres_url, "ECARD_REDIS_URL": redis_url, "ECARD_REDIS_PREFIX": prefix},
+        env={
+            "ECARD_DATABASE_URL": migrated_postgres_url,
+            "ECARD_REDIS_URL": redis_url,
+            "ECARD_REDIS_PREFIX": prefix,
+        },
     )
     yield live
     live.stop()
@@ -41,23 +45,45 @@ def basic(client: dict) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
 
-async def test_exactly_one_of_many_verifiers_wins_across_workers(server: LiveServer, redis_url: str, prefix: str) -> None:
+async def test_exactly_one_of_many_verifiers_wins_across_workers(
+    server: LiveServer, redis_url: str, prefix: str
+) -> None:
     limits = httpx.Limits(max_connections=VERIFIERS * 2)
     async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as http:
-        login = _ok(await http.post("/operator/v1/login", json={"username": "admin", "password": "correct horse battery"}))
+        login = _ok(
+            await http.post(
+                "/operator/v1/login",
+                json={"username": "admin", "password": "correct horse battery"},
+            )
+        )
         admin = {"Authorization": f"Bearer {login['access_token']}"}
         channel = await new_channel(http, admin, "app")
         holder_token, _ = await new_holder(http, admin, channel)
         verifiers = [
-            basic(_ok(await http.post("/operator/v1/clients", headers=admin,
-                                      json={"kind": "verifier", "name": f"hall-{i}", "entitlements": ["masked_name"]})))
+            basic(
+                _ok(
+                    await http.post(
+                        "/operator/v1/clients",
+                        headers=admin,
+                        json={
+                            "kind": "verifier",
+                            "name": f"hall-{i}",
+                            "entitlements": ["masked_name"],
+                        },
+                    )
+                )
+            )
             for i in range(VERIFIERS)
         ]
         holder = {"Authorization": f"Bearer {holder_token}"}
-        codes = [_ok(await http.post("/holder/v1/codes", headers=holder))["code"] for _ in range(CODES)]
+        codes = [
+            _ok(await http.post("/holder/v1/codes", headers=holder))["code"] for _ in range(CODES)
+        ]
 
         async def present(code: str, verifier: dict[str, str]) -> dict:
-            return _ok(await http.post("/verifier/v1/verifications", json={"code": code}, headers=verifier))
+            return _ok(
+                await http.post("/verifier/v1/verifications", json={"code": code}, headers=verifier)
+            )
 
         # every code presented by every verifier, all at once
         results = await asyncio.gather(*(present(code, v) for code in codes for v in verifiers))

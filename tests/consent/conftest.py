@@ -51,7 +51,9 @@ class ConsentWorld:
         issued = await self.world.issue(person)
         return Holder(person, bearer(issued["session"]["access_token"]))
 
-    async def ask(self, who: Holder | None = None, *, rp: dict[str, str] | None = None, **overrides: Any) -> Any:
+    async def ask(
+        self, who: Holder | None = None, *, rp: dict[str, str] | None = None, **overrides: Any
+    ) -> Any:
         body = {
             "holder": {"identity_number": (who or self.holder).person["identity_number"]},
             "scopes": ["card.status", "insurance.enrollment"],
@@ -63,7 +65,9 @@ class ConsentWorld:
         headers = basic(rp["client_id"], rp["client_secret"]) if rp else self.rp_headers
         return await self.client.post("/consent/v1/requests", json=body, headers=headers)
 
-    async def granted(self, holder: Holder | None = None, approve: list[str] | None = None, **overrides: Any) -> str:
+    async def granted(
+        self, holder: Holder | None = None, approve: list[str] | None = None, **overrides: Any
+    ) -> str:
         """A request approved by the holder (all scopes, or ``approve``); returns the grant id."""
         holder = holder or self.holder
         created = await self.ask(holder, **overrides)
@@ -71,7 +75,9 @@ class ConsentWorld:
         grant_id = created.json()["id"]
         answer = await self.client.post(
             f"/holder/v1/consent/requests/{grant_id}/approve",
-            json={"password": HOLDER_PASSWORD} if approve is None else {"scopes": approve, "password": HOLDER_PASSWORD},
+            json={"password": HOLDER_PASSWORD}
+            if approve is None
+            else {"scopes": approve, "password": HOLDER_PASSWORD},
             headers=holder.headers,
         )
         assert answer.status_code == 200, answer.text
@@ -79,7 +85,9 @@ class ConsentWorld:
 
     async def read(self, grant_id: str, *scopes: str, rp: dict[str, str] | None = None) -> Any:
         headers = basic(rp["client_id"], rp["client_secret"]) if rp else self.rp_headers
-        return await self.client.get(f"/consent/v1/grants/{grant_id}/data", params={"scope": list(scopes)}, headers=headers)
+        return await self.client.get(
+            f"/consent/v1/grants/{grant_id}/data", params={"scope": list(scopes)}, headers=headers
+        )
 
     async def settle(self) -> None:
         """Relay the outbox and seal, as the background workers do within a second."""

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.chain
 @pytest.fixture()
 def anvil(tmp_path: Path) -> Iterator[AnvilNode]:
     binary = anvil_binary()
-    require(binary is not None, "anvil (an EVM JSON-RPC node)", "run scripts/install_chain_tools.sh")
+    require(
+        binary is not None, "anvil (an EVM JSON-RPC node)", "run scripts/install_chain_tools.sh"
+    )
     assert binary is not None
     node = AnvilNode(binary, tmp_path / "anvil-state.json")
     node.start()
@@ -33,10 +35,14 @@ def anvil(tmp_path: Path) -> Iterator[AnvilNode]:
 
 
 @pytest.fixture(params=["embedded", "postgres"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path, keys_dir: str, anvil: AnvilNode) -> Settings:
+def settings(
+    request: pytest.FixtureRequest, tmp_path: Path, keys_dir: str, anvil: AnvilNode
+) -> Settings:
     environ = {
-        "ECARD_KEYS_DIR": keys_dir, "ECARD_LOG_LEVEL": "ERROR",
-        "ECARD_LEDGER_RPC_URL": anvil.url, "ECARD_LEDGER_SEAL_INTERVAL": "0.2",
+        "ECARD_KEYS_DIR": keys_dir,
+        "ECARD_LOG_LEVEL": "ERROR",
+        "ECARD_LEDGER_RPC_URL": anvil.url,
+        "ECARD_LEDGER_SEAL_INTERVAL": "0.2",
     }
     if request.param == "embedded":
         environ["ECARD_DATABASE_URL"] = f"sqlite:///{tmp_path}/ecard.db"
@@ -48,7 +54,9 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, keys_dir: str, anvi
 
 
 async def anchor_states() -> list[str]:
-    return [job["status"] for job in await LedgerAnchor.select().order_by(LedgerAnchor.block_number)]
+    return [
+        job["status"] for job in await LedgerAnchor.select().order_by(LedgerAnchor.block_number)
+    ]
 
 
 async def eventually(check, timeout: float = 30.0) -> None:
@@ -69,7 +77,9 @@ async def everything_sealed() -> bool:
     return bool(jobs) and jobs[-1]["tree_size"] == await LedgerEntry.count()
 
 
-async def test_killing_the_chain_node_loses_nothing_and_anchors_catch_up(cw: ConsentWorld, anvil: AnvilNode) -> None:
+async def test_killing_the_chain_node_loses_nothing_and_anchors_catch_up(
+    cw: ConsentWorld, anvil: AnvilNode
+) -> None:
     events = 0
     for _ in range(2):
         grant_id = await cw.granted()
@@ -86,7 +96,9 @@ async def test_killing_the_chain_node_loses_nothing_and_anchors_catch_up(cw: Con
     await eventually(everything_sealed)
     assert "confirmed" in await anchor_states() and set(await anchor_states()) != {"confirmed"}
     waiting = await LedgerAnchor.select().where(LedgerAnchor.status != "confirmed")
-    assert any(job["last_error"] for job in waiting) or all(job["status"] == "pending" for job in waiting)
+    assert any(job["last_error"] for job in waiting) or all(
+        job["status"] == "pending" for job in waiting
+    )
 
     anvil.start()
     await eventually(all_anchored, timeout=60)
@@ -95,9 +107,19 @@ async def test_killing_the_chain_node_loses_nothing_and_anchors_catch_up(cw: Con
     response = await cw.client.get("/ledger/v1/audit", headers=cw.world.op("auditor"))
     report = response.json()
     assert report["ok"] and report["chain_checked"], report
-    assert report["audit"]["anchors_confirmed"] == report["audit"]["blocks"] == len(await anchor_states())
+    assert (
+        report["audit"]["anchors_confirmed"]
+        == report["audit"]["blocks"]
+        == len(await anchor_states())
+    )
 
-    first = (await LedgerAnchor.select().order_by(LedgerAnchor.block_number).first())
-    await LedgerAnchor.update({LedgerAnchor.tx_hash: "0x" + "ab" * 32}).where(LedgerAnchor.block_number == first["block_number"])
-    problems = (await cw.client.get("/ledger/v1/audit", headers=cw.world.op("auditor"))).json()["audit"]["problems"]
-    assert {"code": "anchor.tx_mismatch", "block": first["block_number"]}.items() <= problems[0].items()
+    first = await LedgerAnchor.select().order_by(LedgerAnchor.block_number).first()
+    await LedgerAnchor.update({LedgerAnchor.tx_hash: "0x" + "ab" * 32}).where(
+        LedgerAnchor.block_number == first["block_number"]
+    )
+    problems = (await cw.client.get("/ledger/v1/audit", headers=cw.world.op("auditor"))).json()[
+        "audit"
+    ]["problems"]
+    assert {"code": "anchor.tx_mismatch", "block": first["block_number"]}.items() <= problems[
+        0
+    ].items()

@@ -19,17 +19,32 @@ def run_demo(workdir: Path, env: dict[str, str], *options: str) -> subprocess.Co
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ECARD_")}
     return subprocess.run(
         [sys.executable, "-m", "ecard.cli", "demo", "run", "--workdir", str(workdir), *options],
-        env={**clean, **env}, capture_output=True, text=True, timeout=300,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
 def secrets_and_personal_data(workdir: Path) -> list[str]:
     actors = json.loads((workdir / "demo.json").read_text(encoding="utf-8"))
     holder = actors["holder"]
-    values = [holder["name"], holder["identity_number"], holder["card_number"], holder["access_token"],
-              holder["refresh_token"], actors["operator"]["password"], actors["terminal"]["private_jwk"]["d"],
-              actors["relying_party"]["oidc"]["client_secret"], holder["password"], actors["channel"]["private_jwk"]["d"]]
-    values += [actors[kind]["client_secret"] for kind in ("channel", "department", "verifier", "relying_party")]
+    values = [
+        holder["name"],
+        holder["identity_number"],
+        holder["card_number"],
+        holder["access_token"],
+        holder["refresh_token"],
+        actors["operator"]["password"],
+        actors["terminal"]["private_jwk"]["d"],
+        actors["relying_party"]["oidc"]["client_secret"],
+        holder["password"],
+        actors["channel"]["private_jwk"]["d"],
+    ]
+    values += [
+        actors[kind]["client_secret"]
+        for kind in ("channel", "department", "verifier", "relying_party")
+    ]
     return values
 
 
@@ -51,8 +66,15 @@ def test_the_demo_walks_every_step_on_the_embedded_defaults(tmp_path: Path) -> N
 def test_the_demo_runs_unchanged_on_two_workers_with_postgresql_and_redis(
     tmp_path: Path, migrated_postgres_url: str, redis_url: str
 ) -> None:
-    result = run_demo(tmp_path, {
-        "ECARD_DATABASE_URL": migrated_postgres_url, "ECARD_REDIS_URL": redis_url,
-        "ECARD_REDIS_PREFIX": f"demo-{uuid.uuid4().hex[:8]}:", "ECARD_KEYS_DIR": str(tmp_path / "keys"),
-    }, "--workers", "2")
+    result = run_demo(
+        tmp_path,
+        {
+            "ECARD_DATABASE_URL": migrated_postgres_url,
+            "ECARD_REDIS_URL": redis_url,
+            "ECARD_REDIS_PREFIX": f"demo-{uuid.uuid4().hex[:8]}:",
+            "ECARD_KEYS_DIR": str(tmp_path / "keys"),
+        },
+        "--workers",
+        "2",
+    )
     assert_story_told(result)

@@ -21,10 +21,19 @@ def test_the_documented_signing_example_makes_accepted_evidence() -> None:
     exec(compile(example, str(DOC), "exec"), namespace)  # noqa: S102 - our own documentation
     key = ec.generate_private_key(ec.SECP256R1())
     number = identity_number()
-    token = namespace["evidence"](key, "ch_app", "https://ecard.example.test", number.lower(), "check-42")
+    token = namespace["evidence"](
+        key, "ch_app", "https://ecard.example.test", number.lower(), "check-42"
+    )
     accepted = check_evidence(
-        token, public_jwk(key.public_key()), channel_id="ch_app", audience="https://ecard.example.test",
-        identity_number=number, region="330000", policy={"*": ["face_liveness"]}, purpose="issuance",
-        now=time.time(), max_age=300,
+        token,
+        public_jwk(key.public_key()),
+        channel_id="ch_app",
+        audience="https://ecard.example.test",
+        identity_number=number,
+        region="330000",
+        policy={"*": ["face_liveness"]},
+        purpose="issuance",
+        now=time.time(),
+        max_age=300,
     )
     assert accepted.reference == "check-42" and accepted.method == "face_liveness"

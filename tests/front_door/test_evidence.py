@@ -26,10 +26,17 @@ def body(holder: dict[str, str], evidence: str | None) -> dict:
     return made
 
 
-async def issue(world: World, holder: dict[str, str], evidence: str | None, channel: dict[str, str] | None = None):
+async def issue(
+    world: World,
+    holder: dict[str, str],
+    evidence: str | None,
+    channel: dict[str, str] | None = None,
+):
     channel = channel or world.channel
     return await world.client.post(
-        "/channel/v1/ecards", json=body(holder, evidence), headers=basic(channel["client_id"], channel["client_secret"])
+        "/channel/v1/ecards",
+        json=body(holder, evidence),
+        headers=basic(channel["client_id"], channel["client_secret"]),
     )
 
 
@@ -49,27 +56,42 @@ async def test_issuance_without_evidence_is_refused(world: World) -> None:
     await nothing_written_for(holder)
 
 
-async def test_a_mismatch_still_answers_identity_mismatch_before_any_evidence_rule(world: World) -> None:
+async def test_a_mismatch_still_answers_identity_mismatch_before_any_evidence_rule(
+    world: World,
+) -> None:
     holder = await world.person_with_card()
     response = await issue(world, {**holder, "name": "王二麻"}, None)
     assert response.status_code == 403 and response.json()["code"] == "identity_mismatch"
 
 
-def _refusals(world: World, holder: dict[str, str], other: dict[str, str]) -> dict[str, tuple[str, str]]:
+def _refusals(
+    world: World, holder: dict[str, str], other: dict[str, str]
+) -> dict[str, tuple[str, str]]:
     now = int(time.time())
     stranger = {**world.channel, "private_key_pem": ec.generate_private_key(ec.SECP256R1())}
     return {
         "forged (another key)": (world.evidence_for(holder, stranger), "evidence_invalid"),
         "expired": (world.evidence_for(holder, checked_at=now - 301), "evidence_invalid"),
         "from the future": (world.evidence_for(holder, checked_at=now + 120), "evidence_invalid"),
-        "another audience": (world.evidence_for(holder, audience="https://other.example.test"), "evidence_invalid"),
-        "another issuer": (world.evidence_for(holder, channel_id="ch_someone_else"), "evidence_invalid"),
+        "another audience": (
+            world.evidence_for(holder, audience="https://other.example.test"),
+            "evidence_invalid",
+        ),
+        "another issuer": (
+            world.evidence_for(holder, channel_id="ch_someone_else"),
+            "evidence_invalid",
+        ),
         "another person's subject": (world.evidence_for(other), "evidence_invalid"),
-        "made for a password reset": (world.evidence_for(holder, purpose="password_reset"), "evidence_invalid"),
+        "made for a password reset": (
+            world.evidence_for(holder, purpose="password_reset"),
+            "evidence_invalid",
+        ),
         "an unknown method": (world.evidence_for(holder, method="horoscope"), "evidence_invalid"),
         "junk": ("not.a.jws", "evidence_invalid"),
-        "a method the province does not accept": (world.evidence_for(holder, method="bank_card_4factor"),
-                                                  "evidence_method_not_accepted"),
+        "a method the province does not accept": (
+            world.evidence_for(holder, method="bank_card_4factor"),
+            "evidence_method_not_accepted",
+        ),
     }
 
 
@@ -82,7 +104,9 @@ async def test_bad_evidence_is_refused_with_its_code_and_nothing_is_written(worl
         problem = response.json()
         assert problem["code"] == code, (case, problem)
         # the reason is stable and says nothing about the person
-        assert holder["identity_number"] not in response.text and holder["name"] not in response.text, case
+        assert (
+            holder["identity_number"] not in response.text and holder["name"] not in response.text
+        ), case
         await nothing_written_for(holder)
     refused = await AuditEvent.select(AuditEvent.reason).where(
         (AuditEvent.action == "ecard.issue.refused") & (AuditEvent.target_id == holder["card_id"])
@@ -90,17 +114,25 @@ async def test_bad_evidence_is_refused_with_its_code_and_nothing_is_written(worl
     assert {r["reason"] for r in refused} == {"evidence_invalid", "evidence_method_not_accepted"}
 
 
-async def test_the_cards_province_decides_which_methods_count(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_cards_province_decides_which_methods_count(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     platform = platform_of(world.client)
     policy = {"110000": ["counter_in_person"], "*": ["face_liveness"]}
-    monkeypatch.setattr(platform, "settings", msgspec.structs.replace(platform.settings, liveness_methods=policy))
+    monkeypatch.setattr(
+        platform, "settings", msgspec.structs.replace(platform.settings, liveness_methods=policy)
+    )
     beijing = await world.person_with_card(region="110000")
     zhejiang = await world.person_with_card()
     refused = await issue(world, beijing, world.evidence_for(beijing, method="face_liveness"))
     assert refused.status_code == 400 and refused.json()["code"] == "evidence_method_not_accepted"
     await nothing_written_for(beijing)
-    assert (await issue(world, beijing, world.evidence_for(beijing, method="counter_in_person"))).status_code == 201
-    assert (await issue(world, zhejiang, world.evidence_for(zhejiang, method="face_liveness"))).status_code == 201
+    assert (
+        await issue(world, beijing, world.evidence_for(beijing, method="counter_in_person"))
+    ).status_code == 201
+    assert (
+        await issue(world, zhejiang, world.evidence_for(zhejiang, method="face_liveness"))
+    ).status_code == 201
     counter = await issue(world, zhejiang, world.evidence_for(zhejiang, method="counter_in_person"))
     assert counter.status_code == 400 and counter.json()["code"] == "evidence_method_not_accepted"
 
@@ -115,7 +147,9 @@ async def test_evidence_is_used_once(world: World) -> None:
     assert await LivenessEvidence.count().where(LivenessEvidence.card == holder["card_id"]) == 1
     # the store emptied (a Redis restart): the database still knows the evidence
     jti = jwt.decode(evidence, options={"verify_signature": False})["jti"]
-    marker = "evidence-jti:" + hashlib.sha256(f"{world.channel['client_id']}|{jti}".encode()).hexdigest()
+    marker = (
+        "evidence-jti:" + hashlib.sha256(f"{world.channel['client_id']}|{jti}".encode()).hexdigest()
+    )
     assert await platform_of(world.client).store.delete(marker)
     after_restart = await issue(world, holder, evidence)
     assert after_restart.status_code == 400 and after_restart.json()["code"] == "evidence_invalid"
@@ -134,13 +168,17 @@ async def test_the_time_window_follows_the_platform_clock(world: World, clock: C
     stale = await issue(world, holder, evidence)
     assert stale.status_code == 400 and "older than 300" in stale.json()["detail"]
     clock.now = checked_at - 59  # the channel's clock runs a little fast: still fine
-    assert (await issue(world, holder, world.evidence_for(holder, checked_at=checked_at))).status_code == 201
+    assert (
+        await issue(world, holder, world.evidence_for(holder, checked_at=checked_at))
+    ).status_code == 201
 
 
 async def test_a_channel_without_a_registered_key_cannot_issue(world: World) -> None:
     keyless = await world.new_client("channel", public_jwk=None)
     holder = await world.person_with_card()
-    response = await issue(world, holder, world.evidence_for(holder, world.channel), channel=keyless)
+    response = await issue(
+        world, holder, world.evidence_for(holder, world.channel), channel=keyless
+    )
     assert response.status_code == 403 and response.json()["code"] == "evidence_key_missing"
     await nothing_written_for(holder)
 
@@ -158,9 +196,17 @@ async def test_valid_evidence_issues_and_is_recorded_without_personal_data(world
     assert row["channel_reference"] == reference and abs(row["checked_at"] - time.time()) < 60
     assert row["jws_digest"] == hashlib.sha256(evidence.encode()).hexdigest()
     assert evidence not in json.dumps(row, default=str)
-    [audit] = await AuditEvent.select().where((AuditEvent.action == "ecard.issue") & (AuditEvent.target_id == ecard_id))
+    [audit] = await AuditEvent.select().where(
+        (AuditEvent.action == "ecard.issue") & (AuditEvent.target_id == ecard_id)
+    )
     detail = audit["detail"] if isinstance(audit["detail"], dict) else json.loads(audit["detail"])
     assert detail["evidence"] == row["id"] and detail["method"] == "face_compare_police"
     text = json.dumps(audit, default=str, ensure_ascii=False)
-    for personal in (holder["identity_number"], holder["name"], holder["card_number"], evidence, reference):
+    for personal in (
+        holder["identity_number"],
+        holder["name"],
+        holder["card_number"],
+        evidence,
+        reference,
+    ):
         assert personal not in text

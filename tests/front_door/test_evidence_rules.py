@@ -24,20 +24,39 @@ JWK = public_jwk(KEY.public_key())
 NUMBER = identity_number()
 AUDIENCE = "https://ecard.example.test"
 POLICY = {"*": ["face_liveness", "face_compare_police", "counter_in_person"]}
-CODES = {"evidence_required", "evidence_invalid", "evidence_method_not_accepted", "evidence_key_missing"}
+CODES = {
+    "evidence_required",
+    "evidence_invalid",
+    "evidence_method_not_accepted",
+    "evidence_key_missing",
+}
 
 
 def check(evidence: object, public_jwk: object = JWK, **overrides):
     arguments = {
-        "channel_id": "ch_app", "audience": AUDIENCE, "identity_number": NUMBER, "region": "330000",
-        "policy": POLICY, "purpose": "issuance", "now": time.time(), "max_age": 300, **overrides,
+        "channel_id": "ch_app",
+        "audience": AUDIENCE,
+        "identity_number": NUMBER,
+        "region": "330000",
+        "policy": POLICY,
+        "purpose": "issuance",
+        "now": time.time(),
+        "max_age": 300,
+        **overrides,
     }
     return check_evidence(evidence, public_jwk, **arguments)
 
 
 def signed(**claims) -> str:
-    return sign_evidence(KEY, channel_id="ch_app", audience=AUDIENCE, identity_number=NUMBER, method="face_liveness",
-                         reference="r-1", **claims)
+    return sign_evidence(
+        KEY,
+        channel_id="ch_app",
+        audience=AUDIENCE,
+        identity_number=NUMBER,
+        method="face_liveness",
+        reference="r-1",
+        **claims,
+    )
 
 
 def b64(data: bytes) -> str:
@@ -52,12 +71,24 @@ def test_a_good_evidence_passes_and_names_what_the_record_keeps() -> None:
 
 def test_the_subject_binds_jti_and_the_normalized_number() -> None:
     lower = NUMBER[:-1] + NUMBER[-1].lower()
-    assert subject_binding("j", lower) == subject_binding("j", NUMBER) != subject_binding("k", NUMBER)
+    assert (
+        subject_binding("j", lower) == subject_binding("j", NUMBER) != subject_binding("k", NUMBER)
+    )
     assert len(subject_binding("j", NUMBER)) == 43  # base64url of 32 bytes, no padding
 
 
-@pytest.mark.parametrize("public", [None, "", {"kty": "RSA"}, {"kty": "EC", "crv": "P-384", "x": "a", "y": "b"},
-                                    {**JWK, "d": "secret"}, "not json", 7])
+@pytest.mark.parametrize(
+    "public",
+    [
+        None,
+        "",
+        {"kty": "RSA"},
+        {"kty": "EC", "crv": "P-384", "x": "a", "y": "b"},
+        {**JWK, "d": "secret"},
+        "not json",
+        7,
+    ],
+)
 def test_an_unusable_registered_key_is_key_missing(public: object) -> None:
     with pytest.raises(AppError) as refused:
         check(signed(), public)
@@ -66,7 +97,10 @@ def test_an_unusable_registered_key_is_key_missing(public: object) -> None:
 
 def test_other_algorithms_and_unsigned_tokens_are_refused() -> None:
     claims = jwt.decode(signed(), options={"verify_signature": False})
-    for token in (jwt.encode(claims, "s" * 32, algorithm="HS256"), jwt.encode(claims, None, algorithm="none")):
+    for token in (
+        jwt.encode(claims, "s" * 32, algorithm="HS256"),
+        jwt.encode(claims, None, algorithm="none"),
+    ):
         with pytest.raises(AppError) as refused:
             check(token)
         assert refused.value.code == "evidence_invalid"
@@ -80,11 +114,22 @@ def test_deeply_nested_json_is_refused_before_parsing() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(
-    st.none(), st.integers(), st.text(max_size=300), st.binary(max_size=100),
-    st.lists(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=.", max_size=80),
-             min_size=1, max_size=5).map(".".join),
-))
+@given(
+    st.one_of(
+        st.none(),
+        st.integers(),
+        st.text(max_size=300),
+        st.binary(max_size=100),
+        st.lists(
+            st.text(
+                alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=.",
+                max_size=80,
+            ),
+            min_size=1,
+            max_size=5,
+        ).map(".".join),
+    )
+)
 def test_junk_is_always_a_catalogue_refusal(junk: object) -> None:
     try:
         check(junk)
@@ -96,15 +141,21 @@ def test_junk_is_always_a_catalogue_refusal(junk: object) -> None:
 
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=8,
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(
-    st.sampled_from(["iss", "aud", "method", "iat", "jti", "ref", "subject", "purpose", "x"]), _json_values, max_size=9,
-))
+@given(
+    st.dictionaries(
+        st.sampled_from(["iss", "aud", "method", "iat", "jti", "ref", "subject", "purpose", "x"]),
+        _json_values,
+        max_size=9,
+    )
+)
 def test_signed_claims_of_any_shape_are_refused_or_accepted_never_crash(claims: dict) -> None:
     header = b64(json.dumps({"alg": "ES256", "typ": "JWT"}).encode())
     payload = b64(json.dumps(claims).encode())

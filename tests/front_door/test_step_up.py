@@ -19,7 +19,9 @@ from tests.oidc.conftest import (
 
 
 async def approve_login(world: World, session_id: str, holder: Holder, body: dict | None):
-    return await world.client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=body)
+    return await world.client.post(
+        f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=body
+    )
 
 
 async def test_scan_to_login_needs_the_password(world: World) -> None:
@@ -27,7 +29,9 @@ async def test_scan_to_login_needs_the_password(world: World) -> None:
     rp = await file_client(world)
     holder = await new_holder(world)
     session_id = await start_login(client, rp)
-    assert (await client.get(f"/holder/v1/logins/{session_id}", headers=holder.headers())).status_code == 200
+    assert (
+        await client.get(f"/holder/v1/logins/{session_id}", headers=holder.headers())
+    ).status_code == 200
     missing = await approve_login(world, session_id, holder, {})
     assert missing.status_code == 400 and missing.json()["code"] == "password_required"
     wrong = await approve_login(world, session_id, holder, {"password": "000001"})
@@ -35,7 +39,9 @@ async def test_scan_to_login_needs_the_password(world: World) -> None:
     assert "2 attempt(s) left" in wrong.json()["detail"]
     assert "000001" not in wrong.json()["detail"]
     # nothing was approved: the page still waits
-    polled = await client.get(f"/oidc/login/{session_id}/poll", params={"known": "pending", "wait": "false"})
+    polled = await client.get(
+        f"/oidc/login/{session_id}/poll", params={"known": "pending", "wait": "false"}
+    )
     assert polled.json()["state"] == "scanned"
     right = await approve_login(world, session_id, holder, {"password": HOLDER_PASSWORD})
     assert right.status_code == 200 and right.json()["state"] == "approved"
@@ -66,5 +72,9 @@ async def test_consent_approval_needs_the_password(cw: ConsentWorld) -> None:
     assert wrong.status_code == 403 and wrong.json()["code"] == "password_invalid"
     pending = await cw.client.get("/holder/v1/consent/requests", headers=cw.holder.headers)
     assert [r["id"] for r in pending.json()] == [consent_id]  # still pending: nothing was granted
-    right = await cw.client.post(path, json={"password": HOLDER_PASSWORD, "scopes": ["card.status"]}, headers=cw.holder.headers)
+    right = await cw.client.post(
+        path,
+        json={"password": HOLDER_PASSWORD, "scopes": ["card.status"]},
+        headers=cw.holder.headers,
+    )
     assert right.status_code == 200 and right.json()["status"] == "granted"

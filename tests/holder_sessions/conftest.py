@@ -37,17 +37,30 @@ class Device:
         self.jkt = jwk_thumbprint(self.jwk)
 
     def proof(
-        self, method: str, url: str, access_token: str | None = None, *, header: dict | None = None, **claims: Any
+        self,
+        method: str,
+        url: str,
+        access_token: str | None = None,
+        *,
+        header: dict | None = None,
+        **claims: Any,
     ) -> str:
         """A DPoP proof for ``method`` ``url`` (with ``ath`` for ``access_token``); ``claims`` and
         ``header`` replace or add members (``None`` drops one)."""
-        body: dict[str, Any] = {"jti": secrets.token_urlsafe(16), "htm": method, "htu": url, "iat": int(time.time())}
+        body: dict[str, Any] = {
+            "jti": secrets.token_urlsafe(16),
+            "htm": method,
+            "htu": url,
+            "iat": int(time.time()),
+        }
         if access_token is not None:
             body["ath"] = access_token_hash(access_token)
         body.update(claims)
         headers = {"typ": "dpop+jwt", "jwk": self.jwk, **(header or {})}
         return jwt.encode(
-            {k: v for k, v in body.items() if v is not None}, self.key, algorithm=self.alg,
+            {k: v for k, v in body.items() if v is not None},
+            self.key,
+            algorithm=self.alg,
             headers={k: v for k, v in headers.items() if v is not None},
         )
 
@@ -57,8 +70,13 @@ def url_of(http: httpx.AsyncClient, path: str) -> str:
     return platform_of(http).settings.public_url.rstrip("/") + path
 
 
-def dpop_headers(http: httpx.AsyncClient, device: Device, method: str, path: str, token: str, **claims: Any) -> dict:
-    return {"Authorization": f"DPoP {token}", "DPoP": device.proof(method, url_of(http, path), token, **claims)}
+def dpop_headers(
+    http: httpx.AsyncClient, device: Device, method: str, path: str, token: str, **claims: Any
+) -> dict:
+    return {
+        "Authorization": f"DPoP {token}",
+        "DPoP": device.proof(method, url_of(http, path), token, **claims),
+    }
 
 
 def issuance_body(w: World, holder: dict[str, str], channel: dict | None = None) -> dict:
@@ -69,26 +87,40 @@ def issuance_body(w: World, holder: dict[str, str], channel: dict | None = None)
     return body
 
 
-async def issue(w: World, holder: dict[str, str], device: Device | None = None, channel: dict | None = None) -> dict:
+async def issue(
+    w: World, holder: dict[str, str], device: Device | None = None, channel: dict | None = None
+) -> dict:
     """签发 through a channel backend, relaying the device key's thumbprint when there is a device."""
     channel = channel or w.channel
     body = issuance_body(w, holder, channel)
     if device is not None:
         body["dpop_jkt"] = device.jkt
     response = await w.client.post(
-        "/channel/v1/ecards", json=body, headers=basic(channel["client_id"], channel["client_secret"])
+        "/channel/v1/ecards",
+        json=body,
+        headers=basic(channel["client_id"], channel["client_secret"]),
     )
     assert response.status_code == 201, response.text
     return response.json()
 
 
-async def refresh(http: httpx.AsyncClient, refresh_token: str, device: Device | None = None, **claims: Any) -> httpx.Response:
-    headers = {"DPoP": device.proof("POST", url_of(http, "/holder/v1/session/refresh"), **claims)} if device else {}
-    return await http.post("/holder/v1/session/refresh", json={"refresh_token": refresh_token}, headers=headers)
+async def refresh(
+    http: httpx.AsyncClient, refresh_token: str, device: Device | None = None, **claims: Any
+) -> httpx.Response:
+    headers = (
+        {"DPoP": device.proof("POST", url_of(http, "/holder/v1/session/refresh"), **claims)}
+        if device
+        else {}
+    )
+    return await http.post(
+        "/holder/v1/session/refresh", json={"refresh_token": refresh_token}, headers=headers
+    )
 
 
 async def set_card_status(w: World, card_id: str, status: str) -> None:
     changed = await w.client.post(
-        f"/operator/v1/cards/{card_id}/status", json={"status": status, "reason": f"test: {status}"}, headers=w.op()
+        f"/operator/v1/cards/{card_id}/status",
+        json={"status": status, "reason": f"test: {status}"},
+        headers=w.op(),
     )
     assert changed.status_code == 200, changed.text

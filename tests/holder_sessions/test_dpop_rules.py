@@ -25,7 +25,13 @@ TOKEN = "echa_token"
 
 
 def check(proof: object, **overrides: object) -> dpop.DpopProof:
-    arguments: dict = {"method": "POST", "url": URL, "now": NOW, "access_token": TOKEN, "expected_jkt": PHONE.jkt}
+    arguments: dict = {
+        "method": "POST",
+        "url": URL,
+        "now": NOW,
+        "access_token": TOKEN,
+        "expected_jkt": PHONE.jkt,
+    }
     arguments.update(overrides)
     return dpop.check_proof(proof, **arguments)
 
@@ -37,7 +43,9 @@ def proof(**claims: object) -> str:
 def sign(header: dict, claims: object, device: Device = PHONE) -> str:
     """A JWS over any header and claims (pyjwt's encoder refuses some of them)."""
     signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
-    signature = jwt.algorithms.ECAlgorithm(jwt.algorithms.ECAlgorithm.SHA256).sign(signing_input.encode(), device.key)
+    signature = jwt.algorithms.ECAlgorithm(jwt.algorithms.ECAlgorithm.SHA256).sign(
+        signing_input.encode(), device.key
+    )
     return f"{signing_input}.{b64(signature)}"
 
 
@@ -64,11 +72,27 @@ def test_rule_typ() -> None:
 
 
 def test_rule_alg_refuses_none_macs_and_unknown_algorithms() -> None:
-    header = base64.urlsafe_b64encode(json.dumps({"typ": "dpop+jwt", "alg": "none", "jwk": PHONE.jwk}).encode()).rstrip(b"=").decode()
-    body = base64.urlsafe_b64encode(b'{"jti":"a","htm":"POST","htu":"%s","iat":%d}' % (URL.encode(), int(NOW))).rstrip(b"=").decode()
+    header = (
+        base64.urlsafe_b64encode(
+            json.dumps({"typ": "dpop+jwt", "alg": "none", "jwk": PHONE.jwk}).encode()
+        )
+        .rstrip(b"=")
+        .decode()
+    )
+    body = (
+        base64.urlsafe_b64encode(
+            b'{"jti":"a","htm":"POST","htu":"%s","iat":%d}' % (URL.encode(), int(NOW))
+        )
+        .rstrip(b"=")
+        .decode()
+    )
     refused("alg", f"{header}.{body}.AAAA")
-    hs = jwt.encode({"jti": "a", "htm": "POST", "htu": URL, "iat": int(NOW)}, "k" * 32, algorithm="HS256",
-                    headers={"typ": "dpop+jwt", "jwk": {"kty": "oct", "k": "a2s"}})
+    hs = jwt.encode(
+        {"jti": "a", "htm": "POST", "htu": URL, "iat": int(NOW)},
+        "k" * 32,
+        algorithm="HS256",
+        headers={"typ": "dpop+jwt", "jwk": {"kty": "oct", "k": "a2s"}},
+    )
     refused("alg", hs)
 
 
@@ -83,12 +107,18 @@ def test_rule_jwk_refuses_private_keys_and_mismatched_types() -> None:
 
 def test_rule_signature() -> None:
     other_key = Device()
-    refused("signature", proof(header={"jwk": other_key.jwk}))  # signed by PHONE, claims other_key's jwk
+    refused(
+        "signature", proof(header={"jwk": other_key.jwk})
+    )  # signed by PHONE, claims other_key's jwk
     good = proof()
     head, _, signature = good.split(".")
-    tampered_body = base64.urlsafe_b64encode(
-        json.dumps({"jti": "x", "htm": "POST", "htu": URL, "iat": int(NOW)}).encode()
-    ).rstrip(b"=").decode()
+    tampered_body = (
+        base64.urlsafe_b64encode(
+            json.dumps({"jti": "x", "htm": "POST", "htu": URL, "iat": int(NOW)}).encode()
+        )
+        .rstrip(b"=")
+        .decode()
+    )
     refused("signature", f"{head}.{tampered_body}.{signature}")
 
 
@@ -168,8 +198,12 @@ def test_rule_nonce() -> None:
 
 def test_the_thumbprint_is_rfc_7638() -> None:
     # RFC 7638 §3.1's example is RSA; this is the EC example of RFC 9449 §6.1 (jkt of its key)
-    jwk = {"kty": "EC", "x": "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs",
-           "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA", "crv": "P-256"}
+    jwk = {
+        "kty": "EC",
+        "x": "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs",
+        "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA",
+        "crv": "P-256",
+    }
     assert dpop.jwk_thumbprint(jwk) == "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
     with pytest.raises(dpop.DpopError):
         dpop.jwk_thumbprint({"kty": ["EC"]})
@@ -193,8 +227,15 @@ def test_tokens_minted_before_the_binding_still_read() -> None:
 
     from ecard.auth import HOLDER_ACCESS_PREFIX, _b64url
 
-    token = HOLDER_ACCESS_PREFIX + _b64url(body) + "." + _b64url(hmac.digest(Platform.holder_token_key, body, "sha256")[:16])
-    assert _holder_access(Platform, token) == HolderAccess("s", "e", "c", "ch", 1.5, 2_000_000_000, None)
+    token = (
+        HOLDER_ACCESS_PREFIX
+        + _b64url(body)
+        + "."
+        + _b64url(hmac.digest(Platform.holder_token_key, body, "sha256")[:16])
+    )
+    assert _holder_access(Platform, token) == HolderAccess(
+        "s", "e", "c", "ch", 1.5, 2_000_000_000, None
+    )
     bound = HolderAccess("s", "e", "c", "ch", 1.5, 2_000_000_000, PHONE.jkt)
     assert _holder_access(Platform, holder_access_token(Platform, bound)) == bound
     # an unbound token is minted as before, so a worker of the previous release reads it too
@@ -206,7 +247,9 @@ def test_tokens_minted_before_the_binding_still_read() -> None:
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -216,7 +259,13 @@ def b64(data: bytes) -> str:
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(st.text(max_size=300), st.binary(max_size=200).map(lambda b: b.decode("latin-1")), JSON_VALUES))
+@given(
+    st.one_of(
+        st.text(max_size=300),
+        st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
+        JSON_VALUES,
+    )
+)
 def test_arbitrary_input_is_refused_with_the_checkers_error(candidate: object) -> None:
     with pytest.raises(dpop.DpopError):
         check(candidate)
@@ -224,18 +273,28 @@ def test_arbitrary_input_is_refused_with_the_checkers_error(candidate: object) -
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(header=JSON_VALUES, claims=JSON_VALUES, signature=st.binary(max_size=80))
-def test_arbitrary_json_parts_are_refused_with_the_checkers_error(header: object, claims: object, signature: bytes) -> None:
-    candidate = ".".join([b64(json.dumps(header).encode()), b64(json.dumps(claims).encode()), b64(signature) or "A"])
+def test_arbitrary_json_parts_are_refused_with_the_checkers_error(
+    header: object, claims: object, signature: bytes
+) -> None:
+    candidate = ".".join(
+        [b64(json.dumps(header).encode()), b64(json.dumps(claims).encode()), b64(signature) or "A"]
+    )
     with pytest.raises(dpop.DpopError):
         check(candidate)
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    header_extra=st.dictionaries(st.sampled_from(["typ", "alg", "jwk", "kid", "x5c"]), JSON_VALUES, max_size=3),
-    claims=st.dictionaries(st.sampled_from(["jti", "htm", "htu", "iat", "ath", "nonce"]), JSON_VALUES, max_size=6),
+    header_extra=st.dictionaries(
+        st.sampled_from(["typ", "alg", "jwk", "kid", "x5c"]), JSON_VALUES, max_size=3
+    ),
+    claims=st.dictionaries(
+        st.sampled_from(["jti", "htm", "htu", "iat", "ath", "nonce"]), JSON_VALUES, max_size=6
+    ),
 )
-def test_well_signed_proofs_with_arbitrary_members_never_raise_anything_else(header_extra: dict, claims: dict) -> None:
+def test_well_signed_proofs_with_arbitrary_members_never_raise_anything_else(
+    header_extra: dict, claims: dict
+) -> None:
     header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": PHONE.jwk, **header_extra}
     try:
         check(sign(header, claims))
@@ -245,7 +304,9 @@ def test_well_signed_proofs_with_arbitrary_members_never_raise_anything_else(hea
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(claims=JSON_VALUES)
-def test_well_signed_proofs_with_arbitrary_claims_are_refused_with_the_checkers_error(claims: object) -> None:
+def test_well_signed_proofs_with_arbitrary_claims_are_refused_with_the_checkers_error(
+    claims: object,
+) -> None:
     with pytest.raises(dpop.DpopError):
         check(sign({"typ": "dpop+jwt", "alg": "ES256", "jwk": PHONE.jwk}, claims))
 

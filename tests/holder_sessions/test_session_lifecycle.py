@@ -46,12 +46,15 @@ async def test_refresh_while_the_card_is_lost_is_card_not_active_and_continues_a
         assert lost.status_code == 403 and lost.json()["code"] == "card_not_active", lost.text
     assert await audit_rows("session.refresh_reuse", ecard_id) == []
     await set_card_status(world, holder["card_id"], "active")  # 解挂
-    await asyncio.sleep(REVOCATION_CLOCK_MARGIN)  # the loss's revocation also covers tokens minted just after it
+    await asyncio.sleep(
+        REVOCATION_CLOCK_MARGIN
+    )  # the loss's revocation also covers tokens minted just after it
     again = await refresh(world.client, session["refresh_token"], phone)
     assert again.status_code == 200, again.text
     tokens = again.json()
     headers = (
-        dpop_headers(world.client, phone, "GET", "/holder/v1/ecard", tokens["access_token"]) if phone
+        dpop_headers(world.client, phone, "GET", "/holder/v1/ecard", tokens["access_token"])
+        if phone
         else bearer(tokens["access_token"])
     )
     assert (await world.client.get("/holder/v1/ecard", headers=headers)).status_code == 200
@@ -67,7 +70,9 @@ async def test_a_rotated_refresh_token_coming_back_is_still_reuse(world: World) 
     assert reused.status_code == 401 and reused.json()["code"] == "token_invalid"
     assert len(await audit_rows("session.refresh_reuse", issued["ecard"]["id"])) == 1
     # the legitimate session ended too
-    assert (await world.client.get("/holder/v1/ecard", headers=bearer(second["access_token"]))).status_code == 401
+    assert (
+        await world.client.get("/holder/v1/ecard", headers=bearer(second["access_token"]))
+    ).status_code == 401
     assert (await refresh(world.client, second["refresh_token"])).status_code == 401
 
 
@@ -79,14 +84,22 @@ async def test_a_cancelled_card_ends_its_sessions_for_good(world: World) -> None
     ended = await refresh(world.client, issued["session"]["refresh_token"])
     assert ended.status_code == 401 and ended.json()["code"] == "token_invalid"
     assert await audit_rows("session.refresh_reuse", issued["ecard"]["id"]) == []
-    row = await HolderSession.select(HolderSession.ended_reason).where(HolderSession.ecard == issued["ecard"]["id"]).first()
+    row = (
+        await HolderSession.select(HolderSession.ended_reason)
+        .where(HolderSession.ecard == issued["ecard"]["id"])
+        .first()
+    )
     assert row["ended_reason"] == "card_ended"
 
 
-async def test_after_logout_the_refresh_token_is_invalid_without_a_reuse_alarm(world: World) -> None:
+async def test_after_logout_the_refresh_token_is_invalid_without_a_reuse_alarm(
+    world: World,
+) -> None:
     issued = await world.issue(await world.person_with_card())
     session = issued["session"]
-    out = await world.client.post("/holder/v1/session/logout", headers=bearer(session["access_token"]))
+    out = await world.client.post(
+        "/holder/v1/session/logout", headers=bearer(session["access_token"])
+    )
     assert out.status_code == 204
     after = await refresh(world.client, session["refresh_token"])
     assert after.status_code == 401 and after.json()["code"] == "token_invalid"
@@ -99,15 +112,22 @@ async def test_after_a_replacement_the_refresh_gives_tokens_for_the_new_card(wor
     issued = await issue(world, holder, phone)
     await set_card_status(world, holder["card_id"], "lost")
     requested = await world.client.post(
-        f"/operator/v1/cards/{holder['card_id']}/replacement-request", json={"reason": "lost"}, headers=world.op()
+        f"/operator/v1/cards/{holder['card_id']}/replacement-request",
+        json={"reason": "lost"},
+        headers=world.op(),
     )
     assert requested.status_code == 200, requested.text
     replaced = await world.client.post(
         f"/operator/v1/cards/{holder['card_id']}/replace",
-        json={"new_card": {
-            "card_number": "R" + holder["card_number"][1:], "chip_serial": "ABCDEF0123456789",
-            "identification_code": "00112233445566778899AABB", "issue_date": "2026-01-01", "expiry_date": "2036-01-01",
-        }},
+        json={
+            "new_card": {
+                "card_number": "R" + holder["card_number"][1:],
+                "chip_serial": "ABCDEF0123456789",
+                "identification_code": "00112233445566778899AABB",
+                "issue_date": "2026-01-01",
+                "expiry_date": "2036-01-01",
+            }
+        },
         headers=world.op(),
     )
     if replaced.status_code == 404:
@@ -117,9 +137,15 @@ async def test_after_a_replacement_the_refresh_gives_tokens_for_the_new_card(wor
     again = await refresh(world.client, issued["session"]["refresh_token"], phone)
     assert again.status_code == 200, again.text
     token = again.json()["access_token"]
-    me = await world.client.get("/holder/v1/ecard", headers=dpop_headers(world.client, phone, "GET", "/holder/v1/ecard", token))
+    me = await world.client.get(
+        "/holder/v1/ecard",
+        headers=dpop_headers(world.client, phone, "GET", "/holder/v1/ecard", token),
+    )
     assert me.status_code == 200 and me.json()["id"] == issued["ecard"]["id"]
-    listed = await world.client.get("/holder/v1/sessions", headers=dpop_headers(world.client, phone, "GET", "/holder/v1/sessions", token))
+    listed = await world.client.get(
+        "/holder/v1/sessions",
+        headers=dpop_headers(world.client, phone, "GET", "/holder/v1/sessions", token),
+    )
     assert listed.status_code == 200 and [s["current"] for s in listed.json()] == [True]
     assert _holder_access(platform_of(world.client), token).card_id == new_card
 
@@ -138,7 +164,8 @@ async def test_the_holder_sees_the_sessions_of_every_channel_app(world: World) -
 
     async def listing(access_token: str) -> list[dict]:
         response = await world.client.get(
-            "/holder/v1/sessions", headers=dpop_headers(world.client, phone, "GET", "/holder/v1/sessions", access_token)
+            "/holder/v1/sessions",
+            headers=dpop_headers(world.client, phone, "GET", "/holder/v1/sessions", access_token),
         )
         assert response.status_code == 200, response.text
         return response.json()
@@ -149,7 +176,10 @@ async def test_the_holder_sees_the_sessions_of_every_channel_app(world: World) -
     bank_session = next(s for s in sessions if not s["current"])
     assert mine["channel_id"] == world.channel["client_id"] and mine["device_key"] == phone.jkt[:8]
     assert "last_used" not in mine  # never refreshed yet
-    assert bank_session["channel_id"] == bank["client_id"] and bank_session["channel_name"] == "某银行 app"
+    assert (
+        bank_session["channel_id"] == bank["client_id"]
+        and bank_session["channel_name"] == "某银行 app"
+    )
     assert "device_key" not in bank_session
     assert stranger["ecard"]["id"] not in str(sessions)
     # a refresh keeps the session's id and start, and marks it used
@@ -168,43 +198,75 @@ async def test_the_holder_revokes_another_apps_session_at_once(world: World) -> 
     bank = await world.new_client("channel")
     in_app = (await world.issue(holder))["session"]
     at_bank = await world.issue(holder, bank)
-    listed = (await world.client.get("/holder/v1/sessions", headers=bearer(in_app["access_token"]))).json()
+    listed = (
+        await world.client.get("/holder/v1/sessions", headers=bearer(in_app["access_token"]))
+    ).json()
     target = next(s for s in listed if not s["current"])
-    revoked = await world.client.post(f"/holder/v1/sessions/{target['id']}/revoke", headers=bearer(in_app["access_token"]))
+    revoked = await world.client.post(
+        f"/holder/v1/sessions/{target['id']}/revoke", headers=bearer(in_app["access_token"])
+    )
     assert revoked.status_code == 204, revoked.text
-    gone = await world.client.post("/holder/v1/codes", headers=bearer(at_bank["session"]["access_token"]))
+    gone = await world.client.post(
+        "/holder/v1/codes", headers=bearer(at_bank["session"]["access_token"])
+    )
     assert gone.status_code == 401 and gone.json()["code"] == "token_invalid"
     no_refresh = await refresh(world.client, at_bank["session"]["refresh_token"])
     assert no_refresh.status_code == 401 and no_refresh.json()["code"] == "token_invalid"
     assert await audit_rows("session.refresh_reuse") == []
     rows = await audit_rows("session.revoke", target["id"])
-    assert len(rows) == 1 and holder["name"] not in str(rows) and holder["identity_number"] not in str(rows)
-    again = await world.client.post(f"/holder/v1/sessions/{target['id']}/revoke", headers=bearer(in_app["access_token"]))
+    assert (
+        len(rows) == 1
+        and holder["name"] not in str(rows)
+        and holder["identity_number"] not in str(rows)
+    )
+    again = await world.client.post(
+        f"/holder/v1/sessions/{target['id']}/revoke", headers=bearer(in_app["access_token"])
+    )
     assert again.status_code == 404 and again.json()["code"] == "session_not_found"
-    remaining = (await world.client.get("/holder/v1/sessions", headers=bearer(in_app["access_token"]))).json()
+    remaining = (
+        await world.client.get("/holder/v1/sessions", headers=bearer(in_app["access_token"]))
+    ).json()
     assert [s["current"] for s in remaining] == [True]
 
 
 async def test_a_holder_cannot_revoke_another_persons_session(world: World) -> None:
     mine = (await world.issue(await world.person_with_card()))["session"]
     theirs = (await world.issue(await world.person_with_card(name="李四")))["session"]
-    their_list = (await world.client.get("/holder/v1/sessions", headers=bearer(theirs["access_token"]))).json()
-    refused = await world.client.post(f"/holder/v1/sessions/{their_list[0]['id']}/revoke", headers=bearer(mine["access_token"]))
+    their_list = (
+        await world.client.get("/holder/v1/sessions", headers=bearer(theirs["access_token"]))
+    ).json()
+    refused = await world.client.post(
+        f"/holder/v1/sessions/{their_list[0]['id']}/revoke", headers=bearer(mine["access_token"])
+    )
     assert refused.status_code == 404 and refused.json()["code"] == "session_not_found"
-    assert (await world.client.get("/holder/v1/ecard", headers=bearer(theirs["access_token"]))).status_code == 200
+    assert (
+        await world.client.get("/holder/v1/ecard", headers=bearer(theirs["access_token"]))
+    ).status_code == 200
 
 
 async def test_revoking_the_current_session_signs_out(world: World) -> None:
     session = (await world.issue(await world.person_with_card()))["session"]
-    listed = (await world.client.get("/holder/v1/sessions", headers=bearer(session["access_token"]))).json()
-    out = await world.client.post(f"/holder/v1/sessions/{listed[0]['id']}/revoke", headers=bearer(session["access_token"]))
+    listed = (
+        await world.client.get("/holder/v1/sessions", headers=bearer(session["access_token"]))
+    ).json()
+    out = await world.client.post(
+        f"/holder/v1/sessions/{listed[0]['id']}/revoke", headers=bearer(session["access_token"])
+    )
     assert out.status_code == 204
-    assert (await world.client.get("/holder/v1/ecard", headers=bearer(session["access_token"]))).status_code == 401
+    assert (
+        await world.client.get("/holder/v1/ecard", headers=bearer(session["access_token"]))
+    ).status_code == 401
 
 
-async def test_issuing_one_session_over_the_cap_ends_the_oldest(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_issuing_one_session_over_the_cap_ends_the_oldest(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     platform = platform_of(world.client)
-    monkeypatch.setattr(platform, "settings", msgspec.structs.replace(platform.settings, holder_max_sessions_per_ecard=3))
+    monkeypatch.setattr(
+        platform,
+        "settings",
+        msgspec.structs.replace(platform.settings, holder_max_sessions_per_ecard=3),
+    )
     holder = await world.person_with_card()
     issued = [await world.issue(holder) for _ in range(3)]
     ecard_id = issued[0]["ecard"]["id"]
@@ -215,8 +277,16 @@ async def test_issuing_one_session_over_the_cap_ends_the_oldest(world: World, mo
     assert evicted.status_code == 401 and evicted.json()["code"] == "token_invalid"
     assert (await refresh(world.client, oldest["refresh_token"])).status_code == 401
     for kept in [*issued[1:], fourth]:
-        assert (await world.client.get("/holder/v1/ecard", headers=bearer(kept["session"]["access_token"]))).status_code == 200
-    listed = (await world.client.get("/holder/v1/sessions", headers=bearer(fourth["session"]["access_token"]))).json()
+        assert (
+            await world.client.get(
+                "/holder/v1/ecard", headers=bearer(kept["session"]["access_token"])
+            )
+        ).status_code == 200
+    listed = (
+        await world.client.get(
+            "/holder/v1/sessions", headers=bearer(fourth["session"]["access_token"])
+        )
+    ).json()
     assert len(listed) == 3
     rows = await audit_rows("session.evicted")
     assert len(rows) == 1 and rows[0]["actor_kind"] == "channel"
@@ -226,6 +296,10 @@ async def test_issuing_one_session_over_the_cap_ends_the_oldest(world: World, mo
 async def test_the_default_cap_is_five(world: World) -> None:
     holder = await world.person_with_card()
     sessions = [(await world.issue(holder))["session"] for _ in range(6)]
-    listed = (await world.client.get("/holder/v1/sessions", headers=bearer(sessions[-1]["access_token"]))).json()
+    listed = (
+        await world.client.get("/holder/v1/sessions", headers=bearer(sessions[-1]["access_token"]))
+    ).json()
     assert len(listed) == 5
-    assert (await world.client.get("/holder/v1/ecard", headers=bearer(sessions[0]["access_token"]))).status_code == 401
+    assert (
+        await world.client.get("/holder/v1/ecard", headers=bearer(sessions[0]["access_token"]))
+    ).status_code == 401

@@ -18,7 +18,10 @@ ACTORS = ["holder", "operator", "system"]
 
 
 def test_every_status_is_reachable_from_a_produced_or_new_active_card() -> None:
-    seen, frontier = {CardStatus.PRODUCED, CardStatus.ACTIVE}, [CardStatus.PRODUCED, CardStatus.ACTIVE]
+    seen, frontier = (
+        {CardStatus.PRODUCED, CardStatus.ACTIVE},
+        [CardStatus.PRODUCED, CardStatus.ACTIVE],
+    )
     while frontier:
         for target in lifecycle.TRANSITIONS[frontier.pop()]:
             if target not in seen:
@@ -67,15 +70,18 @@ def test_any_sequence_of_attempts_keeps_the_rules(attempts: list[tuple[CardStatu
         try:
             lifecycle.check_transition(status, target, actor)  # type: ignore[arg-type]
         except TransitionRefused:
-            assert target not in lifecycle.TRANSITIONS[status] or actor not in lifecycle.TRANSITIONS[status][target]
+            assert (
+                target not in lifecycle.TRANSITIONS[status]
+                or actor not in lifecycle.TRANSITIONS[status][target]
+            )
             continue
         assert status not in lifecycle.FINAL
         status = target
         assert status not in lifecycle.STOCK  # a card never goes back to stock
         far_future = dt.date(2999, 1, 1)
-        assert lifecycle.is_usable(lifecycle.CardFacts(status, far_future), dt.date(2026, 1, 1)) == (
-            status == CardStatus.ACTIVE
-        )
+        assert lifecycle.is_usable(
+            lifecycle.CardFacts(status, far_future), dt.date(2026, 1, 1)
+        ) == (status == CardStatus.ACTIVE)
         assert lifecycle.is_revoked(status) == (status != CardStatus.ACTIVE)
 
 
@@ -95,7 +101,9 @@ def test_expiry_policy_decides_only_for_expired_active_cards() -> None:
     assert lifecycle.is_usable(expired, today, "continue")
     assert not lifecycle.is_usable(expired, today, "suspend")
     assert lifecycle.is_usable(last_day, today, "suspend")  # valid through its expiry date
-    assert not lifecycle.is_usable(lifecycle.CardFacts("lost", dt.date(2999, 1, 1)), today, "continue")
+    assert not lifecycle.is_usable(
+        lifecycle.CardFacts("lost", dt.date(2999, 1, 1)), today, "continue"
+    )
 
 
 def test_policies_resolve_by_region_then_province_then_default() -> None:

@@ -32,15 +32,23 @@ async def new_person(world: World, region: str = "330000", name: str = "王小�
 
 def stock_card(person_id: str, **overrides: str) -> dict[str, str]:
     return {
-        "person_id": person_id, "card_number": "S" + uuid.uuid4().hex[:10].upper(),
-        "chip_serial": uuid.uuid4().hex[:16].upper(), "identification_code": uuid.uuid4().hex[:24].upper(),
-        "issue_date": "2026-11-01", "expiry_date": "2036-11-01", **overrides,
+        "person_id": person_id,
+        "card_number": "S" + uuid.uuid4().hex[:10].upper(),
+        "chip_serial": uuid.uuid4().hex[:16].upper(),
+        "identification_code": uuid.uuid4().hex[:24].upper(),
+        "issue_date": "2026-11-01",
+        "expiry_date": "2036-11-01",
+        **overrides,
     }
 
 
-async def new_batch(world: World, cards: list[dict[str, str]], outlet: str = "330102-001 上城区社保服务网点") -> dict:
+async def new_batch(
+    world: World, cards: list[dict[str, str]], outlet: str = "330102-001 上城区社保服务网点"
+) -> dict:
     response = await world.client.post(
-        "/operator/v1/card-batches", json={"outlet": outlet, "region": "330000", "cards": cards}, headers=world.op(),
+        "/operator/v1/card-batches",
+        json={"outlet": outlet, "region": "330000", "cards": cards},
+        headers=world.op(),
     )
     assert response.status_code == 201, response.text
     return response.json()

@@ -14,10 +14,16 @@ from ecard.registry.stock import PersonFacts, RowProblem, batch_problems
 ALIVE = PersonFacts(deceased=False, has_stock_card=False)
 
 
-def card(person: str = "p1", number: str = "S000000001", code: str = "AA000001", **dates: dt.date) -> schemas.StockCard:
+def card(
+    person: str = "p1", number: str = "S000000001", code: str = "AA000001", **dates: dt.date
+) -> schemas.StockCard:
     return schemas.StockCard(
-        person_id=person, card_number=number, chip_serial="00AA0001", identification_code=code,
-        issue_date=dates.get("issue", dt.date(2026, 1, 1)), expiry_date=dates.get("expiry", dt.date(2036, 1, 1)),
+        person_id=person,
+        card_number=number,
+        chip_serial="00AA0001",
+        identification_code=code,
+        issue_date=dates.get("issue", dt.date(2026, 1, 1)),
+        expiry_date=dates.get("expiry", dt.date(2036, 1, 1)),
     )
 
 
@@ -28,7 +34,8 @@ def test_a_good_batch_has_no_problem() -> None:
 
 def test_each_rule_names_the_card_and_field() -> None:
     persons = {
-        "p1": ALIVE, "dead": PersonFacts(deceased=True, has_stock_card=False),
+        "p1": ALIVE,
+        "dead": PersonFacts(deceased=True, has_stock_card=False),
         "stocked": PersonFacts(deceased=False, has_stock_card=True),
     }
     cards = [
@@ -54,7 +61,14 @@ def test_each_rule_names_the_card_and_field() -> None:
     assert problems[0].as_error() == {"index": 1, "field": "person_id", "code": "person_not_found"}
 
 
-@given(st.lists(st.tuples(st.sampled_from(["p1", "p2", "p3"]), st.sampled_from(["S000000001", "S000000002"])), max_size=8))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["p1", "p2", "p3"]), st.sampled_from(["S000000001", "S000000002"])
+        ),
+        max_size=8,
+    )
+)
 def test_only_the_later_of_two_equal_values_is_a_duplicate(rows: list[tuple[str, str]]) -> None:
     cards = [card(person, number, f"AB{i:06d}") for i, (person, number) in enumerate(rows)]
     persons = {p: ALIVE for p in ("p1", "p2", "p3")}

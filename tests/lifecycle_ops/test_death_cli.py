@@ -36,7 +36,9 @@ def snapshot(database: Path) -> tuple:
     with sqlite3.connect(database) as db:
         return (
             db.execute("SELECT count(*) FROM person WHERE deceased_on IS NOT NULL").fetchone()[0],
-            db.execute("SELECT status, count(*) FROM card GROUP BY status ORDER BY status").fetchall(),
+            db.execute(
+                "SELECT status, count(*) FROM card GROUP BY status ORDER BY status"
+            ).fetchall(),
             db.execute("SELECT count(*) FROM card_status_event").fetchone()[0],
             db.execute("SELECT count(*) FROM audit_event").fetchone()[0],
         )
@@ -44,9 +46,14 @@ def snapshot(database: Path) -> tuple:
 
 def test_import_deaths_reports_and_a_dry_run_writes_nothing(env, tmp_path: Path, capsys) -> None:
     people = tmp_path / "people.csv"
-    people.write_text(PERSONS + "".join(
-        f"张{i},1,01,{_number(i)},330000,A{i:08d},00AA{i:04d},330000{i:012d},2020-01-01,2030-01-01\n" for i in range(1, 4)
-    ), encoding="utf-8")
+    people.write_text(
+        PERSONS
+        + "".join(
+            f"张{i},1,01,{_number(i)},330000,A{i:08d},00AA{i:04d},330000{i:012d},2020-01-01,2030-01-01\n"
+            for i in range(1, 4)
+        ),
+        encoding="utf-8",
+    )
     assert main(["registry", "import", str(people)]) == 0
     deaths = tmp_path / "deaths.csv"
     deaths.write_text(
@@ -72,7 +79,10 @@ def test_import_deaths_reports_and_a_dry_run_writes_nothing(env, tmp_path: Path,
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert (report["rows_read"], report["persons_marked"], report["cards_ended"]) == (4, 2, 2)
-    assert [(r["line"], r["reason"]) for r in report["rejected"]] == [(4, "unknown_person"), (5, "before_birth")]
+    assert [(r["line"], r["reason"]) for r in report["rejected"]] == [
+        (4, "unknown_person"),
+        (5, "before_birth"),
+    ]
     assert "4/4 rows" in captured.err  # plain progress when stdout is not a terminal
     persons, statuses, _, _ = snapshot(database)
     assert persons == 2 and statuses == [("active", 1), ("deceased", 2)]

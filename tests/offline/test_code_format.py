@@ -52,17 +52,30 @@ def test_every_valid_code_parses_back_to_what_was_signed(claims: CodeClaims) -> 
 def test_a_card_template_signs_the_same_codes_as_its_claims(claims: CodeClaims) -> None:
     """The issuer lays out a card's code once (BodyTemplate) and fills in serial and time."""
     signer = CodeSigner(claims.region, KEY)
-    template = signer.template(pseudonym=claims.pseudonym, masked_name=claims.masked_name,
-                               card_last4=claims.card_last4, lifetime=claims.lifetime, usage=claims.usage)
+    template = signer.template(
+        pseudonym=claims.pseudonym,
+        masked_name=claims.masked_name,
+        card_last4=claims.card_last4,
+        lifetime=claims.lifetime,
+        usage=claims.usage,
+    )
     assert template.body(claims.serial, claims.issued_at) == encode_body(claims)
     assert parse_code(signer.sign_from(template, claims.serial, claims.issued_at)).claims == claims
 
 
 def test_a_template_refuses_what_a_code_may_not_carry() -> None:
     with pytest.raises(OfflineError) as unmasked:
-        SIGNER.template(pseudonym=PSEUDONYM, masked_name="张三丰", card_last4="1234", lifetime=60, usage=Usage.SHOW)
+        SIGNER.template(
+            pseudonym=PSEUDONYM,
+            masked_name="张三丰",
+            card_last4="1234",
+            lifetime=60,
+            usage=Usage.SHOW,
+        )
     assert unmasked.value.reason is Reason.MALFORMED
-    template = SIGNER.template(pseudonym=PSEUDONYM, masked_name="张*丰", card_last4="1234", lifetime=60, usage=Usage.SHOW)
+    template = SIGNER.template(
+        pseudonym=PSEUDONYM, masked_name="张*丰", card_last4="1234", lifetime=60, usage=Usage.SHOW
+    )
     for serial, issued_at in ((2**32, NOW), (-1, NOW), (1, 2**32)):
         with pytest.raises(OfflineError):
             template.body(serial, issued_at)

@@ -127,6 +127,8 @@ def test_the_chip_blacklist_travels_under_the_package_signature() -> None:
     blacklisted = msgspec.structs.replace(package(5), revoked_cards=[lost_chip])
     loaded = load(sign_offline_package(blacklisted, ROOT))
     assert lost_chip in loaded.revoked_cards
-    assert card_reference("330000d15600000000000000000000a1") == lost_chip  # case-blind, as chips differ
+    assert (
+        card_reference("330000d15600000000000000000000a1") == lost_chip
+    )  # case-blind, as chips differ
     assert "330000D156" not in lost_chip  # a digest, never the 卡识别码 itself
     assert load(sign_offline_package(package(6), ROOT)).revoked_cards == frozenset()

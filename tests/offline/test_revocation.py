@@ -61,7 +61,9 @@ def test_a_list_says_which_cards_and_nothing_about_why_or_when() -> None:
     payload = msgspec.json.decode(b64url_decode(token.split(".")[1]))
     assert set(payload) == {"version", "issued_at", "next_update", "digest", "entries"}
     assert all(set(entry) == {"region", "pseudonym"} for entry in payload["entries"])
-    assert not any(word in token_text for word in REASON_WORDS for token_text in (token, str(payload)))
+    assert not any(
+        word in token_text for word in REASON_WORDS for token_text in (token, str(payload))
+    )
 
 
 def test_an_old_list_is_refused_once_past_its_bounds_whenever_it_is_fetched() -> None:
@@ -79,11 +81,20 @@ def test_an_old_list_is_refused_once_past_its_bounds_whenever_it_is_fetched() ->
 def test_a_format_1_list_is_refused() -> None:
     """Lists of the earlier format (with reasons) have another type: never loaded as format 2."""
     payload = msgspec.json.encode(
-        {"version": 1, "issued_at": NOW - 60, "next_update": NOW + DAY, "digest": bytes(32),
-         "entries": [{"region": ZHEJIANG, "pseudonym": bytes(16), "reason": "lost", "revoked_at": NOW}]}
+        {
+            "version": 1,
+            "issued_at": NOW - 60,
+            "next_update": NOW + DAY,
+            "digest": bytes(32),
+            "entries": [
+                {"region": ZHEJIANG, "pseudonym": bytes(16), "reason": "lost", "revoked_at": NOW}
+            ],
+        }
     )
     with pytest.raises(OfflineError) as refused:
-        load_revocation_list(sign_jws(payload, ROOT, "ecard-revocation-list+json"), ROOT.public_key(), NOW)
+        load_revocation_list(
+            sign_jws(payload, ROOT, "ecard-revocation-list+json"), ROOT.public_key(), NOW
+        )
     assert refused.value.reason is Reason.WRONG_TYPE
 
 

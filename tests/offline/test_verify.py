@@ -92,9 +92,7 @@ def test_a_listed_card_is_refused_whenever_its_code_was_issued() -> None:
 
 
 def test_revocation_is_per_issuer_region() -> None:
-    same_pseudonym_elsewhere = RevokedCard(
-        region=BEIJING, pseudonym=PSEUDONYM
-    )
+    same_pseudonym_elsewhere = RevokedCard(region=BEIJING, pseudonym=PSEUDONYM)
     assert verify(CODE, TRUST, revocations(same_pseudonym_elsewhere), NOW).ok
 
 
@@ -176,8 +174,14 @@ def test_garbage_gets_a_result_with_a_reason_never_an_exception(garbage: str | b
 def test_an_elicense_is_not_vouched_for_by_a_stale_revocation_list() -> None:
     """A lost card's e-license must not verify again against an old list fetched later."""
     claims = ElicenseClaims(
-        masked_name="张*三", masked_id_number="3301**********1234", card_number="C1234****", region=ZHEJIANG,
-        card_issued_on="2020-01-01", card_status="active", pseudonym=PSEUDONYM, issued_at=NOW - 60,
+        masked_name="张*三",
+        masked_id_number="3301**********1234",
+        card_number="C1234****",
+        region=ZHEJIANG,
+        card_issued_on="2020-01-01",
+        card_status="active",
+        pseudonym=PSEUDONYM,
+        issued_at=NOW - 60,
         expires_at=NOW + 30 * DAY,
     )
     token = sign_elicense(claims, ZHEJIANG_KEY)

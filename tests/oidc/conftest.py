@@ -14,7 +14,17 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from litestar.testing import AsyncTestClient
 
-from tests.api.conftest import HOLDER_PASSWORD, World, basic, bearer, client, keys_dir, platform_of, settings, world  # noqa: F401
+from tests.api.conftest import (
+    HOLDER_PASSWORD,
+    World,
+    basic,
+    bearer,
+    client,
+    keys_dir,
+    platform_of,
+    settings,
+    world,
+)  # noqa: F401
 
 REDIRECT_URI = "https://rp.example.test/callback"
 #: the body of a holder's approval: the 电子社保卡密码 World.issue set (step-up)
@@ -44,7 +54,9 @@ class Holder:
 
 def pkce_pair() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
     return verifier, challenge
 
 
@@ -66,7 +78,9 @@ async def file_client(world: World, *, live: bool = True, **overrides) -> Relyin
     if live:
         for status in ("approved", "live"):
             changed = await world.client.post(
-                f"/operator/v1/oidc/clients/{body['client_id']}/status", json={"status": status}, headers=world.op()
+                f"/operator/v1/oidc/clients/{body['client_id']}/status",
+                json={"status": status},
+                headers=world.op(),
             )
             assert changed.status_code == 200, changed.text
     return RelyingParty(body["client_id"], body.get("client_secret"), filing["redirect_uris"][0])
@@ -93,8 +107,15 @@ SESSION_ID = re.compile(r'data-session="([^"]+)"')
 
 async def start_login(client: AsyncTestClient, rp: RelyingParty, **params: str) -> str:
     """Open the authorization endpoint as a browser would; the QR's session id."""
-    query = {"response_type": "code", "client_id": rp.client_id, "redirect_uri": rp.redirect_uri,
-             "scope": "openid profile ecard", "state": "st-1", "nonce": "n-1", **params}
+    query = {
+        "response_type": "code",
+        "client_id": rp.client_id,
+        "redirect_uri": rp.redirect_uri,
+        "scope": "openid profile ecard",
+        "state": "st-1",
+        "nonce": "n-1",
+        **params,
+    }
     response = await client.get("/oidc/authorize", params=query)
     assert response.status_code == 200, response.text
     return SESSION_ID.search(response.text).group(1)
@@ -126,12 +147,16 @@ def callback_params(response) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
-async def login_code(client: AsyncTestClient, rp: RelyingParty, holder: Holder, **params: str) -> dict[str, str]:
+async def login_code(
+    client: AsyncTestClient, rp: RelyingParty, holder: Holder, **params: str
+) -> dict[str, str]:
     """The whole scan-to-login: page, scan, approve, continue; the callback's parameters."""
     session_id = await start_login(client, rp, **params)
     described = await client.get(f"/holder/v1/logins/{session_id}", headers=holder.headers())
     assert described.status_code == 200, described.text
-    approved = await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL)
+    approved = await client.post(
+        f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL
+    )
     assert approved.status_code == 200, approved.text
     return callback_params(await confirm_login(client, session_id))
 
@@ -139,6 +164,11 @@ async def login_code(client: AsyncTestClient, rp: RelyingParty, holder: Holder, 
 async def redeem(client: AsyncTestClient, rp: RelyingParty, code: str, **form: str):
     return await client.post(
         "/oidc/token",
-        data={"grant_type": "authorization_code", "code": code, "redirect_uri": rp.redirect_uri, **form},
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": rp.redirect_uri,
+            **form,
+        },
         headers=rp.auth(),
     )

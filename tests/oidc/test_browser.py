@@ -36,9 +36,13 @@ async def browser_page(server: LiveServer) -> AsyncIterator:
     try:
         from playwright.async_api import async_playwright
     except ImportError:
-        require(False, "playwright", "pip install 'playwright>=1.49,<2' (no browser download needed)")
+        require(
+            False, "playwright", "pip install 'playwright>=1.49,<2' (no browser download needed)"
+        )
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
         page = await browser.new_page(locale="zh-CN")
         yield page
         await browser.close()
@@ -80,9 +84,16 @@ def relying_party() -> Iterator[str]:
 
 
 async def open_login(page, server: LiveServer, seeded: Seeded, challenge: str) -> None:
-    query = {"response_type": "code", "client_id": seeded.client_id, "redirect_uri": seeded.redirect_uri,
-             "scope": "openid profile ecard", "state": "browser-state", "nonce": "browser-nonce",
-             "code_challenge": challenge, "code_challenge_method": "S256"}
+    query = {
+        "response_type": "code",
+        "client_id": seeded.client_id,
+        "redirect_uri": seeded.redirect_uri,
+        "scope": "openid profile ecard",
+        "state": "browser-state",
+        "nonce": "browser-nonce",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
     await page.goto(f"{server.url}/oidc/authorize?{urlencode(query)}")
 
 
@@ -97,7 +108,10 @@ async def test_scan_to_login_in_a_real_browser(server, browser_page, relying_par
     page = browser_page
     seeded = await seed(server.url, relying_party)
     problems: list[str] = []
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on(
+        "console",
+        lambda message: problems.append(message.text) if message.type == "error" else None,
+    )
     verifier, challenge = pkce_pair()
     await open_login(page, server, seeded, challenge)
     assert await page.locator("html").get_attribute("lang") == "zh-CN"
@@ -109,11 +123,20 @@ async def test_scan_to_login_in_a_real_browser(server, browser_page, relying_par
     holder = {"Authorization": f"Bearer {seeded.holder_token}"}
     async with httpx.AsyncClient(base_url=server.url) as app:
         described = await app.get(f"/holder/v1/logins/{session_id}", headers=holder)
-        assert described.status_code == 200 and "HeadlessChrome" in described.json()["origin"]["user_agent"]
-        await page.locator(".msg[data-for=scanned]").wait_for(state="visible", timeout=5000)  # no reload
-        assert (await app.post(f"/holder/v1/logins/{session_id}/approve", headers=holder, json=APPROVAL)).status_code == 200
+        assert (
+            described.status_code == 200
+            and "HeadlessChrome" in described.json()["origin"]["user_agent"]
+        )
+        await page.locator(".msg[data-for=scanned]").wait_for(
+            state="visible", timeout=5000
+        )  # no reload
+        assert (
+            await app.post(f"/holder/v1/logins/{session_id}/approve", headers=holder, json=APPROVAL)
+        ).status_code == 200
         # the page shows who approved (masked) and waits for the person at this browser
-        await page.locator(".msg[data-for=approved_pending_confirmation]").wait_for(state="visible", timeout=5000)
+        await page.locator(".msg[data-for=approved_pending_confirmation]").wait_for(
+            state="visible", timeout=5000
+        )
         assert await page.locator("#holder-name").text_content() == "张*三"
         assert not await page.locator("#qr").is_visible()
         await asyncio.sleep(0.5)
@@ -121,14 +144,23 @@ async def test_scan_to_login_in_a_real_browser(server, browser_page, relying_par
         await page.click("#confirm-login")
         callback = await callback_of(page, seeded)
         assert callback["state"] == "browser-state" and callback["iss"] == server.url
-        tokens = await app.post("/oidc/token", headers=seeded.rp_auth(), data={
-            "grant_type": "authorization_code", "code": callback["code"], "redirect_uri": seeded.redirect_uri,
-            "code_verifier": verifier})
+        tokens = await app.post(
+            "/oidc/token",
+            headers=seeded.rp_auth(),
+            data={
+                "grant_type": "authorization_code",
+                "code": callback["code"],
+                "redirect_uri": seeded.redirect_uri,
+                "code_verifier": verifier,
+            },
+        )
         assert tokens.status_code == 200 and tokens.json()["id_token"]
     assert not [p for p in problems if "Content Security Policy" in p], problems
 
 
-async def test_an_expired_qr_is_replaced_and_a_denial_returns_to_the_site(server, browser_page, relying_party):
+async def test_an_expired_qr_is_replaced_and_a_denial_returns_to_the_site(
+    server, browser_page, relying_party
+):
     page = browser_page
     seeded = await seed(server.url, relying_party)
     _, challenge = pkce_pair()
@@ -143,8 +175,12 @@ async def test_an_expired_qr_is_replaced_and_a_denial_returns_to_the_site(server
     assert second != first
     async with httpx.AsyncClient(base_url=server.url) as app:
         holder = {"Authorization": f"Bearer {seeded.holder_token}"}
-        assert (await app.post(f"/holder/v1/logins/{first}/deny", headers=holder)).status_code == 404
-        assert (await app.post(f"/holder/v1/logins/{second}/deny", headers=holder)).status_code == 200
+        assert (
+            await app.post(f"/holder/v1/logins/{first}/deny", headers=holder)
+        ).status_code == 404
+        assert (
+            await app.post(f"/holder/v1/logins/{second}/deny", headers=holder)
+        ).status_code == 200
     callback = await callback_of(page, seeded)
     assert callback["error"] == "access_denied" and callback["state"] == "browser-state"
 
@@ -159,10 +195,18 @@ async def test_not_me_cancels_the_login_in_the_browser(server, browser_page, rel
     session_id = await read_qr(page)
     async with httpx.AsyncClient(base_url=server.url) as app:
         holder = {"Authorization": f"Bearer {seeded.holder_token}"}
-        assert (await app.post(f"/holder/v1/logins/{session_id}/approve", headers=holder, json=APPROVAL)).status_code == 200
+        assert (
+            await app.post(f"/holder/v1/logins/{session_id}/approve", headers=holder, json=APPROVAL)
+        ).status_code == 200
         await page.locator("#cancel-login").wait_for(state="visible", timeout=5000)
         assert await page.locator("#holder-name").text_content() == "张*三"
         await page.click("#cancel-login")
         callback = await callback_of(page, seeded)
-        assert callback["error"] == "access_denied" and callback["state"] == "browser-state" and "code" not in callback
-        assert (await app.post(f"/holder/v1/logins/{session_id}/approve", headers=holder, json=APPROVAL)).status_code == 404
+        assert (
+            callback["error"] == "access_denied"
+            and callback["state"] == "browser-state"
+            and "code" not in callback
+        )
+        assert (
+            await app.post(f"/holder/v1/logins/{session_id}/approve", headers=holder, json=APPROVAL)
+        ).status_code == 404

@@ -37,8 +37,13 @@ SCOPE = "openid profile ecard"
 
 def relying_party(client, rp, **kwargs) -> AsyncOAuth2Client:
     options = {
-        "client_id": rp.client_id, "client_secret": rp.client_secret, "scope": SCOPE, "redirect_uri": REDIRECT_URI,
-        "code_challenge_method": "S256", "transport": httpx.ASGITransport(app=client.app), "base_url": ISSUER,
+        "client_id": rp.client_id,
+        "client_secret": rp.client_secret,
+        "scope": SCOPE,
+        "redirect_uri": REDIRECT_URI,
+        "code_challenge_method": "S256",
+        "transport": httpx.ASGITransport(app=client.app),
+        "base_url": ISSUER,
     }
     return AsyncOAuth2Client(**(options | kwargs))
 
@@ -46,11 +51,19 @@ def relying_party(client, rp, **kwargs) -> AsyncOAuth2Client:
 async def scan_and_approve(client, url: str, holder: Holder) -> str:
     """The browser opens the authorization URL, the holder scans and approves; the callback URL."""
     parts = urlsplit(url)
-    page = await client.get(f"{parts.path}?{parts.query}")  # the test client's host keeps the cookie
+    page = await client.get(
+        f"{parts.path}?{parts.query}"
+    )  # the test client's host keeps the cookie
     assert page.status_code == 200, page.text
     session_id = page.text.split('data-session="')[1].split('"')[0]
-    assert (await client.get(f"/holder/v1/logins/{session_id}", headers=holder.headers())).status_code == 200
-    assert (await client.post(f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL)).status_code == 200
+    assert (
+        await client.get(f"/holder/v1/logins/{session_id}", headers=holder.headers())
+    ).status_code == 200
+    assert (
+        await client.post(
+            f"/holder/v1/logins/{session_id}/approve", headers=holder.headers(), json=APPROVAL
+        )
+    ).status_code == 200
     polled = await client.get(f"/oidc/login/{session_id}/poll", params={"wait": "false"})
     assert polled.json()["state"] == "approved_pending_confirmation"
     response = await confirm_login(client, session_id)  # the person at the browser: "是本人"
@@ -60,7 +73,9 @@ async def scan_and_approve(client, url: str, holder: Holder) -> str:
 
 def validate_id_token(id_token: str, jwks: dict, client_id: str, nonce: str | None) -> dict:
     claims = authlib_jwt.decode(
-        id_token, JsonWebKey.import_key_set(jwks), claims_cls=CodeIDToken,
+        id_token,
+        JsonWebKey.import_key_set(jwks),
+        claims_cls=CodeIDToken,
         claims_options={"iss": {"essential": True, "value": ISSUER}},
         claims_params={"nonce": nonce, "client_id": client_id},
     )
@@ -70,16 +85,22 @@ def validate_id_token(id_token: str, jwks: dict, client_id: str, nonce: str | No
 
 async def test_a_standard_client_logs_in_refreshes_revokes_and_logs_out(client, world, rp, holder):
     async with relying_party(client, rp) as oauth:
-        meta = (await oauth.request("GET", "/.well-known/openid-configuration", withhold_token=True)).json()
+        meta = (
+            await oauth.request("GET", "/.well-known/openid-configuration", withhold_token=True)
+        ).json()
         assert meta["issuer"] == ISSUER and meta["code_challenge_methods_supported"] == ["S256"]
         verifier, nonce = generate_token(64), generate_token(20)
-        url, state = oauth.create_authorization_url(meta["authorization_endpoint"], code_verifier=verifier, nonce=nonce)
+        url, state = oauth.create_authorization_url(
+            meta["authorization_endpoint"], code_verifier=verifier, nonce=nonce
+        )
 
         callback = await scan_and_approve(client, url, holder)
         returned = {k: v[0] for k, v in parse_qs(urlsplit(callback).query).items()}
         assert returned["state"] == state and returned["iss"] == ISSUER  # RFC 9207
 
-        token = await oauth.fetch_token(meta["token_endpoint"], authorization_response=callback, code_verifier=verifier)
+        token = await oauth.fetch_token(
+            meta["token_endpoint"], authorization_response=callback, code_verifier=verifier
+        )
         assert {"access_token", "id_token", "refresh_token"} <= set(token)
         jwks = (await oauth.request("GET", meta["jwks_uri"], withhold_token=True)).json()
         claims = validate_id_token(token["id_token"], jwks, rp.client_id, nonce)
@@ -100,17 +121,33 @@ async def test_a_standard_client_logs_in_refreshes_revokes_and_logs_out(client, 
         assert refreshed_claims["sub"] == claims["sub"]
         assert (await oauth.get(meta["userinfo_endpoint"])).status_code == 200
 
-        introspected = (await oauth.introspect_token(meta["introspection_endpoint"], token=refreshed["access_token"])).json()
+        introspected = (
+            await oauth.introspect_token(
+                meta["introspection_endpoint"], token=refreshed["access_token"]
+            )
+        ).json()
         assert introspected["active"] and introspected["sub"] == claims["sub"]
 
-        await oauth.revoke_token(meta["revocation_endpoint"], token=refreshed["access_token"], token_type_hint="access_token")
+        await oauth.revoke_token(
+            meta["revocation_endpoint"],
+            token=refreshed["access_token"],
+            token_type_hint="access_token",
+        )
         assert (await oauth.get(meta["userinfo_endpoint"])).status_code == 401
-        assert not (await oauth.introspect_token(meta["introspection_endpoint"], token=refreshed["access_token"])).json()["active"]
+        assert not (
+            await oauth.introspect_token(
+                meta["introspection_endpoint"], token=refreshed["access_token"]
+            )
+        ).json()["active"]
 
         refreshed_again = await oauth.refresh_token(meta["token_endpoint"])
         logout = await client.get(
             meta["end_session_endpoint"],
-            params={"id_token_hint": refreshed_again["id_token"], "post_logout_redirect_uri": LOGOUT_URI, "state": "bye"},
+            params={
+                "id_token_hint": refreshed_again["id_token"],
+                "post_logout_redirect_uri": LOGOUT_URI,
+                "state": "bye",
+            },
             follow_redirects=False,
         )
         assert logout.status_code == 303 and logout.headers["location"] == f"{LOGOUT_URI}?state=bye"
@@ -122,10 +159,16 @@ async def test_a_standard_client_logs_in_refreshes_revokes_and_logs_out(client, 
 async def test_revoking_a_refresh_token_ends_the_login(client, rp, holder):
     async with relying_party(client, rp) as oauth:
         verifier = generate_token(64)
-        url, _ = oauth.create_authorization_url(f"{ISSUER}/oidc/authorize", code_verifier=verifier, nonce="n")
+        url, _ = oauth.create_authorization_url(
+            f"{ISSUER}/oidc/authorize", code_verifier=verifier, nonce="n"
+        )
         callback = await scan_and_approve(client, url, holder)
-        token = await oauth.fetch_token(f"{ISSUER}/oidc/token", authorization_response=callback, code_verifier=verifier)
-        await oauth.revoke_token(f"{ISSUER}/oidc/revoke", token=token["refresh_token"], token_type_hint="refresh_token")
+        token = await oauth.fetch_token(
+            f"{ISSUER}/oidc/token", authorization_response=callback, code_verifier=verifier
+        )
+        await oauth.revoke_token(
+            f"{ISSUER}/oidc/revoke", token=token["refresh_token"], token_type_hint="refresh_token"
+        )
         assert (await oauth.get(f"{ISSUER}/oidc/userinfo")).status_code == 401
         with pytest.raises(OAuthError, match="invalid_grant"):
             await oauth.refresh_token(f"{ISSUER}/oidc/token")
@@ -142,18 +185,28 @@ async def test_every_filed_client_authentication_method_works(client, world, hol
         rp = await file_client(world, **filing)
         extra = {"token_endpoint_auth_method": method}
         if method == "private_key_jwt":
-            pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
             extra = {
                 "token_endpoint_auth_method": PrivateKeyJWT(f"{ISSUER}/oidc/token", alg="ES256"),
                 "client_secret": ECKey.import_key(pem),
             }
         async with relying_party(client, rp, **extra) as oauth:
             verifier = generate_token(64)
-            url, _ = oauth.create_authorization_url(f"{ISSUER}/oidc/authorize", code_verifier=verifier, nonce="n")
+            url, _ = oauth.create_authorization_url(
+                f"{ISSUER}/oidc/authorize", code_verifier=verifier, nonce="n"
+            )
             callback = await scan_and_approve(client, url, holder)
-            token = await oauth.fetch_token(f"{ISSUER}/oidc/token", authorization_response=callback, code_verifier=verifier)
+            token = await oauth.fetch_token(
+                f"{ISSUER}/oidc/token", authorization_response=callback, code_verifier=verifier
+            )
             assert (await oauth.get(f"{ISSUER}/oidc/userinfo")).status_code == 200, method
-            assert (await oauth.refresh_token(f"{ISSUER}/oidc/token"))["refresh_token"] != token["refresh_token"]
+            assert (await oauth.refresh_token(f"{ISSUER}/oidc/token"))["refresh_token"] != token[
+                "refresh_token"
+            ]
 
 
 async def test_two_sites_see_different_subjects_for_the_same_person(client, world, holder):
@@ -163,9 +216,13 @@ async def test_two_sites_see_different_subjects_for_the_same_person(client, worl
     for rp in (first, second):
         async with relying_party(client, rp, redirect_uri=rp.redirect_uri) as oauth:
             verifier = generate_token(64)
-            url, _ = oauth.create_authorization_url(f"{ISSUER}/oidc/authorize", code_verifier=verifier)
+            url, _ = oauth.create_authorization_url(
+                f"{ISSUER}/oidc/authorize", code_verifier=verifier
+            )
             callback = await scan_and_approve(client, url, holder)
-            await oauth.fetch_token(f"{ISSUER}/oidc/token", authorization_response=callback, code_verifier=verifier)
+            await oauth.fetch_token(
+                f"{ISSUER}/oidc/token", authorization_response=callback, code_verifier=verifier
+            )
             info = (await oauth.get(f"{ISSUER}/oidc/userinfo")).json()
             subjects.append((info["sub"], info["ecard_pseudonym"]))
     assert subjects[0][0] != subjects[1][0] and subjects[0][1] != subjects[1][1]
@@ -174,5 +231,7 @@ async def test_two_sites_see_different_subjects_for_the_same_person(client, worl
         verifier = generate_token(64)
         url, _ = oauth.create_authorization_url(f"{ISSUER}/oidc/authorize", code_verifier=verifier)
         callback = await scan_and_approve(client, url, holder)
-        await oauth.fetch_token(f"{ISSUER}/oidc/token", authorization_response=callback, code_verifier=verifier)
+        await oauth.fetch_token(
+            f"{ISSUER}/oidc/token", authorization_response=callback, code_verifier=verifier
+        )
         assert (await oauth.get(f"{ISSUER}/oidc/userinfo")).json()["sub"] == subjects[0][0]

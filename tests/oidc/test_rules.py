@@ -59,7 +59,9 @@ def test_redirect_uris_are_https_or_loopback_without_fragments(uri):
 @given(st.text(max_size=20))
 def test_user_codes_normalise_to_the_canonical_form_or_nothing(raw):
     code = normalize_user_code(raw)
-    assert code == "" or (len(code) == 9 and code[4] == "-" and set(code.replace("-", "")) <= set(USER_CODE_ALPHABET))
+    assert code == "" or (
+        len(code) == 9 and code[4] == "-" and set(code.replace("-", "")) <= set(USER_CODE_ALPHABET)
+    )
 
 
 def test_generated_user_codes_survive_how_people_type_them():
@@ -83,13 +85,23 @@ def test_repeated_parameters_are_refused(items):
 def test_pairwise_identifiers_differ_between_sectors(sector_a, sector_b, person):
     key = b"k" * 32
     if sector_a != sector_b:
-        assert pseudonym(key, "oidc-sub", sector_a, person) != pseudonym(key, "oidc-sub", sector_b, person)
-    assert pseudonym(key, "oidc-sub", sector_a, person) == pseudonym(key, "oidc-sub", sector_a, person)
+        assert pseudonym(key, "oidc-sub", sector_a, person) != pseudonym(
+            key, "oidc-sub", sector_b, person
+        )
+    assert pseudonym(key, "oidc-sub", sector_a, person) == pseudonym(
+        key, "oidc-sub", sector_a, person
+    )
 
 
 def test_pkce_s256_matches_rfc_7636_appendix_b():
-    assert s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    assert (
+        s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
+        == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    )
 
 
 def test_redirect_parameters_keep_the_filed_query():
-    assert with_query("https://rp/cb?x=1", {"code": "a b", "state": None}) == "https://rp/cb?x=1&code=a+b"
+    assert (
+        with_query("https://rp/cb?x=1", {"code": "a b", "state": None})
+        == "https://rp/cb?x=1&code=a+b"
+    )

@@ -180,15 +180,21 @@ async def test_an_emptied_store_never_accepts_a_code_twice(
 # --- check_revocation ------------------------------------------------------------------------
 
 
-async def test_check_revocation_compares_each_marker_with_the_issue_time(store: EphemeralStore) -> None:
+async def test_check_revocation_compares_each_marker_with_the_issue_time(
+    store: EphemeralStore,
+) -> None:
     await store.store_started_at()  # as the platform does at start-up
     issued_at = time.time()
     keys = ["off:session", "off:card"]
     assert await store.check_revocation(keys, issued_at) is Revocation.NONE, "nothing revoked yet"
     await store.put("off:card", repr(issued_at - 5).encode(), ttl=30)
-    assert await store.check_revocation(keys, issued_at) is Revocation.NONE, "revoked before it was issued"
+    assert await store.check_revocation(keys, issued_at) is Revocation.NONE, (
+        "revoked before it was issued"
+    )
     await store.put("off:session", repr(issued_at).encode(), ttl=30)
-    assert await store.check_revocation(keys, issued_at) is Revocation.REVOKED, "the very moment counts"
+    assert await store.check_revocation(keys, issued_at) is Revocation.REVOKED, (
+        "the very moment counts"
+    )
     assert await store.check_revocation(keys, issued_at + 1) is Revocation.NONE, "issued after it"
     assert await store.check_revocation([], issued_at) is Revocation.NONE
 
@@ -530,9 +536,7 @@ async def test_an_error_in_one_command_leaves_the_others_of_its_pipeline_answere
 
 @pytest.mark.redis
 async def test_a_cancelled_caller_does_not_disturb_the_others(redis_store: RedisStore) -> None:
-    calls = [
-        asyncio.ensure_future(redis_store.put_if_absent(f"k{n}", b"1", 30)) for n in range(60)
-    ]
+    calls = [asyncio.ensure_future(redis_store.put_if_absent(f"k{n}", b"1", 30)) for n in range(60)]
     await asyncio.sleep(0)
     for call in calls[::3]:
         call.cancel()

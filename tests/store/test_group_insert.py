@@ -140,7 +140,9 @@ async def test_a_cancelled_caller_does_not_cancel_the_write(spy: InsertSpy) -> N
 
 
 async def write_then_read(code_id: str) -> int:
-    await CodeVerification.insert(CodeVerification(verifier=VERIFIER, code_id=code_id, result="valid")).run()
+    await CodeVerification.insert(
+        CodeVerification(verifier=VERIFIER, code_id=code_id, result="valid")
+    ).run()
     return await CodeVerification.count().where(CodeVerification.code_id == code_id)
 
 
@@ -166,7 +168,9 @@ async def test_sqlite_reads_see_the_writes_before_them_under_concurrency(engine:
 
 
 @SQLITE_ONLY
-async def test_sqlite_write_transactions_that_read_first_wait_for_other_writers(engine: Engine) -> None:
+async def test_sqlite_write_transactions_that_read_first_wait_for_other_writers(
+    engine: Engine,
+) -> None:
     """A transaction that reads, then writes, while single statements commit beside it: SQLite
     refuses a DEFERRED one at once ("database is locked", no busy wait); the engine's are IMMEDIATE."""
 
@@ -174,10 +178,14 @@ async def test_sqlite_write_transactions_that_read_first_wait_for_other_writers(
         async with engine.transaction():
             await CodeVerification.count()
             await asyncio.sleep(0.01)
-            await CodeVerification.insert(CodeVerification(verifier=VERIFIER, code_id=f"t{i:02d}", result="valid")).run()
+            await CodeVerification.insert(
+                CodeVerification(verifier=VERIFIER, code_id=f"t{i:02d}", result="valid")
+            ).run()
 
     async def write(i: int) -> None:
-        await CodeVerification.insert(CodeVerification(verifier=VERIFIER, code_id=f"w{i:02d}", result="valid")).run()
+        await CodeVerification.insert(
+            CodeVerification(verifier=VERIFIER, code_id=f"w{i:02d}", result="valid")
+        ).run()
 
     await asyncio.gather(*(read_then_write(i) for i in range(10)), *(write(i) for i in range(20)))
     assert len(await stored_codes()) == 30

@@ -75,7 +75,9 @@ def test_an_answer_for_a_challenge_is_no_answer_for_its_padded_twin() -> None:
     twin_answer = psam.authentication_cryptogram(keys.internal_auth, padded_twin(challenge))
     assert not psam.verify_internal_authenticate(MASTERS, CARD_ID, challenge, twin_answer)
     external = psam.external_authenticate_cryptogram(MASTERS, CARD_ID, challenge)
-    assert external != psam.external_authenticate_cryptogram(MASTERS, CARD_ID, padded_twin(challenge))
+    assert external != psam.external_authenticate_cryptogram(
+        MASTERS, CARD_ID, padded_twin(challenge)
+    )
 
 
 CHALLENGES = st.one_of(st.binary(min_size=8, max_size=8), st.binary(min_size=16, max_size=16))
@@ -83,7 +85,9 @@ CHALLENGES = st.one_of(st.binary(min_size=8, max_size=8), st.binary(min_size=16,
 
 @settings(max_examples=300, deadline=None)
 @given(one=CHALLENGES, other=CHALLENGES)
-def test_padding_is_injective_and_answers_bind_the_exact_challenge(one: bytes, other: bytes) -> None:
+def test_padding_is_injective_and_answers_bind_the_exact_challenge(
+    one: bytes, other: bytes
+) -> None:
     keys = psam.derive_card_keys(MASTERS, CARD_ID)
     answer = psam.authentication_cryptogram(keys.internal_auth, one)
     assert len(answer) == psam.SM4_BLOCK_BYTES

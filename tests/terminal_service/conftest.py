@@ -55,24 +55,36 @@ async def registry_card(world: World, region: str = "330000", name: str = "李�
     card = await world.client.post(
         "/operator/v1/cards",
         json={
-            "person_id": person.json()["id"], "card_number": card_number, "region": region,
-            "chip_serial": uuid.uuid4().hex[:16].upper(), "identification_code": uuid.uuid4().hex[:24].upper(),
-            "issue_date": "2024-01-01", "expiry_date": "2034-01-01",
+            "person_id": person.json()["id"],
+            "card_number": card_number,
+            "region": region,
+            "chip_serial": uuid.uuid4().hex[:16].upper(),
+            "identification_code": uuid.uuid4().hex[:24].upper(),
+            "issue_date": "2024-01-01",
+            "expiry_date": "2034-01-01",
         },
         headers=world.op(),
     )
     assert card.status_code == 201, card.text
-    return RegistryCard(card.json()["id"], {"name": name, "identity_number": number, "card_number": card_number})
+    return RegistryCard(
+        card.json()["id"], {"name": name, "identity_number": number, "card_number": card_number}
+    )
 
 
-async def register_terminal(world: World, entitlements: list[str], region: str = "330000") -> RegisteredTerminal:
+async def register_terminal(
+    world: World, entitlements: list[str], region: str = "330000"
+) -> RegisteredTerminal:
     key = ec.generate_private_key(ec.SECP256R1())
     response = await world.client.post(
         "/operator/v1/terminals/",
         json={
-            "name": f"terminal-{uuid.uuid4().hex[:8]}", "institution": "杭州市第一人民医院",
-            "terminal_kind": "hospital", "address": "浙江省杭州市上城区浣纱路261号", "region": region,
-            "public_jwk": public_jwk(key.public_key()), "entitlements": entitlements,
+            "name": f"terminal-{uuid.uuid4().hex[:8]}",
+            "institution": "杭州市第一人民医院",
+            "terminal_kind": "hospital",
+            "address": "浙江省杭州市上城区浣纱路261号",
+            "region": region,
+            "public_jwk": public_jwk(key.public_key()),
+            "entitlements": entitlements,
         },
         headers=world.op(),
     )
@@ -90,10 +102,15 @@ async def chip_of(http: httpx.AsyncClient, card: RegistryCard, **options: object
     return await service_of(http).virtual_card(card.card_id, **options)
 
 
-def reference_terminal(http: httpx.AsyncClient, terminal: RegisteredTerminal, **options: object) -> ReferenceTerminal:
+def reference_terminal(
+    http: httpx.AsyncClient, terminal: RegisteredTerminal, **options: object
+) -> ReferenceTerminal:
     ring = platform_of(http).keys.ring
     return ReferenceTerminal(
-        terminal.id, terminal.key, http, ring.root.public_key(),
+        terminal.id,
+        terminal.key,
+        http,
+        ring.root.public_key(),
         psam_keys={region: issuer_master_keys(ring, region) for region in ring.regions()},
         **options,  # type: ignore[arg-type]
     )

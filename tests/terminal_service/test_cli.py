@@ -9,7 +9,9 @@ import pytest
 from ecard.terminal.cli import register
 
 
-def test_simulate_prints_a_clean_reconciliation(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_simulate_prints_a_clean_reconciliation(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["terminal", "simulate", "--workdir", str(tmp_path)])

@@ -35,7 +35,9 @@ async def holder_session(world: World, card: RegistryCard) -> str:
 async def hce_card(http: httpx.AsyncClient, token: str) -> HceCard:
     device_key = ec.generate_private_key(ec.SECP256R1())
     response = await http.post(
-        "/holder/v1/hce-certificates", json={"device_key": public_jwk(device_key.public_key())}, headers=bearer(token)
+        "/holder/v1/hce-certificates",
+        json={"device_key": public_jwk(device_key.public_key())},
+        headers=bearer(token),
     )
     assert response.status_code == 201, response.text
     return HceCard(b64url_decode(response.json()["certificate"]), device_key)
@@ -67,12 +69,21 @@ async def test_offline_day_then_upload_and_reconciliation(
     assert report.status_code == 200, report.text
     assert report.json()["stored"] == 4 and not report.json()["gaps"] and not terminal.pending
 
-    reconciliation = await client.get(f"/operator/v1/terminals/{hospital.id}/reconciliation", headers=world.op("auditor"))
+    reconciliation = await client.get(
+        f"/operator/v1/terminals/{hospital.id}/reconciliation", headers=world.op("auditor")
+    )
     assert reconciliation.status_code == 200, reconciliation.text
     body = reconciliation.json()
-    assert (body["records"], body["accepted"], body["refused"], body["last_counter"]) == (4, 3, 1, 4)
+    assert (body["records"], body["accepted"], body["refused"], body["last_counter"]) == (
+        4,
+        3,
+        1,
+        4,
+    )
     assert body["anomalies"] == {} and body["terminal"]["institution"] == "杭州市第一人民医院"
-    forbidden = await client.get(f"/operator/v1/terminals/{hospital.id}/reconciliation", headers=world.op("readonly"))
+    forbidden = await client.get(
+        f"/operator/v1/terminals/{hospital.id}/reconciliation", headers=world.op("readonly")
+    )
     assert forbidden.status_code == 403
 
 
@@ -89,33 +100,54 @@ async def test_uploads_are_idempotent_and_anomalies_are_reported(
     assert (await terminal.upload()).json()["gaps"] == [{"first": 3, "last": 3}]
 
     retry = [first, second]  # a retry after a lost answer
-    tampered = rec.SignedRecord(msgspec.structs.replace(fifth.record, reference="another_pseudonym"), fifth.signature)
-    conflict = rec.sign_record(msgspec.structs.replace(second.record, reference="another_pseudonym"), hospital.key)
+    tampered = rec.SignedRecord(
+        msgspec.structs.replace(fifth.record, reference="another_pseudonym"), fifth.signature
+    )
+    conflict = rec.sign_record(
+        msgspec.structs.replace(second.record, reference="another_pseudonym"), hospital.key
+    )
     terminal.pending = [*retry, tampered, conflict, third]
     report = (await terminal.upload()).json()
-    assert report["duplicates"] == [1, 2] and report["wrong_key"] == [5] and report["conflicts"] == [2]
+    assert (
+        report["duplicates"] == [1, 2] and report["wrong_key"] == [5] and report["conflicts"] == [2]
+    )
     assert report["stored"] == 1 and report["gaps"] == []
 
-    later = rec.sign_record(msgspec.structs.replace(fifth.record, accepted_at=fifth.record.accepted_at - 3600), hospital.key)
+    later = rec.sign_record(
+        msgspec.structs.replace(fifth.record, accepted_at=fifth.record.accepted_at - 3600),
+        hospital.key,
+    )
     terminal.pending = [later]  # the clock went back while the counter went on
     assert (await terminal.upload()).json()["rollbacks"] == [5]
 
-    body = (await client.get(f"/operator/v1/terminals/{hospital.id}/reconciliation", headers=world.op())).json()
+    body = (
+        await client.get(f"/operator/v1/terminals/{hospital.id}/reconciliation", headers=world.op())
+    ).json()
     assert body["anomalies"] == {"wrong_key": 1, "conflicts": 1, "rollbacks": 1}
     assert body["records"] == 4 and body["gaps"] == []
 
 
 async def test_a_lost_card_is_refused_offline_after_a_sync_and_flagged_when_accepted_before(
-    client: httpx.AsyncClient, world: World, hospital: RegisteredTerminal, card: RegistryCard, monkeypatch
+    client: httpx.AsyncClient,
+    world: World,
+    hospital: RegisteredTerminal,
+    card: RegistryCard,
+    monkeypatch,
 ) -> None:
-    monkeypatch.setattr(trust, "REVOCATION_REFRESH_SECONDS", 0)  # workers re-read the registry each second
+    monkeypatch.setattr(
+        trust, "REVOCATION_REFRESH_SECONDS", 0
+    )  # workers re-read the registry each second
     token = await holder_session(world, card)
     code = await fresh_code(client, token)
     chip = await chip_of(client, card)
-    stale = reference_terminal(client, await register_terminal(world, HOSPITAL), clock=lambda: time.time() + 5)
+    stale = reference_terminal(
+        client, await register_terminal(world, HOSPITAL), clock=lambda: time.time() + 5
+    )
     await stale.sync()  # then offline, with no news of the loss
     lost = await client.post(
-        f"/operator/v1/cards/{card.card_id}/status", json={"status": "lost", "reason": "挂失"}, headers=world.op()
+        f"/operator/v1/cards/{card.card_id}/status",
+        json={"status": "lost", "reason": "挂失"},
+        headers=world.op(),
     )
     assert lost.status_code == 200
 
@@ -129,8 +161,12 @@ async def test_a_lost_card_is_refused_offline_after_a_sync_and_flagged_when_acce
     parsed = parse_code(code)
     late = rec.sign_record(
         rec.AcceptanceRecord(
-            terminal_id=hospital.id, counter=3, reference=rec.code_reference(parsed.code_id),
-            accepted_at=parsed.claims.expires_at + 60, kind=rec.AcceptanceKind.QR, result=rec.AcceptanceResult.ACCEPTED,
+            terminal_id=hospital.id,
+            counter=3,
+            reference=rec.code_reference(parsed.code_id),
+            accepted_at=parsed.claims.expires_at + 60,
+            kind=rec.AcceptanceKind.QR,
+            result=rec.AcceptanceResult.ACCEPTED,
         ),
         hospital.key,
     )
@@ -142,12 +178,16 @@ async def test_a_lost_card_is_refused_offline_after_a_sync_and_flagged_when_acce
     assert (await stale.upload()).json()["revoked_before_acceptance"] == [1]
 
 
-async def test_hce_refusals_offline(client: httpx.AsyncClient, world: World, hospital: RegisteredTerminal) -> None:
+async def test_hce_refusals_offline(
+    client: httpx.AsyncClient, world: World, hospital: RegisteredTerminal
+) -> None:
     owner = await registry_card(world, name="王五")
     phone = await hce_card(client, await holder_session(world, owner))
     terminal = reference_terminal(client, hospital)
     await terminal.sync()
-    thief = HceCard(phone._record[2:], ec.generate_private_key(ec.SECP256R1()))  # copied certificate, no key
+    thief = HceCard(
+        phone._record[2:], ec.generate_private_key(ec.SECP256R1())
+    )  # copied certificate, no key
     assert terminal.accept_hce_offline(thief).reason == HceReason.FORGED_ANSWER  # type: ignore[union-attr]
     late = reference_terminal(client, hospital, clock=lambda: time.time() + 2 * 86_400)
     late.package = terminal.package

@@ -23,12 +23,20 @@ from tests.terminal_service.conftest import (
 PATH = "/terminal/v1/card-authentications"
 
 
-async def relay(http: httpx.AsyncClient, terminal: RegisteredTerminal, body: dict, now: int | None = None) -> httpx.Response:
+async def relay(
+    http: httpx.AsyncClient, terminal: RegisteredTerminal, body: dict, now: int | None = None
+) -> httpx.Response:
     import time
 
     raw = json.dumps(body).encode()
-    authorization = signed_authorization(terminal.key, terminal.id, "POST", PATH, raw, int(time.time()) if now is None else now)
-    return await http.post(PATH, content=raw, headers={"Authorization": authorization, "Content-Type": "application/json"})
+    authorization = signed_authorization(
+        terminal.key, terminal.id, "POST", PATH, raw, int(time.time()) if now is None else now
+    )
+    return await http.post(
+        PATH,
+        content=raw,
+        headers={"Authorization": authorization, "Content-Type": "application/json"},
+    )
 
 
 def card_answers(chip: VirtualCard, challenge: bytes) -> dict:
@@ -59,10 +67,14 @@ async def test_a_lost_card_is_authentic_but_not_usable(
     client: httpx.AsyncClient, world: World, hospital: RegisteredTerminal, card: RegistryCard
 ) -> None:
     lost = await client.post(
-        f"/operator/v1/cards/{card.card_id}/status", json={"status": "lost", "reason": "挂失"}, headers=world.op()
+        f"/operator/v1/cards/{card.card_id}/status",
+        json={"status": "lost", "reason": "挂失"},
+        headers=world.op(),
     )
     assert lost.status_code == 200, lost.text
-    response = await reference_terminal(client, hospital).authenticate_card_online(await chip_of(client, card))
+    response = await reference_terminal(client, hospital).authenticate_card_online(
+        await chip_of(client, card)
+    )
     assert response.json()["authentic"] and not response.json()["usable"]
     assert response.json()["card_status"] == "lost"
 
@@ -71,7 +83,12 @@ async def test_forged_answers_and_replayed_challenges_are_refused(
     client: httpx.AsyncClient, hospital: RegisteredTerminal, card: RegistryCard
 ) -> None:
     genuine = await chip_of(client, card)
-    clone = VirtualCard(genuine.facts, psam.derive_card_keys(psam.MasterKeys(bytes(16), bytes(16)), genuine.facts.card_identification_code))
+    clone = VirtualCard(
+        genuine.facts,
+        psam.derive_card_keys(
+            psam.MasterKeys(bytes(16), bytes(16)), genuine.facts.card_identification_code
+        ),
+    )
     forged = await relay(client, hospital, card_answers(clone, bytes(range(8))))
     assert (forged.status_code, forged.json()["code"]) == (403, "card_authentication_failed")
 
@@ -102,7 +119,9 @@ async def test_a_captured_authentication_is_refused_under_the_padded_challenge(
     replayed = await relay(client, hospital, {**captured, "challenge": twin.hex()})
     assert (replayed.status_code, replayed.json()["code"]) == (403, "card_authentication_failed")
 
-    captured_twin = answers_for(chip, challenge[::-1] + b"\x80" + bytes(7))  # and the other way round
+    captured_twin = answers_for(
+        chip, challenge[::-1] + b"\x80" + bytes(7)
+    )  # and the other way round
     assert (await relay(client, hospital, captured_twin)).status_code == 200
     shortened = await relay(client, hospital, {**captured_twin, "challenge": challenge[::-1].hex()})
     assert (shortened.status_code, shortened.json()["code"]) == (403, "card_authentication_failed")
@@ -122,7 +141,9 @@ async def test_malformed_card_answers_get_the_codec_reason(
     }
     for reason, body in cases.items():
         response = await relay(client, hospital, body)
-        assert (response.status_code, response.json()["code"]) == (400, "terminal_apdu_invalid"), reason
+        assert (response.status_code, response.json()["code"]) == (400, "terminal_apdu_invalid"), (
+            reason
+        )
         assert response.json()["detail"].startswith(reason)
     refused = await relay(client, hospital, {**good, "answer": "6A82"})
     assert (refused.status_code, refused.json()["code"]) == (400, "card_answer_refused")
@@ -142,10 +163,18 @@ async def test_requests_must_be_signed_fresh_and_single_use(
     assert stale.json()["code"] == "terminal_request_stale"
 
     header = signed_authorization(hospital.key, hospital.id, "POST", PATH, raw, int(time.time()))
-    tampered = await client.post(PATH, content=raw.replace(b"challenge", b"challengE"), headers={"Authorization": header})
+    tampered = await client.post(
+        PATH, content=raw.replace(b"challenge", b"challengE"), headers={"Authorization": header}
+    )
     assert tampered.json()["code"] == "terminal_signature_invalid"
-    assert (await client.post(PATH, content=raw, headers={"Authorization": header, "Content-Type": "application/json"})).status_code == 200
-    replay = await client.post(PATH, content=raw, headers={"Authorization": header, "Content-Type": "application/json"})
+    assert (
+        await client.post(
+            PATH, content=raw, headers={"Authorization": header, "Content-Type": "application/json"}
+        )
+    ).status_code == 200
+    replay = await client.post(
+        PATH, content=raw, headers={"Authorization": header, "Content-Type": "application/json"}
+    )
     assert replay.json()["code"] == "terminal_request_replayed"
 
     stranger = RegisteredTerminal(hospital.id, (await register_terminal(world, PHARMACY)).key)
@@ -156,7 +185,9 @@ async def test_a_disabled_terminal_is_refused_everything(
     client: httpx.AsyncClient, world: World, hospital: RegisteredTerminal, card: RegistryCard
 ) -> None:
     disabled = await client.post(
-        f"/operator/v1/terminals/{hospital.id}/status", json={"status": "disabled", "reason": "stolen"}, headers=world.op()
+        f"/operator/v1/terminals/{hospital.id}/status",
+        json={"status": "disabled", "reason": "stolen"},
+        headers=world.op(),
     )
     assert disabled.status_code == 200 and disabled.json()["status"] == "disabled"
     terminal = reference_terminal(client, hospital)
@@ -185,7 +216,9 @@ async def test_the_platform_cryptogram_opens_personal_data_for_entitled_terminal
         raise AssertionError("an unentitled terminal got a cryptogram")
 
 
-async def test_wrong_pins_count_down_to_the_lock(client: httpx.AsyncClient, card: RegistryCard) -> None:
+async def test_wrong_pins_count_down_to_the_lock(
+    client: httpx.AsyncClient, card: RegistryCard
+) -> None:
     chip = await chip_of(client, card, pin="246810")
     chip.transmit(SELECT_SSSE)
     words = [chip.transmit(bytes.fromhex("0020000003123456"))[-2:].hex().upper() for _ in range(4)]
@@ -193,20 +226,32 @@ async def test_wrong_pins_count_down_to_the_lock(client: httpx.AsyncClient, card
     assert chip.transmit(bytes.fromhex("0020000003246810"))[-2:].hex().upper() == "6983"
 
 
-async def test_unknown_commands_and_malformed_apdus_get_their_status_words(client: httpx.AsyncClient, card: RegistryCard) -> None:
+async def test_unknown_commands_and_malformed_apdus_get_their_status_words(
+    client: httpx.AsyncClient, card: RegistryCard
+) -> None:
     chip = await chip_of(client, card)
-    for command, word in (("80B2012C00", "6E00"), ("00FF000000", "6D00"), ("00A404", "6700"), ("00A404000F7378", "6700")):
+    for command, word in (
+        ("80B2012C00", "6E00"),
+        ("00FF000000", "6D00"),
+        ("00A404", "6700"),
+        ("00A404000F7378", "6700"),
+    ):
         assert chip.transmit(bytes.fromhex(command))[-2:].hex().upper() == word
 
 
 async def test_operators_search_and_page_the_terminals(world: World) -> None:
     hangzhou = await register_terminal(world, [], region="330000")
     beijing = await register_terminal(world, [], region="110000")
-    await world.client.post(f"/operator/v1/terminals/{beijing.id}/status",
-                            json={"status": "disabled", "reason": "retired"}, headers=world.op())
+    await world.client.post(
+        f"/operator/v1/terminals/{beijing.id}/status",
+        json={"status": "disabled", "reason": "retired"},
+        headers=world.op(),
+    )
 
     async def ids(**params) -> list[str]:
-        response = await world.client.get("/operator/v1/terminals", params=params, headers=world.op("readonly"))
+        response = await world.client.get(
+            "/operator/v1/terminals", params=params, headers=world.op("readonly")
+        )
         assert response.status_code == 200, response.text
         return [item["id"] for item in response.json()["items"]]
 
@@ -218,4 +263,6 @@ async def test_operators_search_and_page_the_terminals(world: World) -> None:
     page = await world.client.get("/operator/v1/terminals", params={"limit": 1}, headers=world.op())
     assert len(page.json()["items"]) == 1 and page.json()["total"] >= 2
     for bad in ({"region": "33"}, {"limit": 0}, {"status": "lost"}, {"q": ""}):
-        assert (await world.client.get("/operator/v1/terminals", params=bad, headers=world.op())).status_code == 400
+        assert (
+            await world.client.get("/operator/v1/terminals", params=bad, headers=world.op())
+        ).status_code == 400

@@ -40,9 +40,13 @@ async def new_card(w: World, person_id: str, region: str = "330000") -> dict[str
     card = await w.client.post(
         "/operator/v1/cards",
         json={
-            "person_id": person_id, "card_number": card_number, "region": region,
-            "chip_serial": uuid.uuid4().hex[:16].upper(), "identification_code": uuid.uuid4().hex[:24].upper(),
-            "issue_date": "2024-01-01", "expiry_date": "2034-01-01",
+            "person_id": person_id,
+            "card_number": card_number,
+            "region": region,
+            "chip_serial": uuid.uuid4().hex[:16].upper(),
+            "identification_code": uuid.uuid4().hex[:24].upper(),
+            "issue_date": "2024-01-01",
+            "expiry_date": "2034-01-01",
         },
         headers=w.op(),
     )
@@ -80,7 +84,8 @@ async def verify_a_code(
         assert issued.status_code == 201, issued.text
         code = issued.json()["code"]
     verified = await http.post(
-        "/verifier/v1/verifications", json={"code": code},
+        "/verifier/v1/verifications",
+        json={"code": code},
         headers=basic(verifier["client_id"], verifier["client_secret"]),
     )
     assert verified.status_code == 200, verified.text
@@ -91,7 +96,9 @@ async def timeline_page(http: httpx.AsyncClient, holder: Holder, **params: Any) 
     return await http.get("/holder/v1/timeline", params=params, headers=holder.headers())
 
 
-async def whole_timeline(http: httpx.AsyncClient, holder: Holder, limit: int) -> tuple[list[dict], int]:
+async def whole_timeline(
+    http: httpx.AsyncClient, holder: Holder, limit: int
+) -> tuple[list[dict], int]:
     """Every item, read ``limit`` at a time following ``next``; and how many pages it took."""
     items: list[dict] = []
     before: str | None = None

@@ -51,29 +51,39 @@ def assert_newest_first(items: list[dict]) -> None:
 async def hce_phone(client: httpx.AsyncClient, holder: Holder) -> HceCard:
     device_key = ec.generate_private_key(ec.SECP256R1())
     response = await client.post(
-        "/holder/v1/hce-certificates", json={"device_key": public_jwk(device_key.public_key())}, headers=holder.headers()
+        "/holder/v1/hce-certificates",
+        json={"device_key": public_jwk(device_key.public_key())},
+        headers=holder.headers(),
     )
     assert response.status_code == 201, response.text
     return HceCard(b64url_decode(response.json()["certificate"]), device_key)
 
 
-async def consent_read(client: httpx.AsyncClient, world: World, holder: Holder, rp: dict[str, str]) -> str:
+async def consent_read(
+    client: httpx.AsyncClient, world: World, holder: Holder, rp: dict[str, str]
+) -> str:
     """A relying party asks, the holder grants, the party reads: the grant's id."""
     await seed_demo_data(platform_of(client), holder.person["person_id"])
     asked = await client.post(
         "/consent/v1/requests",
         json={
-            "holder": {"identity_number": holder.person["identity_number"]}, "scopes": ["card.status"],
-            "purpose_code": "loan_application", "purpose": "个人消费贷款审核", "duration_seconds": 86_400,
+            "holder": {"identity_number": holder.person["identity_number"]},
+            "scopes": ["card.status"],
+            "purpose_code": "loan_application",
+            "purpose": "个人消费贷款审核",
+            "duration_seconds": 86_400,
         },
         headers=basic(rp["client_id"], rp["client_secret"]),
     )
     assert asked.status_code == 201, asked.text
     grant_id = asked.json()["id"]
-    approved = await client.post(f"/holder/v1/consent/requests/{grant_id}/approve", json=APPROVAL, headers=holder.headers())
+    approved = await client.post(
+        f"/holder/v1/consent/requests/{grant_id}/approve", json=APPROVAL, headers=holder.headers()
+    )
     assert approved.status_code == 200, approved.text
     read = await client.get(
-        f"/consent/v1/grants/{grant_id}/data", params={"scope": ["card.status"]},
+        f"/consent/v1/grants/{grant_id}/data",
+        params={"scope": ["card.status"]},
         headers=basic(rp["client_id"], rp["client_secret"]),
     )
     assert read.status_code == 200, read.text
@@ -92,7 +102,9 @@ async def test_every_kind_of_use_newest_first_paged_without_overlap_or_gaps(
     hospital = await register_terminal(world, HOSPITAL)
     terminal = reference_terminal(client, hospital)
     await terminal.sync()
-    chip = terminal.accept_card_offline(await chip_of(client, RegistryCard(holder.person["card_id"], holder.person)))
+    chip = terminal.accept_card_offline(
+        await chip_of(client, RegistryCard(holder.person["card_id"], holder.person))
+    )
     nfc = terminal.accept_hce_offline(await hce_phone(client, holder))
     assert chip and chip.accepted and nfc and nfc.accepted, (chip, nfc)
     assert (await terminal.upload()).status_code == 200
@@ -110,24 +122,35 @@ async def test_every_kind_of_use_newest_first_paged_without_overlap_or_gaps(
 
     verifications = [i for i in everything if i["kind"] == "verification"]
     assert [v["result"] for v in verifications] == ["valid", "already_used", "valid"]
-    assert {(v["verifier_id"], v["verifier_name"], v["card"], v["region"]) for v in verifications} == {
-        (hall["client_id"], "杭州市民之家", card, "330000")
-    }
-    acceptances = sorted((i for i in everything if i["kind"] == "terminal_acceptance"), key=lambda i: i["medium"])
+    assert {
+        (v["verifier_id"], v["verifier_name"], v["card"], v["region"]) for v in verifications
+    } == {(hall["client_id"], "杭州市民之家", card, "330000")}
+    acceptances = sorted(
+        (i for i in everything if i["kind"] == "terminal_acceptance"), key=lambda i: i["medium"]
+    )
     assert [(a["medium"], a["result"], a["reason"], a["card"]) for a in acceptances] == [
-        ("card", "accepted", None, card), ("hce", "accepted", None, card)
+        ("card", "accepted", None, card),
+        ("hce", "accepted", None, card),
     ]
-    assert {(a["terminal_id"], a["institution"]) for a in acceptances} == {(hospital.id, "杭州市第一人民医院")}
+    assert {(a["terminal_id"], a["institution"]) for a in acceptances} == {
+        (hospital.id, "杭州市第一人民医院")
+    }
     assert all(a["terminal_name"] for a in acceptances)
     [login] = [i for i in everything if i["kind"] == "login"]
-    assert (login["relying_party_id"], login["relying_party_name"], login["result"], login["device"]) == (
-        rp.client_id, "某市公积金网厅", "approved", False
-    )
+    assert (
+        login["relying_party_id"],
+        login["relying_party_name"],
+        login["result"],
+        login["device"],
+    ) == (rp.client_id, "某市公积金网厅", "approved", False)
     assert "card" not in login  # a login is the e-card's, not one card's
     [access] = [i for i in everything if i["kind"] == "consent_access"]
-    assert (access["consent_id"], access["relying_party_id"], access["relying_party_name"], access["scopes"]) == (
-        grant_id, bank["client_id"], "某银行", ["card.status"]
-    )
+    assert (
+        access["consent_id"],
+        access["relying_party_id"],
+        access["relying_party_name"],
+        access["scopes"],
+    ) == (grant_id, bank["client_id"], "某银行", ["card.status"])
     [issued] = [i for i in everything if i["kind"] == "card_event"]
     assert (issued["card"], issued["status"], issued["from_status"]) == (card, "active", None)
 
@@ -168,52 +191,95 @@ async def test_the_timeline_spans_a_replacement(client: httpx.AsyncClient, world
 
     await Card.update({Card.status: "replaced"}).where(Card.id == card_a)
     await CardStatusEvent.insert(
-        CardStatusEvent(card=card_a, from_status="active", to_status="replaced", actor="operator:test", reason="lost")
+        CardStatusEvent(
+            card=card_a,
+            from_status="active",
+            to_status="replaced",
+            actor="operator:test",
+            reason="lost",
+        )
     )
     card_b = await new_card(world, holder.person["person_id"])
     await ECard.update({ECard.card: card_b["card_id"]}).where(ECard.id == holder.ecard_id)
-    refreshed = await client.post("/holder/v1/session/refresh", json={"refresh_token": holder.refresh_token})
+    refreshed = await client.post(
+        "/holder/v1/session/refresh", json={"refresh_token": holder.refresh_token}
+    )
     assert refreshed.status_code == 200, refreshed.text
     holder.access_token = refreshed.json()["access_token"]
     await verify_a_code(client, holder, hall)
 
     items, _ = await whole_timeline(client, holder, limit=100)
     assert_newest_first(items)
-    masked_a, masked_b = mask_card_number(holder.person["card_number"]), mask_card_number(card_b["card_number"])
+    masked_a, masked_b = (
+        mask_card_number(holder.person["card_number"]),
+        mask_card_number(card_b["card_number"]),
+    )
     assert masked_a != masked_b
     assert [(i["card"], i["result"]) for i in items if i["kind"] == "verification"] == [
-        (masked_b, "valid"), (masked_a, "valid")
+        (masked_b, "valid"),
+        (masked_a, "valid"),
     ]
-    events = [(i["card"], i["from_status"], i["status"]) for i in items if i["kind"] == "card_event"]
-    assert set(events) == {(masked_a, None, "active"), (masked_a, "active", "replaced"), (masked_b, None, "active")}
+    events = [
+        (i["card"], i["from_status"], i["status"]) for i in items if i["kind"] == "card_event"
+    ]
+    assert set(events) == {
+        (masked_a, None, "active"),
+        (masked_a, "active", "replaced"),
+        (masked_b, None, "active"),
+    }
 
     history = await client.get("/holder/v1/verifications", headers=holder.headers())
     assert history.status_code == 200, history.text
-    assert history.json()["total"] == 2 and [v["result"] for v in history.json()["items"]] == ["valid", "valid"]
+    assert history.json()["total"] == 2 and [v["result"] for v in history.json()["items"]] == [
+        "valid",
+        "valid",
+    ]
 
 
-async def test_a_bad_cursor_or_limit_is_a_clear_400(client: httpx.AsyncClient, world: World) -> None:
+async def test_a_bad_cursor_or_limit_is_a_clear_400(
+    client: httpx.AsyncClient, world: World
+) -> None:
     holder = await new_holder(world)
     for params in ({"limit": 0}, {"limit": 101}, {"limit": "many"}):
         response = await timeline_page(client, holder, **params)
-        assert response.status_code == 400 and response.json()["code"] == "validation_failed", response.text
+        assert response.status_code == 400 and response.json()["code"] == "validation_failed", (
+            response.text
+        )
     forged = [
-        "not base64 !", "bm90IGpzb24", encode_cursor(Position(0, 9, 1)), encode_cursor(Position(0, 0, 1)),
-        encode_cursor(Position(0, 3, "abc")), encode_cursor(Position(-1, 3, 1)), encode_cursor(Position(0, 3, 2**31)),
+        "not base64 !",
+        "bm90IGpzb24",
+        encode_cursor(Position(0, 9, 1)),
+        encode_cursor(Position(0, 0, 1)),
+        encode_cursor(Position(0, 3, "abc")),
+        encode_cursor(Position(-1, 3, 1)),
+        encode_cursor(Position(0, 3, 2**31)),
         "A" * 201,
     ]
     for before in forged:
         response = await timeline_page(client, holder, before=before)
         assert response.status_code == 400, (before, response.text)
-        assert response.json()["code"] in {"timeline_cursor_invalid", "validation_failed"}, response.text
-    assert (await timeline_page(client, holder, before="bm90IGpzb24")).json()["code"] == "timeline_cursor_invalid"
-    far_future = await timeline_page(client, holder, before=encode_cursor(Position(2**52, 4, 2**31 - 1)))
-    assert far_future.status_code == 200 and len(far_future.json()["items"]) == 1  # the card's issue
+        assert response.json()["code"] in {"timeline_cursor_invalid", "validation_failed"}, (
+            response.text
+        )
+    assert (await timeline_page(client, holder, before="bm90IGpzb24")).json()[
+        "code"
+    ] == "timeline_cursor_invalid"
+    far_future = await timeline_page(
+        client, holder, before=encode_cursor(Position(2**52, 4, 2**31 - 1))
+    )
+    assert (
+        far_future.status_code == 200 and len(far_future.json()["items"]) == 1
+    )  # the card's issue
 
 
 async def test_only_the_holder_reads_it(client: httpx.AsyncClient, world: World) -> None:
     holder = await new_holder(world)
-    for headers in ({}, world.op(), bearer("echa_forged.token"), basic(world.channel["client_id"], world.channel["client_secret"])):
+    for headers in (
+        {},
+        world.op(),
+        bearer("echa_forged.token"),
+        basic(world.channel["client_id"], world.channel["client_secret"]),
+    ):
         response = await client.get("/holder/v1/timeline", headers=headers)
         assert response.status_code == 401, response.text
     mine = await timeline_page(client, holder)

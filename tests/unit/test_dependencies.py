@@ -76,8 +76,12 @@ def test_runtime_code_imports_exactly_the_declared_runtime_dependencies() -> Non
     imported = _imported_distributions()
     undeclared = {name: sorted(files) for name, files in imported.items() if name not in declared}
     unused = declared - set(imported) - set(DECLARED_BUT_NOT_IMPORTED)
-    assert not undeclared, f"imported by runtime code but not in [project].dependencies: {undeclared}"
-    assert not unused, f"in [project].dependencies but imported by no runtime module: {sorted(unused)}"
+    assert not undeclared, (
+        f"imported by runtime code but not in [project].dependencies: {undeclared}"
+    )
+    assert not unused, (
+        f"in [project].dependencies but imported by no runtime module: {sorted(unused)}"
+    )
 
 
 def test_the_allowance_for_indirect_dependencies_names_declared_ones() -> None:

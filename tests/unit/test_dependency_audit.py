@@ -18,7 +18,16 @@ def _script():
 
 def test_the_runtime_closure_holds_the_service_dependencies_and_not_the_test_tools() -> None:
     closure = _script().runtime_closure()
-    assert {"litestar", "msgspec", "pyjwt", "cryptography", "granian", "piccolo", "web3", "argon2-cffi"} <= closure
+    assert {
+        "litestar",
+        "msgspec",
+        "pyjwt",
+        "cryptography",
+        "granian",
+        "piccolo",
+        "web3",
+        "argon2-cffi",
+    } <= closure
     # extras ecard asks for are followed: redis[hiredis], piccolo[postgres]
     assert {"hiredis", "asyncpg"} <= closure
     assert not {"pytest", "hypothesis", "schemathesis", "playwright", "ecard"} & closure
@@ -30,10 +39,18 @@ def test_the_documented_audit_commands_exist() -> None:
     import sys
 
     root = SCRIPT.parents[1]
-    latest = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=False)
+    latest = subprocess.run(
+        [sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=False
+    )
     assert latest.returncode == 0 and "--runtime" in latest.stdout
     pip_audit = subprocess.run(
-        [str(root / "scripts" / "audit_dependencies.sh"), "--help"], capture_output=True, text=True, check=False,
-        env={"PATH": "/usr/bin:/bin", "VENV": sys.prefix}, cwd=root,
+        [str(root / "scripts" / "audit_dependencies.sh"), "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "VENV": sys.prefix},
+        cwd=root,
     )
-    assert pip_audit.returncode == 0 and "vulnerability-service" in pip_audit.stdout, pip_audit.stderr
+    assert pip_audit.returncode == 0 and "vulnerability-service" in pip_audit.stdout, (
+        pip_audit.stderr
+    )

@@ -18,7 +18,9 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _FENCED = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 _INLINE = re.compile(r"`([^`\n]+)`")
 #: a command line: optional prompt and environment assignments, then ecard and its words
-_COMMAND = re.compile(r"^(?:\$ )?(?:[A-Z_]+=\S* )*(?:\.venv/bin/)?ecard((?: [a-z][a-z-]*)+)(?:\s|$)")
+_COMMAND = re.compile(
+    r"^(?:\$ )?(?:[A-Z_]+=\S* )*(?:\.venv/bin/)?ecard((?: [a-z][a-z-]*)+)(?:\s|$)"
+)
 _SCRIPT = re.compile(r"\bscripts/[A-Za-z0-9_/.-]+\.(?:sh|py)\b")
 
 
@@ -49,7 +51,9 @@ def test_the_docs_show_commands() -> None:
     assert any(words[:2] == ["ledger", "verify"] for _, words in COMMANDS)
 
 
-@pytest.mark.parametrize(("doc", "words"), COMMANDS, ids=[f"{d}: ecard {' '.join(w)}" for d, w in COMMANDS])
+@pytest.mark.parametrize(
+    ("doc", "words"), COMMANDS, ids=[f"{d}: ecard {' '.join(w)}" for d, w in COMMANDS]
+)
 def test_every_documented_ecard_command_exists(doc: str, words: list[str]) -> None:
     parser, path = build_parser(), []
     for word in words:  # the subcommands; what follows them is arguments
@@ -61,11 +65,15 @@ def test_every_documented_ecard_command_exists(doc: str, words: list[str]) -> No
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exited:
         build_parser().parse_args([*path, "--help"])
-    assert exited.value.code == 0 and "usage: ecard " + " ".join(path) in " ".join(out.getvalue().split())
+    assert exited.value.code == 0 and "usage: ecard " + " ".join(path) in " ".join(
+        out.getvalue().split()
+    )
 
 
 def test_every_documented_script_exists() -> None:
-    shown = {(doc.name, m) for doc in DOCS for m in _SCRIPT.findall(doc.read_text(encoding="utf-8"))}
+    shown = {
+        (doc.name, m) for doc in DOCS for m in _SCRIPT.findall(doc.read_text(encoding="utf-8"))
+    }
     assert shown
     missing = sorted(f"{doc}: {script}" for doc, script in shown if not (ROOT / script).is_file())
     assert not missing, missing

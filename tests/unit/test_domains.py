@@ -25,7 +25,13 @@ from ecard.domains import DOMAINS
 ROOT = Path(__file__).resolve().parents[2]
 ECARD = ROOT / "ecard"
 #: the modules that read the list; everything else is a domain (or below one)
-READERS = ("ecard/domains.py", "ecard/app.py", "ecard/cli.py", "ecard/store/db.py", "ecard/piccolo_conf.py")
+READERS = (
+    "ecard/domains.py",
+    "ecard/app.py",
+    "ecard/cli.py",
+    "ecard/store/db.py",
+    "ecard/piccolo_conf.py",
+)
 
 
 def _declaring_modules() -> list[str]:
@@ -58,7 +64,11 @@ def _handler_functions(controller: object) -> set[Callable[..., object]]:
     if isinstance(controller, Router):
         handlers = [h for route in controller.routes for h in route.route_handlers]
     else:
-        handlers = [v for name in dir(controller) if isinstance(v := getattr(controller, name, None), BaseRouteHandler)]
+        handlers = [
+            v
+            for name in dir(controller)
+            if isinstance(v := getattr(controller, name, None), BaseRouteHandler)
+        ]
     return {plain(h.fn) for h in handlers if "create_options_handler" not in h.fn.__qualname__}
 
 
@@ -76,7 +86,9 @@ def test_every_controller_of_the_app_comes_from_a_domain() -> None:
         for h in route.route_handlers
         if "create_options_handler" not in h.fn.__qualname__
     }
-    strays = {f for f in mounted - declared - own if not f.__module__.startswith("litestar.")}  # OpenAPI's pages
+    strays = {
+        f for f in mounted - declared - own if not f.__module__.startswith("litestar.")
+    }  # OpenAPI's pages
     assert not strays, strays
     assert declared <= mounted
 
@@ -93,9 +105,16 @@ def test_every_controllers_module_is_declared_by_its_domain() -> None:
 def test_hot_routes_and_background_tasks_come_from_the_domains() -> None:
     from ecard.app import domain_background_tasks, domain_hot_routes
 
-    assert set(domain_hot_routes()) == {("POST", "/holder/v1/codes"), ("POST", "/verifier/v1/verifications")}
+    assert set(domain_hot_routes()) == {
+        ("POST", "/holder/v1/codes"),
+        ("POST", "/verifier/v1/verifications"),
+    }
     assert domain_background_tasks() == [d.background for d in DOMAINS if d.background is not None]
-    assert {d.name for d in DOMAINS if d.background is not None} == {"registry", "consent", "webhooks"}
+    assert {d.name for d in DOMAINS if d.background is not None} == {
+        "registry",
+        "consent",
+        "webhooks",
+    }
 
 
 def test_each_piccolo_app_holds_exactly_its_domains_tables() -> None:
@@ -122,8 +141,10 @@ def test_every_table_of_the_service_belongs_to_a_domain() -> None:
         importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
     # a migration module declares the tables it refers to as they were then: not the service's
     ours = {
-        t for t in _subclasses(Table)
-        if t.__module__.startswith(("ecard.", "ledger.")) and ".piccolo_migrations." not in t.__module__
+        t
+        for t in _subclasses(Table)
+        if t.__module__.startswith(("ecard.", "ledger."))
+        and ".piccolo_migrations." not in t.__module__
         and getattr(sys.modules.get(t.__module__), t.__name__, None) is t
     }
     declared = {t for d in DOMAINS for t in d.tables}
@@ -140,7 +161,9 @@ def test_piccolo_conf_registers_the_same_apps_in_the_same_order() -> None:
     assert piccolo_conf.APP_REGISTRY.apps == [d.piccolo_app_module for d in with_apps]
     for domain in with_apps:
         assert importlib.import_module(domain.piccolo_app_module).APP_CONFIG is domain.piccolo_app  # type: ignore[arg-type]
-    assert list(piccolo_conf.APP_REGISTRY.app_configs.values()) == [d.piccolo_app for d in with_apps]
+    assert list(piccolo_conf.APP_REGISTRY.app_configs.values()) == [
+        d.piccolo_app for d in with_apps
+    ]
     assert db.app_configs() == [d.piccolo_app for d in with_apps]
     assert db.all_tables() == [t for d in with_apps for t in d.tables]
 
@@ -162,19 +185,30 @@ def _source(relative: str) -> str:
     return (ROOT / relative).read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("relative", ["ecard/app.py", "ecard/cli.py", "ecard/store/db.py", "ecard/piccolo_conf.py"])
+@pytest.mark.parametrize(
+    "relative", ["ecard/app.py", "ecard/cli.py", "ecard/store/db.py", "ecard/piccolo_conf.py"]
+)
 def test_readers_look_nothing_up_by_module_name(relative: str) -> None:
     source = _source(relative)
     calls = re.findall(r"import_module\(([^)]*)\)", source)
-    assert all(arg == "PICCOLO_CONF" for arg in calls), calls  # the piccolo configuration, not a domain
+    assert all(arg == "PICCOLO_CONF" for arg in calls), (
+        calls
+    )  # the piccolo configuration, not a domain
     assert "__import__(" not in source
-    assert not re.search(r"""["'](ecard|ledger)(\.\w+)*\.(controllers|stock_controllers|cli|piccolo_app)["']""", source)
-    assert not re.search(r"getattr\([^)]*[\"'](CONTROLLERS|HOT_ROUTES|background|register|APP_CONFIG)[\"']", source)
+    assert not re.search(
+        r"""["'](ecard|ledger)(\.\w+)*\.(controllers|stock_controllers|cli|piccolo_app)["']""",
+        source,
+    )
+    assert not re.search(
+        r"getattr\([^)]*[\"'](CONTROLLERS|HOT_ROUTES|background|register|APP_CONFIG)[\"']", source
+    )
 
 
 def test_no_domain_imports_the_list_of_domains() -> None:
     """``ecard.domains`` imports every domain; a domain importing it back would be a cycle."""
-    pattern = re.compile(r"^\s*(from ecard\.domains import|import ecard\.domains|from ecard import domains)", re.M)
+    pattern = re.compile(
+        r"^\s*(from ecard\.domains import|import ecard\.domains|from ecard import domains)", re.M
+    )
     readers = {ROOT / r for r in READERS}
     offenders = [
         str(path.relative_to(ROOT))
@@ -186,15 +220,26 @@ def test_no_domain_imports_the_list_of_domains() -> None:
 
 def test_the_ledger_stays_independent_of_ecard() -> None:
     pattern = re.compile(r"^\s*(from|import) ecard\b", re.M)
-    assert [p.name for p in (ROOT / "ledger").rglob("*.py") if pattern.search(p.read_text(encoding="utf-8"))] == []
+    assert [
+        p.name
+        for p in (ROOT / "ledger").rglob("*.py")
+        if pattern.search(p.read_text(encoding="utf-8"))
+    ] == []
 
 
-@pytest.mark.parametrize("module", ["ecard.app", "ecard.domains", "ecard.piccolo_conf", "ecard.cli", "ecard.codes.domain"])
+@pytest.mark.parametrize(
+    "module",
+    ["ecard.app", "ecard.domains", "ecard.piccolo_conf", "ecard.cli", "ecard.codes.domain"],
+)
 def test_each_entry_point_imports_first_without_a_cycle(module: str) -> None:
     """Whichever module a process imports first (the server, piccolo's CLI, ``ecard``), the
     import graph resolves."""
     done = subprocess.run(
-        [sys.executable, "-c", f"import {module}; from ecard.domains import DOMAINS; assert DOMAINS"],
+        [
+            sys.executable,
+            "-c",
+            f"import {module}; from ecard.domains import DOMAINS; assert DOMAINS",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -13,7 +13,10 @@ def scrape(series: _Series) -> dict[str, float]:
     registry = CollectorRegistry()
     registry.register(_SeriesCollector(series))
     lines = generate_latest(registry).decode().splitlines()
-    return {name: float(value) for name, _, value in (line.rpartition(" ") for line in lines if not line.startswith("#"))}
+    return {
+        name: float(value)
+        for name, _, value in (line.rpartition(" ") for line in lines if not line.startswith("#"))
+    }
 
 
 def test_counts_errors_durations_and_requests_in_flight_per_route_and_status() -> None:
@@ -30,13 +33,35 @@ def test_counts_errors_durations_and_requests_in_flight_per_route_and_status() -
     assert metrics[f"litestar_requests_total{{{created}}}"] == 1
     assert f"litestar_requests_error_total{{{created}}}" not in metrics
     assert metrics[f"litestar_requests_error_total{{{failed}}}"] == 1
-    assert metrics['litestar_requests_in_progress{app_name="ecard",method="POST",path="/codes"}'] == 1
+    assert (
+        metrics['litestar_requests_in_progress{app_name="ecard",method="POST",path="/codes"}'] == 1
+    )
     assert metrics['litestar_requests_in_progress{app_name="ecard",method="GET",path="/x"}'] == 0
     # buckets are cumulative: 3 ms is under every bound from 5 ms; 200 ms only from 250 ms
-    assert metrics['litestar_request_duration_seconds_bucket{app_name="ecard",le="0.005",method="POST",path="/codes",status_code="201"}'] == 1
-    assert metrics['litestar_request_duration_seconds_bucket{app_name="ecard",le="0.1",method="GET",path="/x",status_code="503"}'] == 0
-    assert metrics['litestar_request_duration_seconds_bucket{app_name="ecard",le="0.25",method="GET",path="/x",status_code="503"}'] == 1
-    assert metrics['litestar_request_duration_seconds_bucket{app_name="ecard",le="+Inf",method="GET",path="/x",status_code="503"}'] == 1
+    assert (
+        metrics[
+            'litestar_request_duration_seconds_bucket{app_name="ecard",le="0.005",method="POST",path="/codes",status_code="201"}'
+        ]
+        == 1
+    )
+    assert (
+        metrics[
+            'litestar_request_duration_seconds_bucket{app_name="ecard",le="0.1",method="GET",path="/x",status_code="503"}'
+        ]
+        == 0
+    )
+    assert (
+        metrics[
+            'litestar_request_duration_seconds_bucket{app_name="ecard",le="0.25",method="GET",path="/x",status_code="503"}'
+        ]
+        == 1
+    )
+    assert (
+        metrics[
+            'litestar_request_duration_seconds_bucket{app_name="ecard",le="+Inf",method="GET",path="/x",status_code="503"}'
+        ]
+        == 1
+    )
     assert metrics[f"litestar_request_duration_seconds_sum{{{failed}}}"] == 0.2
 
 
@@ -47,7 +72,17 @@ def test_a_request_that_raises_is_counted_as_a_500_and_leaves_the_flight() -> No
     async def run() -> None:
         edge = EdgeMiddleware()(broken)
         try:
-            await edge({"type": "http", "method": "GET", "path": "/boom", "path_template": "/boom", "headers": []}, None, None)
+            await edge(
+                {
+                    "type": "http",
+                    "method": "GET",
+                    "path": "/boom",
+                    "path_template": "/boom",
+                    "headers": [],
+                },
+                None,
+                None,
+            )
         except RuntimeError:
             pass
 

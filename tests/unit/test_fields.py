@@ -5,7 +5,13 @@ import os
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ecard.crypto.fields import FieldCipher, FieldDecryptionError, blind_index, secrets_match, secret_digest
+from ecard.crypto.fields import (
+    FieldCipher,
+    FieldDecryptionError,
+    blind_index,
+    secrets_match,
+    secret_digest,
+)
 from ecard.offline.es256 import thumbprint
 
 
@@ -30,7 +36,9 @@ def test_encrypting_twice_gives_different_ciphertexts() -> None:
 def test_blind_index_is_stable_per_key_and_unlinkable_across_keys() -> None:
     key = os.urandom(32)
     assert blind_index(key, "11010519491231002X") == blind_index(key, "11010519491231002X")
-    assert blind_index(key, "11010519491231002X") != blind_index(os.urandom(32), "11010519491231002X")
+    assert blind_index(key, "11010519491231002X") != blind_index(
+        os.urandom(32), "11010519491231002X"
+    )
 
 
 def test_secret_comparison() -> None:
@@ -54,5 +62,7 @@ def test_rfc7638_thumbprint_matches_the_rfc_method() -> None:
     }
     canonical = '{"crv":"P-256","kty":"EC","x":"%s","y":"%s"}' % (members["x"], members["y"])
     assert json.dumps(members, separators=(",", ":")) == canonical
-    expected = base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+    expected = (
+        base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+    )
     assert thumbprint(key) == expected

@@ -16,7 +16,10 @@ OTHER_PLATFORM = SimpleNamespace(holder_token_key=b"o" * 32)
 ids = st.text(alphabet="0123456789abcdefghjkmnpqrstvwxyz", min_size=1, max_size=40)
 accesses = st.builds(
     HolderAccess,
-    session_id=ids, ecard_id=ids, card_id=ids, channel_id=ids,
+    session_id=ids,
+    ecard_id=ids,
+    card_id=ids,
+    channel_id=ids,
     issued_at=st.floats(min_value=0, max_value=4e9, allow_nan=False),
     expires_at=st.integers(min_value=0, max_value=2**40),
 )
@@ -33,7 +36,9 @@ def test_a_token_reads_back_as_issued_and_only_under_its_key(access: HolderAcces
 
 @settings(max_examples=300, deadline=None)
 @given(accesses, st.integers(min_value=0), st.characters(codec="ascii"))
-def test_any_changed_character_makes_it_nothing(access: HolderAccess, where: int, replacement: str) -> None:
+def test_any_changed_character_makes_it_nothing(
+    access: HolderAccess, where: int, replacement: str
+) -> None:
     token = holder_access_token(PLATFORM, access)
     index = len(HOLDER_ACCESS_PREFIX) + where % (len(token) - len(HOLDER_ACCESS_PREFIX))
     if token[index] == replacement:

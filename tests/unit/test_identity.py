@@ -45,7 +45,11 @@ def test_arbitrary_text_is_either_valid_or_refused_never_crashes(text: str) -> N
     assert check_digit(number[:17]) == number[17]
 
 
-@given(st.from_regex(r"[1-9]\d{5}(19[5-9]\d|20[01]\d)(0[1-9]|1[0-2])(0[1-9]|1\d|2[0-8])\d{3}", fullmatch=True))
+@given(
+    st.from_regex(
+        r"[1-9]\d{5}(19[5-9]\d|20[01]\d)(0[1-9]|1[0-2])(0[1-9]|1\d|2[0-8])\d{3}", fullmatch=True
+    )
+)
 def test_every_single_digit_change_is_caught(first17: str) -> None:
     number = first17 + check_digit(first17)
     assert normalize_identity_number(number) == number

@@ -19,7 +19,9 @@ def test_rotation_keeps_the_old_key_for_verification_until_its_window_ends() -> 
     assert ring.signing_key("330000").kid == new.kid != old.kid
     assert old.status == "retired"
     assert old.kid in {k.kid for k in ring.verification_keys(now=2001)}
-    assert old.kid not in {k.kid for k in ring.verification_keys(now=2000 + RETIRED_VERIFY_SECONDS + 1)}
+    assert old.kid not in {
+        k.kid for k in ring.verification_keys(now=2000 + RETIRED_VERIFY_SECONDS + 1)
+    }
 
 
 def test_withdrawal_removes_a_key_at_once_and_replaces_an_active_one() -> None:

@@ -104,7 +104,10 @@ def test_ecard_serve_port_advertises_that_port_in_discovery(tmp_path) -> None:
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "ecard.cli", "serve", "--port", str(port)],
-        env=environ, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=environ,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         url = f"http://127.0.0.1:{port}"

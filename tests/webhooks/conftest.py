@@ -20,8 +20,11 @@ from tests.api.conftest import World, basic, bearer, client, keys_dir, platform_
 @pytest.fixture(params=["embedded", "postgres"])
 def settings(request: pytest.FixtureRequest, tmp_path, keys_dir: str) -> Settings:  # noqa: F811
     environ = {
-        "ECARD_KEYS_DIR": keys_dir, "ECARD_LOG_JSON": "true", "ECARD_LOG_LEVEL": "WARNING",
-        "ECARD_WEBHOOK_ALLOW_HTTP": "true", "ECARD_WEBHOOK_POLL_SECONDS": "3600",
+        "ECARD_KEYS_DIR": keys_dir,
+        "ECARD_LOG_JSON": "true",
+        "ECARD_LOG_LEVEL": "WARNING",
+        "ECARD_WEBHOOK_ALLOW_HTTP": "true",
+        "ECARD_WEBHOOK_POLL_SECONDS": "3600",
     }
     if request.param == "embedded":
         environ["ECARD_DATABASE_URL"] = f"sqlite:///{tmp_path}/ecard.db"
@@ -68,7 +71,9 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hooks/ecard"
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", self.port, reuse_address=True
+        )
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -94,7 +99,9 @@ class Receiver:
                 await asyncio.sleep(self.delay)
             self.in_flight[key] -= 1
             status = self.statuses[min(len(self.received), len(self.statuses)) - 1]
-            writer.write(f"HTTP/1.1 {status} Scripted\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok".encode())
+            writer.write(
+                f"HTTP/1.1 {status} Scripted\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok".encode()
+            )
             await writer.drain()
         finally:
             writer.close()
@@ -115,7 +122,11 @@ async def put_endpoint(
     http: httpx.AsyncClient, operators: World, client_id: str, url: str, **body: object
 ) -> httpx.Response:
     """``PUT`` the client's endpoint as the world's admin."""
-    return await http.put(f"/operator/v1/clients/{client_id}/webhook", json={"url": url, **body}, headers=operators.op())
+    return await http.put(
+        f"/operator/v1/clients/{client_id}/webhook",
+        json={"url": url, **body},
+        headers=operators.op(),
+    )
 
 
 @dataclass

@@ -14,14 +14,26 @@ from ecard.webhooks import core
 
 
 def test_the_catalogue_and_payload_shape() -> None:
-    assert core.EVENT_TYPES == ("card.status_changed", "card.replaced", "ecard.unbound", "ecard.issued_elsewhere", "person.deceased")
+    assert core.EVENT_TYPES == (
+        "card.status_changed",
+        "card.replaced",
+        "ecard.unbound",
+        "ecard.issued_elsewhere",
+        "person.deceased",
+    )
     body = json.loads(core.payload("card.replaced", {"ecard_id": "e1"}, 1_796_306_400.5))
-    assert body == {"type": "card.replaced", "timestamp": "2026-12-03T14:00:00.500Z", "data": {"ecard_id": "e1"}}
+    assert body == {
+        "type": "card.replaced",
+        "timestamp": "2026-12-03T14:00:00.500Z",
+        "data": {"ecard_id": "e1"},
+    }
     with pytest.raises(ValueError):
         core.check_event_type("card.exploded")
     assert core.normalize_event_types(None) == ["*"]
     assert core.normalize_event_types(["card.replaced", "*"]) == ["*"]
-    assert core.subscribed(["*"], "person.deceased") and not core.subscribed(["card.replaced"], "person.deceased")
+    assert core.subscribed(["*"], "person.deceased") and not core.subscribed(
+        ["card.replaced"], "person.deceased"
+    )
     with pytest.raises(ValueError):
         core.normalize_event_types([])
 
@@ -86,7 +98,9 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
 def test_retries_end_after_the_attempt_budget_or_the_age_limit() -> None:
     assert core.next_attempt(core.MAX_ATTEMPTS, 0.0, 10.0) is None
     assert core.next_attempt(1, 0.0, 0.0) is not None
-    assert core.next_attempt(3, 0.0, core.MAX_AGE - 1) is None  # the next try would fall past 3 days
+    assert (
+        core.next_attempt(3, 0.0, core.MAX_AGE - 1) is None
+    )  # the next try would fall past 3 days
     now, attempts = 0.0, 0
     while (at := core.next_attempt(attempts + 1, 0.0, now, random.Random(attempts))) is not None:
         attempts, now = attempts + 1, at
@@ -94,7 +108,15 @@ def test_retries_end_after_the_attempt_budget_or_the_age_limit() -> None:
 
 
 def test_payload_data_is_ids_and_statuses_only() -> None:
-    core.check_data({"ecard_id": "e1", "card_status": "lost", "hce_reprovision": True, "n": 1, "x": None})
-    for bad in ({"name": "张三"}, {"Identity_Number": "1"}, {"list": [1]}, {"long": "x" * 200}, {str(i): i for i in range(20)}):
+    core.check_data(
+        {"ecard_id": "e1", "card_status": "lost", "hce_reprovision": True, "n": 1, "x": None}
+    )
+    for bad in (
+        {"name": "张三"},
+        {"Identity_Number": "1"},
+        {"list": [1]},
+        {"long": "x" * 200},
+        {str(i): i for i in range(20)},
+    ):
         with pytest.raises(ValueError):
             core.check_data(bad)

@@ -24,7 +24,10 @@ async def announce(client, partner: Partner, *, at: float, ecard_id: str = "e1")
     """An event for the partner, written in a transaction as the registry does."""
     async with platform_of(client).engine.transaction():
         delivery_id = await enqueue(
-            "card.status_changed", partner.client_id, {"ecard_id": ecard_id, "card_status": "lost", "ecard_status": "suspended"}, at=at
+            "card.status_changed",
+            partner.client_id,
+            {"ecard_id": ecard_id, "card_status": "lost", "ecard_status": "suspended"},
+            at=at,
         )
     assert delivery_id is not None
     return delivery_id
@@ -62,12 +65,20 @@ async def test_a_receiver_down_then_failing_then_back_gets_the_event_once_signed
     await receiver.start()
     assert await deliver_due(platform, now=t0 + 60) == 0
     [entry] = await log_of(client, world, client_id=partner.client_id)
-    assert entry["attempts"] == 2 and entry["last_status_code"] == 500 and entry["last_error"] == "HTTP 500"
+    assert (
+        entry["attempts"] == 2
+        and entry["last_status_code"] == 500
+        and entry["last_error"] == "HTTP 500"
+    )
     assert await deliver_due(platform, now=t0 + 3600) == 1
 
     [entry] = await log_of(client, world, client_id=partner.client_id, status="delivered")
     assert entry["attempts"] == 3 and entry["last_status_code"] == 200 and entry["delivered_at"]
-    assert entry["payload"]["data"] == {"ecard_id": "e1", "card_status": "lost", "ecard_status": "suspended"}
+    assert entry["payload"]["data"] == {
+        "ecard_id": "e1",
+        "card_status": "lost",
+        "ecard_status": "suspended",
+    }
 
     assert receiver.ids() == [delivery_id, delivery_id]  # the same webhook-id on every try
     for received in receiver.received:
@@ -107,22 +118,32 @@ async def test_a_receiver_that_never_recovers_ends_failed_and_can_be_redelivered
     # the partner fixed its side; an operator redelivers: same id, a fresh retry window
     receiver.statuses = [200]
     receiver.received.clear()
-    response = await client.post(f"/operator/v1/webhook-deliveries/{delivery_id}/redeliver", headers=world.op())
+    response = await client.post(
+        f"/operator/v1/webhook-deliveries/{delivery_id}/redeliver", headers=world.op()
+    )
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "pending" and response.json()["attempts"] == 0
     assert await deliver_due(platform) == 1
     assert receiver.ids() == [delivery_id] and tries >= 2
 
-    again = await client.post(f"/operator/v1/webhook-deliveries/{delivery_id}/redeliver", headers=world.op())
+    again = await client.post(
+        f"/operator/v1/webhook-deliveries/{delivery_id}/redeliver", headers=world.op()
+    )
     assert again.status_code == 409 and again.json()["code"] == "webhook_delivery_not_failed"
-    unknown = await client.post("/operator/v1/webhook-deliveries/msg_nope/redeliver", headers=world.op())
+    unknown = await client.post(
+        "/operator/v1/webhook-deliveries/msg_nope/redeliver", headers=world.op()
+    )
     assert unknown.status_code == 404 and unknown.json()["code"] == "webhook_delivery_not_found"
 
-    audit = await client.get("/operator/v1/audit", params={"target_id": delivery_id}, headers=world.op())
+    audit = await client.get(
+        "/operator/v1/audit", params={"target_id": delivery_id}, headers=world.op()
+    )
     assert [e["action"] for e in audit.json()["items"]] == ["webhook.delivery.redeliver"]
 
 
-async def test_a_redirect_is_not_followed(client, world: World, partner: Partner, receiver: Receiver) -> None:
+async def test_a_redirect_is_not_followed(
+    client, world: World, partner: Partner, receiver: Receiver
+) -> None:
     receiver.statuses = [307]
     await receiver.start()
     t0 = time.time()
@@ -140,13 +161,17 @@ async def test_during_a_rotation_overlap_both_secrets_verify_then_only_the_new_o
     platform = platform_of(client)
     await receiver.start()
     rotated = await client.post(
-        f"/operator/v1/clients/{partner.client_id}/webhook/rotate-secret", json={"overlap_seconds": 3600}, headers=world.op()
+        f"/operator/v1/clients/{partner.client_id}/webhook/rotate-secret",
+        json={"overlap_seconds": 3600},
+        headers=world.op(),
     )
     assert rotated.status_code == 200, rotated.text
     new_secret = rotated.json()["secret"]
     assert new_secret.startswith("whsec_") and new_secret != partner.secret
     assert rotated.json()["previous_secret_expires_at"]
-    shown = await client.get(f"/operator/v1/clients/{partner.client_id}/webhook", headers=world.op())
+    shown = await client.get(
+        f"/operator/v1/clients/{partner.client_id}/webhook", headers=world.op()
+    )
     assert "secret" not in shown.json() and shown.json()["previous_secret_expires_at"]
 
     t0 = time.time()
@@ -154,7 +179,9 @@ async def test_during_a_rotation_overlap_both_secrets_verify_then_only_the_new_o
     assert await deliver_due(platform, now=t0) == 1
     during = receiver.received[-1]
     assert len(during.headers["webhook-signature"].split(" ")) == 2
-    assert verify(partner.secret, during)["data"]["ecard_id"] == "during"  # a receiver not yet switched
+    assert (
+        verify(partner.secret, during)["data"]["ecard_id"] == "during"
+    )  # a receiver not yet switched
     assert verify(new_secret, during)["data"]["ecard_id"] == "during"  # a receiver already switched
 
     later = t0 + 7200  # the overlap is over
@@ -172,7 +199,9 @@ async def test_a_rotation_without_overlap_stops_the_old_secret_at_once(
 ) -> None:
     await receiver.start()
     rotated = await client.post(
-        f"/operator/v1/clients/{partner.client_id}/webhook/rotate-secret", json={"overlap_seconds": 0}, headers=world.op()
+        f"/operator/v1/clients/{partner.client_id}/webhook/rotate-secret",
+        json={"overlap_seconds": 0},
+        headers=world.op(),
     )
     assert rotated.status_code == 200 and "previous_secret_expires_at" not in rotated.json()
     await announce(client, partner, at=time.time())
@@ -181,7 +210,9 @@ async def test_a_rotation_without_overlap_stops_the_old_secret_at_once(
         verify(partner.secret, receiver.received[-1])
     verify(rotated.json()["secret"], receiver.received[-1])
     too_long = await client.post(
-        f"/operator/v1/clients/{partner.client_id}/webhook/rotate-secret", json={"overlap_seconds": 8 * 86_400}, headers=world.op()
+        f"/operator/v1/clients/{partner.client_id}/webhook/rotate-secret",
+        json={"overlap_seconds": 8 * 86_400},
+        headers=world.op(),
     )
     assert too_long.status_code == 400
 
@@ -195,7 +226,12 @@ async def test_two_concurrent_passes_never_send_a_delivery_twice(
     t0 = time.time()
     async with platform.engine.transaction():
         ids = [
-            await enqueue("card.status_changed", partner.client_id, {"ecard_id": f"e{i}", "card_status": "lost"}, at=t0)
+            await enqueue(
+                "card.status_changed",
+                partner.client_id,
+                {"ecard_id": f"e{i}", "card_status": "lost"},
+                at=t0,
+            )
             for i in range(12)
         ]
     delivered = await asyncio.gather(*(deliver_due(platform, now=t0) for _ in range(3)))
@@ -216,14 +252,20 @@ async def test_a_claim_is_exclusive_until_its_lease_runs_out(client, partner: Pa
     assert again["id"] == delivery_id and again["claim"] != (first + second)[0]["claim"]
 
 
-async def test_the_outbox_row_commits_or_rolls_back_with_the_change(client, partner: Partner) -> None:
+async def test_the_outbox_row_commits_or_rolls_back_with_the_change(
+    client, partner: Partner
+) -> None:
     platform = platform_of(client)
     with pytest.raises(RuntimeError):
         async with platform.engine.transaction():
             await enqueue("card.replaced", partner.client_id, {"ecard_id": "rolled-back"})
             raise RuntimeError("the change failed")
     assert await WebhookDelivery.count() == 0
-    ids = await enqueue_many("person.deceased", [partner.client_id, partner.client_id, "no_such_client"], {"ecard_id": "x"})
+    ids = await enqueue_many(
+        "person.deceased",
+        [partner.client_id, partner.client_id, "no_such_client"],
+        {"ecard_id": "x"},
+    )
     assert len(ids) == 1 and await WebhookDelivery.count() == 1
 
 
@@ -232,16 +274,21 @@ async def test_unsubscribed_disabled_or_unconfigured_clients_get_no_row(
 ) -> None:
     response = await client.put(
         f"/operator/v1/clients/{partner.client_id}/webhook",
-        json={"url": receiver.url, "event_types": ["card.replaced"]}, headers=world.op(),
+        json={"url": receiver.url, "event_types": ["card.replaced"]},
+        headers=world.op(),
     )
     assert response.status_code == 200 and response.json()["event_types"] == ["card.replaced"]
     assert "secret" not in response.json()  # shown once, at creation
     assert await enqueue("card.status_changed", partner.client_id, {"ecard_id": "e1"}) is None
     assert await enqueue("card.replaced", partner.client_id, {"ecard_id": "e1"}) is not None
-    assert await enqueue("card.replaced", world.department["client_id"], {"ecard_id": "e1"}) is None  # no endpoint
+    assert (
+        await enqueue("card.replaced", world.department["client_id"], {"ecard_id": "e1"}) is None
+    )  # no endpoint
 
     disabled = await client.put(
-        f"/operator/v1/clients/{partner.client_id}/webhook", json={"url": receiver.url, "status": "disabled"}, headers=world.op()
+        f"/operator/v1/clients/{partner.client_id}/webhook",
+        json={"url": receiver.url, "status": "disabled"},
+        headers=world.op(),
     )
     assert disabled.status_code == 200 and disabled.json()["status"] == "disabled"
     assert await enqueue("card.replaced", partner.client_id, {"ecard_id": "e2"}) is None
@@ -257,7 +304,12 @@ async def test_unsubscribed_disabled_or_unconfigured_clients_get_no_row(
 async def test_programming_errors_are_refused(client, partner: Partner) -> None:
     with pytest.raises(ValueError, match="unknown webhook event type"):
         await enqueue("card.exploded", partner.client_id, {"ecard_id": "e1"})
-    for data in ({"ecard_id": "e1", "name": "张三"}, {"identity_number": "x"}, {"card_number": "C1"}, {"nested": {"a": 1}}):
+    for data in (
+        {"ecard_id": "e1", "name": "张三"},
+        {"identity_number": "x"},
+        {"card_number": "C1"},
+        {"nested": {"a": 1}},
+    ):
         with pytest.raises(ValueError):
             await enqueue("card.replaced", partner.client_id, data)
     assert await WebhookDelivery.count() == 0
@@ -270,7 +322,9 @@ async def test_a_card_status_change_is_announced_to_the_channel_with_ids_only(
     person = await world.person_with_card()
     issued = await world.issue(person)
     changed = await client.post(
-        f"/operator/v1/cards/{person['card_id']}/status", json={"status": "lost", "reason": "reported lost"}, headers=world.op()
+        f"/operator/v1/cards/{person['card_id']}/status",
+        json={"status": "lost", "reason": "reported lost"},
+        headers=world.op(),
     )
     assert changed.status_code == 200, changed.text
     assert await deliver_due(platform_of(client)) >= 1
@@ -282,15 +336,23 @@ async def test_a_card_status_change_is_announced_to_the_channel_with_ids_only(
         assert secret_value not in raw
 
 
-async def test_the_background_worker_delivers_without_being_asked(client, partner: Partner, receiver: Receiver) -> None:
+async def test_the_background_worker_delivers_without_being_asked(
+    client, partner: Partner, receiver: Receiver
+) -> None:
     platform = platform_of(client)
     await receiver.start()
-    quick = dataclasses.replace(platform, settings=msgspec.structs.replace(platform.settings, webhook_poll_seconds=0.05))
+    quick = dataclasses.replace(
+        platform, settings=msgspec.structs.replace(platform.settings, webhook_poll_seconds=0.05)
+    )
     async with background(quick):
         delivery_id = await announce(client, partner, at=time.time())
         await asyncio.wait_for(receiver.arrived.wait(), timeout=30)
     assert receiver.ids() == [delivery_id]
-    row = await WebhookDelivery.select(WebhookDelivery.status).where(WebhookDelivery.id == delivery_id).first()
+    row = (
+        await WebhookDelivery.select(WebhookDelivery.status)
+        .where(WebhookDelivery.id == delivery_id)
+        .first()
+    )
     assert row["status"] == "delivered"
     assert json.loads(receiver.received[0].body)["data"]["ecard_id"] == "e1"
 
@@ -307,7 +369,11 @@ async def test_a_receiver_too_slow_to_answer_times_out_and_is_retried(
     delivery_id = await announce(client, partner, at=t0)
     assert await deliver_due(platform_of(client), now=t0) == 0
     [entry] = await log_of(client, world, client_id=partner.client_id)
-    assert entry["id"] == delivery_id and entry["status"] == "pending" and entry["last_error"] == "timeout"
+    assert (
+        entry["id"] == delivery_id
+        and entry["status"] == "pending"
+        and entry["last_error"] == "timeout"
+    )
     receiver.delay = 0.0
     assert await deliver_due(platform_of(client), now=t0 + 3600) == 1
     assert receiver.ids() == [delivery_id, delivery_id]
@@ -322,8 +388,12 @@ async def test_finished_deliveries_are_purged_after_the_retention_pending_ones_n
     given_up = await enqueue("card.replaced", partner.client_id, {"ecard_id": "b"}, at=old)
     waiting = await enqueue("card.replaced", partner.client_id, {"ecard_id": "c"}, at=old)
     recent = await enqueue("card.replaced", partner.client_id, {"ecard_id": "d"})
-    await WebhookDelivery.update({WebhookDelivery.status: "delivered"}).where(WebhookDelivery.id.is_in([delivered, recent]))
-    await WebhookDelivery.update({WebhookDelivery.status: "failed_permanently"}).where(WebhookDelivery.id == given_up)
+    await WebhookDelivery.update({WebhookDelivery.status: "delivered"}).where(
+        WebhookDelivery.id.is_in([delivered, recent])
+    )
+    await WebhookDelivery.update({WebhookDelivery.status: "failed_permanently"}).where(
+        WebhookDelivery.id == given_up
+    )
     assert await purge_log(platform) == 2
     left = {row["id"] for row in await WebhookDelivery.select(WebhookDelivery.id)}
     assert left == {waiting, recent}

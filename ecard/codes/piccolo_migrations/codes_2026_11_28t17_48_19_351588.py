@@ -48,9 +48,7 @@ DESCRIPTION = "Code service: card pseudonyms, verification record, revocation lo
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="codes", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="codes", description=DESCRIPTION)
 
     manager.add_table(
         class_name="RevocationHead",

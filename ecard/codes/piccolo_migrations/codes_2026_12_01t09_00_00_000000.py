@@ -34,7 +34,9 @@ async def scrub() -> None:
 
 async def forwards():
     manager = MigrationManager(migration_id=ID, app_name="codes", description=DESCRIPTION)
-    manager.add_table(class_name="RevocationVersion", tablename="revocation_version", schema=None, columns=None)
+    manager.add_table(
+        class_name="RevocationVersion", tablename="revocation_version", schema=None, columns=None
+    )
     for name, column_class, params in (
         ("version", Integer, _params(default=0, primary_key=True)),
         ("published_at", BigInt, _params(default=0)),

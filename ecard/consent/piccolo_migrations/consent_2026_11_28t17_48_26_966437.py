@@ -66,9 +66,7 @@ DESCRIPTION = "True"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="consent", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="consent", description=DESCRIPTION)
 
     manager.add_table(
         class_name="ConsentEvent",
@@ -98,9 +96,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="Consent", tablename="consent", schema=None, columns=None
-    )
+    manager.add_table(class_name="Consent", tablename="consent", schema=None, columns=None)
 
     manager.add_table(
         class_name="EmploymentRecord",

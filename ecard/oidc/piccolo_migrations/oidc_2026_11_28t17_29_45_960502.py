@@ -35,9 +35,7 @@ DESCRIPTION = "OpenID provider: filed relying parties and token families"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="oidc", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="oidc", description=DESCRIPTION)
 
     manager.add_table(
         class_name="OidcClient",

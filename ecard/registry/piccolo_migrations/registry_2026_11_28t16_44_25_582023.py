@@ -99,17 +99,11 @@ DESCRIPTION = ""
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="registry", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="registry", description=DESCRIPTION)
 
-    manager.add_table(
-        class_name="Person", tablename="person", schema=None, columns=None
-    )
+    manager.add_table(class_name="Person", tablename="person", schema=None, columns=None)
 
-    manager.add_table(
-        class_name="ECard", tablename="ecard", schema=None, columns=None
-    )
+    manager.add_table(class_name="ECard", tablename="ecard", schema=None, columns=None)
 
     manager.add_table(
         class_name="AuditEvent",
@@ -139,9 +133,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="Operator", tablename="operator", schema=None, columns=None
-    )
+    manager.add_table(class_name="Operator", tablename="operator", schema=None, columns=None)
 
     manager.add_table(
         class_name="HolderSession",
@@ -150,13 +142,9 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="Card", tablename="card", schema=None, columns=None
-    )
+    manager.add_table(class_name="Card", tablename="card", schema=None, columns=None)
 
-    manager.add_table(
-        class_name="ApiClient", tablename="api_client", schema=None, columns=None
-    )
+    manager.add_table(class_name="ApiClient", tablename="api_client", schema=None, columns=None)
 
     manager.add_column(
         table_class_name="Person",

@@ -8,9 +8,7 @@ DESCRIPTION = "card.chip_reference: the chip reference offline records name a ca
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="registry", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="registry", description=DESCRIPTION)
 
     manager.add_column(
         table_class_name="Card",

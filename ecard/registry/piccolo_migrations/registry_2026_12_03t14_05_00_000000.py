@@ -25,8 +25,15 @@ async def widen_statuses() -> None:
 
 def _params(**overrides: Any) -> dict[str, Any]:
     params: dict[str, Any] = {
-        "default": None, "null": True, "primary_key": False, "unique": False, "index": False,
-        "index_method": IndexMethod.btree, "choices": None, "db_column_name": None, "secret": False,
+        "default": None,
+        "null": True,
+        "primary_key": False,
+        "unique": False,
+        "index": False,
+        "index_method": IndexMethod.btree,
+        "choices": None,
+        "db_column_name": None,
+        "secret": False,
     }
     params.update(overrides)
     return params
@@ -36,16 +43,34 @@ async def forwards():
     manager = MigrationManager(migration_id=ID, app_name="registry", description=DESCRIPTION)
     manager.add_raw(widen_statuses)
     manager.add_column(
-        table_class_name="Card", tablename="card", column_name="loss_lapses_at", db_column_name="loss_lapses_at",
-        column_class_name="BigInt", column_class=BigInt, params=_params(index=True), schema=None,
+        table_class_name="Card",
+        tablename="card",
+        column_name="loss_lapses_at",
+        db_column_name="loss_lapses_at",
+        column_class_name="BigInt",
+        column_class=BigInt,
+        params=_params(index=True),
+        schema=None,
     )
     for name, length in (("replaces", 32), ("replaced_by", 32), ("replacement_reason", 24)):
         manager.add_column(
-            table_class_name="Card", tablename="card", column_name=name, db_column_name=name,
-            column_class_name="Varchar", column_class=Varchar, params=_params(length=length), schema=None,
+            table_class_name="Card",
+            tablename="card",
+            column_name=name,
+            db_column_name=name,
+            column_class_name="Varchar",
+            column_class=Varchar,
+            params=_params(length=length),
+            schema=None,
         )
     manager.add_column(
-        table_class_name="Person", tablename="person", column_name="deceased_on", db_column_name="deceased_on",
-        column_class_name="Date", column_class=Date, params=_params(), schema=None,
+        table_class_name="Person",
+        tablename="person",
+        column_name="deceased_on",
+        db_column_name="deceased_on",
+        column_class_name="Date",
+        column_class=Date,
+        params=_params(),
+        schema=None,
     )
     return manager

@@ -15,8 +15,15 @@ DESCRIPTION = "holder_session: jkt, ended_reason, family, started_at, last_used"
 
 def _params(**overrides: Any) -> dict[str, Any]:
     params: dict[str, Any] = {
-        "default": None, "null": True, "primary_key": False, "unique": False, "index": False,
-        "index_method": IndexMethod.btree, "choices": None, "db_column_name": None, "secret": False,
+        "default": None,
+        "null": True,
+        "primary_key": False,
+        "unique": False,
+        "index": False,
+        "index_method": IndexMethod.btree,
+        "choices": None,
+        "db_column_name": None,
+        "secret": False,
     }
     params.update(overrides)
     return params
@@ -24,15 +31,30 @@ def _params(**overrides: Any) -> dict[str, Any]:
 
 async def forwards():
     manager = MigrationManager(migration_id=ID, app_name="registry", description=DESCRIPTION)
-    for name, length, index in (("jkt", 64, False), ("ended_reason", 24, False), ("family", 32, True)):
+    for name, length, index in (
+        ("jkt", 64, False),
+        ("ended_reason", 24, False),
+        ("family", 32, True),
+    ):
         manager.add_column(
-            table_class_name="HolderSession", tablename="holder_session", column_name=name, db_column_name=name,
-            column_class_name="Varchar", column_class=Varchar, params=_params(length=length, index=index),
+            table_class_name="HolderSession",
+            tablename="holder_session",
+            column_name=name,
+            db_column_name=name,
+            column_class_name="Varchar",
+            column_class=Varchar,
+            params=_params(length=length, index=index),
             schema=None,
         )
     for name in ("started_at", "last_used"):
         manager.add_column(
-            table_class_name="HolderSession", tablename="holder_session", column_name=name, db_column_name=name,
-            column_class_name="Timestamptz", column_class=Timestamptz, params=_params(), schema=None,
+            table_class_name="HolderSession",
+            tablename="holder_session",
+            column_name=name,
+            db_column_name=name,
+            column_class_name="Timestamptz",
+            column_class=Timestamptz,
+            params=_params(),
+            schema=None,
         )
     return manager

@@ -34,16 +34,27 @@ class ApiClient(Table, tablename="api_client", schema=None):
 
 def _params(**overrides: Any) -> dict[str, Any]:
     params: dict[str, Any] = {
-        "null": False, "primary_key": False, "unique": False, "index": False,
-        "index_method": IndexMethod.btree, "choices": None, "db_column_name": None, "secret": False,
+        "null": False,
+        "primary_key": False,
+        "unique": False,
+        "index": False,
+        "index_method": IndexMethod.btree,
+        "choices": None,
+        "db_column_name": None,
+        "secret": False,
     }
     params.update(overrides)
     return params
 
 
 def _foreign_key(references: type[Table], **overrides: Any) -> dict[str, Any]:
-    return _params(references=references, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade,
-                   target_column=None, **overrides)
+    return _params(
+        references=references,
+        on_delete=OnDelete.cascade,
+        on_update=OnUpdate.cascade,
+        target_column=None,
+        **overrides,
+    )
 
 
 COLUMNS: dict[tuple[str, str], list[tuple[str, type, dict[str, Any]]]] = {
@@ -79,7 +90,13 @@ async def forwards():
     for (class_name, tablename), columns in COLUMNS.items():
         for name, column_class, params in columns:
             manager.add_column(
-                table_class_name=class_name, tablename=tablename, column_name=name, db_column_name=name,
-                column_class_name=column_class.__name__, column_class=column_class, params=params, schema=None,
+                table_class_name=class_name,
+                tablename=tablename,
+                column_name=name,
+                db_column_name=name,
+                column_class_name=column_class.__name__,
+                column_class=column_class,
+                params=params,
+                schema=None,
             )
     return manager

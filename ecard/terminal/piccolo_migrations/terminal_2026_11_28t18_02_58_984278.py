@@ -63,9 +63,7 @@ DESCRIPTION = "True"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="terminal", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="terminal", description=DESCRIPTION)
 
     manager.add_table(
         class_name="TerminalRecord",
@@ -81,9 +79,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="Terminal", tablename="terminal", schema=None, columns=None
-    )
+    manager.add_table(class_name="Terminal", tablename="terminal", schema=None, columns=None)
 
     manager.add_table(
         class_name="HceCertificate",

@@ -24,8 +24,18 @@ DESCRIPTION = "webhook_endpoint and webhook_delivery (signed partner webhooks fr
 
 
 class ApiClient(Table, tablename="api_client", schema=None):
-    id = Varchar(length=40, default="", null=False, primary_key=True, unique=False, index=False,
-                 index_method=IndexMethod.btree, choices=None, db_column_name=None, secret=False)
+    id = Varchar(
+        length=40,
+        default="",
+        null=False,
+        primary_key=True,
+        unique=False,
+        index=False,
+        index_method=IndexMethod.btree,
+        choices=None,
+        db_column_name=None,
+        secret=False,
+    )
 
 
 def _params(**extra: object) -> dict:
@@ -43,7 +53,13 @@ def _params(**extra: object) -> dict:
 
 
 def _client_fk(**extra: object) -> dict:
-    return _params(references=ApiClient, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade, target_column=None, **extra)
+    return _params(
+        references=ApiClient,
+        on_delete=OnDelete.cascade,
+        on_update=OnUpdate.cascade,
+        target_column=None,
+        **extra,
+    )
 
 
 ENDPOINT = (
