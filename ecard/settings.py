@@ -34,6 +34,15 @@ class Peer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     client_secret: str
 
 
+class DirectoryPeer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Another province's directory feed (``docs/directory.md``): where it is, the root public
+    key that signs it, and the provinces it is the only source for."""
+
+    url: Annotated[str, msgspec.Meta(pattern=r"^https?://")]  # .../directory/v1/feed
+    root_key: dict[str, str]  # the peer's root public JWK (P-256)
+    provinces: Annotated[list[RegionCode], msgspec.Meta(min_length=1)]
+
+
 class CardPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A province's card-life policy (``docs/lifecycle.md``)."""
 
@@ -52,6 +61,30 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redis_prefix: str = "ecard:"
     ledger_rpc_url: str | None = None
     ledger_seal_interval: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 1.0
+    #: the chain account that anchors (``docs/operations.md``): its secp256k1 private key, 64 hex
+    #: digits, or better the path of a file holding them.  Unset: the node's unlocked account
+    #: (development nodes only; production requires it).  Never logged
+    ledger_anchor_key: str | None = None
+    #: the LedgerAnchor contract, chain and deployment block ``ecard ledger deploy`` printed;
+    #: production requires them (it never deploys on first use)
+    ledger_contract: Annotated[str, msgspec.Meta(pattern=r"^0x[0-9a-fA-F]{40}$")] | None = None
+    ledger_contract_block: Annotated[int, msgspec.Meta(ge=0)] = 0
+    ledger_chain_id: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    #: anchoring fees: ``free`` (gasPrice 0, Besu ``--min-gas-price=0``), ``legacy``, ``eip1559``
+    #: or ``auto`` (EIP-1559 when the chain has a base fee); a stuck transaction is replaced after
+    #: ``ledger_replace_after`` seconds with higher fees, never above ``ledger_max_fee_gwei``
+    ledger_gas: Literal["auto", "free", "legacy", "eip1559"] = "auto"
+    ledger_max_fee_gwei: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    ledger_replace_after: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 120.0
+    #: ``/readyz``: the chain's latest block may be this old (0: not checked, for chains that make
+    #: blocks only on demand), and the oldest unanchored block this old
+    ledger_max_block_age: Annotated[float, msgspec.Meta(ge=0)] = 120.0
+    ledger_max_anchor_lag: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+    #: the ledger's two trust domains (``docs/ledger.md``): the log's signing key and the consent
+    #: writer's key, each a hex Ed25519 seed or a key file; unset they derive from the keyring
+    #: (development), production requires both, and different
+    ledger_log_key: str | None = None
+    ledger_writer_key: str | None = None
     keys_dir: str = "keys"
     #: the service's external URL (OIDC issuer, DPoP ``htu``, evidence audience).  Left empty it
     #: is the address actually served, ``http://{host}:{port}`` (see :func:`served_url`); always
@@ -84,6 +117,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     trusted_proxies: str = ""
     #: other provinces' deployments (TOML ``[[peers]]`` tables, or ``ECARD_PEERS`` as a JSON list)
     peers: list[Peer] = []
+    #: other provinces' directory feeds (TOML ``[[directory_peers]]`` tables, or
+    #: ``ECARD_DIRECTORY_PEERS`` as a JSON list), pulled every ``directory_pull_seconds``
+    directory_peers: list[DirectoryPeer] = []
+    directory_pull_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 300.0
     #: card-life policy per province region code, ``"*"`` for the rest (TOML ``[card_policies."*"]``
     #: tables, or ``ECARD_CARD_POLICIES`` as a JSON object)
     card_policies: dict[str, CardPolicy] = {}
@@ -113,12 +150,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     @property
     def sqlite_path(self) -> Path:
-        """``sqlite:///var/x.db`` is relative, ``sqlite:////abs/x.db`` absolute (SQLAlchemy style)."""
+        """``sqlite:///var/x.db`` is relative, ``sqlite:////abs/x.db`` absolute
+        (SQLAlchemy style)."""
         return Path(self.database_url[len("sqlite:///") :])
 
 
 #: bind addresses that name no single address a client could use
-WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
+# the addresses that mean "every interface": recognised to advertise a reachable URL, not bound
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})  # noqa: S104
 
 
 def served_url(host: str, port: int) -> str:
@@ -152,7 +191,7 @@ def _from_environment(environ: dict[str, str]) -> dict[str, Any]:
     return values
 
 
-_JSON_FIELDS = {"peers", "card_policies", "liveness_methods"}
+_JSON_FIELDS = {"peers", "card_policies", "liveness_methods", "directory_peers"}
 
 
 def _json_setting(key: str, raw: str) -> Any:
@@ -207,7 +246,8 @@ def _check_liveness_methods(settings: Settings) -> None:
         unknown = sorted(set(methods) - set(METHODS))
         if unknown:
             raise SettingsError(
-                f"{PREFIX}LIVENESS_METHODS: {region}: unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}"
+                f"{PREFIX}LIVENESS_METHODS: {region}: unknown method(s) {', '.join(unknown)}; "
+                f"known: {', '.join(METHODS)}"
             )
 
 
@@ -226,7 +266,8 @@ def _check_public_url(settings: Settings, *, explicit: bool) -> None:
     if settings.env == "prod":
         raise SettingsError(
             f"{PREFIX}PUBLIC_URL: required when {PREFIX}ENV=prod (the OIDC issuer and the audience "
-            "of tokens and evidence must be the service's external URL, e.g. https://ecard.example.cn)"
+            "of tokens and evidence must be the service's external URL, e.g. "
+            "https://ecard.example.cn)"
         )
     if settings.host in WILDCARD_HOSTS:
         logging.getLogger("ecard.settings").warning(
@@ -243,7 +284,8 @@ def _check_public_url(settings: Settings, *, explicit: bool) -> None:
 def _check_urls(settings: Settings) -> None:
     if not settings.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise SettingsError(
-            f"{PREFIX}DATABASE_URL: expected sqlite:///PATH or postgresql://..., got a different scheme"
+            f"{PREFIX}DATABASE_URL: expected sqlite:///PATH or postgresql://..., got a "
+            "different scheme"
         )
     if settings.redis_url and not settings.redis_url.startswith(
         ("redis://", "rediss://", "unix://")

@@ -11,10 +11,13 @@ region; rotation makes a new active key and retires the previous one.
 from __future__ import annotations
 
 import os
+import re
 import time
+from pathlib import Path
 from typing import Literal
 
 import msgspec
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -54,7 +57,8 @@ class KeyRecord(msgspec.Struct, kw_only=True):
 
     def private_key(self) -> ec.EllipticCurvePrivateKey:
         key = serialization.load_pem_private_key(self.private_pem.encode(), password=None)
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise KeyringError("key_invalid", f"key {self.kid}: not an EC private key")
         return key
 
     def public_key(self) -> ec.EllipticCurvePublicKey:
@@ -86,6 +90,103 @@ class Secrets(msgspec.Struct, kw_only=True):
             algorithm=hashes.SHA256(), length=32, salt=None, info=f"ecard-ledger:{purpose}".encode()
         )
         return Ed25519PrivateKey.from_private_bytes(seed.derive(bytes.fromhex(self.ledger_seed)))
+
+
+# --- ledger keys configured apart from the keyring ------------------------------------------------
+
+#: order of the secp256k1 group: a chain account's private key is an integer in [1, n - 1]
+SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+_HEX32 = re.compile(r"(?:0x)?([0-9a-fA-F]{64})")
+
+
+def _key_text(value: str, setting: str) -> str:
+    """A key setting's value: 64 hex digits inline, or the path of a file holding the key.  The
+    value itself never appears in an error (it may be the key)."""
+    if _HEX32.fullmatch(value.strip()):
+        return value.strip()
+    try:
+        return Path(value).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise KeyringError(
+            "ledger_key_invalid",
+            f"{setting}: neither 32 bytes in hex nor a readable file holding a key",
+        ) from None
+
+
+def anchor_private_key(value: str, setting: str = "ECARD_LEDGER_ANCHOR_KEY") -> bytes:
+    """The chain account's secp256k1 private key (32 bytes) from a setting's value: 64 hex digits
+    (``0x`` optional) inline, or the path of a file holding them."""
+    match = _HEX32.fullmatch(_key_text(value, setting))
+    key = bytes.fromhex(match.group(1)) if match else b""
+    if not key or not 0 < int.from_bytes(key, "big") < SECP256K1_ORDER:
+        raise KeyringError(
+            "ledger_key_invalid", f"{setting}: not a secp256k1 private key (64 hex digits)"
+        )
+    return key
+
+
+def ed25519_private_key(value: str, setting: str) -> Ed25519PrivateKey:
+    """An Ed25519 private key from a setting's value: a 32-byte seed in hex (inline or in a file)
+    or a PKCS#8 PEM file (``openssl genpkey -algorithm ed25519``)."""
+    text = _key_text(value, setting)
+    if match := _HEX32.fullmatch(text):
+        return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(match.group(1)))
+    try:
+        key = serialization.load_pem_private_key(text.encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        key = None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyringError(
+            "ledger_key_invalid", f"{setting}: not an Ed25519 private key (hex seed or PEM)"
+        )
+    return key
+
+
+def ledger_keys(
+    secrets: Secrets,
+    writer_purpose: str,
+    *,
+    log_key: str | None,
+    writer_key: str | None,
+    required: bool,
+) -> tuple[Ed25519PrivateKey, Ed25519PrivateKey]:
+    """The log's signing key and one writer's key: two trust domains.
+
+    Each configured value (a setting naming a key, see :func:`ed25519_private_key`) is used as
+    is; an unconfigured one is derived from the keyring's ledger seed (development).  With
+    ``required`` (production) both must be configured, and they must differ: whoever holds the
+    log key alone must not be able to sign entries as the writer."""
+    if required and not (log_key and writer_key):
+        missing = [
+            name
+            for name, value in (
+                ("ECARD_LEDGER_LOG_KEY", log_key),
+                ("ECARD_LEDGER_WRITER_KEY", writer_key),
+            )
+            if not value
+        ]
+        raise KeyringError(
+            "ledger_key_missing",
+            f"{' and '.join(missing)} must be configured in production: the log's signing key and "
+            "the consent writer's key are separate keys held by separate parties",
+        )
+    log = (
+        ed25519_private_key(log_key, "ECARD_LEDGER_LOG_KEY")
+        if log_key
+        else secrets.ledger_key("log")
+    )
+    writer = (
+        ed25519_private_key(writer_key, "ECARD_LEDGER_WRITER_KEY")
+        if writer_key
+        else secrets.ledger_key(writer_purpose)
+    )
+    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    if log.public_key().public_bytes(*raw) == writer.public_key().public_bytes(*raw):
+        raise KeyringError(
+            "ledger_key_invalid",
+            "ECARD_LEDGER_LOG_KEY and ECARD_LEDGER_WRITER_KEY are the same key; they must differ",
+        )
+    return log, writer
 
 
 def _new_key(role: Literal["root", "issuer"], region: str | None, now: int) -> KeyRecord:
@@ -181,7 +282,8 @@ class Keyring(msgspec.Struct, kw_only=True):
         return key
 
     def withdraw(self, kid: str, now: int | None = None) -> KeyRecord:
-        """Compromised key: it stops verifying at once.  A region left without a signer gets a new key."""
+        """Compromised key: it stops verifying at once.  A region left without a signer gets a new
+        key."""
         key = self.find(kid)
         if key.role != "issuer":
             raise KeyringError("key_state_conflict", "the root key cannot be withdrawn here")

@@ -6,6 +6,10 @@ block and confirmations.  A node that is down or slow only delays anchoring: app
 never wait for it, and the jobs catch up when it returns.  Before sending, the contract is asked
 whether the block is already anchored (e.g. the worker died after sending), so a block never gets
 a second transaction from a retry.
+
+Transactions come from a :class:`~ledger.evm.sender.LocalSigner` (the platform's own account,
+signed locally: production) or the node's unlocked account (development nodes); see
+:mod:`ledger.evm.sender` for nonces, fees and the replacement of stuck transactions.
 """
 
 from __future__ import annotations
@@ -18,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from eth_account.signers.local import LocalAccount
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.contract import AsyncContract
 from web3.exceptions import TransactionNotFound
-from web3.middleware import SignAndSendRawMiddlewareBuilder
 
 from ledger.errors import AnchorError
 from ledger.evm import RECURSION_LIMIT
+from ledger.evm.sender import LocalSigner, NodeAccount
 from ledger.log import Ledger
 from ledger.tables import LedgerAnchor
 from ledger.verify import ChainRecord
@@ -58,15 +61,10 @@ def load_artifact() -> Artifact:
     return msgspec.json.decode(ARTIFACT.read_bytes(), type=Artifact)
 
 
-def connect(
-    rpc_url: str, account: LocalAccount | None = None, *, timeout: float = 10.0
-) -> AsyncWeb3[AsyncHTTPProvider]:
-    """An async web3 on a JSON-RPC URL; with ``account`` transactions are signed locally (Besu,
-    GoQuorum), without it the node's unlocked account sends them (anvil, dev nodes)."""
-    w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
-    if account is not None:
-        w3.middleware_onion.inject(SignAndSendRawMiddlewareBuilder.build(account), layer=0)
-    return w3
+def connect(rpc_url: str, *, timeout: float = 10.0) -> AsyncWeb3[AsyncHTTPProvider]:
+    """An async web3 on a JSON-RPC URL.  Who signs is the sender's business (:class:`ChainAnchor`
+    takes a :class:`LocalSigner` or the node's unlocked account)."""
+    return AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
 
 
 async def _chain_call(awaitable: Any) -> Any:
@@ -86,30 +84,64 @@ async def _chain_call(awaitable: Any) -> Any:
         raise AnchorError("anchor.rejected", f"the chain refused the call: {name}: {exc}") from exc
 
 
-async def deploy_contract(w3: AsyncWeb3[Any], admin: str) -> str:
-    """Deploy LedgerAnchor with ``admin`` as its admin; returns the contract address."""
+Sender = LocalSigner | NodeAccount
+
+
+def as_sender(sender: str | Sender) -> Sender:
+    """An address string means the node's unlocked account."""
+    return NodeAccount(sender) if isinstance(sender, str) else sender
+
+
+class Deployment(msgspec.Struct, frozen=True):
+    """Where a LedgerAnchor contract was deployed: what ``ECARD_LEDGER_*`` settings name."""
+
+    chain_id: int
+    address: str
+    block: int
+    tx_hash: str
+    admin: str
+
+
+async def deploy(w3: AsyncWeb3[Any], admin: str | Sender, *, timeout: float = 120.0) -> Deployment:
+    """Deploy LedgerAnchor from ``admin`` (its admin) and wait for the receipt."""
+    sender = as_sender(admin)
     artifact = load_artifact()
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    tx_hash = await _chain_call(factory.constructor().transact({"from": admin}))
-    receipt = await _chain_call(w3.eth.wait_for_transaction_receipt(tx_hash))
-    return str(receipt["contractAddress"])
+    tx_hash = await _chain_call(sender.transact(w3, factory.constructor()))
+    receipt = await _chain_call(w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout))
+    if receipt["status"] != 1 or not receipt["contractAddress"]:
+        raise AnchorError("anchor.rejected", f"the deployment {tx_hash} reverted")
+    return Deployment(
+        int(await _chain_call(w3.eth.chain_id)),
+        str(receipt["contractAddress"]),
+        int(receipt["blockNumber"]),
+        tx_hash,
+        sender.address,
+    )
+
+
+async def deploy_contract(w3: AsyncWeb3[Any], admin: str | Sender) -> str:
+    """Deploy LedgerAnchor with ``admin`` as its admin; returns the contract address."""
+    return (await deploy(w3, admin)).address
 
 
 class ChainAnchor:
     """The LedgerAnchor contract at ``address``, used by ``sender`` (which must hold the anchorer
-    role).  Also the audit's ``AnchorReader``."""
+    role): a :class:`LocalSigner`, or an address string for the node's unlocked account.  Also
+    the audit's ``AnchorReader``."""
 
     def __init__(
         self,
         w3: AsyncWeb3[Any],
         address: str,
-        sender: str,
+        sender: str | Sender,
         *,
         confirmations: int = 1,
         from_block: int = 0,
     ) -> None:
         self.w3 = w3
-        self.sender = AsyncWeb3.to_checksum_address(sender)
+        self.signer = as_sender(sender)
+        self.sender = self.signer.address
         self.contract: AsyncContract = w3.eth.contract(
             address=AsyncWeb3.to_checksum_address(address), abi=load_artifact().abi
         )
@@ -121,17 +153,30 @@ class ChainAnchor:
         if isinstance(self.w3.provider, AsyncHTTPProvider):
             await self.w3.provider.disconnect()
 
-    async def grant_anchorer(self, account: str, admin: str) -> None:
-        tx_hash = await _chain_call(
-            self.contract.functions.grantAnchorer(account).transact({"from": admin})
-        )
-        await _chain_call(self.w3.eth.wait_for_transaction_receipt(tx_hash))
+    async def _admin_call(self, call: Any, admin: str | Sender) -> None:
+        tx_hash = await _chain_call(as_sender(admin).transact(self.w3, call))
+        receipt = await _chain_call(self.w3.eth.wait_for_transaction_receipt(tx_hash))
+        if receipt["status"] != 1:
+            raise AnchorError("anchor.rejected", f"the admin transaction {tx_hash} reverted")
 
-    async def revoke_anchorer(self, account: str, admin: str) -> None:
-        tx_hash = await _chain_call(
-            self.contract.functions.revokeAnchorer(account).transact({"from": admin})
+    async def grant_anchorer(self, account: str, admin: str | Sender) -> None:
+        await self._admin_call(self.contract.functions.grantAnchorer(account), admin)
+
+    async def revoke_anchorer(self, account: str, admin: str | Sender) -> None:
+        await self._admin_call(self.contract.functions.revokeAnchorer(account), admin)
+
+    async def transfer_admin(self, new_admin: str, admin: str | Sender) -> None:
+        await self._admin_call(
+            self.contract.functions.transferAdmin(AsyncWeb3.to_checksum_address(new_admin)), admin
         )
-        await _chain_call(self.w3.eth.wait_for_transaction_receipt(tx_hash))
+
+    async def is_anchorer(self, account: str) -> bool:
+        call = self.contract.functions.isAnchorer(AsyncWeb3.to_checksum_address(account))
+        return bool(await _chain_call(call.call()))
+
+    async def has_code(self) -> bool:
+        """Whether a contract lives at the address on this chain (a wrong network has none)."""
+        return len(await _chain_call(self.w3.eth.get_code(self.contract.address))) > 0
 
     async def head(self) -> int:
         return int(await _chain_call(self.w3.eth.block_number))
@@ -158,11 +203,37 @@ class ChainAnchor:
             event.transactionHash.to_0x_hex(),
         )
 
-    async def send(self, block_number: int, root: bytes, tree_size: int, prev_hash: bytes) -> str:
+    async def send(
+        self,
+        block_number: int,
+        root: bytes,
+        tree_size: int,
+        prev_hash: bytes,
+        *,
+        in_flight: bool = False,
+    ) -> str:
+        """Send ``anchor(...)``; ``in_flight`` says earlier anchors of this sender are unmined."""
         call = self.contract.functions.anchor(block_number, root, tree_size, prev_hash)
-        tx_hash = await _chain_call(call.transact({"from": self.sender}))
-        hex_hash: str = tx_hash.to_0x_hex()
+        hex_hash: str = await _chain_call(self.signer.transact(self.w3, call, in_flight=in_flight))
         return hex_hash
+
+    async def unrecorded_in_flight(self, recorded: int) -> bool:
+        """True when the node holds more unmined transactions from a locally signing sender than
+        the ``recorded`` ones the outbox knows: a worker sent one and stopped before recording
+        it.  Sending now would race it (and revert); the caller waits, for at most the signer's
+        ``replace_after``."""
+        if not isinstance(self.signer, LocalSigner):
+            return False
+        blocked = await _chain_call(self.signer.in_flight(self.w3)) > recorded
+        waited_enough = self.signer.blocked_long_enough(blocked)  # also resets when not blocked
+        return blocked and not waited_enough
+
+    async def replace_if_stuck(self, tx_hash: str) -> str | None:
+        """A replacement for ``tx_hash`` when it has waited too long (locally signing senders)."""
+        if not isinstance(self.signer, LocalSigner) or not self.signer.due_for_replacement(tx_hash):
+            return None
+        replaced: str | None = await _chain_call(self.signer.replace(self.w3, tx_hash))
+        return replaced
 
     async def receipt(self, tx_hash: str) -> dict[str, Any] | None:
         """The mined transaction's receipt, or None while it is not mined."""
@@ -225,10 +296,11 @@ async def _anchor_pass(ledger: Ledger, chain: ChainAnchor, limit: int) -> Anchor
         .limit(limit)
     )
     current: int | None = None
+    unmined: list[int] = []  # jobs of this pass whose transaction is sent and not yet mined
     try:
         for job in jobs:
             current = job["block_number"]
-            status = await _advance(ledger, chain, job, progress)
+            status = await _advance(ledger, chain, job, progress, unmined)
             if status == PENDING:
                 break  # later blocks must wait for this one (the contract takes them in order)
     except AnchorError as exc:
@@ -239,7 +311,11 @@ async def _anchor_pass(ledger: Ledger, chain: ChainAnchor, limit: int) -> Anchor
 
 
 async def _advance(
-    ledger: Ledger, chain: ChainAnchor, job: dict[str, Any], progress: AnchorProgress
+    ledger: Ledger,
+    chain: ChainAnchor,
+    job: dict[str, Any],
+    progress: AnchorProgress,
+    unmined: list[int],
 ) -> str:
     number, root = job["block_number"], bytes(job["root"])
     if job["status"] == PENDING:
@@ -256,7 +332,17 @@ async def _advance(
             record = await chain.anchored(number)
             tx_hash = record.tx_hash if record else None
         else:
-            tx_hash = await chain.send(number, root, job["tree_size"], bytes(job["prev_hash"]))
+            if await chain.unrecorded_in_flight(len(unmined)):
+                await _update(
+                    number,
+                    ledger,
+                    last_error="waiting: the anchoring account has an unmined transaction no job "
+                    "records (a worker stopped after sending it?)",
+                )
+                return PENDING
+            tx_hash = await chain.send(
+                number, root, job["tree_size"], bytes(job["prev_hash"]), in_flight=bool(unmined)
+            )
             progress.sent += 1
         await _update(
             number,
@@ -268,14 +354,26 @@ async def _advance(
         )
         job = {**job, "status": SENT, "tx_hash": tx_hash}
     receipt = await chain.receipt(job["tx_hash"]) if job["tx_hash"] else None
-    if receipt is None:
-        if (
-            job["tx_hash"]
-            and not await chain.transaction_known(job["tx_hash"])
-            and await chain.root_of(number) is None
-        ):
+    if receipt is None and job["tx_hash"] and not await chain.transaction_known(job["tx_hash"]):
+        record = await chain.anchored(number) if await chain.root_of(number) else None
+        if record is None:
             await _update(number, ledger, status=PENDING, last_error="the transaction was dropped")
             return PENDING
+        # another transaction for this block was mined (the original of a replacement, or
+        # one sent by a worker that stopped before recording it): adopt it
+        await _update(number, ledger, tx_hash=record.tx_hash)
+        job = {**job, "tx_hash": record.tx_hash}
+        receipt = await chain.receipt(record.tx_hash)
+    if receipt is None:
+        if job["tx_hash"] and (replacement := await chain.replace_if_stuck(job["tx_hash"])):
+            await _update(
+                number,
+                ledger,
+                tx_hash=replacement,
+                attempts=job["attempts"] + 1,
+                last_error=f"replaced the stuck transaction {job['tx_hash']}",
+            )
+        unmined.append(number)
         progress.waiting += 1
         return SENT
     if receipt["status"] != 1:

@@ -32,8 +32,10 @@ class AnvilNode:
     """An anvil process that can be stopped and started again on the same port and state file,
     as a chain node that goes down and comes back."""
 
-    def __init__(self, binary: str, state: Path) -> None:
-        self.binary, self.state, self.port = binary, state, free_port()
+    def __init__(self, binary: str, state: Path, *extra: str) -> None:
+        """``extra``: more anvil flags, e.g. ``--accounts 0`` (a node that holds no keys, as
+        production nodes) or ``--no-mining`` (transactions wait in the pool until mined)."""
+        self.binary, self.state, self.port, self.extra = binary, state, free_port(), extra
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,6 +53,7 @@ class AnvilNode:
                 "--state",
                 str(self.state),
                 "--silent",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -62,7 +65,7 @@ class AnvilNode:
                     return
             except OSError:
                 if self.process.poll() is not None:
-                    raise RuntimeError("anvil exited at start")
+                    raise RuntimeError("anvil exited at start") from None
                 time.sleep(0.05)
         raise RuntimeError("anvil did not open its port")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ledger.evm.anchor import ARTIFACT, load_artifact
-from tests.conftest import require
+from tests.helpers import require
 
 ROOT = Path(__file__).resolve().parents[2]
 

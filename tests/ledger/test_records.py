@@ -31,7 +31,7 @@ def entries_of(batch_bodies: list[EntryBody], prev: int | None) -> list[Entry]:
     tree = MerkleTree(leaf_hash(body_bytes(b)) for b in batch.bodies)
     return [
         Entry(b, batch.writer_id, prev, len(batch.bodies), i, tuple(path), batch.signature)
-        for i, (b, path) in enumerate(zip(batch.bodies, tree.inclusion_proofs()))
+        for i, (b, path) in enumerate(zip(batch.bodies, tree.inclusion_proofs(), strict=True))
     ]
 
 
