@@ -12,7 +12,7 @@ so any part may import it without a cycle.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from piccolo.conf.apps import AppConfig
     from piccolo.table import Table
 
-    from ecard.app import HotRoute
+    from ecard.http.hot_routes import HotRoute
     from ecard.platform import Platform
 
 
@@ -32,13 +32,16 @@ class Domain:
     """One domain's contributions; every field but ``name`` is optional.
 
     - ``controllers``: Litestar controllers (and routers) mounted by ``create_app``, in this order.
-    - ``hot_routes``: (method, path) -> :class:`ecard.app.HotRoute` that ``EcardApp`` serves
-      itself, ahead of Litestar's routing.
+    - ``hot_routes``: (method, path) -> :class:`ecard.http.hot_routes.HotRoute` that
+      ``EcardApp`` serves itself, ahead of Litestar's routing.
     - ``piccolo_app``: the piccolo app (tables and migrations); its position in
       ``ecard.domains.DOMAINS`` is its migration order.
     - ``register_cli``: adds the domain's commands to the ``ecard`` command's subparsers.
     - ``background``: ``background(platform)``, an async context manager entered after the
       platform opens and left before it closes (sealers, relays, workers).
+    - ``readiness``: name -> ``probe(platform)``, reported by ``/readyz`` beside the database and
+      the store.  A probe answers ``"ok…"`` or ``"unavailable: <why>"``, is bounded in time (a
+      few seconds at most) and never raises; the service is ready only when every probe is ok.
     """
 
     name: str
@@ -47,6 +50,7 @@ class Domain:
     piccolo_app: AppConfig | None = None
     register_cli: Callable[[argparse._SubParsersAction], None] | None = None
     background: Callable[[Platform], AbstractAsyncContextManager[None]] | None = None
+    readiness: Mapping[str, Callable[[Platform], Awaitable[str]]] = field(default_factory=dict)
 
     @property
     def tables(self) -> Sequence[type[Table]]:

@@ -52,7 +52,8 @@ _INLINE_SCRIPT = re.compile(
     rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE
 )
 
-# The names and labels of Litestar's Prometheus middleware, which this replaces: dashboards keep working.
+# The names and labels of Litestar's Prometheus middleware, which this replaces: dashboards keep
+# working.
 _LABELS = ("method", "path", "status_code", "app_name")
 _BUCKETS = Histogram.DEFAULT_BUCKETS  # upper bounds, the last one +Inf
 APP_NAME = "ecard"
@@ -154,8 +155,8 @@ REGISTRY.register(_SeriesCollector(SERIES))
 class EdgeMiddleware:
     """Litestar middleware factory (``middleware=[EdgeMiddleware()]``); runs after routing, so
     the route template (never the raw path, which may carry ids) labels logs and metrics.  Routes
-    served before Litestar's routing (:class:`ecard.app.EcardApp`) call :func:`request_started` and
-    :func:`request_finished` themselves."""
+    served before Litestar's routing (:class:`ecard.http.application.EcardApp`) call
+    :func:`request_started` and :func:`request_finished` themselves."""
 
     def __call__(self, app: ASGIApp) -> ASGIApp:
         async def edge(scope: Scope, receive: Receive, send: Send) -> None:
@@ -216,7 +217,7 @@ _request_counter = itertools.count()
 
 
 def _renew_request_id_prefix() -> None:
-    global _request_id_prefix  # noqa: PLW0603 - one per process, renewed after fork
+    global _request_id_prefix  # one per process, renewed after fork
     _request_id_prefix = secrets.token_hex(8)
 
 

@@ -3,10 +3,11 @@
 ``ecard serve`` runs granian with RSGI: under ASGI every request is a scope dict, a ``receive``
 coroutine and two ``send`` awaits, each of them a hop between granian's Rust threads and the
 event loop; RSGI hands over the request head and takes a whole response in one call, so
-:class:`ecard.app.EcardApp` answers the routes every holder and verifier call all day in RSGI
-itself (what that saves is measured by ``scripts/bench/bench_codes_http.py``).  Litestar speaks ASGI only: every other request goes through
-:func:`call_asgi`, which presents the RSGI request as an ASGI one, and :class:`Lifespan` runs
-the application's ASGI lifespan from RSGI's worker hooks.
+:class:`ecard.http.application.EcardApp` answers the routes every holder and verifier call all
+day in RSGI itself (what that saves is measured by ``scripts/bench/bench_codes_http.py``).
+Litestar speaks ASGI only: every other request goes through :func:`call_asgi`, which presents
+the RSGI request as an ASGI one, and :class:`Lifespan` runs the application's ASGI lifespan from
+RSGI's worker hooks.
 
 What RSGI cannot carry: header values that are not visible ASCII (granian drops them before the
 application sees the request) and the path as the client spelled it (``raw_path`` is rebuilt

@@ -17,7 +17,6 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp
 
-from ecard.app import HotRoute, JsonReply, etagged, json_headers
 from ecard.auth import (
     ClientPrincipal,
     DpopContext,
@@ -30,6 +29,8 @@ from ecard.auth import (
 from ecard.codes import schemas
 from ecard.codes.service import VERIFIER_SESSION_PREFIX, CodeService
 from ecard.errors import AppError, rate_limited
+from ecard.http.hot_routes import HotRoute, JsonReply
+from ecard.http.responses import etagged, json_headers
 from ecard.offline.es256 import public_jwk
 from ecard.platform import Platform
 from ecard.web import PAGE_HEADERS
@@ -77,7 +78,8 @@ async def provide_code_holder(
 
 
 async def verifier_of(codes: CodeService, authorization: str | None) -> ClientPrincipal:
-    """A verifier page session token, or the verifier's own credentials (Basic or private_key_jwt)."""
+    """A verifier page session token, or the verifier's own credentials (Basic or
+    private_key_jwt)."""
     token = bearer(authorization)
     if token and token.startswith(VERIFIER_SESSION_PREFIX):
         return await codes.verifier_of_session(token)
@@ -169,7 +171,8 @@ class HolderCodeController(Controller):
         self,
         codes: NamedDependency[CodeService],
         holder: NamedDependency[HolderPrincipal],
-        format: FromQuery[schemas.ImageFormat] = "png",  # noqa: A002 - the query parameter's name
+        # ``format`` shadows the builtin: it is the query parameter's name
+        format: FromQuery[schemas.ImageFormat] = "png",
         scale: Scale = 8,
         border: Border = 4,
         ec: FromQuery[schemas.ErrorCorrectionLevel] = "M",

@@ -3,7 +3,7 @@ API, the ``ecard ledger`` command and the ledger relay.  The ledger's own tables
 ``ecard.ledger_domain``."""
 
 from ecard.consent import cli, controllers, piccolo_app
-from ecard.consent.ledger_bridge import background
+from ecard.consent.ledger_bridge import background, ledger_readiness
 from ecard.domain import Domain
 
 DOMAIN = Domain(
@@ -12,4 +12,5 @@ DOMAIN = Domain(
     piccolo_app=piccolo_app.APP_CONFIG,
     register_cli=cli.register,
     background=background,
+    readiness={"ledger": ledger_readiness},
 )

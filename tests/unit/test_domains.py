@@ -51,7 +51,8 @@ def test_every_domain_is_listed_once() -> None:
 
 
 def test_the_ledger_is_migrated_right_after_the_registry() -> None:
-    """Migration order is list order; the ledger's tables come before the consent that writes them."""
+    """Migration order is list order; the ledger's tables come before the consent that
+    writes them."""
     names = [d.name for d in DOMAINS if d.piccolo_app is not None]
     assert names[:2] == ["registry", "ledger"]
     assert names.index("ledger") < names.index("consent")
@@ -114,7 +115,17 @@ def test_hot_routes_and_background_tasks_come_from_the_domains() -> None:
         "registry",
         "consent",
         "webhooks",
+        "directory",
     }
+
+
+def test_readyz_reports_every_probe_a_domain_declares() -> None:
+    from ecard.app import domain_readiness_probes
+
+    assert domain_readiness_probes() == {
+        name: probe for d in DOMAINS for name, probe in d.readiness.items()
+    }
+    assert set(domain_readiness_probes()) == {"ledger"}
 
 
 def test_each_piccolo_app_holds_exactly_its_domains_tables() -> None:
@@ -207,7 +218,8 @@ def test_readers_look_nothing_up_by_module_name(relative: str) -> None:
 def test_no_domain_imports_the_list_of_domains() -> None:
     """``ecard.domains`` imports every domain; a domain importing it back would be a cycle."""
     pattern = re.compile(
-        r"^\s*(from ecard\.domains import|import ecard\.domains|from ecard import domains)", re.M
+        r"^\s*(from ecard\.domains import|import ecard\.domains|from ecard import domains)",
+        re.MULTILINE,
     )
     readers = {ROOT / r for r in READERS}
     offenders = [
@@ -219,7 +231,7 @@ def test_no_domain_imports_the_list_of_domains() -> None:
 
 
 def test_the_ledger_stays_independent_of_ecard() -> None:
-    pattern = re.compile(r"^\s*(from|import) ecard\b", re.M)
+    pattern = re.compile(r"^\s*(from|import) ecard\b", re.MULTILINE)
     assert [
         p.name
         for p in (ROOT / "ledger").rglob("*.py")
