@@ -6,31 +6,30 @@ Secrets and tokens are random, stored only as SHA-256 digests, and compared in c
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
-import json
 import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
 import msgspec
 
 from ecard.crypto import dpop as dpop_rules
-from ecard.crypto.fields import secret_digest, secrets_match
+from ecard.crypto.fields import secret_digest
 from ecard.errors import AppError
+from ecard.partners import credentials
+from ecard.partners.capabilities import KIND_CAPABILITY
+from ecard.partners.workflow import works
 from ecard.platform import Platform
-from ecard.registry.tables import ApiClient, HolderSession, OperatorToken
+from ecard.registry.tables import HolderSession, OperatorToken
 from ecard.store.ephemeral import Revocation, StoreUnavailable
-from ecard.store.ttl_cache import TtlCache
 
-OPERATOR_TOKEN_PREFIX = "ecop_"
+OPERATOR_TOKEN_PREFIX = "ecop_"  # noqa: S105 - a token's public prefix, not a secret
 HOLDER_ACCESS_PREFIX = "echa_"
 HOLDER_REFRESH_PREFIX = "echr_"
-CLIENT_SECRET_PREFIX = "eccs_"
+CLIENT_SECRET_PREFIX = credentials.SECRET_PREFIX
 
 #: Operator roles and what each may do; least privilege per caller.
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -77,6 +76,8 @@ class ClientPrincipal:
     name: str
     regions: tuple[str, ...]
     entitlements: tuple[str, ...]
+    #: what its filing is filed for (``ecard.partners.capabilities.CAPABILITIES``)
+    capabilities: tuple[str, ...] = ()
 
     def serves(self, region: str) -> bool:
         return "*" in self.regions or region in self.regions
@@ -137,129 +138,84 @@ def require_permission(operator: OperatorPrincipal, permission: str) -> None:
         raise AppError("forbidden", f"role {operator.role} lacks {permission}")
 
 
-def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
-    if not authorization:
-        return None
-    scheme, _, value = authorization.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        client_id, sep, secret = (
-            base64.b64decode(value.strip(), validate=True).decode().partition(":")
-        )
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return (client_id, secret) if sep and client_id and secret else None
+#: A client's filing (status, capabilities, entitlements, credentials) is read at most this often
+#: per worker (``ecard.partners.credentials.FILING_CACHE_SECONDS``).
+CLIENT_CACHE_SECONDS = credentials.FILING_CACHE_SECONDS
+_client_cache = credentials._cache  # the cache itself, for tests that age it
 
 
-#: A client's row (secret digest, status, kind, entitlements) is read at most this often per
-#: worker: a disabled client or a new secret takes effect within this long on the other workers,
-#: at once on the worker that made the change (:func:`forget_client`).
-CLIENT_CACHE_SECONDS = 1.0
-_client_cache: TtlCache[str, dict] = TtlCache(CLIENT_CACHE_SECONDS, limit=10_000)
+def _principal(record: credentials.FilingRecord, kinds: set[str] | None = None) -> ClientPrincipal:
+    """The caller as ``kinds`` see it: its kind is the first of ``kinds`` it is filed for."""
+    kind = next(
+        (k for k in sorted(kinds or ()) if KIND_CAPABILITY.get(k, k) in record.capabilities),
+        record.kind,
+    )
+    return ClientPrincipal(
+        id=record.id,
+        kind=kind,
+        name=record.name,
+        regions=record.regions,
+        entitlements=record.entitlements,
+        capabilities=tuple(record.capabilities),
+    )
 
 
-async def _client_row(client_id: str) -> dict | None:
-    row = _client_cache.get(client_id)
-    if row is not None:
-        return row
-    row = await ApiClient.select().where(ApiClient.id == client_id).first()
-    if row is not None:  # unknown ids are not cached: probing them cannot fill the cache
-        row = {
-            **row,
-            "regions": _json_list(row["regions"]),
-            "entitlements": _json_list(row["entitlements"]),
-        }
-        row["principal"] = ClientPrincipal(
-            id=row["id"],
-            kind=row["kind"],
-            name=row["name"],
-            regions=tuple(row["regions"]),
-            entitlements=tuple(row["entitlements"]),
-        )
-        _client_cache.put(client_id, row)
-    return row
+def _filed_for(record: credentials.FilingRecord, kinds: set[str]) -> bool:
+    return any(KIND_CAPABILITY.get(kind, kind) in record.capabilities for kind in kinds)
 
 
 async def active_client(client_id: str, kind: str) -> ClientPrincipal | None:
-    """The client as its row says now (seen within :data:`CLIENT_CACHE_SECONDS`, like every client
-    credential), or None when it is unknown, disabled or not of ``kind``: for credentials that
-    stand for a client after it authenticated (a verifier page session)."""
-    row = await _client_row(client_id)
-    if row is None or row["status"] != "active" or row["kind"] != kind:
+    """The client as its filing says now (seen within :data:`CLIENT_CACHE_SECONDS`, like every
+    client credential), or None when it is unknown, not live or not filed as ``kind``: for
+    credentials that stand for a client after it authenticated (a verifier page session)."""
+    record = await credentials.filing(client_id)
+    if record is None or not works(record.status) or not _filed_for(record, {kind}):
         return None
-    principal: ClientPrincipal = row["principal"]
-    return principal
+    return _principal(record, {kind})
 
 
 def forget_client(client_id: str) -> None:
-    """Drop a cached client row after its status, secret or key changed."""
-    _client_cache.pop(client_id)
-
-
-def _json_list(value: object) -> list[str]:
-    return json.loads(value) if isinstance(value, str) else list(value or [])
+    """Drop a cached filing after its status, secret or key changed."""
+    credentials.forget(client_id)
 
 
 async def authenticate_client(
     platform: Platform, authorization: str | None, kinds: set[str]
 ) -> ClientPrincipal:
-    """HTTP Basic with the client secret, or a private_key_jwt assertion as a Bearer token."""
-    basic = _basic_credentials(authorization)
-    if basic:
-        client_id, secret = basic
-        row = await _client_row(client_id)
-        # compared even for unknown ids (no timing oracle); a client with no usable stored secret
-        # (none, empty, malformed) fails closed in secrets_match, whatever password is sent
-        ok = secrets_match(secret, row["secret_digest"] if row else None)
-        if not row or not ok:
-            raise AppError(
-                "invalid_credentials", headers={"WWW-Authenticate": 'Basic realm="ecard"'}
+    """HTTP Basic with a client secret, or a private_key_jwt assertion as a Bearer token
+    (``ecard.partners.credentials``); then the filing must be live and filed as one of ``kinds``."""
+    challenge = {"WWW-Authenticate": 'Basic realm="ecard"'}
+    try:
+        basic = credentials.parse_basic(authorization)
+    except credentials.CredentialRefused:  # not a credential at all, as before
+        raise AppError("unauthenticated", headers=challenge) from None
+    try:
+        if basic:
+            client_id, secret = basic
+            record = await credentials.filing(client_id)
+            if not credentials.secret_matches(record, secret) or record is None:
+                raise credentials.CredentialRefused("unknown client or wrong secret")
+        else:
+            assertion = bearer(authorization)
+            if not assertion:
+                raise AppError("unauthenticated", headers=challenge)
+            record = await credentials.verify_assertion(
+                platform.store, assertion, audiences=_audiences(platform)
             )
-    else:
-        assertion = bearer(authorization)
-        if not assertion:
-            raise AppError("unauthenticated", headers={"WWW-Authenticate": 'Basic realm="ecard"'})
-        row = await _verify_client_assertion(platform, assertion)
-    if row["status"] != "active":
-        raise AppError("forbidden", "this client is disabled")
-    if row["kind"] not in kinds:
+    except credentials.CredentialRefused as refused:
+        raise AppError("invalid_credentials", str(refused), headers=challenge) from None
+    if not works(record.status):
+        raise AppError("forbidden", "this client's filing is not live")
+    if not _filed_for(record, kinds):
         raise AppError("forbidden", "this kind of client may not call this endpoint")
-    return row["principal"]
+    return _principal(record, kinds)
 
 
-async def _verify_client_assertion(platform: Platform, assertion: str) -> dict:
-    """RFC 7523 client assertion: iss = sub = client id, aud = our URL, short exp, single-use jti."""
-    try:
-        claims = jwt.decode(assertion, options={"verify_signature": False})
-        header = jwt.get_unverified_header(assertion)
-    except jwt.PyJWTError:
-        raise AppError("invalid_credentials", "malformed client assertion") from None
-    client_id = claims.get("iss")
-    row = await _client_row(client_id) if isinstance(client_id, str) else None
-    if not row or not row["public_jwk"] or header.get("alg") != "ES256":
-        raise AppError("invalid_credentials", "unknown client or no registered key")
-    jwk = row["public_jwk"]
-    key = jwt.PyJWK(jwk if isinstance(jwk, dict) else json.loads(jwk), algorithm="ES256")
-    try:
-        claims = jwt.decode(
-            assertion,
-            key.key,
-            algorithms=["ES256"],
-            audience=platform.settings.public_url,
-            issuer=client_id,
-            options={"require": ["exp", "iat", "jti", "sub", "aud", "iss"]},
-            leeway=30,
-        )
-    except jwt.PyJWTError as exc:
-        raise AppError("invalid_credentials", f"client assertion rejected: {exc}") from None
-    if claims["sub"] != client_id or claims["exp"] - claims["iat"] > 300:
-        raise AppError(
-            "invalid_credentials", "client assertion must have sub = iss and live ≤ 300 s"
-        )
-    if not await platform.store.put_if_absent(f"jti:{client_id}:{claims['jti']}", b"1", ttl=330):
-        raise AppError("invalid_credentials", "client assertion replayed")
-    return row
+def _audiences(platform: Platform) -> list[str]:
+    """What a client assertion's ``aud`` may name: the platform's public URL or its token
+    endpoint, for every caller alike."""
+    issuer = platform.settings.public_url.rstrip("/")
+    return [issuer, issuer + "/", issuer + "/oidc/token"]
 
 
 class HolderAccess(msgspec.Struct, array_like=True, frozen=True):

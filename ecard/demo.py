@@ -10,24 +10,24 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecard.auth import (
-    CLIENT_SECRET_PREFIX,
     ClientPrincipal,
     OperatorPrincipal,
-    forget_client,
-    new_token,
 )
 from ecard.codes.service import CodeService
 from ecard.consent.service import seed_demo_data
-from ecard.crypto.fields import secret_digest
 from ecard.crypto.identity import check_digit
 from ecard.crypto.passwords import hash_password
-from ecard.offline.es256 import b64url_encode, public_jwk
-from ecard.oidc import schemas as oidc_schemas
-from ecard.oidc.service import CLIENT_SECRET_PREFIX as OIDC_SECRET_PREFIX
-from ecard.oidc.service import OidcService
-from ecard.oidc.tables import OidcClient
-from ecard.platform import Platform
 from ecard.errors import AppError
+from ecard.offline.es256 import b64url_encode, public_jwk
+from ecard.partners.schemas import (
+    Capabilities,
+    CredentialCreate,
+    DataSettings,
+    FilingCreate,
+    LoginSettings,
+)
+from ecard.partners.service import PartnerService
+from ecard.platform import Platform
 from ecard.registry import holder_password, schemas
 from ecard.registry.evidence import sign_evidence
 from ecard.registry.service import AccessService, RegistryService
@@ -64,16 +64,36 @@ async def _client(
             actor,  # type: ignore[arg-type]
         )
         return {"client_id": view.id, "client_secret": view.client_secret, "name": name}
-    secret = new_token(CLIENT_SECRET_PREFIX)
-    changes: dict[Any, Any] = {
-        ApiClient.secret_digest: secret_digest(secret),
-        ApiClient.status: "active",
-    }
-    if jwk is not None:
-        changes[ApiClient.public_jwk] = jwk
-    await ApiClient.update(changes).where(ApiClient.id == row["id"])
-    forget_client(row["id"])
+    secret = await _rotate(platform, row["id"], actor, jwk=jwk)
     return {"client_id": row["id"], "client_secret": secret, "name": name}
+
+
+async def _rotate(
+    platform: Platform, client_id: str, actor: str, *, jwk: dict[str, str] | None = None
+) -> str | None:
+    """Give an existing demo filing a fresh secret (and ``jwk`` as its key) through the
+    credential rotation every operator uses, ending the previous ones at once (no overlap), and
+    take it live again if it was suspended."""
+    partners = PartnerService(platform)
+    secret = None
+    if jwk is None or not client_id.startswith("te_"):
+        issued = await partners.add_credential(
+            client_id,
+            CredentialCreate(kind="secret", overlap_seconds=0, reason="demo run"),
+            actor,
+        )
+        secret = issued.client_secret
+    if jwk is not None:
+        await partners.add_credential(
+            client_id,
+            CredentialCreate(kind="jwk", jwk=jwk, overlap_seconds=0, reason="demo run"),
+            actor,
+        )
+    if (await partners.get(client_id)).status != "live":
+        await partners.walk_to(
+            client_id, "live", "demo run", actor, audit_action="filing.step", to="live"
+        )
+    return secret
 
 
 def _private_jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
@@ -92,44 +112,54 @@ def _demo_password(birth: dt.date) -> str:
         return candidate
 
 
-async def _oidc_client(
-    platform: Platform, name: str, operator: OperatorPrincipal
-) -> dict[str, Any]:
-    """File the demo site for scan-to-login and make it live, or give it a fresh secret."""
-    row = await OidcClient.select(OidcClient.id).where(OidcClient.name == name).first()
+async def _relying_party(platform: Platform, name: str, actor: str) -> dict[str, Any]:
+    """The demo site as ONE filing (docs/partners.md): it logs holders in (scan-to-login) and asks
+    for their data (精准授权) under the same client id and secret; filed, taken through every
+    step of the filing workflow to live, or given a fresh secret when it exists."""
+    row = await ApiClient.select(ApiClient.id).where(ApiClient.name == name).first()
     if row is not None:
-        secret = new_token(OIDC_SECRET_PREFIX)
-        await OidcClient.update(
-            {OidcClient.secret_digest: secret_digest(secret), OidcClient.status: "live"}
-        ).where(OidcClient.id == row["id"])
         client_id = row["id"]
+        secret = await _rotate(platform, client_id, actor)
     else:
-        oidc = OidcService(platform)
-        filed = await oidc.file_client(
-            oidc_schemas.ClientFiling(
+        partners = PartnerService(platform)
+        filed = await partners.file(
+            FilingCreate(
                 name=name,
-                redirect_uris=[f"{DEMO_SITE}/callback"],
-                post_logout_redirect_uris=[f"{DEMO_SITE}/"],
-                scopes=["openid", "profile", "ecard"],
-                client_type="confidential",
-                token_endpoint_auth_method="client_secret_basic",
+                organisation="演示信息技术有限公司 (demo IT company)",
+                capabilities=Capabilities(
+                    login=LoginSettings(
+                        redirect_uris=[f"{DEMO_SITE}/callback"],
+                        post_logout_redirect_uris=[f"{DEMO_SITE}/"],
+                        scopes=["openid", "profile", "ecard"],
+                    ),
+                    data=DataSettings(
+                        scopes=[
+                            "identity.basic",
+                            "card.status",
+                            "insurance.enrollment",
+                            "employment.status",
+                            "benefit.payments",
+                        ],
+                        purposes=["benefit_application", "loan_application"],
+                    ),
+                ),
             ),
-            operator,
+            actor,
         )
-        for status in ("approved", "live"):
-            await oidc.change_client_status(
-                filed.client_id, oidc_schemas.ClientStatusChange(status=status), operator
-            )
-        client_id, secret = filed.client_id, filed.client_secret
+        for step in ("assess", "security_test", "approve", "go_live"):
+            await partners.take_step(filed.id, step, "demo filing", actor)
+        client_id, secret = filed.id, filed.client_secret
     return {
         "client_id": client_id,
         "client_secret": secret,
+        "name": name,
         "redirect_uri": f"{DEMO_SITE}/callback",
     }
 
 
 async def _terminal(platform: Platform, name: str, region: str, actor: str) -> dict[str, Any]:
-    """Register the demo terminal with a new ES256 key; the private key goes to the demo file only."""
+    """Register the demo terminal with a new ES256 key; the private key goes to the demo file
+    only."""
     key = ec.generate_private_key(ec.SECP256R1())
     jwk = public_jwk(key.public_key())
     row = await ApiClient.select(ApiClient.id).where(ApiClient.name == name).first()
@@ -149,10 +179,7 @@ async def _terminal(platform: Platform, name: str, region: str, actor: str) -> d
         terminal_id = view.id
     else:
         terminal_id = row["id"]
-        await ApiClient.update({ApiClient.public_jwk: jwk, ApiClient.status: "active"}).where(
-            ApiClient.id == terminal_id
-        )
-        forget_client(terminal_id)
+        await _rotate(platform, terminal_id, actor, jwk=jwk)
     private = key.private_numbers().private_value.to_bytes(32, "big")
     return {
         "terminal_id": terminal_id,
@@ -199,16 +226,9 @@ async def create_demo(platform: Platform, settings: Settings) -> dict[str, Any]:
             ["masked_name", "card_status"],
             operator.actor,
         ),
-        "relying_party": {
-            **await _client(
-                platform,
-                "relying_party",
-                "演示网站 (demo relying party)",
-                ["card.status", "insurance.enrollment", "employment.status", "benefit.payments"],
-                operator.actor,
-            ),
-            "oidc": await _oidc_client(platform, "演示网站 (demo relying party)", operator),
-        },
+        "relying_party": await _relying_party(
+            platform, "演示网站 (demo relying party)", operator.actor
+        ),
         "terminal": await _terminal(
             platform, "演示读卡终端 (demo terminal)", region, operator.actor
         ),

@@ -191,7 +191,8 @@ class Walk:
         )
 
     def evidence(self) -> str:
-        """The channel app's face-liveness check of the holder, signed with its registered key (实人)."""
+        """The channel app's face-liveness check of the holder, signed with its registered key
+        (实人)."""
         return sign_evidence(
             jwt.PyJWK(self.actors["channel"]["private_jwk"]).key,
             channel_id=self.actors["channel"]["client_id"],
@@ -208,8 +209,8 @@ class Walk:
         return {"Authorization": f"Bearer {self.memo['operator_token']}"}
 
     def rp(self) -> httpx.BasicAuth:
-        oidc = self.actors["relying_party"]["oidc"]
-        return httpx.BasicAuth(oidc["client_id"], oidc["client_secret"])
+        """The demo site's one filing: the same credentials log in and read granted data."""
+        return self.client_auth("relying_party")
 
     # --- the steps ---------------------------------------------------------------------------
 
@@ -237,7 +238,7 @@ class Walk:
         self.memo["holder_token"] = issued["session"]["access_token"]
         self.memo["refresh_token"] = issued["session"]["refresh_token"]
         check(
-            issued["session"]["token_type"] == "DPoP",
+            issued["session"]["token_type"] == "DPoP",  # noqa: S105 - a token type, not a secret
             "the holder session is not bound to the device key",
         )
         login = expect(
@@ -264,8 +265,10 @@ class Walk:
         )
         self.memo["webhook_secret"] = hook["secret"]
         return (
-            f"the channel app's face-liveness check (实人) signed by its key, name, identity number and card "
-            f"matched (实名实人实卡): e-card {issued['ecard']['id']} with a session bound to the phone's key (DPoP); "
+            "the channel app's face-liveness check (实人) signed by its key, name, identity "
+            "number and card "
+            f"matched (实名实人实卡): e-card {issued['ecard']['id']} with a session bound to the "
+            "phone's key (DPoP); "
             f"the channel's webhook endpoint is filed"
         )
 
@@ -297,8 +300,10 @@ class Walk:
             f"a copied token fetched a code: HTTP {copied.status_code} / {other_key.status_code}",
         )
         return (
-            f"an issuance without 实人 evidence: {refused(bare, 'bare issuance')}; the holder's token copied to another "
-            f"device: {refused(copied, 'copied token')} as a bare token, {refused(other_key, 'other key')} with that "
+            f"an issuance without 实人 evidence: {refused(bare, 'bare issuance')}; the holder's "
+            "token copied to another "
+            f"device: {refused(copied, 'copied token')} as a bare token, "
+            f"{refused(other_key, 'other key')} with that "
             f"device's own DPoP proof"
         )
 
@@ -326,7 +331,10 @@ class Walk:
             set(result["fields"]) == {"masked_name", "card_status"},
             f"the hospital saw {sorted(result['fields'])}",
         )
-        return f"the hospital's scanner checked it online: genuine, card {result['fields']['card_status']}, holder {result['fields']['masked_name']}"
+        return (
+            "the hospital's scanner checked it online: genuine, card "
+            f"{result['fields']['card_status']}, holder {result['fields']['masked_name']}"
+        )
 
     async def verify_offline(self) -> str:
         now = int(time.time())
@@ -340,7 +348,10 @@ class Walk:
         self.memo["offline_kit"] = (root, trust)
         result = verify(self.memo["code"], trust, revocations, now)
         check(result.ok, f"the offline kit refused the code: {result.reason}")
-        return "a scanner with no network checked the same code with the signed trust list and revocation list (黑名单)"
+        return (
+            "a scanner with no network checked the same code with the signed trust list and "
+            "revocation list (黑名单)"
+        )
 
     async def second_scan_refused(self) -> str:
         result = expect(
@@ -359,7 +370,7 @@ class Walk:
         return "scanned a second time online, the code is refused: already_used (single use)"
 
     async def scan_to_login(self) -> str:
-        oidc = self.actors["relying_party"]["oidc"]
+        oidc = self.actors["relying_party"]
         verifier = secrets.token_urlsafe(48)
         challenge = (
             base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
@@ -378,6 +389,19 @@ class Walk:
                 "nonce": nonce,
                 "code_challenge": challenge,
                 "code_challenge_method": "S256",
+                # login and data in one approval (RFC 9396): the site asks for the holder's
+                # identity and enrollment, for a benefit application, for 30 days
+                "authorization_details": json.dumps(
+                    [
+                        {
+                            "type": "ecard_consent",
+                            "datatypes": ["identity.basic", "insurance.enrollment"],
+                            "purpose_code": "benefit_application",
+                            "purpose": "社保待遇申领 (benefit application)",
+                            "duration_seconds": 30 * 86_400,
+                        }
+                    ]
+                ),
             },
         )
         check(page.status_code == 200, f"the login page failed: HTTP {page.status_code}")
@@ -387,11 +411,20 @@ class Walk:
         described = expect(
             await self.as_holder("GET", f"/holder/v1/logins/{session_id}"), 200, "scan"
         )
-        expect(
+        asked = described.get("data") or {}
+        check(
+            {item["scope"] for item in asked.get("scopes", [])}
+            == {"identity.basic", "insurance.enrollment"},
+            f"the app does not list the data asked apart from the login: {asked}",
+        )
+        expect(  # one approval: the login, and of the data only the identity (enrollment refused)
             await self.as_holder(
                 "POST",
                 f"/holder/v1/logins/{session_id}/approve",
-                json={"password": self.actors["holder"]["password"]},
+                json={
+                    "password": self.actors["holder"]["password"],
+                    "data_scopes": ["identity.basic"],
+                },
             ),
             200,
             "approval",
@@ -441,6 +474,16 @@ class Walk:
             issuer=self.settings.public_url,
         )
         check(claims["nonce"] == nonce, "the ID token's nonce is not the site's")
+        granted = tokens.get("authorization_details") or [{}]
+        check(
+            granted[0].get("datatypes") == ["identity.basic"] and granted[0].get("grant_id"),
+            f"the token response does not carry the grant: {granted}",
+        )
+        check(
+            claims.get("name") == self.actors["holder"]["name"],
+            "the ID token carries no real name under the identity grant",
+        )
+        self.memo["login_sub"] = claims["sub"]
         userinfo = expect(
             await self.http.get(
                 "/oidc/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}
@@ -451,19 +494,22 @@ class Walk:
         check(userinfo["sub"] == claims["sub"], "userinfo is about someone else")
         origin = described["origin"]
         return (
-            f"the site showed a login QR; the app showed who asks ('{described['client_name']}'), for what "
-            f"({', '.join(scope['scope'] for scope in described['scopes'])}) and from where ({origin.get('ip')}); the "
-            f"holder approved; the site got an ID token (pairwise sub, ES256, checked against the JWKS) and userinfo"
+            f"the site showed a login QR; the app showed who asks ('{described['client_name']}'), "
+            "for what "
+            f"({', '.join(scope['scope'] for scope in described['scopes'])}), the data asked apart "
+            f"({', '.join(item['scope'] for item in asked['scopes'])}) and from where "
+            f"({origin.get('ip')}); one approval granted the login and identity.basic, refused "
+            "insurance.enrollment; the site got an ID token (pairwise sub, real name under the "
+            "grant, ES256, checked against the JWKS), the grant's id and userinfo"
         )
 
     async def consent_grant(self) -> str:
-        person = self.actors["holder"]
         asked = expect(
             await self.http.post(
                 "/consent/v1/requests",
                 auth=self.client_auth("relying_party"),
-                json={
-                    "holder": {"identity_number": person["identity_number"]},
+                json={  # the same filing names the holder by the pairwise sub it got at login
+                    "holder": {"sub": self.memo["login_sub"]},
                     "scopes": ["card.status", "insurance.enrollment", "benefit.payments"],
                     "purpose_code": "loan_application",
                     "purpose": "个人消费贷款审核 (loan review)",
@@ -493,7 +539,10 @@ class Walk:
             "approval",
         )
         self.memo["grant_id"] = grant_id
-        return "the site asked for card status, enrollment and benefit payments; the holder granted only the first two (精准授权)"
+        return (
+            "the site, by the pairwise sub of its login, asked for card status, enrollment and "
+            "benefit payments; the holder granted only the first two (精准授权)"
+        )
 
     async def consent_read(self) -> str:
         grant_id = self.memo["grant_id"]
@@ -514,7 +563,10 @@ class Walk:
             auth=self.client_auth("relying_party"),
         )
         code = refused(beyond, "a read beyond the grant")
-        return f"the site read exactly card.status and insurance.enrollment; asking for benefit payments got {code}"
+        return (
+            "the site read exactly card.status and insurance.enrollment; asking for benefit "
+            f"payments got {code}"
+        )
 
     async def consent_revoke(self) -> str:
         grant_id = self.memo["grant_id"]
@@ -556,8 +608,10 @@ class Walk:
         )
         check(audit.get("ok"), f"the ledger audit failed: {audit}")
         return (
-            f"each consent event has a ledger receipt; the revocation's is sealed with an inclusion proof, and "
-            f"the whole log verifies ({audit['audit']['entries']} entries in {audit['audit']['blocks']} blocks)"
+            "each consent event has a ledger receipt; the revocation's is sealed with an "
+            "inclusion proof, and "
+            f"the whole log verifies ({audit['audit']['entries']} entries in "
+            f"{audit['audit']['blocks']} blocks)"
         )
 
     async def terminal_day(self) -> str:
@@ -592,7 +646,10 @@ class Walk:
         ]
         check(
             all(item is not None and item.accepted for item in accepted),
-            f"offline acceptances: {[None if a is None else (a.kind, a.accepted, a.reason) for a in accepted]}",
+            (
+                "offline acceptances: "
+                f"{[None if a is None else (a.kind, a.accepted, a.reason) for a in accepted]}"
+            ),
         )
         uploaded = await terminal.upload()
         check(
@@ -613,8 +670,10 @@ class Walk:
         )
         self.memo["terminal"] = terminal
         return (
-            f"a hospital terminal authenticated the chip card online (卡鉴权), then offline accepted the physical card, "
-            f"the e-card over NFC and a QR code; back online it uploaded {len(accepted)} signed records, all reconciled"
+            "a hospital terminal authenticated the chip card online (卡鉴权), then offline "
+            "accepted the physical card, "
+            f"the e-card over NFC and a QR code; back online it uploaded {len(accepted)} signed "
+            "records, all reconciled"
         )
 
     async def report_lost(self) -> str:
@@ -704,16 +763,19 @@ class Walk:
         )
         check(reported["card_status"] == "lost_temporary", f"the card is {reported['card_status']}")
         stopped = refused(await self.as_holder("POST", "/holder/v1/codes"), "code fetch while lost")
-        # … the holder finds the card a moment later (codes carry whole seconds: those of the second of
+        # … the holder finds the card a moment later (codes carry whole seconds: those of the second
+        # of
         # the loss, and of the one after it, stay refused even once the loss is undone)
         await asyncio.sleep(2.0)
         path = "/holder/v1/card/loss-report/undo"
+        # a password that is certainly not the holder's (the demo checks it is refused)
+        not_theirs = "000000" if self.actors["holder"]["password"] != "000000" else "999999"  # noqa: S105
         wrong = await self.http.post(
             path,
             headers={"DPoP": self.proof("POST", path)},
             json={
                 "refresh_token": self.memo["refresh_token"],
-                "password": "000000" if self.actors["holder"]["password"] != "000000" else "999999",
+                "password": not_theirs,
             },
         )
         check(
@@ -747,8 +809,10 @@ class Walk:
         check(online["valid"], f"a code after the undo was refused: {online.get('reason')}")
         lapses = time.strftime("%Y-%m-%d", time.localtime(reported["lapses_at"]))
         return (
-            f"the holder reported the card lost in the app (临时挂失, lapses by itself on {lapses}); codes stopped "
-            f"({stopped}); a wrong password did not undo it, the 电子社保卡密码 did, and the same session's next code verifies"
+            "the holder reported the card lost in the app (临时挂失, lapses by itself on "
+            f"{lapses}); codes stopped "
+            f"({stopped}); a wrong password did not undo it, the 电子社保卡密码 did, and the same "
+            "session's next code verifies"
         )
 
     async def replacement(self) -> str:
@@ -832,9 +896,12 @@ class Walk:
         cards = {item.get("card") for item in timeline["items"] if item["kind"] == "verification"}
         check(len(cards - {None}) >= 2, f"the timeline's verifications name {cards}")
         return (
-            f"补领 after the formal loss: e-card {mine['id']} kept its id on the new card; the old code is refused "
-            f"online ({old['reason']}) and offline, the old chip by the terminal, a code of the new card verifies; "
-            f"the channel got a signed card.replaced (webhook-id {headers.get('webhook-id', '?')[:16]}…); the "
+            f"补领 after the formal loss: e-card {mine['id']} kept its id on the new card; the "
+            "old code is refused "
+            f"online ({old['reason']}) and offline, the old chip by the terminal, a code of the "
+            "new card verifies; "
+            "the channel got a signed card.replaced (webhook-id "
+            f"{headers.get('webhook-id', '?')[:16]}…); the "
             f"timeline shows verifications of both cards ({len(timeline['items'])} entries)"
         )
 
@@ -886,7 +953,8 @@ def server(env: Mapping[str, str], port: int, workers: int, log: Path) -> Iterat
         str(workers),
     ]
     with log.open("ab") as sink:
-        child = subprocess.Popen(
+        # this interpreter running ecard with fixed arguments; no outside input
+        child = subprocess.Popen(  # noqa: S603
             command, env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT
         )
     base = f"http://127.0.0.1:{port}"
@@ -916,7 +984,8 @@ def server(env: Mapping[str, str], port: int, workers: int, log: Path) -> Iterat
 
 @asynccontextmanager
 async def prepared(settings: Settings) -> AsyncIterator[tuple[dict[str, Any], VirtualCard, dict]]:
-    """The demo actors, the demo card's chip and the issuer's PSAM keys, made before the server runs."""
+    """The demo actors, the demo card's chip and the issuer's PSAM keys, made before the server
+    runs."""
     ring = ensure_keys(settings)
     platform = await open_platform(settings, migrate=True)
     try:

@@ -13,8 +13,10 @@ since the domains' controllers import ``ecard.app``; no domain imports it.
 from ecard import ledger_domain
 from ecard.codes import domain as codes
 from ecard.consent import domain as consent
+from ecard.directory import domain as directory
 from ecard.domain import Domain
 from ecard.oidc import domain as oidc
+from ecard.partners import domain as partners
 from ecard.registry import domain as registry
 from ecard.terminal import domain as terminal
 from ecard.timeline import domain as timeline
@@ -24,9 +26,11 @@ DOMAINS: tuple[Domain, ...] = (
     registry.DOMAIN,
     ledger_domain.DOMAIN,
     oidc.DOMAIN,
+    partners.DOMAIN,
     codes.DOMAIN,
     consent.DOMAIN,
     terminal.DOMAIN,
     timeline.DOMAIN,
     webhooks.DOMAIN,
+    directory.DOMAIN,
 )

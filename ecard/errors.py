@@ -233,6 +233,12 @@ CATALOGUE: dict[str, ErrorSpec] = {
     ),
     "access_denied": ErrorSpec(403, "持卡人拒绝了授权", "The holder denied the request", True),
     "invalid_token": ErrorSpec(401, "访问令牌无效", "The access token is invalid", True),
+    "invalid_authorization_details": ErrorSpec(  # RFC 9396 §5
+        400,
+        "授权详情（authorization_details）无效或超出备案范围",
+        "The authorization_details are invalid or beyond what the client may ask",
+        True,
+    ),
     "insufficient_scope": ErrorSpec(
         403, "访问令牌的权限范围不足", "The access token's scope is insufficient", True
     ),
@@ -274,6 +280,19 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "client_status_conflict": ErrorSpec(
         409, "应用备案状态不允许该操作", "The client's filing status does not allow this"
     ),
+    # the application catalogue (docs/partners.md)
+    "application_not_found": ErrorSpec(404, "备案应用不存在", "No such filed application"),
+    "application_exists": ErrorSpec(
+        409, "同名应用已备案", "An application with this name is already filed"
+    ),
+    "entitlement_unknown": ErrorSpec(
+        400,
+        "权限不在目录中（字段、授权范围、用途或登录范围）",
+        "An entitlement is not in its catalogue (fields, scopes, purposes or login scopes)",
+    ),
+    "credential_not_found": ErrorSpec(
+        404, "凭据不存在或已停用", "No such credential of this application, or it already ended"
+    ),
     # codes and verification
     "code_signing_unavailable": ErrorSpec(
         503, "该地区暂无可用的签名密钥", "No active signing key for the card's region; retry later"
@@ -297,6 +316,11 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "consent_purpose_unknown": ErrorSpec(
         400, "用途代码无效或用途说明不足", "Unknown purpose code, or the purpose text is missing"
     ),
+    "consent_purpose_not_filed": ErrorSpec(
+        403,
+        "该应用备案的用途不含此用途",
+        "This relying party is not filed for this purpose",
+    ),
     "consent_duration_out_of_range": ErrorSpec(
         400, "授权期限超出允许范围", "The grant duration is outside the allowed range"
     ),
@@ -319,6 +343,9 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "consent_expired": ErrorSpec(403, "授权已过期", "This grant has expired"),
     "consent_scope_not_granted": ErrorSpec(
         403, "授权不包含所请求的数据范围", "The grant does not cover the requested scopes"
+    ),
+    "authorization_not_found": ErrorSpec(
+        404, "该登录或授权不存在", "No such login or grant of this holder"
     ),
     "consent_not_revocable": ErrorSpec(
         409, "该授权不在有效期内，无需撤销", "Only a live grant can be revoked"
@@ -400,6 +427,50 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "webhook_delivery_not_found": ErrorSpec(404, "回调投递记录不存在", "No such webhook delivery"),
     "webhook_delivery_not_failed": ErrorSpec(
         409, "仅可重新投递已最终失败的回调", "Only a permanently failed delivery can be redelivered"
+    ),
+    # the service zone's directory (docs/directory.md)
+    "invalid_uscc": ErrorSpec(
+        400,
+        "统一社会信用代码格式或校验码错误",
+        "The unified social credit code is malformed or its check character is wrong",
+    ),
+    "directory_entry_invalid": ErrorSpec(
+        400, "目录条目信息无效", "The directory entry is invalid (kind, hours …)"
+    ),
+    "directory_url_invalid": ErrorSpec(
+        400,
+        "线上入口须为 https 地址且不含凭据",
+        "The entry URL must be https:// without credentials",
+    ),
+    "directory_scenario_unknown": ErrorSpec(400, "应用场景代码无效", "Unknown scenario code"),
+    "directory_medium_unknown": ErrorSpec(400, "用卡介质代码无效", "Unknown medium code"),
+    "directory_location_invalid": ErrorSpec(
+        400,
+        "位置参数无效（纬度、经度、半径）",
+        "The location is invalid (lat and lon in China, a radius of 1 m to 50 km)",
+    ),
+    "directory_query_invalid": ErrorSpec(
+        400, "目录查询参数无效", "A directory query parameter is invalid"
+    ),
+    "directory_foreign_province": ErrorSpec(
+        400,
+        "该省份的目录由其本省平台发布",
+        "Entries of another province are published by that province's platform",
+    ),
+    "directory_filing_not_found": ErrorSpec(404, "应用备案不存在", "No such filed application"),
+    "directory_application_not_found": ErrorSpec(
+        404, "服务专区中没有该应用", "No such application in the directory"
+    ),
+    "directory_institution_not_found": ErrorSpec(
+        404, "服务专区中没有该机构", "No such institution in the directory"
+    ),
+    "directory_terminal_invalid": ErrorSpec(
+        400,
+        "终端不存在或不属于该机构所在省份",
+        "A linked terminal does not exist or is registered in another province",
+    ),
+    "directory_feed_since_invalid": ErrorSpec(
+        400, "目录版本号超出已发布范围", "since is after the latest published directory version"
     ),
 }
 

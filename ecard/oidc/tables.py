@@ -12,24 +12,19 @@ from piccolo.table import Table
 
 
 class OidcClient(Table, tablename="oidc_client"):
-    """A relying party filed in the application catalogue (应用目录备案)."""
+    """The login settings of a filing with the ``login`` capability (same id as its ``api_client``
+    row): its status and its credentials are the filing's (``ecard.partners``)."""
 
     id = Varchar(length=40, primary_key=True)
-    name = Varchar(length=128, unique=True)
+    name = Varchar(length=128, unique=True)  # the filing's name, as shown to holders
     logo_uri = Text(null=True, default=None)
     redirect_uris = JSON(default="[]")
     post_logout_redirect_uris = JSON(default="[]")
     scopes = JSON(default="[]")  # the scopes this client may ask for
     client_type = Varchar(length=16)  # public | confidential
-    auth_method = Varchar(
-        length=32
-    )  # none | client_secret_basic | client_secret_post | private_key_jwt
-    secret_digest = Varchar(length=64, null=True, default=None)
-    public_jwk = JSON(null=True, default=None)  # for private_key_jwt
+    #: none | client_secret_basic | client_secret_post | private_key_jwt
+    auth_method = Varchar(length=32)
     sector = Varchar(length=255)  # pairwise subject sector (host of the redirect URIs)
-    status = Varchar(
-        length=16, default="pending", index=True
-    )  # pending|approved|live|suspended|rejected
     filed_by = Varchar(length=40)
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())

@@ -11,7 +11,8 @@ Every status change goes through :meth:`CardLifeService.move`, which keeps, in t
   signed webhook to every channel holding one of its e-cards, and the audit row.
 
 The replacement (补领/换领) moves the old card's e-cards to the new card with the same ids:
-"电子社保卡无需重新申领".  Holder sessions continue: the app's next refresh gets tokens for the new card.
+"电子社保卡无需重新申领".  Holder sessions continue: the app's next refresh gets tokens for the
+new card.
 """
 
 from __future__ import annotations
@@ -227,7 +228,8 @@ class CardLifeService:
     async def request_replacement(
         self, card_id: str, data: schemas.ReplacementRequest, actor: str
     ) -> None:
-        """补领/换领 requested: the card becomes ``replacement_pending`` and cannot be 解挂 any more."""
+        """补领/换领 requested: the card becomes ``replacement_pending`` and cannot be 解挂 any
+        more."""
         row = await self.card_row(card_id)
         await self.move(
             row,
@@ -347,7 +349,8 @@ class CardLifeService:
                 )
             ).run()
             return stock["id"]
-        assert new is not None
+        if new is None:  # the caller checked: exactly one of new_card and stock_card_id
+            raise AppError("validation_failed", "give exactly one of new_card and stock_card_id")
         card_id = new_id()
         region = new.region or old["region"]
         await Card.insert(
@@ -481,14 +484,14 @@ class CardLifeService:
             and row["ecard.status"] == "active"
             and (not row["revoked"] or row["ended_reason"] == "card_suspended")
         )
-        if not live:
+        if row is None or not live:
             raise AppError("token_invalid")
-        assert row is not None
         await sessions.verify_session_key(self.platform, row, dpop)
         return row
 
     async def lapse_temporary_losses(self, now: float | None = None, limit: int = 500) -> int:
-        """Every 临时挂失 whose period is over becomes active again (by the system); returns how many."""
+        """Every 临时挂失 whose period is over becomes active again (by the system); returns how
+        many."""
         due = int(_now() if now is None else now)
         rows = (
             await Card.select()

@@ -22,11 +22,10 @@ from ecard.auth import (
 from ecard.dependencies import client_of, operator_with, provide_holder, provide_operator
 from ecard.idempotency import idempotent
 from ecard.platform import Platform
-from ecard.registry import schemas
+from ecard.registry import schemas, sessions
 from ecard.registry.card_life import CardLifeService
 from ecard.registry.holder_password import HolderPasswords
 from ecard.registry.service import AccessService, RegistryService
-from ecard.registry import sessions
 
 IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key", required=False)]
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
@@ -343,7 +342,9 @@ class HolderController(Controller):
     @post(
         "/session/refresh",
         status_code=200,
-        summary="Rotate the holder session's tokens (a DPoP-bound session: with a proof of its key)",
+        summary=(
+            "Rotate the holder session's tokens (a DPoP-bound session: with a proof of its key)"
+        ),
     )
     async def refresh(
         self,
@@ -358,7 +359,9 @@ class HolderController(Controller):
     @get(
         "/sessions",
         dependencies={"holder": Provide(provide_holder)},
-        summary="The holder's signed-in sessions, in every channel app holding an e-card of the card",
+        summary=(
+            "The holder's signed-in sessions, in every channel app holding an e-card of the card"
+        ),
     )
     async def my_sessions(
         self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]
@@ -449,7 +452,8 @@ class DepartmentController(Controller):
 
 
 class CardLifeController(Controller):
-    """The card's life beyond a status change: 补领/换领 (operators), 临时挂失 and its undo (holders)."""
+    """The card's life beyond a status change: 补领/换领 (operators), 临时挂失 and its undo
+    (holders)."""
 
     tags = ["card life"]
 
@@ -472,7 +476,9 @@ class CardLifeController(Controller):
     @post(
         "/operator/v1/cards/{card_id:str}/replace",
         dependencies=operator_with("registry:write"),
-        summary="The replacement: new card active, old card replaced, its e-cards moved with their ids",
+        summary=(
+            "The replacement: new card active, old card replaced, its e-cards moved with their ids"
+        ),
     )
     async def replace(
         self,
@@ -506,7 +512,10 @@ class CardLifeController(Controller):
     @post(
         "/holder/v1/card/loss-report/undo",
         status_code=200,
-        summary="Undo a 临时挂失: the session's refresh token (and DPoP proof where bound) + 电子社保卡密码",
+        summary=(
+            "Undo a 临时挂失: the session's refresh token"
+            " (and DPoP proof where bound) + 电子社保卡密码"
+        ),
     )
     async def undo_loss(
         self,

@@ -443,7 +443,9 @@ def register_cli(registry: argparse._SubParsersAction) -> None:
     command = registry.add_parser(
         "import-deaths",
         help="import death records (死亡人员) from CSV: every card of each person ends",
-        description="CSV with the header identity_number,died_on,source_ref (docs/lifecycle-operations.md).",
+        description=(
+            "CSV with the header identity_number,died_on,source_ref (docs/lifecycle-operations.md)."
+        ),
     )
     command.add_argument("file")
     command.add_argument(

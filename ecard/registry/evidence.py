@@ -2,7 +2,7 @@
 applicant (``docs/front-door.md``).  No evidence, no e-card; no evidence, no password reset.
 
 The evidence is a compact JWS (ES256) signed with the channel's registered key
-(``ApiClient.public_jwk``).  Its claims:
+(one of its filing's public keys, ``ecard.partners.credentials``).  Its claims:
 
 =========  ==============================================================================
 ``iss``    the channel's client id
@@ -26,11 +26,13 @@ with a catalogue code and a stable reason that never says which fact about the p
 5. ``rule_claims``             the claims are a flat JSON object, every claim present and well typed
 6. ``rule_issuer``             ``iss`` is the presenting channel
 7. ``rule_audience``           ``aud`` is this platform's public URL
-8. ``rule_issued_at``          ``iat`` is at most ``liveness_max_age_seconds`` old and at most 60 s ahead
+8. ``rule_issued_at``          ``iat`` is at most ``liveness_max_age_seconds`` old and at most
+                               60 s ahead
 9. ``rule_purpose``            ``purpose``, when present, is the use it is presented for
 10. ``rule_method_known``      ``method`` is in the catalogue
 11. ``rule_subject``           ``subject`` binds ``jti`` to the claimed identity number
-12. ``rule_method_accepted``   the card's province accepts the method (``evidence_method_not_accepted``)
+12. ``rule_method_accepted``   the card's province accepts the method
+                               (``evidence_method_not_accepted``)
 13. ``jti`` used once (shared store, :func:`accept_evidence`)
 
 :func:`check_evidence` runs rules 1–12 and does no I/O; :func:`accept_evidence` adds the channel's
@@ -90,7 +92,8 @@ clock: Callable[[], float] = time.time
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """Evidence that passed every rule: what the ``liveness_evidence`` row keeps (no personal data)."""
+    """Evidence that passed every rule: what the ``liveness_evidence`` row keeps (no
+    personal data)."""
 
     channel_id: str
     method: str
@@ -297,10 +300,11 @@ def check_evidence(
 ) -> Evidence:
     """Rules 1–12, in order; pure (the caller gives the key, the clock and the policy).  Raises
     :class:`~ecard.errors.AppError` (``evidence_required``, ``evidence_invalid``,
-    ``evidence_key_missing``, ``evidence_method_not_accepted``) and nothing else, whatever the input."""
+    ``evidence_key_missing``, ``evidence_method_not_accepted``) and nothing else, whatever the
+    input."""
     rule_present(evidence)
     encoded_header, encoded_claims, encoded_signature = rule_compact_jws(evidence)
-    assert isinstance(evidence, str)
+    compact = f"{encoded_header}.{encoded_claims}.{encoded_signature}"  # the evidence, as a str
     rule_header(encoded_header)
     key = load_channel_key(public_jwk)
     rule_signature(f"{encoded_header}.{encoded_claims}".encode("ascii"), encoded_signature, key)
@@ -318,7 +322,7 @@ def check_evidence(
         checked_at=checked_at,
         reference=claims["ref"],
         jti=claims["jti"],
-        digest=hashlib.sha256(evidence.encode("ascii")).hexdigest(),
+        digest=hashlib.sha256(compact.encode("ascii")).hexdigest(),
     )
 
 
@@ -338,25 +342,35 @@ async def accept_evidence(
     and a card of ``region``, then spend its ``jti`` (once, on every worker: the marker lives
     as long as an ``iat`` could still pass).  Refusals as :func:`check_evidence`; a replayed
     ``jti`` is ``evidence_invalid``."""
-    from ecard.registry.tables import ApiClient
+    from ecard.partners.credentials import public_keys
 
     settings = platform.settings
     rule_present(evidence)
-    row = await ApiClient.select(ApiClient.public_jwk).where(ApiClient.id == channel_id).first()
-    if row is None or not row["public_jwk"]:
+    # the channel filing's usable keys, newest first (a rotation overlaps the old key)
+    keys = await public_keys(channel_id)
+    if not keys:
         raise AppError("evidence_key_missing")
-    accepted = check_evidence(
-        evidence,
-        row["public_jwk"],
-        channel_id=channel_id,
-        audience=settings.public_url,
-        identity_number=identity_number,
-        region=region,
-        policy=settings.liveness_methods,
-        purpose=purpose,
-        now=clock(),
-        max_age=settings.liveness_max_age_seconds,
-    )
+    refusal: AppError | None = None
+    accepted: Evidence | None = None
+    for key in keys:
+        try:
+            accepted = check_evidence(
+                evidence,
+                key,
+                channel_id=channel_id,
+                audience=settings.public_url,
+                identity_number=identity_number,
+                region=region,
+                policy=settings.liveness_methods,
+                purpose=purpose,
+                now=clock(),
+                max_age=settings.liveness_max_age_seconds,
+            )
+            break
+        except AppError as error:
+            refusal = refusal or error
+    if accepted is None:
+        raise refusal or AppError("evidence_key_missing")
     ttl = settings.liveness_max_age_seconds + 2 * FUTURE_SKEW_SECONDS
     marker = "evidence-jti:" + hashlib.sha256(f"{channel_id}|{accepted.jti}".encode()).hexdigest()
     if not await platform.store.put_if_absent(marker, b"1", ttl):

@@ -147,7 +147,8 @@ async def verify_holder_password(
         raise AppError(
             "password_locked", "too many attempts at once; retry", headers={"Retry-After": "1"}
         )
-    assert row is not None
+    if row is None:  # unreachable: the loop leaves with a row or raises
+        raise AppError("password_not_set")
     if await asyncio.to_thread(verify_password, password, row["password_hash"]):
         await HolderCredential.update(
             {HolderCredential.failures: 0, HolderCredential.locked_until: None}

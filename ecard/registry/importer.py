@@ -122,9 +122,7 @@ async def import_csv(platform: Platform, path: Path, *, show_progress: bool = Tr
                     ("chip", row.identification_code),
                 }
                 if clash:
-                    report.rejected.append(
-                        (line, f"already in the registry ({sorted(clash)[0][0]})")
-                    )
+                    report.rejected.append((line, f"already in the registry ({min(clash)[0]})"))
                 else:
                     fresh.append((line, row))
             report.imported += await _write(platform, fresh, report, index_of)

@@ -31,7 +31,6 @@ from importlib import resources
 from typing import Any
 
 from ecard.auth import (
-    CLIENT_SECRET_PREFIX,
     OPERATOR_TOKEN_PREFIX,
     ClientPrincipal,
     HolderPrincipal,
@@ -51,6 +50,7 @@ from ecard.crypto.identity import (
 )
 from ecard.crypto.passwords import hash_password, needs_rehash, verify_password
 from ecard.errors import AppError, rate_limited
+from ecard.partners import workflow
 from ecard.platform import Platform
 from ecard.registry import evidence, lifecycle, schemas, sessions, throttle, visibility
 from ecard.registry.audit import audit, new_id
@@ -165,7 +165,8 @@ async def _count_suppressed(platform: Platform, key: str) -> None:
 def _union_levels(
     shaped: list[tuple[Any, dict[str, visibility.Level]]],
 ) -> dict[str, visibility.Level]:
-    """The fields a list returned, at their levels (the same for every item of one view and role)."""
+    """The fields a list returned, at their levels (the same for every item of one view and
+    role)."""
     levels: dict[str, visibility.Level] = {}
     for _, item_levels in shaped:
         levels.update(item_levels)
@@ -181,7 +182,8 @@ async def _audit_list(
     **detail: Any,
 ) -> None:
     """One audit row for a page of records: the ids returned and the fields shown.  The target is
-    the one subject when there is exactly one (so the trail of that id finds the read), else ``-``."""
+    the one subject when there is exactly one (so the trail of that id finds the read), else
+    ``-``."""
     target = subjects[0] if len(subjects) == 1 else "-"
     await audit(
         actor,
@@ -625,7 +627,8 @@ class RegistryService:
         ):  # renewal is a replacement
             await audit(channel.actor, "ecard.issue.refused", "card", row["id"], "card expired")
             raise AppError("card_expired")
-        try:  # 实人: the channel's signed live-person check of this applicant (ecard.registry.evidence)
+        # 实人: the channel's signed live-person check of this applicant (ecard.registry.evidence)
+        try:
             proof = await evidence.accept_evidence(
                 self.platform,
                 data.evidence,
@@ -704,9 +707,10 @@ class RegistryService:
 
     async def get_ecard(self, ecard_id: str) -> schemas.ECardView:
         rows = await ECard.raw(
-            "SELECT e.id, e.channel, e.status, e.created_at, c.status AS card_status, c.card_number,"
-            " c.region, p.id AS person_id, p.name, p.id_number_enc"
-            " FROM ecard e JOIN card c ON c.id = e.card JOIN person p ON p.id = c.person WHERE e.id = {}",
+            "SELECT e.id, e.channel, e.status, e.created_at, c.status AS card_status,"
+            " c.card_number, c.region, p.id AS person_id, p.name, p.id_number_enc"
+            " FROM ecard e JOIN card c ON c.id = e.card JOIN person p ON p.id = c.person"
+            " WHERE e.id = {}",
             ecard_id,
         )
         row = rows[0] if rows else None
@@ -746,9 +750,7 @@ class RegistryService:
                 raise AppError("ecard_not_active")
             await HolderSession.update(
                 {HolderSession.revoked: True, HolderSession.ended_reason: "unbound"}
-            ).where(
-                (HolderSession.ecard == ecard_id) & (HolderSession.revoked == False)  # noqa: E712
-            )
+            ).where((HolderSession.ecard == ecard_id) & (HolderSession.revoked == False))
             await audit(actor, "ecard.unbind", "ecard", ecard_id, reason)
             channel = updated[0]["channel"]
             if not actor.endswith(f":{channel}"):  # the channel knows its own
@@ -867,14 +869,17 @@ class AccessService:
             # holds each operator's live tokens and nothing else
             await OperatorToken.delete().where(
                 (OperatorToken.operator == row["id"])
-                & ((OperatorToken.expires_at <= now) | (OperatorToken.revoked == True))  # noqa: E712
+                & ((OperatorToken.expires_at <= now) | (OperatorToken.revoked == True))
             )
             await OperatorToken.insert(
                 OperatorToken(digest=secret_digest(token), operator=row["id"], expires_at=now + ttl)
             ).run()
         await audit(f"operator:{row['id']}", "operator.login", "operator", row["id"])
         return schemas.OperatorToken(
-            access_token=token, token_type="Bearer", expires_in=ttl, role=row["role"]
+            access_token=token,
+            token_type="Bearer",  # noqa: S106 - the OAuth token type, not a secret
+            expires_in=ttl,
+            role=row["role"],
         )
 
     async def logout(self, operator: OperatorPrincipal) -> None:
@@ -912,32 +917,41 @@ class AccessService:
         return schemas.OperatorTokensRevoked(operator_id=operator_id, revoked_tokens=count)
 
     async def create_client(self, data: schemas.ClientCreate, actor: str) -> schemas.ClientView:
+        """The older path (``/operator/v1/clients``): a filing with the one capability of
+        ``data.kind``, entitlements checked against its catalogue, taken live at once (every step
+        recorded in ``filing_step``, audited once as ``client.create``)."""
+        from ecard.partners import capabilities
+        from ecard.partners import schemas as partner_schemas
+        from ecard.partners.service import PartnerService
+
         for region in data.regions:
             if region != "*":
                 check_region(region)
-        secret = new_token(CLIENT_SECRET_PREFIX)
-        client_id = f"{data.kind[:2]}_{secrets.token_hex(12)}"
+        filed = capabilities.from_kind(data.kind, data.entitlements)
+        filing = partner_schemas.FilingCreate(
+            name=data.name,
+            regions=data.regions,
+            capabilities=capabilities.settings_of(filed),
+            jwk=data.public_jwk,
+        )
+        partners = PartnerService(self.platform)
         try:
-            async with self.platform.engine.transaction():
-                await ApiClient.insert(
-                    ApiClient(
-                        id=client_id,
-                        kind=data.kind,
-                        name=data.name,
-                        secret_digest=secret_digest(secret),
-                        public_jwk=json.dumps(data.public_jwk) if data.public_jwk else None,
-                        regions=json.dumps(data.regions),
-                        entitlements=json.dumps(data.entitlements),
-                    )
-                ).run()
-                await audit(actor, "client.create", "client", client_id, kind=data.kind)
-        except Exception as exc:
-            if is_unique_violation(exc):
+            view = await partners.file(filing, actor, audit_action="client.create", kind=data.kind)
+        except AppError as error:
+            if error.code == "application_exists":
                 raise AppError("channel_exists", "a client with this name already exists") from None
             raise
-        view = await self.get_client(client_id)
-        view.client_secret = secret
-        return view
+        await partners.walk_to(
+            view.id,
+            "live",
+            "registered through /operator/v1/clients (older path): live at once",
+            actor,
+            audit_action="client.status",
+            to="active",
+        )
+        client = await self.get_client(view.id)
+        client.client_secret = view.client_secret
+        return client
 
     async def get_client(self, client_id: str) -> schemas.ClientView:
         row = await ApiClient.select().where(ApiClient.id == client_id).first()
@@ -947,7 +961,7 @@ class AccessService:
             id=row["id"],
             kind=row["kind"],
             name=row["name"],
-            status=row["status"],
+            status=workflow.client_status(row["status"]),
             regions=_json(row["regions"]),
             entitlements=_json(row["entitlements"]),
         )
@@ -955,13 +969,28 @@ class AccessService:
     async def set_client_status(
         self, client_id: str, change: schemas.ClientStatusChange, actor: str
     ) -> schemas.ClientView:
-        await self.get_client(client_id)
-        async with self.platform.engine.transaction():
-            await ApiClient.update({ApiClient.status: change.status}).where(
-                ApiClient.id == client_id
-            )
+        """The older path: ``active`` resumes (or takes live) the filing, ``disabled`` suspends a
+        live one; a filing already in the asked state is left as it is (audited all the same)."""
+        from ecard.partners.service import PartnerService
+
+        row = await ApiClient.select(ApiClient.status).where(ApiClient.id == client_id).first()
+        if row is None:
+            raise AppError("channel_not_found", "no such client")
+        if change.status == workflow.client_status(row["status"]) or (
+            change.status == "disabled" and row["status"] != workflow.FilingStatus.LIVE
+        ):
             await audit(
                 actor, "client.status", "client", client_id, change.reason, to=change.status
+            )
+        else:
+            target = "live" if change.status == "active" else "suspended"
+            await PartnerService(self.platform).walk_to(
+                client_id,
+                target,
+                change.reason,
+                actor,
+                audit_action="client.status",
+                to=change.status,
             )
         forget_client(client_id)
         return await self.get_client(client_id)

@@ -224,8 +224,8 @@ async def refresh_session(
     3. an ended session: reused after its rotation ends every session of the e-card
        (``token_invalid``, audited ``session.refresh_reuse``); suspended with its card goes on;
        any other reason is final (``token_invalid``, nothing audited);
-    4. the card is usable (``card_not_active``: :func:`ecard.registry.lifecycle.card_usable`) and the e-card too (``ecard_not_active``);
-       nothing is rotated otherwise;
+    4. the card is usable (``card_not_active``: :func:`ecard.registry.lifecycle.card_usable`)
+       and the e-card too (``ecard_not_active``); nothing is rotated otherwise;
     5. the row is rotated (exactly one of two racing refreshes wins) and the next row issued for
        the card the e-card belongs to now (after a replacement: the new card)."""
     row = (
@@ -259,7 +259,8 @@ async def refresh_session(
             raise AppError("token_invalid", "refresh token reuse detected; sessions revoked")
         if row["ended_reason"] != "card_suspended":
             raise AppError("token_invalid", "this session has ended")
-    if not lifecycle.card_usable(  # active, and not expired where the province suspends expired cards
+    # active, and not expired where the province suspends expired cards
+    if not lifecycle.card_usable(
         platform.settings.card_policies,
         row["ecard.card.status"],
         row["ecard.card.expiry_date"],

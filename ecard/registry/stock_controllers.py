@@ -109,7 +109,10 @@ class StockCardController(Controller):
         "/cards/{card_id:str}/activate",
         dependencies=operator_with("registry:write"),
         status_code=200,
-        summary="A stock card activated (启用): issued → active, or in_stock → active at once (立等可取)",
+        summary=(
+            "A stock card activated (启用): issued → active, or in_stock → active at once "
+            "(立等可取)"
+        ),
     )
     async def activate(
         self,
@@ -135,7 +138,10 @@ class DeathRecordController(Controller):
         "/death-records",
         dependencies=operator_with("registry:write"),
         status_code=200,
-        summary="Import death records (text/csv: identity_number,died_on,source_ref); the report by line",
+        summary=(
+            "Import death records (text/csv: identity_number,died_on,source_ref); the report by "
+            "line"
+        ),
         responses={
             415: ResponseSpec(
                 Problem,

@@ -46,8 +46,9 @@ class Card(Table, tablename="card"):
     region = Varchar(length=6, index=True)
     chip_serial = Varchar(length=32)
     identification_code = Varchar(length=32, unique=True)  # 卡识别码, the chip's diversification id
-    # what offline records and the chip blacklist name the card by (a digest of the chip's 卡识别码):
-    # lets an upload find its revoked cards by index instead of hashing every revoked card
+    # what offline records and the chip blacklist name the card by (a digest of the chip's
+    # 卡识别码): lets an upload find its revoked cards by index instead of hashing every revoked
+    # card
     chip_reference = Varchar(length=32, null=True, default=None, index=True)
     issue_date = Date()
     expiry_date = Date()
@@ -73,17 +74,30 @@ class CardStatusEvent(Table, tablename="card_status_event"):
 
 
 class ApiClient(Table, tablename="api_client"):
-    """A machine caller: channel app, verifying department, verifier, relying party or terminal."""
+    """The filing (应用目录备案) of one partner organisation's system: a channel app, verifier,
+    relying party (login, data), department or terminal, with the capabilities it is filed for, its
+    one workflow status and (in ``partner_credential``) its credentials (``docs/partners.md``).
+    Its id is the client id every credential names."""
 
     id = Varchar(length=40, primary_key=True)
+    #: the first capability filed, in the older vocabulary (``ecard.partners.capabilities``)
     kind = Varchar(length=16, index=True)
     name = Varchar(length=128, unique=True)
-    secret_digest = Varchar(length=64, null=True)
-    public_jwk = JSON(null=True)  # for private_key_jwt and signed terminal requests
-    status = Varchar(length=16, default="active")
+    #: ecard.partners.workflow.FilingStatus; only ``live`` works
+    status = Varchar(length=16, default="submitted", index=True)
     regions = JSON(default="[]")
+    #: what it may see or ask for, across capabilities (verifier fields, consent scopes, terminal
+    #: entitlements), each checked against its catalogue when filed
     entitlements = JSON(default="[]")
+    #: capability name -> its settings (login's live in ``oidc_client``, keyed by the same id)
+    capabilities = JSON(default="{}")
+    organisation = Varchar(length=128, default="")
     created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(null=True, default=TimestamptzNow())  # null only before migration
+
+
+#: The filing is the ApiClient row; this name says so where the partner domain uses it.
+Filing = ApiClient
 
 
 class ECard(Table, tablename="ecard"):
@@ -159,7 +173,8 @@ class IdempotencyRecord(Table, tablename="idempotency_record"):
 
 
 class CardBatch(Table, tablename="card_batch"):
-    """A batch of stock cards (库存卡) made for one outlet (网点): ``produced`` until delivered there.
+    """A batch of stock cards (库存卡) made for one outlet (网点): ``produced`` until delivered
+    there.
     Its cards are listed in :class:`CardBatchItem` (the card table stays as it is)."""
 
     id = Varchar(length=32, primary_key=True)

@@ -111,11 +111,15 @@ STRUCTS: dict[str, type[msgspec.Struct]] = {
 #: Structs of the registry that are not operator views of personal data, and why (a new
 #: ``…View`` struct must be put here or in :data:`STRUCTS`; a test checks).
 NOT_PERSONAL: dict[type[msgspec.Struct], str] = {
-    schemas.ECardView: "returned to the holder (its own) and to the channel that issued it, never to an operator;"
-    " masked there for every caller",
+    schemas.ECardView: (
+        "returned to the holder (its own) and to the channel that issued it, never to an operator;"
+        " masked there for every caller"
+    ),
     schemas.AuditEventView: "ids, actions and field names; the audit trail holds no personal data",
     schemas.ClientView: "a registered organisation or app, not a person",
-    schemas.HolderSessionView: "returned only to the holder (their own sessions): channel ids and names, times",
+    schemas.HolderSessionView: (
+        "returned only to the holder (their own sessions): channel ids and names, times"
+    ),
     schemas.CardBatchView: "a batch of stock cards: outlet, counts and card ids, no person's data",
 }
 

@@ -38,11 +38,13 @@ from ecard.offline.es256 import (
     thumbprint,
     verify_raw,
 )
+from ecard.partners import credentials
+from ecard.partners.workflow import FilingStatus, client_status, works
 from ecard.platform import Platform
 from ecard.registry import lifecycle
 from ecard.registry.schemas import ClientCreate, ClientStatusChange
 from ecard.registry.service import AccessService, audit
-from ecard.registry.tables import ApiClient, Card
+from ecard.registry.tables import Card
 from ecard.terminal import hce, psam, schemas
 from ecard.terminal import records as rec
 from ecard.terminal.apdu import SW, decode_response
@@ -183,7 +185,7 @@ def _terminal_view(row: dict[str, Any]) -> schemas.TerminalView:
         terminal_kind=row["terminal_kind"],
         address=row["address"],
         region=row["region"],
-        status=row["client.status"],
+        status=client_status(row["client.status"]),  # active | disabled, as before filings
         entitlements=_json_list(row["client.entitlements"]),
         created_at=row["created_at"],
     )
@@ -279,7 +281,12 @@ class TerminalService:
         if region:
             conditions.append(Terminal.region == region)
         if status:
-            conditions.append(Terminal.client.status == status)
+            live = FilingStatus.LIVE.value
+            conditions.append(
+                Terminal.client.status == live
+                if status == "active"
+                else Terminal.client.status != live
+            )
         if kind:
             conditions.append(Terminal.terminal_kind == kind)
         if q:
@@ -326,32 +333,37 @@ class TerminalService:
         except jwt.PyJWTError:
             raise AppError("terminal_signature_invalid", "not a compact JWS") from None
         terminal_id = unverified.get("iss")
-        row = (
-            await ApiClient.select().where(ApiClient.id == terminal_id).first()
-            if isinstance(terminal_id, str)
-            else None
-        )
-        if row is None or row["kind"] != "terminal" or not row["public_jwk"]:
+        # the terminal's filing and its usable keys (ecard.partners.credentials: a rotation
+        # overlaps the old key with the new one)
+        record = await credentials.filing(terminal_id) if isinstance(terminal_id, str) else None
+        keys = record.keys(time.time()) if record and "terminal" in record.capabilities else []
+        if record is None or not keys:
             raise AppError("terminal_signature_invalid", "unknown terminal")
         if header.get("alg") != "ES256" or header.get("typ") != REQUEST_TYPE:
             raise AppError(
                 "terminal_signature_invalid", f"alg ES256 and typ {REQUEST_TYPE} required"
             )
-        jwk = row["public_jwk"]
-        public_key = public_key_from_jwk(jwk if isinstance(jwk, dict) else json.loads(jwk))
-        try:
-            claims = jwt.decode(
-                token,
-                public_key,
-                algorithms=["ES256"],
-                options={
-                    "require": ["iss", "iat", "jti", "htm", "htu", "bdh"],
-                    "verify_iat": False,
-                },
-            )
-        except jwt.PyJWTError:
-            raise AppError("terminal_signature_invalid", "signature does not verify") from None
-        if row["status"] != "active":
+        claims = None
+        for key in keys:
+            public_key = public_key_from_jwk(key.public_jwk or {})
+            try:
+                claims = jwt.decode(
+                    token,
+                    public_key,
+                    algorithms=["ES256"],
+                    options={
+                        "require": ["iss", "iat", "jti", "htm", "htu", "bdh"],
+                        "verify_iat": False,
+                    },
+                )
+                break
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.PyJWTError:
+                break
+        if claims is None:
+            raise AppError("terminal_signature_invalid", "signature does not verify")
+        if not works(record.status):
             raise AppError("terminal_disabled")
         if (
             not isinstance(claims["iat"], int)
@@ -371,11 +383,12 @@ class TerminalService:
         ):
             raise AppError("terminal_request_replayed")
         client = ClientPrincipal(
-            id=row["id"],
+            id=record.id,
             kind="terminal",
-            name=row["name"],
-            regions=tuple(_json_list(row["regions"])),
-            entitlements=tuple(_json_list(row["entitlements"])),
+            name=record.name,
+            regions=record.regions,
+            entitlements=record.entitlements,
+            capabilities=tuple(record.capabilities),
         )
         return TerminalPrincipal(client, public_key)
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -55,16 +56,17 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict, deque
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlparse, urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.ledger.chain import AnvilNode, anvil_binary, free_port  # noqa: E402  (the tests' chain node)
+from tests.ledger.chain import AnvilNode, anvil_binary, free_port
 
 PY = sys.executable
 SESSION_ID = re.compile(r'data-session="([^"]+)"')
@@ -118,7 +120,7 @@ def scratch_database(database_url: str, tag: str) -> Iterator[str]:
             try:
                 asyncio.run(_pg(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
                 break
-            except Exception:  # the server may be restarting (faults): try again
+            except Exception:  # noqa: BLE001 - the server may be restarting (faults): try again
                 time.sleep(1)
 
 
@@ -136,7 +138,7 @@ def process_tree_rss(pid: int) -> dict[str, float]:
     children = [
         int(p)
         for p in subprocess.run(
-            ["pgrep", "-P", str(pid)], capture_output=True, text=True
+            ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
         ).stdout.split()
     ]
     per_worker = [rss(c) for c in children]
@@ -153,7 +155,7 @@ def process_tree_cpu(pid: int) -> float:
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for child in subprocess.run(
-        ["pgrep", "-P", str(pid)], capture_output=True, text=True
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
     ).stdout.split():
         try:
             fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
@@ -182,7 +184,9 @@ def backing_cpu(env: Any) -> dict[str, float]:
     def pgrep(*args: str) -> list[int]:
         return [
             int(p)
-            for p in subprocess.run(["pgrep", *args], capture_output=True, text=True).stdout.split()
+            for p in subprocess.run(
+                ["pgrep", *args], capture_output=True, text=True, check=False
+            ).stdout.split()
         ]
 
     return {
@@ -204,14 +208,14 @@ def _identity_number(region: str, index: int) -> str:
 
 
 async def _make_actors(settings: Any, holders: int, terminals: int) -> dict[str, Any]:
+    import jwt
+
     from ecard.auth import ClientPrincipal, OperatorPrincipal
     from ecard.cli import ensure_keys
     from ecard.consent.service import seed_demo_data
     from ecard.demo import _terminal, create_demo
     from ecard.platform import open_platform
     from ecard.registry import schemas
-    import jwt
-
     from ecard.registry.evidence import sign_evidence
     from ecard.registry.holder_password import provision_password
     from ecard.registry.service import RegistryService
@@ -355,7 +359,10 @@ class Environment:
             workers = [
                 int(p)
                 for p in subprocess.run(
-                    ["pgrep", "-P", str(self.server.pid)], capture_output=True, text=True
+                    ["pgrep", "-P", str(self.server.pid)],
+                    capture_output=True,
+                    text=True,
+                    check=False,
                 ).stdout.split()
             ]
             self.server.terminate()
@@ -450,7 +457,7 @@ def _clear_redis_prefix(redis_url: str, prefix: str) -> None:
         for key in client.scan_iter(match=f"{prefix}*", count=1000):
             client.delete(key)
         client.close()
-    except Exception:
+    except Exception:  # noqa: BLE001, S110 - best-effort cleanup of a finished run's keys
         pass
 
 
@@ -488,10 +495,8 @@ def _outcome(response: Any) -> str:
     if response.status_code < 400:
         return "ok"
     code = "?"
-    try:
+    with contextlib.suppress(ValueError, AttributeError):  # not a JSON object: no code
         code = response.json().get("code") or response.json().get("error") or "?"
-    except Exception:
-        pass
     if response.status_code == 503 and "retry-after" not in response.headers:
         code += "!no-retry-after"
     return code
@@ -514,16 +519,15 @@ class VirtualUser:
         }
         rp = actors["relying_party"]
         self.rp_auth = {"Authorization": _basic(rp["client_id"], rp["client_secret"])}
-        self.oidc = rp["oidc"]
-        self.oidc_auth = {
-            "Authorization": _basic(self.oidc["client_id"], self.oidc["client_secret"])
-        }
+        self.oidc = rp  # one filing logs holders in and reads granted data
+        self.oidc_auth = self.rp_auth
 
     async def call(self, op: str, method: str, url: str, **kwargs: Any) -> Any:
         started = time.time()
         try:
             response = await self.http.request(method, url, **kwargs)
-        except Exception as exc:  # transport failure or client timeout: no answer at all
+        # transport failure or client timeout: no answer at all, counted as such
+        except Exception as exc:  # noqa: BLE001
             self.rec.add(op, started, 0, type(exc).__name__)
             await asyncio.sleep(self.shared.get("backoff", 0.5))
             return None
@@ -588,7 +592,8 @@ class VirtualUser:
                 if outcome[1] == "valid":
                     self.rec.facts["double_acceptances"] += 1
                     self.rec.wrong.append(
-                        f"code accepted again {time.time() - accepted_at:.0f} s after its first acceptance"
+                        f"code accepted again {time.time() - accepted_at:.0f} s after its "
+                        "first acceptance"
                     )
 
     def _pair(
@@ -846,7 +851,8 @@ async def _client_main(
                 flow = random.choices(flows, cum)[0]
                 try:
                     await getattr(vu, flow)()
-                except Exception as exc:  # a bug in the client must not end the run silently
+                # a bug in the client must not end the run silently: it is reported
+                except Exception as exc:  # noqa: BLE001
                     rec.wrong.append(f"client error in {flow}: {type(exc).__name__}: {exc}")
                     await asyncio.sleep(0.1)
 
@@ -859,7 +865,7 @@ async def _client_main(
 def _client_process(queue: Any, *args: Any) -> None:
     try:
         queue.put(asyncio.run(_client_main(*args)))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the run
         queue.put(
             {
                 "samples": [],
@@ -933,14 +939,14 @@ class LoadRun:
         return results
 
 
-# --- statistics -------------------------------------------------------------------------------------
+# --- statistics -----------------------------------------------------------------------------------
 
 
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    rank = min(len(ordered) - 1, max(0, int(round(q / 100 * (len(ordered) - 1)))))
+    rank = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[rank]
 
 
@@ -985,12 +991,13 @@ def markdown_table(table: dict[str, dict]) -> str:
         total += row["requests"]
         errors = ", ".join(f"{k}: {v}" for k, v in row["errors"].items()) or "none"
         lines.append(
-            f"| {op} | {row['requests']} | {row['per_second']} | {row['p50_ms']} | {row['p99_ms']} | {errors} |"
+            f"| {op} | {row['requests']} | {row['per_second']} | {row['p50_ms']} | "
+            f"{row['p99_ms']} | {errors} |"
         )
     return "\n".join(lines)
 
 
-# --- main -------------------------------------------------------------------------------------------
+# --- main -----------------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -1087,7 +1094,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         chain = env.chain is not None
     result = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": f"{os.cpu_count()} cores (shared with other work; noisy), loopback; server, clients, PostgreSQL and Redis on the same cores",
+        "machine": (
+            f"{os.cpu_count()} cores (shared with other work; noisy), loopback; server, clients, "
+            "PostgreSQL and Redis on the same cores"
+        ),
         "config": {
             "workers": args.workers,
             "client_processes": args.clients,
@@ -1132,31 +1142,61 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def render_markdown(result: dict[str, Any]) -> str:
     cfg, rss = result["config"], result["rss_mib"]
+    server_ms_per_request = (
+        1000
+        * result["cpu"]["server_workers"]
+        / max(1, result["total"].get("requests_whole_run", 1))
+    )
     growth = rss["end"]["workers"] - rss["after_warmup"]["workers"]
     return "\n".join(
         [
-            f"Mixed load, {result['when']}: {cfg['workers']} server workers on PostgreSQL + Redis"
-            f" (chain: {cfg['chain']}), {cfg['virtual_users']} virtual users in {cfg['client_processes']} client processes,"
-            f" {cfg['warmup_s']:.0f} s warm-up then {cfg['measured_s']:.0f} s measured. {result['machine']}.",
+            (
+                f"Mixed load, {result['when']}: {cfg['workers']} server workers on PostgreSQL + "
+                "Redis"
+                f" (chain: {cfg['chain']}), {cfg['virtual_users']} virtual users in "
+                f"{cfg['client_processes']} client processes,"
+                f" {cfg['warmup_s']:.0f} s warm-up then {cfg['measured_s']:.0f} s measured. "
+                f"{result['machine']}."
+            ),
             "",
             markdown_table(result["operations"]),
             "",
-            f"Total: {result['total']['requests']} requests, {result['total']['per_second']} req/s, "
-            f"{result['total']['errors']} error responses; wrong answers: {result['wrong_answer_count']}; "
-            f"codes presented to two verifiers at once: {result['code_pairs_presented']}, double acceptances: "
-            f"{result['double_acceptances']}.",
+            (
+                f"Total: {result['total']['requests']} requests, {result['total']['per_second']} "
+                "req/s, "
+                f"{result['total']['errors']} error responses; wrong answers: "
+                f"{result['wrong_answer_count']}; "
+                f"codes presented to two verifiers at once: {result['code_pairs_presented']}, "
+                "double "
+                "acceptances: "
+                f"{result['double_acceptances']}."
+            ),
             "",
-            f"Server RSS (sum over {rss['end']['worker_count']} workers): {rss['start']['workers']:.0f} MiB at start, "
-            f"{rss['after_warmup']['workers']:.0f} MiB after warm-up, {rss['end']['workers']:.0f} MiB at the end "
-            f"({growth:+.0f} MiB after warm-up); granian main process {rss['end']['main']:.0f} MiB.",
+            (
+                f"Server RSS (sum over {rss['end']['worker_count']} workers): "
+                f"{rss['start']['workers']:.0f} MiB at start, "
+                f"{rss['after_warmup']['workers']:.0f} MiB after warm-up, "
+                f"{rss['end']['workers']:.0f} "
+                "MiB at the end "
+                f"({growth:+.0f} MiB after warm-up); granian main process {rss['end']['main']:.0f} "
+                "MiB."
+            ),
             "",
-            f"CPU over the {result['cpu']['wall_seconds']:.0f} s run: server workers {result['cpu']['server_workers']:.0f} s, "
-            f"load clients {result['cpu']['client_processes']:.0f} s, PostgreSQL {result['cpu'].get('postgresql', 0):.0f} s (all its "
-            f"processes, other users' too), Redis {result['cpu'].get('redis', 0):.0f} s, chain node {result['cpu'].get('chain', 0):.0f} s, "
-            f"of {result['cpu']['wall_seconds'] * result['cpu']['cores']:.0f} core-seconds; load average at the end "
-            f"{result['cpu'].get('load_average_1m_at_end', 0)}. Server CPU per request (this mix): "
-            f"{1000 * result['cpu']['server_workers'] / max(1, result['total'].get('requests_whole_run', 1)):.1f} ms "
-            "(whole run, warm-up included).",
+            (
+                f"CPU over the {result['cpu']['wall_seconds']:.0f} s run: server workers "
+                f"{result['cpu']['server_workers']:.0f} s, "
+                f"load clients {result['cpu']['client_processes']:.0f} s, PostgreSQL "
+                f"{result['cpu'].get('postgresql', 0):.0f} s (all its "
+                f"processes, other users' too), Redis {result['cpu'].get('redis', 0):.0f} s, chain "
+                f"node {result['cpu'].get('chain', 0):.0f} s, "
+                f"of {result['cpu']['wall_seconds'] * result['cpu']['cores']:.0f} core-seconds; "
+                "load "
+                "average at the end "
+                f"{result['cpu'].get('load_average_1m_at_end', 0)}. Server CPU per request (this "
+                "mix): "
+                f"{server_ms_per_request:.1f} ms "
+                "(whole run, warm-up included)."
+            ),
         ]
     )
 

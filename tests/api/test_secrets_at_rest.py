@@ -13,10 +13,11 @@ import pytest
 
 from ecard import idempotency
 from ecard.crypto.fields import secret_digest, secrets_match
+from ecard.partners.tables import PartnerCredential
 from ecard.registry.tables import ApiClient, IdempotencyRecord
 from ecard.settings import Settings, SettingsError, load_settings
 from ecard.store import db
-from tests.api.conftest import World, basic, identity_number
+from tests.helpers import World, basic, identity_number
 
 
 async def _raw_rows() -> list[bytes]:
@@ -253,7 +254,7 @@ async def test_database_files_and_var_are_owner_only(tmp_path: Path, keys_dir: s
 def test_an_existing_readable_database_is_tightened(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o755)
-    os.chmod(shared, 0o755)
+    os.chmod(shared, 0o755)  # noqa: S103 - the readable state this test tightens
     database = shared / "old.db"
     for path in (database, shared / "old.db-wal", shared / "old.db-shm"):
         path.write_bytes(b"")
@@ -292,10 +293,19 @@ async def test_client_without_a_stored_secret_cannot_authenticate(
             id=client_id,
             kind="channel",
             name=f"no-secret-{client_id}",
-            secret_digest=stored,
-            status="active",
+            capabilities='{"channel": {}}',
+            status="live",
             regions='["330000"]',
             entitlements="[]",
+        )
+    )
+    await PartnerCredential.insert(  # a damaged or imported row: the digest missing or malformed
+        PartnerCredential(
+            id=uuid.uuid4().hex,
+            application=client_id,
+            kind="secret",
+            secret_digest=stored,
+            created_at=0,
         )
     )
     body = {"name": "张三", "identity_number": identity_number(), "card_number": "C0000000001"}

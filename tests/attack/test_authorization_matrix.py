@@ -36,7 +36,7 @@ from ecard.offline.es256 import b64url_encode, public_jwk
 from ecard.registry.service import AccessService
 from ecard.settings import load_settings
 from ecard.terminal.reference import AUTHORIZATION_SCHEME, REQUEST_TYPE
-from tests.api.conftest import World, basic, bearer, client, keys_dir, platform_of, settings, world  # noqa: F401
+from tests.helpers import World, basic, bearer, platform_of
 
 OPERATORS = ("admin", "registry_admin", "auditor", "readonly")
 READ = frozenset(OPERATORS)  # registry:read
@@ -55,7 +55,8 @@ class Access:
     allowed: frozenset[str] = frozenset()
     #: the path names a resource of ``holder`` / ``relying_party``: ``other_*`` gets 404
     owned: bool = False
-    #: an allowed call may end the caller's credentials: each allowed call gets a fresh holder (operator)
+    #: an allowed call may end the caller's credentials: each allowed call gets a fresh holder
+    #: (operator)
     spends: bool = False
 
 
@@ -97,12 +98,20 @@ MATRIX: dict[str, Access] = {
     "GET /offline/v1/revocations/{version:int}": PUBLIC,
     "GET /offline/v1/revocations/delta": PUBLIC,
     "GET /offline/v1/package": PUBLIC,
+    # the service zone (docs/directory.md): public, cacheable
+    "GET /directory/v1/applications": PUBLIC,
+    "GET /directory/v1/institutions": PUBLIC,
+    "GET /directory/v1/institutions/{institution_id:str}": PUBLIC,
+    "GET /directory/v1/catalogue": PUBLIC,
+    "GET /directory/v1/feed": PUBLIC,
+    "GET /zone": PUBLIC,
     "GET /ledger/v1/keys": PUBLIC,
     "POST /ledger/v1/receipts/check": PUBLIC,
     # credentials in the body or a browser cookie, not in Authorization
     "POST /operator/v1/login": PUBLIC,
     "POST /holder/v1/session/refresh": PUBLIC,
-    "POST /holder/v1/card/loss-report/undo": PUBLIC,  # the refresh token and the password in the body
+    # the refresh token and the password in the body
+    "POST /holder/v1/card/loss-report/undo": PUBLIC,
     "GET /oidc/authorize": PUBLIC,
     "GET /oidc/device": PUBLIC,
     "GET /oidc/login/{session_id:str}/qr.svg": PUBLIC,
@@ -135,6 +144,11 @@ MATRIX: dict[str, Access] = {
     "POST /operator/v1/clients": operator(MANAGE),
     "GET /operator/v1/clients/{client_id:str}": operator(READ),
     "POST /operator/v1/clients/{client_id:str}/status": operator(MANAGE),
+    "PUT /operator/v1/directory/applications/{client_id:str}": operator(MANAGE),
+    "DELETE /operator/v1/directory/applications/{client_id:str}": operator(MANAGE),
+    "POST /operator/v1/directory/institutions": operator(WRITE),
+    "PUT /operator/v1/directory/institutions/{institution_id:str}": operator(WRITE),
+    "DELETE /operator/v1/directory/institutions/{institution_id:str}": operator(WRITE),
     "PUT /operator/v1/clients/{client_id:str}/webhook": operator(MANAGE),
     "GET /operator/v1/clients/{client_id:str}/webhook": operator(MANAGE),
     "POST /operator/v1/clients/{client_id:str}/webhook/rotate-secret": operator(MANAGE),
@@ -143,6 +157,17 @@ MATRIX: dict[str, Access] = {
     "POST /operator/v1/logout": operator(READ, spends=True),
     "POST /operator/v1/operators/{operator_id:str}/revoke-tokens": operator(MANAGE),
     "POST /operator/v1/oidc/clients": operator(MANAGE),
+    # the application catalogue (docs/partners.md)
+    "POST /operator/v1/applications": operator(MANAGE),
+    "GET /operator/v1/applications": operator(READ),
+    "GET /operator/v1/applications/{application_id:str}": operator(READ),
+    "GET /operator/v1/applications/{application_id:str}/steps": operator(READ),
+    "POST /operator/v1/applications/{application_id:str}/steps": operator(MANAGE),
+    "POST /operator/v1/applications/{application_id:str}/credentials": operator(MANAGE),
+    "GET /operator/v1/applications/{application_id:str}/credentials": operator(MANAGE),
+    "DELETE /operator/v1/applications/{application_id:str}/credentials/{credential_id:str}": (
+        operator(MANAGE)
+    ),
     "GET /operator/v1/oidc/clients/{client_id:str}": operator(READ),
     "POST /operator/v1/oidc/clients/{client_id:str}/status": operator(MANAGE),
     "POST /operator/v1/terminals": operator(MANAGE),
@@ -185,7 +210,8 @@ MATRIX: dict[str, Access] = {
     "POST /holder/v1/password/reset": holder(),
     "POST /holder/v1/session/logout": holder(spends=True),
     "GET /holder/v1/sessions": holder(),
-    "POST /holder/v1/sessions/{session_id:str}/revoke": holder(),  # a made-up id: 404 session_not_found
+    # a made-up id: 404 session_not_found
+    "POST /holder/v1/sessions/{session_id:str}/revoke": holder(),
     "POST /holder/v1/codes": holder(),
     "GET /holder/v1/codes/qr": holder(),
     "GET /holder/v1/elicense": holder(),
@@ -196,6 +222,9 @@ MATRIX: dict[str, Access] = {
     "GET /holder/v1/logins/{session_id:str}": holder(),
     "POST /holder/v1/logins/{session_id:str}/approve": holder(),
     "POST /holder/v1/logins/{session_id:str}/deny": holder(),
+    "GET /holder/v1/authorizations": holder(),
+    # ``grant`` and the consent addressed to the holder: another holder gets 404
+    "POST /holder/v1/authorizations/{kind:str}/{authorization_id:str}/revoke": holder(owned=True),
     "GET /holder/v1/consent/requests": holder(),
     "POST /holder/v1/consent/requests/{consent_id:str}/approve": holder(owned=True),
     "POST /holder/v1/consent/requests/{consent_id:str}/deny": holder(owned=True),
@@ -230,6 +259,9 @@ REFUSED_401 = {
     "terminal_signature_invalid",
 }
 REFUSED_403 = {"forbidden"}
+#: realms besides its own where a caller's credentials are known (and so refused with 403): a
+#: login filing's secret is a client credential too (one credential module, docs/partners.md)
+ALSO_KNOWN_IN: dict[str, frozenset[str]] = {"oidc_relying_party": frozenset({"client"})}
 
 
 def app_routes(app) -> list[str]:
@@ -363,6 +395,8 @@ async def cast_of(world: World) -> Cast:
         "terminal_id": terminal.json()["id"],
         "consent_id": consent.json()["id"],
         "grant_id": consent.json()["id"],
+        "kind": "grant",  # /holder/v1/authorizations/{kind}/{authorization_id}
+        "authorization_id": consent.json()["id"],
         "access_id": uuid.uuid4().hex,
         "session_id": uuid.uuid4().hex,
         "flow_id": uuid.uuid4().hex,
@@ -371,6 +405,8 @@ async def cast_of(world: World) -> Cast:
         "operator_id": uuid.uuid4().hex,
         "delivery_id": uuid.uuid4().hex,  # webhooks
         "batch_id": uuid.uuid4().hex,
+        "institution_id": f"330000-{uuid.uuid4().hex[:8]}",  # directory
+        "credential_id": uuid.uuid4().hex,  # the application catalogue
     }
 
     async def fresh_holder() -> dict:
@@ -394,6 +430,7 @@ def concrete(route: str, params: dict[str, str]) -> tuple[str, str]:
     values = {
         **params,
         "client_id": params["oidc_client_id"] if "/oidc/" in path else params["registry_client_id"],
+        "application_id": params["registry_client_id"],
     }
     if "{file_path:path}" in path:
         path = path.replace(
@@ -424,7 +461,8 @@ def expectation(access: Access, caller: str) -> str:
         if access.owned and caller.startswith("other_"):
             return "404"
         return "allowed"
-    return "403" if REALM_OF[caller] == access.realm else "401"
+    known = REALM_OF[caller] == access.realm or access.realm in ALSO_KNOWN_IN.get(caller, ())
+    return "403" if known else "401"
 
 
 def test_every_route_has_a_row() -> None:
@@ -475,10 +513,12 @@ async def test_authorization_matrix(client: httpx.AsyncClient, world: World) -> 
             elif expected == "404":
                 if status != 404:
                     wrong.append(
-                        f"{route} as {caller}: expected 404 (another's resource), got {status} {code}"
+                        f"{route} as {caller}: expected 404 (another's resource), got "
+                        f"{status} {code}"
                     )
             elif status == 429 and code in ("rate_limited", "temporarily_unavailable"):
-                continue  # refused all the same: failed client authentications are rate limited per IP
+                # refused all the same: failed client authentications are rate limited per IP
+                continue
             elif str(status) != expected or code not in (
                 REFUSED_401 if expected == "401" else REFUSED_403
             ):

@@ -11,8 +11,8 @@ from ecard import auth
 from ecard.codes.service import CodeService
 from ecard.errors import AppError
 from ecard.registry.tables import ApiClient
-from tests.api.conftest import World, bearer, platform_of
 from tests.codes_service.conftest import PHARMACY, Holder, Verifier, fetch_code, new_verifier
+from tests.helpers import World, bearer, platform_of
 
 
 async def open_session(world: World, verifier: Verifier) -> dict[str, str]:
@@ -34,7 +34,7 @@ async def verify_with(world: World, session: dict[str, str], holder: Holder) -> 
 def expire_client_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every cached client row past its CLIENT_CACHE_SECONDS, without waiting for it."""
     ahead = auth.CLIENT_CACHE_SECONDS + 0.5
-    monkeypatch.setattr(auth._client_cache, "_clock", lambda: time.monotonic() + ahead)  # noqa: SLF001
+    monkeypatch.setattr(auth._client_cache, "_clock", lambda: time.monotonic() + ahead)
 
 
 async def test_disabling_the_verifier_ends_its_page_sessions(world: World, holder: Holder) -> None:
@@ -59,11 +59,13 @@ async def test_another_workers_disabling_is_seen_within_the_cache_window(
     session = await open_session(world, verifier)
     assert await verify_with(world, session, holder) == 200
     # another worker disabled it: this worker's cached row still says active, for at most the window
-    await ApiClient.update({ApiClient.status: "disabled"}).where(ApiClient.id == verifier.client_id)
+    await ApiClient.update({ApiClient.status: "suspended"}).where(
+        ApiClient.id == verifier.client_id
+    )
     expire_client_cache(monkeypatch)
     assert await verify_with(world, session, holder) == 401
     # enabled again: the same session works again (it never outlives its 15 minutes)
-    await ApiClient.update({ApiClient.status: "active"}).where(ApiClient.id == verifier.client_id)
+    await ApiClient.update({ApiClient.status: "live"}).where(ApiClient.id == verifier.client_id)
     auth.forget_client(verifier.client_id)
     assert await verify_with(world, session, holder) == 200
 

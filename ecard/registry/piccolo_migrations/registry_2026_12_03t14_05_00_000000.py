@@ -11,7 +11,10 @@ from piccolo.engine.sqlite import SQLiteEngine
 
 ID = "2026-12-03T14:05:00:000000"
 VERSION = "1.38.0"
-DESCRIPTION = "card: 24-character statuses, loss_lapses_at, replaces, replaced_by, replacement_reason; person.deceased_on"
+DESCRIPTION = (
+    "card: 24-character statuses, loss_lapses_at, replaces, replaced_by, replacement_reason;"
+    " person.deceased_on"
+)
 
 
 async def widen_statuses() -> None:

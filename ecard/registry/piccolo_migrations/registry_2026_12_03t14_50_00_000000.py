@@ -1,5 +1,6 @@
-"""Stock cards (库存卡, issue 17): ``card_batch`` (a batch of personalised cards made for one outlet)
-and ``card_batch_item`` (which batch each stock card came in; the card table is unchanged)."""
+"""Stock cards (库存卡, issue 17): ``card_batch`` (a batch of personalised cards made for one
+outlet) and ``card_batch_item`` (which batch each stock card came in; the card table is
+unchanged)."""
 
 from typing import Any
 
