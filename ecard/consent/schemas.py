@@ -18,9 +18,12 @@ PlainText = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^\x00-\x1f<>
 
 
 class HolderRef(msgspec.Struct, forbid_unknown_fields=True):
-    """Whom the request is for: the identity number the relying party already holds."""
+    """Whom the request is for, by exactly one of: the pairwise ``sub`` this relying party received
+    when the holder logged in to it (the same filing's logins only), or the identity number the
+    relying party already holds."""
 
-    identity_number: Annotated[str, msgspec.Meta(min_length=15, max_length=20)]
+    identity_number: Annotated[str, msgspec.Meta(min_length=15, max_length=20)] | None = None
+    sub: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
 class RequestCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -2,7 +2,13 @@
 
 Rules kept here:
 - a relying party may ask only for catalogue scopes its entitlements list, for a catalogue purpose
-  and a duration within bounds; it cannot learn from the answer whether the person is a holder;
+  and a duration within bounds (:func:`check_ask`); it names the holder by the identity number or
+  by the pairwise ``sub`` it received when the holder logged in to it (resolved only among the
+  subjects issued to that same filing); it cannot learn from the answer whether the person is a
+  holder;
+- a login may carry a request (``authorization_details``, :mod:`ecard.oidc.authorization`): the
+  holder answers it in the login's approval and :func:`answer_at_login` records the request and
+  its answer together;
 - an answer, a revocation and an access are each one conditional UPDATE of the consent row, so
   a request is answered once, and an access that starts after a revocation committed fails;
 - every change writes its ledger event to the outbox in the same transaction; the entry carries
@@ -19,6 +25,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +58,8 @@ from ecard.consent.tables import (
 from ecard.crypto.fields import blind_index
 from ecard.crypto.identity import InvalidIdentityNumber, mask_card_number, normalize_identity_number
 from ecard.errors import AppError
+from ecard.partners import credentials
+from ecard.partners.workflow import works
 from ecard.platform import Platform
 from ecard.registry.holder_password import verify_holder_password
 from ecard.registry.tables import ApiClient, Card, Person
@@ -113,6 +122,37 @@ def canonical_bytes(row: dict[str, Any]) -> bytes:
     )
 
 
+def _new_row(
+    party_id: str,
+    person_id: str | None,
+    scopes: list[str],
+    purpose_code: str,
+    purpose: str,
+    recipient: str,
+    duration_seconds: int,
+) -> dict[str, Any]:
+    """A pending request's row, its salted commitment included."""
+    created = now_ms()
+    salt = os.urandom(32)
+    row: dict[str, Any] = {
+        "id": secrets.token_hex(16),
+        "relying_party": party_id,
+        "person": person_id,
+        "requested_scopes": json.dumps(scopes),
+        "granted_scopes": "[]",
+        "purpose": purpose.strip(),
+        "purpose_code": purpose_code,
+        "recipient": recipient.strip(),
+        "duration_seconds": duration_seconds,
+        "status": "pending",
+        "created_ms": created,
+        "request_expires_ms": created + REQUEST_TTL_SECONDS * 1000,
+        "salt": salt,
+    }
+    row["commitment"] = commit(canonical_bytes(row), salt)
+    return row
+
+
 def catalogue() -> schemas.Catalogue:
     return schemas.Catalogue(
         scopes=_scope_views(list(SCOPES)),
@@ -138,6 +178,58 @@ async def _record(
     return rows[0]["id"]
 
 
+def check_ask(
+    entitlements: tuple[str, ...] | list[str],
+    scopes: list[str],
+    purpose_code: str,
+    purpose: str,
+    duration_seconds: int,
+    filed_purposes: Collection[str] = (),
+) -> list[str]:
+    """The rules every request obeys, in order; the scopes without repeats (in asked order).
+    ``filed_purposes``: the purposes the party's filing names (``data.purposes``); when it names
+    any, the request's purpose must be one of them (filings of the older path name none)."""
+    scopes = list(dict.fromkeys(scopes))
+    if unknown := unknown_scopes(scopes):
+        raise AppError("consent_scope_unknown", f"unknown scope {unknown[0][:64]!r}")
+    if not_allowed := [s for s in scopes if s not in entitlements]:
+        raise AppError("consent_scope_not_allowed", f"not entitled to ask for {not_allowed[0]}")
+    if purpose_code not in PURPOSES or (purpose_code == "other" and len(purpose.strip()) < 4):
+        raise AppError("consent_purpose_unknown")
+    if filed_purposes and purpose_code not in filed_purposes:
+        raise AppError("consent_purpose_not_filed", f"not filed for the purpose {purpose_code}")
+    if not MIN_DURATION_SECONDS <= duration_seconds <= MAX_DURATION_SECONDS:
+        raise AppError(
+            "consent_duration_out_of_range",
+            f"duration_seconds must be {MIN_DURATION_SECONDS}..{MAX_DURATION_SECONDS}",
+        )
+    return scopes
+
+
+async def data_party(party_id: str) -> credentials.FilingRecord | None:
+    """The filing ``party_id`` as a party that may ask for data: live and filed for ``data``;
+    None otherwise (unknown, not live, or filed for other capabilities only)."""
+    record = await credentials.filing(party_id)
+    if record is None or not works(record.status) or "data" not in record.capabilities:
+        return None
+    return record
+
+
+def filed_purposes(record: credentials.FilingRecord | None) -> tuple[str, ...]:
+    """The purposes a filing's ``data`` capability names (none: any catalogue purpose)."""
+    data = (record.capabilities.get("data") if record is not None else None) or {}
+    return tuple(data.get("purposes") or ())
+
+
+#: the person behind a pairwise ``sub``, among the logins of one filing (its latest login wins;
+#: an e-card follows its person's current card, so the card's person is the person)
+_PERSON_BY_SUBJECT_SQL = (
+    "SELECT c.person FROM oidc_token_family f JOIN ecard e ON e.id = f.ecard_id"
+    " JOIN card c ON c.id = e.card WHERE f.client = {} AND f.subject = {}"
+    " ORDER BY f.auth_time DESC LIMIT 1"
+)
+
+
 async def live_grant_scopes(platform: Platform, relying_party_id: str, person_id: str) -> set[str]:
     """Scopes this relying party holds a live grant for, for this person (for scan-to-login and
     any other caller that releases data beyond the basic login claims).  Reading data under them
@@ -156,49 +248,50 @@ async def live_grant_scopes(platform: Platform, relying_party_id: str, person_id
 class ConsentService:
     platform: Platform
 
-    # --- relying party: ask ------------------------------------------------------------------------
+    # --- relying party: ask -----------------------------------------------------------------------
 
     async def create_request(
         self, party: ClientPrincipal, data: schemas.RequestCreate
     ) -> schemas.RequestCreated:
-        scopes = list(dict.fromkeys(data.scopes))
-        if unknown := unknown_scopes(scopes):
-            raise AppError("consent_scope_unknown", f"unknown scope {unknown[0][:64]!r}")
-        if not_allowed := [s for s in scopes if s not in party.entitlements]:
-            raise AppError("consent_scope_not_allowed", f"not entitled to ask for {not_allowed[0]}")
-        if data.purpose_code not in PURPOSES or (
-            data.purpose_code == "other" and len(data.purpose.strip()) < 4
-        ):
-            raise AppError("consent_purpose_unknown")
-        if not MIN_DURATION_SECONDS <= data.duration_seconds <= MAX_DURATION_SECONDS:
+        scopes = check_ask(
+            party.entitlements,
+            data.scopes,
+            data.purpose_code,
+            data.purpose,
+            data.duration_seconds,
+            filed_purposes(await credentials.filing(party.id)),
+        )
+        if (data.holder.identity_number is None) == (data.holder.sub is None):
             raise AppError(
-                "consent_duration_out_of_range",
-                f"duration_seconds must be {MIN_DURATION_SECONDS}..{MAX_DURATION_SECONDS}",
+                "validation_failed", "name the holder by exactly one of sub and identity_number"
             )
-        person_id = await self._person_by_identity_number(data.holder.identity_number)
-        created = now_ms()
-        salt = os.urandom(32)
-        row: dict[str, Any] = {
-            "id": secrets.token_hex(16),
-            "relying_party": party.id,
-            "person": person_id,
-            "requested_scopes": json.dumps(scopes),
-            "granted_scopes": "[]",
-            "purpose": data.purpose.strip(),
-            "purpose_code": data.purpose_code,
-            "recipient": (data.recipient or party.name).strip(),
-            "duration_seconds": data.duration_seconds,
-            "status": "pending",
-            "created_ms": created,
-            "request_expires_ms": created + REQUEST_TTL_SECONDS * 1000,
-            "salt": salt,
-        }
-        row["commitment"] = commit(canonical_bytes(row), salt)
+        if data.holder.sub is not None:
+            person_id = await self._person_by_subject(party.id, data.holder.sub)
+        else:
+            person_id = await self._person_by_identity_number(data.holder.identity_number or "")
+        row = _new_row(
+            party.id,
+            person_id,
+            scopes,
+            data.purpose_code,
+            data.purpose,
+            (data.recipient or party.name),
+            data.duration_seconds,
+        )
         async with write_transaction(self.platform.engine):
             await Consent.insert(Consent(**row))
-            await _record(row["id"], Event.REQUESTED, party.id, row["commitment"], created)
+            await _record(
+                row["id"], Event.REQUESTED, party.id, row["commitment"], row["created_ms"]
+            )
         wake_relay(self.platform)
         return schemas.RequestCreated(row["id"], "pending", _at(row["request_expires_ms"]))  # type: ignore[arg-type]
+
+    @staticmethod
+    async def _person_by_subject(party_id: str, sub: str) -> str | None:
+        """The person this filing's logins know as ``sub``; None when it issued no such subject
+        (the request is then kept, reaching nobody, as for an unknown identity number)."""
+        rows = await Consent.raw(_PERSON_BY_SUBJECT_SQL, party_id, sub)
+        return str(rows[0]["person"]) if rows else None
 
     async def _person_by_identity_number(self, raw: str) -> str | None:
         try:
@@ -217,7 +310,7 @@ class ConsentService:
             raise AppError("consent_not_found")
         return await self._view(row, with_accesses=False)
 
-    # --- holder: answer, list, revoke --------------------------------------------------------------
+    # --- holder: answer, list, revoke -------------------------------------------------------------
 
     async def holder_person(self, holder: HolderPrincipal) -> str:
         row = await Card.select(Card.person).where(Card.id == holder.card_id).first()
@@ -253,12 +346,7 @@ class ConsentService:
         granted = requested if approval.scopes is None else list(dict.fromkeys(approval.scopes))
         if not set(granted) <= set(requested):
             raise AppError("consent_scopes_not_requested")
-        party = (
-            await ApiClient.select(ApiClient.status)
-            .where(ApiClient.id == row["relying_party"])
-            .first()
-        )
-        if party is None or party["status"] != "active":
+        if await data_party(row["relying_party"]) is None:
             raise AppError("client_not_live", "the relying party is no longer live")
         if not approval.password:  # step-up: the 电子社保卡密码, checked before anything is granted
             raise AppError("password_required")
@@ -269,8 +357,9 @@ class ConsentService:
         granted = [s for s in requested if s in granted]  # the request's order
         async with write_transaction(self.platform.engine):
             updated = await Consent.raw(
-                "UPDATE consent SET status = 'granted', granted_scopes = {}, answered_ms = {}, starts_ms = {}, "
-                "expires_ms = {} WHERE id = {} AND status = 'pending' AND request_expires_ms > {} RETURNING id",
+                "UPDATE consent SET status = 'granted', granted_scopes = {}, answered_ms = {},"
+                " starts_ms = {}, expires_ms = {}"
+                " WHERE id = {} AND status = 'pending' AND request_expires_ms > {} RETURNING id",
                 json.dumps(granted),
                 at,
                 at,
@@ -378,12 +467,18 @@ class ConsentService:
             ],
         )
 
-    # --- relying party: read data under a grant ------------------------------------------------------
+    # --- relying party: read data under a grant ---------------------------------------------------
 
     async def access(
         self, party: ClientPrincipal, grant_id: str, scopes: list[str] | None
     ) -> schemas.DataView:
-        """Serve the fields of ``scopes`` (all granted ones by default) if a live grant covers them."""
+        """Serve the fields of ``scopes`` (all granted ones by default) if a live grant covers
+        them."""
+        return await self._access(party.id, grant_id, scopes)
+
+    async def _access(
+        self, party_id: str, grant_id: str, scopes: list[str] | None
+    ) -> schemas.DataView:
         if scopes is not None and (unknown := unknown_scopes(scopes)):
             raise AppError("consent_scope_unknown", f"unknown scope {unknown[0][:64]!r}")
         at = now_ms()
@@ -394,7 +489,7 @@ class ConsentService:
                 "WHERE id = {} AND relying_party = {} AND status = 'granted' AND expires_ms > {} "
                 "RETURNING person, granted_scopes, commitment",
                 grant_id,
-                party.id,
+                party_id,
                 at,
             )
             if rows:
@@ -405,7 +500,7 @@ class ConsentService:
                         "consent_scope_not_granted", "ask only for scopes the grant covers"
                     )
                 event_id = await _record(
-                    grant_id, Event.ACCESSED, party.id, bytes(rows[0]["commitment"]), at
+                    grant_id, Event.ACCESSED, party_id, bytes(rows[0]["commitment"]), at
                 )
                 await ConsentAccess.insert(
                     ConsentAccess(
@@ -418,12 +513,92 @@ class ConsentService:
                 )
         if not rows:
             row = await Consent.select().where(Consent.id == grant_id).first()
-            if row is None or row["relying_party"] != party.id:
+            if row is None or row["relying_party"] != party_id:
                 raise AppError("consent_not_found")
             raise AppError(_ENDED[effective_status(row, at)])
         wake_relay(self.platform)
         data = await self._release(rows[0]["person"], served)
         return schemas.DataView(grant_id, access_id, served, _at(at), data)  # type: ignore[arg-type]
+
+    # --- a login that carries a request, and the claims a grant releases at login -----------------
+
+    async def answer_at_login(
+        self,
+        party_id: str,
+        person_id: str,
+        asked: list[str],
+        purpose_code: str,
+        purpose: str,
+        duration_seconds: int,
+        granted: list[str],
+    ) -> str:
+        """Record a request a login carried and the holder's answer in that login's approval, in
+        one transaction: ``requested``, then ``granted`` (some scopes) or ``denied`` (none) on the
+        ledger.  The holder's password was checked by the approval; the party and the request are
+        checked again here (live, filed for data, entitled, catalogue purpose and duration).
+        Returns the consent id (a grant, or a denied request)."""
+        party = await data_party(party_id)
+        if party is None:
+            raise AppError("client_not_live", "the relying party is no longer live")
+        scopes = check_ask(
+            party.entitlements,
+            asked,
+            purpose_code,
+            purpose,
+            duration_seconds,
+            filed_purposes(party),
+        )
+        if not set(granted) <= set(scopes):
+            raise AppError("consent_scopes_not_requested")
+        kept = [s for s in scopes if s in set(granted)]  # the request's order
+        row = _new_row(
+            party_id, person_id, scopes, purpose_code, purpose, party.name, duration_seconds
+        )
+        at = row["created_ms"]
+        if kept:
+            row |= {
+                "status": "granted",
+                "granted_scopes": json.dumps(kept),
+                "answered_ms": at,
+                "starts_ms": at,
+                "expires_ms": at + duration_seconds * 1000,
+            }
+        else:
+            row |= {"status": "denied", "answered_ms": at, "ended_ms": at}
+        answer = Event.GRANTED if kept else Event.DENIED
+        async with write_transaction(self.platform.engine):
+            await Consent.insert(Consent(**row))
+            await _record(row["id"], Event.REQUESTED, party_id, row["commitment"], at)
+            await _record(row["id"], answer, party_id, row["commitment"], at)
+        wake_relay(self.platform)
+        return row["id"]
+
+    async def release_at_login(
+        self, party_id: str, person_id: str, scope: str
+    ) -> dict[str, Any] | None:
+        """The fields of ``scope`` for a login's claims (ID token, userinfo), if a live grant of
+        this party for this person covers it; the read is recorded as an access of that grant
+        (``consent_access`` and an ``accessed`` ledger event), exactly as a read through the data
+        API is.  None when no live grant covers it (also when the last one ended meanwhile)."""
+        rows = (
+            await Consent.select(Consent.id, Consent.granted_scopes)
+            .where(
+                (Consent.relying_party == party_id)
+                & (Consent.person == person_id)
+                & (Consent.status == "granted")
+                & (Consent.expires_ms > now_ms())
+            )
+            .order_by(Consent.expires_ms, ascending=False)
+        )
+        for row in rows:
+            if scope not in _json_list(row["granted_scopes"]):
+                continue
+            try:
+                served = await self._access(party_id, row["id"], [scope])
+            except AppError:  # revoked or lapsed since the select: try the next grant
+                continue
+            return served.data[scope]
+        return None
 
     async def _release(self, person_id: str, scopes: list[str]) -> dict[str, Any]:
         """Only the catalogue fields of each scope, read fresh."""
@@ -542,7 +717,7 @@ class ConsentService:
         standing = verify_history(history, ledger.public_key)
         return schemas.AccessProof(access_id, event["seq"], history, standing)
 
-    # --- shared ----------------------------------------------------------------------------------------
+    # --- shared -----------------------------------------------------------------------------------
 
     @staticmethod
     async def _row(consent_id: str) -> dict[str, Any]:
@@ -589,19 +764,25 @@ class ConsentService:
         )
 
 
-# --- expiry ----------------------------------------------------------------------------------------
+# --- expiry ---------------------------------------------------------------------------------------
 
 
 async def expire_due(platform: Platform, limit: int = _SWEEP_BATCH) -> int:
-    """Record the end of grants (and unanswered requests) past their time: status and ledger event."""
+    """Record the end of grants (and unanswered requests) past their time: status and ledger
+    event.  (The SQL is built from constants; every value is a bound parameter.)"""
     at = now_ms()
-    due = "((status = 'granted' AND expires_ms <= {}) OR (status = 'pending' AND request_expires_ms <= {}))"
-    if not await Consent.raw(f"SELECT id FROM consent WHERE {due} LIMIT 1", at, at):
+    due = (
+        "((status = 'granted' AND expires_ms <= {})"
+        " OR (status = 'pending' AND request_expires_ms <= {}))"
+    )
+    if not await Consent.raw(f"SELECT id FROM consent WHERE {due} LIMIT 1", at, at):  # noqa: S608
         return 0  # a read first: an idle sweep never takes SQLite's write lock
     async with write_transaction(platform.engine):
-        rows = await Consent.raw(  # the outer condition again: a row answered meanwhile is left alone
-            f"UPDATE consent SET status = 'expired', ended_ms = {{}} WHERE {due} AND id IN ("
-            f"SELECT id FROM consent WHERE {due} LIMIT {int(limit)}) RETURNING id, relying_party, commitment",
+        # the outer condition again: a row answered meanwhile is left alone
+        rows = await Consent.raw(
+            f"UPDATE consent SET status = 'expired', ended_ms = {{}} WHERE {due} AND id IN ("  # noqa: S608
+            f"SELECT id FROM consent WHERE {due} LIMIT {int(limit)})"
+            " RETURNING id, relying_party, commitment",
             at,
             at,
             at,
@@ -628,7 +809,7 @@ async def run_expiry_sweep(platform: Platform, stop: asyncio.Event, interval: fl
             await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
-# --- demo data ---------------------------------------------------------------------------------------
+# --- demo data ------------------------------------------------------------------------------------
 
 
 async def seed_demo_data(platform: Platform, person_id: str) -> None:

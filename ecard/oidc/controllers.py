@@ -1,7 +1,8 @@
 """HTTP surface of the OpenID provider, grouped by audience: relying parties (OAuth endpoints),
 the login page in the browser, the holder's app, and operators filing clients.
 
-Controllers parse, call :class:`OidcService` and shape the response.  Errors about the client or
+Controllers parse, call the provider's step modules (a :class:`Provider` first) and shape the
+response.  Errors about the client or
 its redirect URI are shown on a page; later authorization errors go back to the redirect URI.
 """
 
@@ -19,19 +20,28 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
-from ecard.app import etagged
 from ecard.auth import HolderPrincipal, OperatorPrincipal, bearer, require_permission
 from ecard.codes.render import render_svg
 from ecard.dependencies import operator_with, provide_holder, provide_operator
 from ecard.errors import CATALOGUE, AppError, preferred_language
-from ecard.oidc import schemas
-from ecard.oidc.service import (
-    SCOPES,
-    AuthorizationError,
-    OidcService,
-    basic_credentials,
-    coarse_location,
+from ecard.http.responses import etagged
+from ecard.oidc import (
+    authorization,
+    discovery,
+    end_session,
+    grants,
+    holder_authorizations,
+    introspection,
+    login_session,
+    revocation,
+    schemas,
+    userinfo,
 )
+from ecard.oidc.grants import device_code
+from ecard.oidc.provider import Provider
+from ecard.oidc.records import AuthorizationError, coarse_location
+from ecard.oidc.scopes import SCOPES
+from ecard.oidc.service import OidcService, basic_credentials
 from ecard.platform import Platform
 from ecard.web import PAGE_HEADERS, STATIC_DIR, STATIC_PATH, page, page_responses
 
@@ -117,7 +127,8 @@ class DiscoveryController(Controller):
     async def configuration(
         self, request: Request, platform: NamedDependency[Platform]
     ) -> Response:
-        return etagged(request, msgspec.json.encode(OidcService(platform).discovery()), max_age=300)
+        document = discovery.discovery(Provider(platform).issuer)
+        return etagged(request, msgspec.json.encode(document), max_age=300)
 
 
 class LoginPageController(Controller):
@@ -133,12 +144,12 @@ class LoginPageController(Controller):
         summary="Authorization endpoint: validates the request and shows the login QR",
     )
     async def authorize(self, request: Request, platform: NamedDependency[Platform]) -> Response:
-        service = OidcService(platform)
+        op = Provider(platform)
         try:
             params = single_values(list(request.query_params.multi_items()))
-            client, authorization = await service.validate_authorization(params)
-            flow_id, browser_secret, session_id = await service.start_flow(
-                authorization, origin_of(request)
+            client, asked = await authorization.validate_authorization(op, params)
+            flow_id, browser_secret, session_id = await login_session.start_flow(
+                op, asked, origin_of(request)
             )
         except AuthorizationError as refusal:
             return redirect(refusal.location)
@@ -151,7 +162,7 @@ class LoginPageController(Controller):
             flow_id=flow_id,
             client_name=client.name,
             client_logo=client.logo_uri,
-            scopes=[SCOPES[s] for s in authorization.scope.split()],
+            scopes=[SCOPES[s] for s in asked.scope.split()],
         )
         response.cookies.append(
             Cookie(
@@ -160,8 +171,8 @@ class LoginPageController(Controller):
                 path="/oidc",
                 httponly=True,
                 samesite="strict",
-                secure=service.issuer.startswith("https://"),
-                max_age=service.policy.flow_ttl,
+                secure=op.issuer.startswith("https://"),
+                max_age=op.policy.flow_ttl,
             )
         )
         return response
@@ -170,7 +181,7 @@ class LoginPageController(Controller):
     async def qr(
         self, session_id: FromPath[str], platform: NamedDependency[Platform]
     ) -> Response[str]:
-        text = await OidcService(platform).qr_text(session_id)
+        text = await login_session.qr_text(Provider(platform), session_id)
         return Response(
             render_svg(text, scale=6), media_type="image/svg+xml", headers={**PAGE_HEADERS}
         )
@@ -186,9 +197,8 @@ class LoginPageController(Controller):
         ] = "pending",
         wait: FromQuery[bool] = True,
     ) -> Response[schemas.LoginPoll]:
-        service = OidcService(platform)
-        result = await service.poll(
-            session_id, lambda flow: flow_cookie(request, flow), known, wait
+        result = await login_session.poll(
+            Provider(platform), session_id, lambda flow: flow_cookie(request, flow), known, wait
         )
         return Response(result, headers=NO_STORE)
 
@@ -200,12 +210,12 @@ class LoginPageController(Controller):
     async def renew(
         self, flow_id: FromPath[str], request: Request, platform: NamedDependency[Platform]
     ) -> Response[schemas.RenewedLogin]:
-        service = OidcService(platform)
-        session_id = await service.renew_session(flow_id, flow_cookie(request, flow_id))
+        op = Provider(platform)
+        session_id = await login_session.renew_session(op, flow_id, flow_cookie(request, flow_id))
         renewed = schemas.RenewedLogin(
             session_id=session_id,
             qr_svg_url=f"/oidc/login/{session_id}/qr.svg",
-            expires_in=service.policy.login_session_ttl,
+            expires_in=op.policy.login_session_ttl,
         )
         return Response(renewed, headers=NO_STORE)
 
@@ -217,9 +227,11 @@ class LoginPageController(Controller):
     async def confirm(
         self, session_id: FromPath[str], request: Request, platform: NamedDependency[Platform]
     ) -> Response[schemas.LoginContinuation]:
-        service = OidcService(platform)
-        same_origin(request, service.issuer)
-        location = await service.confirm(session_id, lambda flow: flow_cookie(request, flow))
+        op = Provider(platform)
+        same_origin(request, op.issuer)
+        location = await login_session.confirm(
+            op, session_id, lambda flow: flow_cookie(request, flow)
+        )
         return Response(schemas.LoginContinuation(location=location), headers=NO_STORE)
 
     @post(
@@ -230,9 +242,11 @@ class LoginPageController(Controller):
     async def cancel(
         self, session_id: FromPath[str], request: Request, platform: NamedDependency[Platform]
     ) -> Response[schemas.LoginContinuation]:
-        service = OidcService(platform)
-        same_origin(request, service.issuer)
-        location = await service.cancel(session_id, lambda flow: flow_cookie(request, flow))
+        op = Provider(platform)
+        same_origin(request, op.issuer)
+        location = await login_session.cancel(
+            op, session_id, lambda flow: flow_cookie(request, flow)
+        )
         return Response(schemas.LoginContinuation(location=location), headers=NO_STORE)
 
     @get(
@@ -244,8 +258,8 @@ class LoginPageController(Controller):
         self, session_id: FromPath[str], request: Request, platform: NamedDependency[Platform]
     ) -> Response:
         try:
-            location = await OidcService(platform).finish(
-                session_id, lambda flow: flow_cookie(request, flow)
+            location = await login_session.finish(
+                Provider(platform), session_id, lambda flow: flow_cookie(request, flow)
             )
         except AppError as error:
             return error_page(request, error)
@@ -267,7 +281,10 @@ class LoginPageController(Controller):
             title_zh="设备登录",
             title_en="Log in on a device",
             body_zh="请打开电子社保卡 App，选择“扫码登录”，输入设备上显示的代码。",
-            body_en="Open your e-card app, choose “Scan to log in” and enter the code shown on the device.",
+            body_en=(
+                "Open your e-card app, choose “Scan to log in” and enter the code shown on the"
+                " device."
+            ),
         )
 
     @route(
@@ -283,7 +300,7 @@ class LoginPageController(Controller):
                 params = await form_of(request)
             else:
                 params = single_values(list(request.query_params.multi_items()))
-            target = await OidcService(platform).end_session(params)
+            target = await end_session.end_session(Provider(platform), params)
         except AppError as error:
             return error_page(request, error)
         if target:
@@ -309,8 +326,8 @@ class OAuthController(Controller):
     ) -> Response[schemas.TokenResponse]:
         form = await form_of(request)
         ip = request.client.host if request.client else "-"
-        issued = await OidcService(platform).token(
-            form, basic_credentials(request.headers.get("authorization")), ip
+        issued = await grants.token(
+            Provider(platform), form, basic_credentials(request.headers.get("authorization")), ip
         )
         return Response(issued, headers=NO_STORE)
 
@@ -318,13 +335,19 @@ class OAuthController(Controller):
     async def device_authorization(
         self, request: Request, platform: NamedDependency[Platform]
     ) -> Response[schemas.DeviceAuthorization]:
-        service = OidcService(platform)
+        op = Provider(platform)
         form = await form_of(request)
-        client = await service.authenticate_client(
+        client = await op.clients.authenticate_client(
             form, basic_credentials(request.headers.get("authorization"))
         )
         return Response(
-            await service.authorize_device(client, form.get("scope"), origin_of(request)),
+            await device_code.authorize_device(
+                op,
+                client,
+                form.get("scope"),
+                origin_of(request),
+                form.get("authorization_details"),
+            ),
             headers=NO_STORE,
         )
 
@@ -337,35 +360,37 @@ class OAuthController(Controller):
     async def userinfo(
         self, request: Request, platform: NamedDependency[Platform]
     ) -> Response[dict[str, Any]]:
-        claims = await OidcService(platform).userinfo(bearer(request.headers.get("authorization")))
+        claims = await userinfo.userinfo(
+            Provider(platform), bearer(request.headers.get("authorization"))
+        )
         return Response(claims, headers=NO_STORE)
 
     @post("/revoke", status_code=200, summary="Token revocation (RFC 7009)")
     async def revoke(
         self, request: Request, platform: NamedDependency[Platform]
     ) -> Response[dict[str, str]]:
-        service = OidcService(platform)
+        op = Provider(platform)
         form = await form_of(request)
-        client = await service.authenticate_client(
+        client = await op.clients.authenticate_client(
             form, basic_credentials(request.headers.get("authorization"))
         )
         if "token" not in form:
             raise AppError("invalid_request", "token is required")
-        await service.revoke(client, form["token"])
+        await revocation.revoke(op, client, form["token"])
         return Response({}, headers=NO_STORE)
 
     @post("/introspect", status_code=200, summary="Token introspection (RFC 7662)")
     async def introspect(
         self, request: Request, platform: NamedDependency[Platform]
     ) -> Response[schemas.Introspection]:
-        service = OidcService(platform)
+        op = Provider(platform)
         form = await form_of(request)
-        client = await service.authenticate_client(
+        client = await op.clients.authenticate_client(
             form, basic_credentials(request.headers.get("authorization"))
         )
         if "token" not in form:
             raise AppError("invalid_request", "token is required")
-        return Response(await service.introspect(client, form["token"]), headers=NO_STORE)
+        return Response(await introspection.introspect(op, client, form["token"]), headers=NO_STORE)
 
 
 class HolderLoginController(Controller):
@@ -385,7 +410,7 @@ class HolderLoginController(Controller):
         platform: NamedDependency[Platform],
         holder: NamedDependency[HolderPrincipal],
     ) -> schemas.LoginSessionView:
-        return await OidcService(platform).describe(session_id, holder)
+        return await login_session.describe(Provider(platform), session_id, holder)
 
     @get("/", summary="A device login by the user code shown on the device")
     async def by_user_code(
@@ -396,7 +421,7 @@ class HolderLoginController(Controller):
     ) -> schemas.LoginSessionView:
         if not user_code:  # checked here, after the holder: strangers learn nothing from a 400
             raise AppError("validation_failed", "user_code is required")
-        return await OidcService(platform).describe_user_code(user_code, holder)
+        return await login_session.describe_user_code(Provider(platform), user_code, holder)
 
     @post(
         "/{session_id:str}/approve",
@@ -410,8 +435,13 @@ class HolderLoginController(Controller):
         platform: NamedDependency[Platform],
         holder: NamedDependency[HolderPrincipal],
     ) -> schemas.LoginAnswer:
-        return await OidcService(platform).answer(
-            session_id, holder, approve=True, password=data.password
+        return await login_session.answer(
+            Provider(platform),
+            session_id,
+            holder,
+            approve=True,
+            password=data.password,
+            data_scopes=data.data_scopes,
         )
 
     @post("/{session_id:str}/deny", status_code=200, summary="Deny the login")
@@ -421,7 +451,37 @@ class HolderLoginController(Controller):
         platform: NamedDependency[Platform],
         holder: NamedDependency[HolderPrincipal],
     ) -> schemas.LoginAnswer:
-        return await OidcService(platform).answer(session_id, holder, approve=False)
+        return await login_session.answer(Provider(platform), session_id, holder, approve=False)
+
+
+class HolderAuthorizationController(Controller):
+    """The holder's app: the sites they are logged in to and the grants they gave, in one list."""
+
+    path = "/holder/v1/authorizations"
+    tags = ["holder"]
+    dependencies = {"holder": Provide(provide_holder)}
+
+    @get("/", summary="Sites the holder is logged in to and the live grants they gave")
+    async def list_authorizations(
+        self, platform: NamedDependency[Platform], holder: NamedDependency[HolderPrincipal]
+    ) -> list[schemas.HolderAuthorization]:
+        return await holder_authorizations.list_authorizations(Provider(platform), holder)
+
+    @post(
+        "/{kind:str}/{authorization_id:str}/revoke",
+        status_code=200,
+        summary="Revoke a login (its tokens at once) or a grant (recorded on the ledger)",
+    )
+    async def revoke(
+        self,
+        kind: FromPath[str],
+        authorization_id: FromPath[str],
+        platform: NamedDependency[Platform],
+        holder: NamedDependency[HolderPrincipal],
+    ) -> schemas.HolderAuthorization:
+        return await holder_authorizations.revoke_authorization(
+            Provider(platform), holder, kind, authorization_id
+        )
 
 
 class ClientFilingController(Controller):
@@ -475,6 +535,7 @@ CONTROLLERS: list = [
     LoginPageController,
     OAuthController,
     HolderLoginController,
+    HolderAuthorizationController,
     ClientFilingController,
     create_static_files_router(path=STATIC_PATH, directories=[STATIC_DIR], include_in_schema=False),
 ]

@@ -69,7 +69,31 @@ class LoginOrigin(msgspec.Struct, kw_only=True):
     started_at: int
 
 
-class LoginSessionView(msgspec.Struct, kw_only=True):
+class DataScopeView(msgspec.Struct):
+    """A data scope the login asks for, with the exact fields it would release."""
+
+    scope: str
+    zh: str
+    en: str
+    fields: list[str]
+
+
+class DataRequestView(msgspec.Struct, kw_only=True):
+    """The consent part of a login (its ``authorization_details``): what data, why, how long.
+    Each scope can be refused on its own (:class:`LoginApproval` ``data_scopes``)."""
+
+    scopes: list[DataScopeView]
+    purpose_code: str
+    purpose_zh: str
+    purpose_en: str
+    purpose: str
+    duration_seconds: int
+
+
+class LoginSessionView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Who asks for what and from where: the login scopes (granted by approving the login) and,
+    listed apart, the data the site asks for with the holder's consent (``data``)."""
+
     session_id: str
     state: LoginState
     client_name: str
@@ -77,12 +101,16 @@ class LoginSessionView(msgspec.Struct, kw_only=True):
     scopes: list[ScopeView]
     origin: LoginOrigin
     expires_at: int
+    data: DataRequestView | None = None
 
 
 class LoginApproval(msgspec.Struct, forbid_unknown_fields=True):
-    """The holder's approval of a login: the 电子社保卡密码 (step-up; ``docs/front-door.md``)."""
+    """The holder's approval of a login: the 电子社保卡密码 (step-up; ``docs/front-door.md``) and,
+    when the login asks for data, the data scopes granted: all of them when ``data_scopes`` is
+    omitted, none when it is empty, else exactly those listed (each one a requested scope)."""
 
     password: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    data_scopes: Annotated[list[str], msgspec.Meta(max_length=16)] | None = None
 
 
 class LoginAnswer(msgspec.Struct, kw_only=True):
@@ -120,6 +148,35 @@ class RenewedLogin(msgspec.Struct, kw_only=True):
 # --- OAuth / OIDC responses ----------------------------------------------------------------------
 
 
+#: RFC 9396 ``type`` of the consent part of an authorization request
+CONSENT_DETAIL_TYPE = "ecard_consent"
+
+
+class ConsentDetailIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One RFC 9396 authorization detail of type ``ecard_consent``: data scopes (``datatypes``,
+    RFC 9396 §2.2) for a catalogue purpose and a time (``docs/consent.md``)."""
+
+    type: str
+    datatypes: Annotated[
+        list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(min_length=1, max_length=16)
+    ]
+    purpose_code: Annotated[str, msgspec.Meta(max_length=32)]
+    duration_seconds: int
+    purpose: Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^\x00-\x1f<>]*$")] = ""
+
+
+class AuthorizationDetail(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """RFC 9396 §7: what the holder granted of the requested details, and the consent grant's id
+    (``grant_id``) for the data API (``/consent/v1/grants/{grant_id}/data``)."""
+
+    type: str
+    datatypes: list[str]
+    purpose_code: str
+    duration_seconds: int
+    purpose: str = ""
+    grant_id: str | None = None
+
+
 class TokenResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     access_token: str
     token_type: str
@@ -127,6 +184,9 @@ class TokenResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     scope: str
     id_token: str | None = None
     refresh_token: str | None = None
+    #: RFC 9396 §7, on the tokens of a login that asked for data: the granted details (an empty
+    #: list when the holder refused every data scope)
+    authorization_details: list[AuthorizationDetail] | None = None
 
 
 class DeviceAuthorization(msgspec.Struct, kw_only=True):
@@ -154,6 +214,15 @@ class Introspection(msgspec.Struct, kw_only=True, omit_defaults=True):
 # --- store records (msgpack) ---------------------------------------------------------------------
 
 
+class ConsentAsk(msgspec.Struct, kw_only=True, array_like=True):
+    """The consent part of a validated authorization request (its ``ecard_consent`` detail)."""
+
+    scopes: list[str]
+    purpose_code: str
+    purpose: str
+    duration_seconds: int
+
+
 class AuthorizationRequest(msgspec.Struct, kw_only=True, array_like=True):
     """A validated authorization request: everything later steps hold the client to."""
 
@@ -163,6 +232,7 @@ class AuthorizationRequest(msgspec.Struct, kw_only=True, array_like=True):
     state: str | None
     nonce: str | None
     code_challenge: str | None
+    consent: ConsentAsk | None = None  # data asked for with the login (RFC 9396)
 
 
 class LoginFlow(msgspec.Struct, kw_only=True, array_like=True):
@@ -189,6 +259,7 @@ class LoginSession(msgspec.Struct, kw_only=True, array_like=True):
     holder_name: str | None = (
         None  # masked (张*三), once approved on a page: what the browser confirms
     )
+    granted_data: list[str] | None = None  # of ``request.consent``, once approved
 
 
 class CodeGrant(msgspec.Struct, kw_only=True, array_like=True):
@@ -196,6 +267,8 @@ class CodeGrant(msgspec.Struct, kw_only=True, array_like=True):
     ecard_id: str
     subject: str  # pairwise, fixed at approval
     auth_time: int
+    consent_id: str | None = None  # the answer to ``request.consent``, recorded at confirmation
+    granted_data: list[str] | None = None
 
 
 class DeviceGrant(msgspec.Struct, kw_only=True, array_like=True):
@@ -211,3 +284,21 @@ class AccessRecord(msgspec.Struct, kw_only=True, array_like=True):
     scope: str
     issued_at: int
     expires_at: int
+
+
+# --- what the holder sees of the sites they logged in to and the grants they gave --------------
+
+
+class HolderAuthorization(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One site the holder is logged in to (``kind`` login: a live token family) or one live grant
+    they gave (``kind`` grant); revoked by ``POST /holder/v1/authorizations/{kind}/{id}/revoke``."""
+
+    kind: Literal["login", "grant"]
+    id: str
+    party_id: str
+    party_name: str
+    scopes: list[str]  # login scopes, or the granted data scopes
+    since: int  # epoch seconds: the login's time, or the grant's start
+    expires_at: int  # epoch seconds
+    purpose_code: str | None = None
+    purpose: str | None = None

@@ -12,17 +12,7 @@ from litestar.testing import AsyncTestClient
 from ecard.consent.ledger_bridge import consent_ledger, drain
 from ecard.consent.scopes import SCOPES
 from ecard.consent.service import seed_demo_data
-from tests.api.conftest import (  # noqa: F401
-    HOLDER_PASSWORD,
-    World,
-    basic,
-    bearer,
-    client,
-    keys_dir,
-    platform_of,
-    settings,
-    world,
-)
+from tests.helpers import HOLDER_PASSWORD, World, basic, bearer, platform_of
 
 ALL_SCOPES = list(SCOPES)
 DAY = 86_400
@@ -97,7 +87,7 @@ class ConsentWorld:
 
 
 @pytest.fixture()
-async def cw(world: World, client: AsyncTestClient) -> ConsentWorld:  # noqa: F811
+async def cw(world: World, client: AsyncTestClient) -> ConsentWorld:
     rp = await world.new_client("relying_party", name="某银行 (a bank)", entitlements=ALL_SCOPES)
     consent_world = ConsentWorld(world, client, rp, Holder({}, {}))
     consent_world.holder = await consent_world.new_holder("张小三")

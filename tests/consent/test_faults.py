@@ -12,8 +12,8 @@ from ecard.consent.schemas import CanonicalConsent
 from ecard.consent.service import canonical_bytes
 from ledger import Event, decode_leaf
 from ledger.tables import LedgerEntry
-from tests.api.conftest import basic, identity_number
 from tests.consent.conftest import DAY, HOLDER_PASSWORD, ConsentWorld
+from tests.helpers import basic, identity_number
 
 BAD_REQUESTS = [
     ({"scopes": ["card.status", "medical.records"]}, 400, "consent_scope_unknown"),
@@ -114,7 +114,8 @@ async def test_racing_approvals_and_denials_are_answered_once(cw: ConsentWorld) 
                 json=body,
                 headers=cw.holder.headers,
             )
-            # two approvals at once (a double tap: each counts a password attempt until checked), eight denials
+            # two approvals at once (a double tap: each counts a password attempt until
+            # checked), eight denials
             for verb, body in [("approve", {"password": HOLDER_PASSWORD})] * 2 + [("deny", {})] * 8
         )
     )

@@ -125,7 +125,7 @@ async def test_denied_request_serves_nothing_and_is_listed(cw: ConsentWorld) -> 
 async def test_expired_grant_is_refused_and_recorded(cw: ConsentWorld) -> None:
     from ecard.consent.service import expire_due
     from ecard.consent.tables import Consent
-    from tests.api.conftest import platform_of
+    from tests.helpers import platform_of
 
     grant_id = await cw.granted(duration_seconds=DAY)
     await Consent.update({Consent.expires_ms: 1}).where(Consent.id == grant_id)  # a day has passed
@@ -163,7 +163,7 @@ async def test_other_holders_and_other_parties_see_nothing(cw: ConsentWorld) -> 
 
 async def test_live_grant_scopes_for_scan_to_login(cw: ConsentWorld) -> None:
     from ecard.consent.service import live_grant_scopes
-    from tests.api.conftest import platform_of
+    from tests.helpers import platform_of
 
     platform = platform_of(cw.client)
     person_id = cw.holder.person["person_id"]

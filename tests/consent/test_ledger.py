@@ -16,8 +16,8 @@ from ecard.consent.schemas import AccessProof, GrantReceipts
 from ledger import Event, commit, decode_leaf, verify_receipt
 from ledger.tables import LedgerAnchor, LedgerBlock, LedgerEntry
 from ledger.verify import verify_history
-from tests.api.conftest import platform_of
 from tests.consent.conftest import ConsentWorld
+from tests.helpers import platform_of
 
 
 async def log_key(cw: ConsentWorld) -> Ed25519PublicKey:
@@ -129,7 +129,7 @@ async def test_relying_party_proves_the_grant_was_live_at_its_access(cw: Consent
     ]
 
     other_rp = await cw.world.new_client("relying_party", entitlements=["card.status"])
-    from tests.api.conftest import basic
+    from tests.helpers import basic
 
     hidden = await cw.client.get(
         f"/consent/v1/accesses/{first}/proof",

@@ -14,17 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from litestar.testing import AsyncTestClient
 
-from tests.api.conftest import (
-    HOLDER_PASSWORD,
-    World,
-    basic,
-    bearer,
-    client,
-    keys_dir,
-    platform_of,
-    settings,
-    world,
-)  # noqa: F401
+from tests.helpers import HOLDER_PASSWORD, World, basic, bearer
 
 REDIRECT_URI = "https://rp.example.test/callback"
 #: the body of a holder's approval: the 电子社保卡密码 World.issue set (step-up)

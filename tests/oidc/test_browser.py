@@ -63,10 +63,11 @@ async def read_qr(page) -> str:
 
 @pytest.fixture(scope="module")
 def relying_party() -> Iterator[str]:
-    """The site's callback, on loopback (filings allow http only there); it just says "signed in"."""
+    """The site's callback, on loopback (filings allow http only there); it just says
+    "signed in"."""
 
     class Callback(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:  # http.server names the handler so
             body = b"<!doctype html><p id=rp>signed in</p>"
             self.send_response(200)
             self.send_header("Content-Type", "text/html")

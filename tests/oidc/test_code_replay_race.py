@@ -1,6 +1,7 @@
 """One authorization code redeemed twice at the same time (RFC 6749 §4.1.2, RFC 9700 §4.2.4): one
 redemption wins, the other is a replay, and once a replay is detected no token of that login
-works, whatever the interleaving (see ``OidcService._redeem_code`` for the argument).
+works, whatever the interleaving (see ``ecard.oidc.grants.authorization_code.redeem`` for the
+argument).
 
 Rounds of concurrent redemptions in one app (``asyncio.gather``), in two app instances that share
 PostgreSQL and Redis as two workers do, and forced interleavings that pause the first redemption
@@ -18,7 +19,7 @@ import pytest
 from ecard.app import create_app
 from ecard.oidc.tables import OidcTokenFamily
 from ecard.store.ephemeral import open_store
-from tests.api.conftest import lifespan_of, platform_of
+from tests.helpers import lifespan_of, platform_of
 from tests.oidc.conftest import Holder, RelyingParty, login_code, redeem
 
 ROUNDS = 20

@@ -10,19 +10,12 @@ from hypothesis import strategies as st
 
 from ecard.errors import AppError
 from ecard.oidc.controllers import single_values
-from ecard.oidc.service import (
-    SCOPES,
-    USER_CODE_ALPHABET,
-    check_redirect_uri,
-    new_user_code,
-    normalize_user_code,
-    parse_scope,
-    pseudonym,
-    s256,
-    with_query,
-)
+from ecard.oidc.policy import USER_CODE_ALPHABET
+from ecard.oidc.records import new_user_code, normalize_user_code, s256, with_query
+from ecard.oidc.scopes import SCOPES, parse_scope, pseudonym
+from ecard.oidc.service import check_redirect_uri
 
-ALL = frozenset(SCOPES)
+ALL = frozenset(s for s, spec in SCOPES.items() if not spec.needs_consent)  # the login scopes
 words = st.text(alphabet=string.ascii_letters + "_:", min_size=1, max_size=12)
 
 
@@ -45,6 +38,13 @@ def test_a_scope_the_client_did_not_file_is_refused(scope):
         parse_scope(f"openid {scope}", frozenset({"openid"}))
 
 
+@given(st.sampled_from(sorted(s for s, spec in SCOPES.items() if spec.needs_consent)))
+def test_a_consent_scope_is_never_a_login_scope_even_when_filed(scope):
+    """``needs_consent``: asked for in ``authorization_details``, released under a live grant."""
+    with pytest.raises(AppError, match="consent grant"):
+        parse_scope(f"openid {scope}", frozenset(SCOPES))
+
+
 @given(st.text(max_size=200))
 def test_redirect_uris_are_https_or_loopback_without_fragments(uri):
     try:
@@ -53,7 +53,7 @@ def test_redirect_uris_are_https_or_loopback_without_fragments(uri):
         assert error.code == "invalid_client_metadata"
     else:
         assert host and "#" not in uri
-        assert uri.startswith("https://") or uri.startswith("http://")
+        assert uri.startswith(("https://", "http://"))
 
 
 @given(st.text(max_size=20))

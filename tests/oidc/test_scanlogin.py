@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 
-from tests.api.conftest import platform_of
+from tests.helpers import platform_of
 from tests.oidc.conftest import (
     APPROVAL,
     REDIRECT_URI,
@@ -276,7 +276,8 @@ async def test_an_approval_issues_no_code_until_the_browser_confirms(client, rp,
     )
     assert polled.json() == {"state": "approved_pending_confirmation", "holder_name": "张*三"}
     assert polled.headers["cache-control"] == "no-store"
-    # waiting on the new state is allowed (the page may watch for expiry) and returns at once when done
+    # waiting on the new state is allowed (the page may watch for expiry) and returns at once
+    # when done
     same = await client.get(
         f"/oidc/login/{session_id}/poll",
         params={"known": "approved_pending_confirmation", "wait": "false"},

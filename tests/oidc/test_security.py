@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecard.crypto.jwk import public_jwk
+from tests.helpers import platform_of
 from tests.oidc.conftest import (
     APPROVAL,
     REDIRECT_URI,
@@ -21,7 +23,6 @@ from tests.oidc.conftest import (
     file_client,
     login_code,
     pkce_pair,
-    platform_of,
     redeem,
     start_login,
 )
@@ -133,7 +134,7 @@ async def test_public_clients_must_use_pkce_s256(client, world):
 async def test_an_expired_code_is_refused(client, rp, holder, monkeypatch):
     monkeypatch.setenv("ECARD_OIDC_POLICY", json.dumps({"code_ttl": 1}))
     params = await login_code(client, rp, holder)
-    time.sleep(1.2)
+    await asyncio.sleep(1.2)
     assert (await redeem(client, rp, params["code"])).json()["error"] == "invalid_grant"
 
 
@@ -205,7 +206,8 @@ async def test_no_token_travels_in_a_url(client, rp, holder):
 
 
 def _forged(claims: dict, alg: str, secret: bytes | None) -> str:
-    """A token an attacker can make without our private key: unsigned, or HMAC-ed with a public key."""
+    """A token an attacker can make without our private key: unsigned, or HMAC-ed with a public
+    key."""
     header = jwt.utils.base64url_encode(json.dumps({"alg": alg, "typ": "JWT"}).encode())
     body = jwt.utils.base64url_encode(json.dumps(claims).encode())
     signing_input = header + b"." + body
@@ -512,16 +514,14 @@ async def test_junk_gets_a_clear_oauth_error_never_a_crash(client, rp, holder):
 async def test_a_client_without_a_stored_secret_cannot_be_entered_with_any_password(client, rp):
     """A confidential client whose secret digest is missing or empty (a damaged row, an import)
     fails closed: not even the placeholder the check compares unknown clients against gets in."""
-    from ecard.oidc import service as oidc_service
-    from ecard.oidc.tables import OidcClient
+    from ecard.partners import credentials
+    from ecard.partners.tables import PartnerCredential
 
     for stored in ("", None):
-        await OidcClient.update({OidcClient.secret_digest: stored}).where(
-            OidcClient.id == rp.client_id
+        await PartnerCredential.update({PartnerCredential.secret_digest: stored}).where(
+            PartnerCredential.application == rp.client_id
         )
-        oidc_service._clients.pop(
-            rp.client_id, None
-        )  # as another worker would after its cache window
+        credentials.forget(rp.client_id)  # as another worker would after its cache window
         for password in ("x" * 43, "x" * 64, ""):
             response = await client.post(
                 "/oidc/token",
