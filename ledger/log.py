@@ -259,7 +259,9 @@ class Ledger:
             commitments = {body.commitment for body in batch.bodies}
             previous = await self._latest_seqs(commitments)
             rows, hashes = [], []
-            for index, (body, path) in enumerate(zip(batch.bodies, tree.inclusion_proofs())):
+            for index, (body, path) in enumerate(
+                zip(batch.bodies, tree.inclusion_proofs(), strict=True)
+            ):
                 seq = first_seq + index
                 entry = Entry(
                     body,
@@ -338,7 +340,9 @@ class Ledger:
     async def _insert_entries(self, rows: list[tuple[Any, ...]]) -> None:
         placeholders = ", ".join("{}" for _ in range(len(rows[0])))
         await self._execute_many(
-            f"INSERT INTO ledger_entry ({_ENTRY_COLUMNS}) VALUES ({placeholders})", rows
+            # constant columns and placeholders; the values are bound parameters
+            f"INSERT INTO ledger_entry ({_ENTRY_COLUMNS}) VALUES ({placeholders})",  # noqa: S608
+            rows,
         )
 
     async def _execute_many(self, template: str, rows: list[tuple[Any, ...]]) -> None:
@@ -582,7 +586,8 @@ class Ledger:
         return block, tree
 
     async def inclusion_proof(self, seq: int, tree_size: int | None = None) -> InclusionProof:
-        """Proof that entry ``seq`` is in the block sealed at ``tree_size`` (the latest by default)."""
+        """Proof that entry ``seq`` is in the block sealed at ``tree_size`` (the latest
+        by default)."""
         block, tree = await self._block_at(tree_size)
         if not 0 <= seq < block.tree_size:
             if seq < 0:
@@ -597,7 +602,8 @@ class Ledger:
     async def consistency_proof(
         self, first_size: int, second_size: int | None = None
     ) -> ConsistencyProof:
-        """Proof that the log at ``second_size`` (the latest block by default) extends ``first_size``."""
+        """Proof that the log at ``second_size`` (the latest block by default) extends
+        ``first_size``."""
         block, tree = await self._block_at(second_size)
         second = block.tree_size
         if 0 < first_size < second:
@@ -644,14 +650,16 @@ class Ledger:
             raise NotYetSealed(f"entry {seq} is not sealed yet")
         return history
 
-    # --- reading for the audit ---------------------------------------------------------------------
+    # --- reading for the audit --------------------------------------------------------------------
 
     async def iter_entries(self, chunk: int = 5000) -> AsyncIterator[dict[str, Any]]:
         """Every stored entry row in seq order, read in chunks."""
         after = -1
         while True:
             rows = await LedgerEntry.raw(
-                f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry WHERE seq > {{}} ORDER BY seq LIMIT {int(chunk)}",
+                # constant columns, an int limit; ``after`` is a bound parameter
+                f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry WHERE seq > {{}} "  # noqa: S608
+                f"ORDER BY seq LIMIT {int(chunk)}",
                 after,
             )
             for row in rows:

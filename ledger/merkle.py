@@ -187,7 +187,7 @@ class MerkleTree:
         spans = edge_spans(size)
         if len(edge_hashes) != len(spans) or any(
             len(hashes) != (end - start) * HASH_SIZE
-            for hashes, (start, end) in zip(edge_hashes, spans)
+            for hashes, (start, end) in zip(edge_hashes, spans, strict=True)
         ):
             raise ValueError(f"the right edge of a tree of {size} spans {spans}")
         tree = cls(stored=True)
@@ -302,7 +302,8 @@ class MerkleTree:
         return [self._range_hash(low, high) for low, high in inclusion_ranges(index, size)]
 
     def inclusion_proofs(self) -> list[list[bytes]]:
-        """PATH(i, D[0:size]) for every leaf i at once, in O(n log n) instead of n separate walks."""
+        """PATH(i, D[0:size]) for every leaf i at once, in O(n log n) instead of n
+        separate walks."""
         if self.size == 0:
             return []
 
@@ -356,7 +357,8 @@ def _check_hashes(hashes: Sequence[bytes]) -> None:
 
 
 def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
-    """The root implied by an inclusion proof — RFC 9162 §2.1.3.2 steps 1–5 (without the compare)."""
+    """The root implied by an inclusion proof — RFC 9162 §2.1.3.2 steps 1–5 (without the
+    compare)."""
     _check_hashes([leaf, *proof])
     if not 0 <= index < size:
         raise InvalidProof("proof.index_out_of_range", f"leaf {index} is not in a tree of {size}")
@@ -382,7 +384,8 @@ def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequenc
 def verify_inclusion(
     index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes
 ) -> None:
-    """Raise ``InvalidProof`` unless ``leaf`` is leaf ``index`` of the tree of ``size`` with ``root``."""
+    """Raise ``InvalidProof`` unless ``leaf`` is leaf ``index`` of the tree of ``size`` with
+    ``root``."""
     if not hmac.compare_digest(root_from_inclusion_proof(index, size, leaf, proof), root):
         raise InvalidProof("proof.root_mismatch", f"leaf {index} is not in the tree with this root")
 

@@ -312,7 +312,7 @@ def decode_leaf(data: bytes) -> Entry:
     )
 
 
-# --- receipts and tree heads ------------------------------------------------------------------------
+# --- receipts and tree heads ----------------------------------------------------------------------
 
 
 def receipt_header(
@@ -345,7 +345,7 @@ def issue_receipts(
     signature = log_key.sign(receipt_header(log_key_id, first_seq, count, tree.root(), issued_ms))
     return [
         Receipt(log_key_id, first_seq + i, h, issued_ms, first_seq, count, tuple(path), signature)
-        for i, (h, path) in enumerate(zip(entry_hashes, tree.inclusion_proofs()))
+        for i, (h, path) in enumerate(zip(entry_hashes, tree.inclusion_proofs(), strict=True))
     ]
 
 

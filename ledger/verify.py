@@ -2,8 +2,9 @@
 
 ``audit`` re-derives everything from the stored leaves: entry hashes, writer signatures, the
 per-commitment links, every block's root, signature and hash link, every stored Merkle tile, and
-every anchor against the chain (in memory bounded by the number of blocks and grants, not entries); each problem names its position (entry seq or block number).  The other functions are pure
-checks a relying party can run with nothing but the log's public key.
+every anchor against the chain (in memory bounded by the number of blocks and grants, not
+entries); each problem names its position (entry seq or block number).  The other functions are
+pure checks a relying party can run with nothing but the log's public key.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class Standing(msgspec.Struct, frozen=True):
 _ENDING = {Event.DENIED, Event.REVOKED, Event.EXPIRED}
 
 
-# --- pure checks ------------------------------------------------------------------------------------
+# --- pure checks ----------------------------------------------------------------------------------
 
 
 def verify_inclusion_proof(proof: InclusionProof, log_public_key: Ed25519PublicKey) -> None:
@@ -110,7 +111,8 @@ def verify_inclusion_proof(proof: InclusionProof, log_public_key: Ed25519PublicK
 def verify_receipt_inclusion(
     receipt: Receipt, proof: InclusionProof, log_public_key: Ed25519PublicKey
 ) -> None:
-    """The log kept its promise: the receipt is genuine and its entry sits at its seq in a signed block."""
+    """The log kept its promise: the receipt is genuine and its entry sits at its seq in a signed
+    block."""
     verify_receipt(receipt, log_public_key)
     if proof.seq != receipt.seq or not hmac.compare_digest(proof.entry_hash, receipt.entry_hash):
         raise InvalidProof(
@@ -122,7 +124,8 @@ def verify_receipt_inclusion(
 def verify_consistency_proof(
     proof: ConsistencyProof, first: Block, second: Block, log_public_key: Ed25519PublicKey
 ) -> None:
-    """Both tree heads are the log's and the second extends the first (the log was not rewritten)."""
+    """Both tree heads are the log's and the second extends the first (the log was not
+    rewritten)."""
     verify_block(first, log_public_key)
     verify_block(second, log_public_key)
     if (proof.first_size, proof.second_size) != (first.tree_size, second.tree_size):
@@ -181,11 +184,12 @@ def verify_history(
         elif entry.body.event in _ENDING:
             live = False
         previous = proven.seq
-    assert entry is not None and previous is not None
+    if entry is None or previous is None:  # unreachable: the entries are not empty (above)
+        raise InvalidProof("history.empty", "the history has no sealed entry")
     return Standing(history.commitment, previous, entry.body.event, granted, live)
 
 
-# --- against the stored log ---------------------------------------------------------------------------
+# --- against the stored log -----------------------------------------------------------------------
 
 
 async def check_receipt(
@@ -430,9 +434,8 @@ async def _audit_anchors(
         if job["status"] != "confirmed":
             report.anchors_pending += 1
             continue
-        if not chain_reachable:
+        if not chain_reachable or chain is None:
             continue
-        assert chain is not None
         try:
             record = await chain.anchored(number)
         except LedgerError as exc:

@@ -110,7 +110,8 @@ async def audit(index: str, runtime_only: bool = False) -> tuple[list[str], list
         latest, advisories = answer
         if not same_version(version, latest):
             unaudited.append(
-                f"{name} {version}: not the latest release ({latest}); its advisories are not reachable here"
+                f"{name} {version}: not the latest release ({latest}); its advisories are not "
+                "reachable here"
             )
         elif advisories:
             ids = ", ".join(a.get("id", "?") for a in advisories)

@@ -1,7 +1,7 @@
 """Faults under a steady mixed load, on this machine only, bounded in time (about 5 minutes).
 
-    .venv/bin/python scripts/faults.py                       # all three faults, writes docs/FAULTS.md
-    .venv/bin/python scripts/faults.py --only chain --no-doc # one fault, print only
+    .venv/bin/python scripts/faults.py                  # all three faults, writes docs/FAULTS.md
+    .venv/bin/python scripts/faults.py --only chain --no-doc  # one fault, print only
 
 ``ecard serve --workers 2`` runs on PostgreSQL + Redis + an anvil chain node (state file, so the
 node comes back with the same chain), driven by the mixed load of scripts/bench/load_mixed.py
@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts" / "bench"))
 sys.path.insert(0, str(ROOT))
 
-import load_mixed as lm  # noqa: E402
+import load_mixed as lm
 
 PG_VERSION = (
     " ".join(sorted(os.listdir("/etc/postgresql"))) if os.path.isdir("/etc/postgresql") else "15"
@@ -57,8 +57,16 @@ REDIS_START = (
 )
 
 
+def _seconds_or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value} s"
+
+
 def sh(command: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(command, shell=True, capture_output=True, text=True, timeout=timeout)
+    """Run one of this script's own command lines (service control); the caller reads the
+    status."""
+    return subprocess.run(  # noqa: S602 - fixed command lines, no outside input
+        command, shell=True, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def redis_up(port: int) -> bool:
@@ -75,7 +83,7 @@ def pg_up(database_url: str) -> bool:
     try:
         asyncio.run(probe())
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 - a readiness probe: any failure means "not up yet"
         return False
 
 
@@ -106,7 +114,8 @@ class Faults:
         started = sh(self.args.redis_start.format(port=port), 20)
         up = wait_until(lambda: redis_up(port), 20)
         self.log(
-            f"(a) Redis is back ({started.returncode}); ready {None if up is None else round(up - down, 1)} s after the stop"
+            f"(a) Redis is back ({started.returncode}); ready "
+            f"{None if up is None else round(up - down, 1)} s after the stop"
         )
         return {
             "fault": "redis",
@@ -121,7 +130,8 @@ class Faults:
         result = sh(self.args.pg_restart, 120)
         up = wait_until(lambda: pg_up(self.args.database_url), 60)
         self.log(
-            f"(b) PostgreSQL restarted (rc {result.returncode}) in {None if up is None else round(up - down, 1)} s"
+            f"(b) PostgreSQL restarted (rc {result.returncode}) in "
+            f"{None if up is None else round(up - down, 1)} s"
         )
         return {
             "fault": "postgres",
@@ -153,7 +163,7 @@ def window_report(samples: list[tuple], fault: dict[str, Any], after: float) -> 
     down, up = fault["down"], fault["up"]
     during = [s for s in samples if down <= s[0] < up]
     later = sorted((s for s in samples if up <= s[0] < up + after), key=lambda s: s[0])
-    outcome = lambda s: "ok" if 0 < s[3] < 400 else f"{s[3]} {s[4]}"  # noqa: E731
+    outcome = lambda s: "ok" if 0 < s[3] < 400 else f"{s[3]} {s[4]}"
     failing_after = [s for s in later if not 0 < s[3] < 400]
     last_failure = max((s[0] for s in failing_after), default=None)
     first_failure = min((s[0] for s in during if not 0 < s[3] < 400), default=None)
@@ -320,7 +330,8 @@ def restore(args: argparse.Namespace) -> list[str]:
     if not pg_up(args.database_url):
         sh(args.pg_start, 120)
         notes.append(
-            f"PostgreSQL was down at the end; started: {wait_until(lambda: pg_up(args.database_url), 60) is not None}"
+            "PostgreSQL was down at the end; started: "
+            f"{wait_until(lambda: pg_up(args.database_url), 60) is not None}"
         )
     return notes
 
@@ -349,7 +360,8 @@ def main() -> int:
             load = lm.LoadRun(env, args.clients, args.concurrency, total, 10_000_000)
             load.start()
             faults.log(
-                f"load started: {args.clients}x{args.concurrency} virtual users for {total:.0f} s; warm-up {args.warmup:.0f} s"
+                f"load started: {args.clients}x{args.concurrency} virtual users for "
+                f"{total:.0f} s; warm-up {args.warmup:.0f} s"
             )
             time.sleep(args.warmup)
             done = []
@@ -368,13 +380,13 @@ def main() -> int:
             }
             counters = Counter()
             for r in results:
-                for key in facts:
-                    facts[key].extend(r["facts"].get(key, []))
+                for key, values in facts.items():
+                    values.extend(r["facts"].get(key, []))
                 for key in ("double_acceptances", "code_pairs", "no_retry_after"):
                     counters[key] += r["facts"].get(key, 0)
             wrong = [w for r in results for w in r["wrong"]]
             reports = [window_report(samples, f, args.settle) for f in done]
-            for fault, report in zip(done, reports):
+            for fault, report in zip(done, reports, strict=True):
                 if fault["fault"] == "redis":
                     before = [
                         x
@@ -458,32 +470,67 @@ def render(result: dict[str, Any]) -> str:
     lines = [
         "# Faults under load",
         "",
-        f"Generated by `scripts/faults.py` on {result['when']} (2 cores shared with other work: timings are noisy).",
-        f"`ecard serve --workers {cfg['workers']}` on PostgreSQL + Redis + an anvil chain node with a state file,",
-        f"under the mixed load of `scripts/bench/load_mixed.py` ({cfg['virtual_users']} virtual users: code fetch and",
-        "verification by two verifiers at once, codes presented again later, OIDC scan-login, consent request/approve/read,",
-        f"terminal record uploads, operator reads); {cfg['warmup_s']:.0f} s of load before the first fault and",
-        f"{cfg['settle_s']:.0f} s after each. Clients wait 0.5 s after a 503 or a transport failure before their next request.",
+        (
+            f"Generated by `scripts/faults.py` on {result['when']} (2 cores shared with other "
+            "work: timings are noisy)."
+        ),
+        (
+            f"`ecard serve --workers {cfg['workers']}` on PostgreSQL + Redis + an anvil chain "
+            "node with a state file,"
+        ),
+        (
+            f"under the mixed load of `scripts/bench/load_mixed.py` ({cfg['virtual_users']} "
+            "virtual users: code fetch and"
+        ),
+        (
+            "verification by two verifiers at once, codes presented again later, OIDC scan-login, "
+            "consent request/approve/read,"
+        ),
+        (
+            f"terminal record uploads, operator reads); {cfg['warmup_s']:.0f} s of load before "
+            "the first fault and"
+        ),
+        (
+            f"{cfg['settle_s']:.0f} s after each. Clients wait 0.5 s after a 503 or a transport "
+            "failure before their next request."
+        ),
         "",
-        f"**Result: {'PASSED' if result['passed'] else 'FAILED'}** - data lost: {result['data_lost']}, "
-        f"double acceptances: {codes['double_acceptances']}, wrong answers: {result['wrong_answer_count']}, "
-        f"5xx other than 503: {result['other_5xx_total']}, 503 without Retry-After: {result['503_without_retry_after_total']}.",
+        (
+            f"**Result: {'PASSED' if result['passed'] else 'FAILED'}** - data lost: "
+            f"{result['data_lost']}, "
+            f"double acceptances: {codes['double_acceptances']}, wrong answers: "
+            f"{result['wrong_answer_count']}, "
+            f"5xx other than 503: {result['other_5xx_total']}, 503 without Retry-After: "
+            f"{result['503_without_retry_after_total']}."
+        ),
         "",
         "## What clients got",
         "",
-        "| fault | outage | requests during | 503 + Retry-After | 503 without | other 5xx | no answer (timeout/transport) | first refusal after the stop | recovery after restore |",
+        (
+            "| fault | outage | requests during | 503 + Retry-After | 503 without | other 5xx | "
+            "no answer (timeout/transport) | first refusal after the stop | recovery after "
+            "restore |"
+        ),
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for f in result["faults"]:
         lines.append(
-            f"| {f['title']} | {f['outage_seconds']} s | {f['requests_during']} | {f['503_with_retry_after']} | "
+            f"| {f['title']} | {f['outage_seconds']} s | {f['requests_during']} | "
+            f"{f['503_with_retry_after']} | "
             f"{f['503_without_retry_after']} | {f['other_5xx']} | {f['no_answer']} | "
-            f"{'-' if f['first_failure_after_stop_seconds'] is None else str(f['first_failure_after_stop_seconds']) + ' s'} | {f['recovery_seconds']} s |"
+            f"{_seconds_or_dash(f['first_failure_after_stop_seconds'])} | "
+            f"{f['recovery_seconds']} s |"
         )
     lines += [
         "",
-        "Outage: from the stop command to the dependency answering again (polled every 0.2 s). Recovery: seconds",
-        "from then until the last failed request (0: the first requests after it already succeeded).",
+        (
+            "Outage: from the stop command to the dependency answering again (polled every 0.2 "
+            "s). Recovery: seconds"
+        ),
+        (
+            "from then until the last failed request (0: the first requests after it already "
+            "succeeded)."
+        ),
         "",
     ]
     for f in result["faults"]:
@@ -506,7 +553,10 @@ def render(result: dict[str, Any]) -> str:
         if "codes_accepted_before_presented_after" in f:
             lines += [
                 "",
-                "Codes accepted before Redis stopped and presented again after it came back (empty): "
+                (
+                    "Codes accepted before Redis stopped and presented again after it came back "
+                    "(empty): "
+                )
                 + (json.dumps(f["codes_accepted_before_presented_after"]) or "{}")
                 + "; codes fetched before and first presented after: "
                 + json.dumps(f["codes_fetched_before_first_presented_after"])
@@ -516,22 +566,42 @@ def render(result: dict[str, Any]) -> str:
     lines += [
         "## Single use of codes",
         "",
-        f"{codes['pairs_presented']} fresh codes were each presented by two verifiers at the same time, and "
-        f"{codes['represented']} codes accepted earlier were presented again (outcomes: {json.dumps(codes['represented_outcomes'])}). "
-        f"Double acceptances: **{codes['double_acceptances']}**.",
+        (
+            f"{codes['pairs_presented']} fresh codes were each presented by two verifiers at the "
+            "same "
+            "time, and "
+            f"{codes['represented']} codes accepted earlier were presented again (outcomes: "
+            f"{json.dumps(codes['represented_outcomes'])}). "
+            f"Double acceptances: **{codes['double_acceptances']}**."
+        ),
         "",
         "## Data accounted for afterwards",
         "",
         "| what clients were told succeeded | count | missing |",
         "| --- | ---: | ---: |",
-        f"| grants approved (consent row `granted`) | {acc['grants_told_approved']} | {acc['grants_missing']} |",
-        f"| their `granted` ledger entries | {acc['grants_told_approved']} | {acc['grant_entries_missing_from_ledger']} |",
-        f"| data reads served (an `accessed` ledger entry each) | {acc['reads_told_served']} | {acc['access_entries_missing']} |",
-        f"| offline records uploaded (terminal_record rows) | {acc['terminal_records_told_stored']} | {acc['terminal_records_missing']} |",
+        (
+            f"| grants approved (consent row `granted`) | {acc['grants_told_approved']} | "
+            f"{acc['grants_missing']} |"
+        ),
+        (
+            f"| their `granted` ledger entries | {acc['grants_told_approved']} | "
+            f"{acc['grant_entries_missing_from_ledger']} |"
+        ),
+        (
+            f"| data reads served (an `accessed` ledger entry each) | {acc['reads_told_served']} "
+            f"| {acc['access_entries_missing']} |"
+        ),
+        (
+            "| offline records uploaded (terminal_record rows) | "
+            f"{acc['terminal_records_told_stored']} | {acc['terminal_records_missing']} |"
+        ),
         "",
-        f"Ledger: {acc['ledger_entries']} entries, {acc['ledger_entries_unsealed']} unsealed; {acc['blocks']} blocks, "
-        f"anchors by status {json.dumps(acc['anchors'])}, blocks without an anchor job: {acc['blocks_without_anchor_row']}; "
-        f"caught up: {acc['caught_up']}. Full audit (`GET /ledger/v1/audit`, every entry, block and chain anchor): "
+        f"Ledger: {acc['ledger_entries']} entries, {acc['ledger_entries_unsealed']} unsealed; "
+        f"{acc['blocks']} blocks, "
+        f"anchors by status {json.dumps(acc['anchors'])}, blocks without an anchor job: "
+        f"{acc['blocks_without_anchor_row']}; "
+        f"caught up: {acc['caught_up']}. Full audit (`GET /ledger/v1/audit`, every entry, block "
+        "and chain anchor): "
         f"ok = {acc['audit'].get('ok')}"
         + (
             f", {json.dumps(acc['audit'].get('audit', {}), ensure_ascii=False)[:600]}"
@@ -539,25 +609,67 @@ def render(result: dict[str, Any]) -> str:
             else ""
         ),
         "",
-        "The chain node keeps its state in a file (`anvil --state`), so after the restart it is the same chain with the",
-        "same contract and earlier anchors; anchoring jobs queued while it was down are sent when it returns.",
+        (
+            "The chain node keeps its state in a file (`anvil --state`), so after the restart it "
+            "is the same chain with the"
+        ),
+        (
+            "same contract and earlier anchors; anchoring jobs queued while it was down are sent "
+            "when it returns."
+        ),
         "",
         "## How to read this",
         "",
-        "- **Redis** holds the single-use code markers, login sessions, authorization codes, terminal request nonces and",
-        "  rate-limit buckets. While it is away every operation that needs one of them answers `503 store_unavailable`",
-        "  with `Retry-After` (online verification, the OIDC flow, terminal requests); what needs only the database keeps",
-        "  working (code fetch: signing only; consent; operator reads). A success shortly after the stop is a request that",
+        (
+            "- **Redis** holds the single-use code markers, login sessions, authorization codes, "
+            "terminal request nonces and"
+        ),
+        (
+            "  rate-limit buckets. While it is away every operation that needs one of them "
+            "answers `503 store_unavailable`"
+        ),
+        (
+            "  with `Retry-After` (online verification, the OIDC flow, terminal requests); what "
+            "needs only the database keeps"
+        ),
+        (
+            "  working (code fetch: signing only; consent; operator reads). A success shortly "
+            "after the stop is a request that"
+        ),
         "  finished before Redis went (see the last column).",
-        "- Redis comes back **empty**: the store's start marker moves forward and every code issued before it is refused",
-        "  (`already_used`), whether it was used before the restart or not (fail closed); apps fetch a new code, as",
-        "  they do every refresh interval anyway. OIDC login sessions in flight are lost (the page shows a new QR).",
-        "- **PostgreSQL** restart: requests on a connection that was cut, or that cannot connect, get",
-        "  `503 database_unavailable` with `Retry-After`; a commit whose answer was lost is reported as 503, never as",
-        "  success (the accounting checks what clients were told succeeded; an unknown outcome may have committed, and",
+        (
+            "- Redis comes back **empty**: the store's start marker moves forward and every code "
+            "issued before it is refused"
+        ),
+        (
+            "  (`already_used`), whether it was used before the restart or not (fail closed); "
+            "apps fetch a new code, as"
+        ),
+        (
+            "  they do every refresh interval anyway. OIDC login sessions in flight are lost (the "
+            "page shows a new QR)."
+        ),
+        (
+            "- **PostgreSQL** restart: requests on a connection that was cut, or that cannot "
+            "connect, get"
+        ),
+        (
+            "  `503 database_unavailable` with `Retry-After`; a commit whose answer was lost is "
+            "reported as 503, never as"
+        ),
+        (
+            "  success (the accounting checks what clients were told succeeded; an unknown "
+            "outcome may have committed, and"
+        ),
         "  a retry with the same `Idempotency-Key` is safe where creating twice matters).",
-        "- **Chain node** down: no client sees it. Sealed blocks queue their anchoring jobs in the database and are",
-        "  anchored, in order, once the node is back; the audit then checks every anchor against the chain.",
+        (
+            "- **Chain node** down: no client sees it. Sealed blocks queue their anchoring jobs "
+            "in the database and are"
+        ),
+        (
+            "  anchored, in order, once the node is back; the audit then checks every anchor "
+            "against the chain."
+        ),
     ]
     if result["wrong_answers"]:
         lines += ["", "## Wrong answers (first 20)", ""] + [
@@ -568,7 +680,10 @@ def render(result: dict[str, Any]) -> str:
             "",
             "## Errors in the server log (first 10)",
             "",
-            "Background tasks (outbox relay, sealer, anchor worker) log a failed pass and retry it on the next tick;",
+            (
+                "Background tasks (outbox relay, sealer, anchor worker) log a failed pass and "
+                "retry it on the next tick;"
+            ),
             "a request never got a 500 unless the table above says so.",
             "",
         ] + [f"- `{l[:300]}`" for l in result["server_error_log"][:10]]

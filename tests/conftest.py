@@ -1,47 +1,51 @@
-"""Shared test fixtures.
+"""Shared test fixtures: every fixture more than one test package uses is defined here, and a test
+takes it by parameter (never by importing it). Plain helpers live in ``tests/helpers.py``; a
+package's own fixtures live in its ``conftest.py``.
 
 Real components (PostgreSQL, Redis, an EVM node, Chromium, pcscd) are used wherever users would
 have them.  Outside CI a missing component skips its tests with a reason saying how to get it;
 under CI (``CI=true``) the same absence is a failure, so a green CI run means they really ran.
+
+The service under test runs on both storage backends: ``settings`` (and so ``client`` and
+``world``) is parametrised embedded (SQLite file + in-process store) and production-like
+(PostgreSQL + Redis).
 """
 
 from __future__ import annotations
 
 import os
-import socket
+import shutil
 import uuid
-from collections.abc import Iterator
-from urllib.parse import urlparse
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+from tests.helpers import (
+    CHROMIUM,
+    World,
+    admin_sql,
+    database_url,
+    lifespan_of,
+    platform_of,
+    port_open,
+    require,  # also imported from here by some test modules
+)
+
+if TYPE_CHECKING:
+    from ecard.settings import Settings
 
 POSTGRES_URL = os.environ.get(
     "ECARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("ECARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+#: the password of every operator the ``world`` fixture creates
+OPERATOR_PASSWORD = "correct horse battery"
 
 
-def require(available: bool, what: str, how: str) -> None:
-    """Skip (locally) or fail (under CI) when a real component is missing."""
-    if available:
-        return
-    message = f"{what} is not available: {how}"
-    if IN_CI:
-        pytest.fail(f"CI requires {message}", pytrace=False)
-    pytest.skip(message)
-
-
-def port_open(url: str, default_port: int) -> bool:
-    parsed = urlparse(url)
-    try:
-        with socket.create_connection(
-            (parsed.hostname or "127.0.0.1", parsed.port or default_port), 1
-        ):
-            return True
-    except OSError:
-        return False
+# --- real components ------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -66,32 +70,13 @@ def postgres_server_url() -> str:
     return POSTGRES_URL
 
 
-def _admin(url: str, sql: str) -> None:
-    import asyncio
-
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
-def _database_url(server_url: str, name: str) -> str:
-    return urlparse(server_url)._replace(path=f"/{name}").geturl()
-
-
 @pytest.fixture()
 def fresh_postgres_url(postgres_server_url: str) -> Iterator[str]:
     """A new, empty PostgreSQL database for one test, dropped afterwards."""
     name = f"ecard_t_{uuid.uuid4().hex[:12]}"
-    _admin(postgres_server_url, f'CREATE DATABASE "{name}"')
-    yield _database_url(postgres_server_url, name)
-    _admin(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin_sql(postgres_server_url, f'CREATE DATABASE "{name}"')
+    yield database_url(postgres_server_url, name)
+    admin_sql(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
@@ -103,10 +88,10 @@ def migrated_postgres_template(postgres_server_url: str) -> Iterator[str]:
     from ecard.store import db
 
     name = f"ecard_tpl_{uuid.uuid4().hex[:12]}"
-    _admin(postgres_server_url, f'CREATE DATABASE "{name}"')
+    admin_sql(postgres_server_url, f'CREATE DATABASE "{name}"')
 
     async def migrate() -> None:
-        engine = db.make_engine(_database_url(postgres_server_url, name))
+        engine = db.make_engine(database_url(postgres_server_url, name))
         try:
             await db.migrate(engine)
         finally:
@@ -114,7 +99,7 @@ def migrated_postgres_template(postgres_server_url: str) -> Iterator[str]:
 
     asyncio.run(migrate())
     yield name
-    _admin(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin_sql(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture()
@@ -124,9 +109,11 @@ def migrated_postgres_url(
     """A new PostgreSQL database with the schema in place (the service's own migrations), for one
     test, dropped afterwards."""
     name = f"ecard_t_{uuid.uuid4().hex[:12]}"
-    _admin(postgres_server_url, f'CREATE DATABASE "{name}" TEMPLATE "{migrated_postgres_template}"')
-    yield _database_url(postgres_server_url, name)
-    _admin(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin_sql(
+        postgres_server_url, f'CREATE DATABASE "{name}" TEMPLATE "{migrated_postgres_template}"'
+    )
+    yield database_url(postgres_server_url, name)
+    admin_sql(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -145,3 +132,100 @@ def cheap_password_hashing() -> Iterator[None]:
     )
     yield
     passwords._HASHER = production
+
+
+# --- the service under test -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A key directory with a keyring for two issuers (330000, 110000), shared by the session."""
+    from ecard.crypto.keyring import Keyring
+    from ecard.store.keyfiles import save_keyring
+
+    directory = tmp_path_factory.mktemp("keys")
+    save_keyring(directory, Keyring.create(["330000", "110000"]))
+    return str(directory)
+
+
+@pytest.fixture(params=["embedded", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path, keys_dir: str) -> Settings:
+    """The service's settings on one storage backend: ``embedded`` (a SQLite file and the
+    in-process store) or ``postgres`` (a migrated PostgreSQL database and Redis)."""
+    from ecard.settings import load_settings
+
+    environ = {"ECARD_KEYS_DIR": keys_dir, "ECARD_LOG_JSON": "true", "ECARD_LOG_LEVEL": "WARNING"}
+    if request.param == "embedded":
+        environ["ECARD_DATABASE_URL"] = f"sqlite:///{tmp_path}/ecard.db"
+    else:
+        environ["ECARD_DATABASE_URL"] = request.getfixturevalue("migrated_postgres_url")
+        environ["ECARD_REDIS_URL"] = request.getfixturevalue("redis_url")
+        environ["ECARD_REDIS_PREFIX"] = f"t{uuid.uuid4().hex[:10]}:"
+    return load_settings(environ)
+
+
+@pytest.fixture()
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app, its lifespan and its requests all in the test's event loop (Litestar's test client
+    would run the lifespan in another thread's loop, which asyncpg pools do not allow), so tests
+    may also call services directly on ``platform_of(client)``."""
+    from ecard.app import create_app
+    from ecard.platform import open_platform
+
+    platform = await open_platform(settings, migrate=True)
+    try:
+        app = create_app(settings, platform=platform)
+        async with (
+            lifespan_of(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://testserver.local"
+            ) as test_client,
+        ):
+            test_client.app = app  # type: ignore[attr-defined]
+            yield test_client
+    finally:
+        await platform.close()
+
+
+@pytest.fixture()
+async def world(client: httpx.AsyncClient) -> World:
+    """Operators of each role (logged in), a channel and a department, on ``client``'s app."""
+    from ecard.registry.service import AccessService
+
+    access = AccessService(platform_of(client))
+    tokens = {}
+    for role in ("admin", "registry_admin", "auditor", "readonly"):
+        username = f"{role}-{uuid.uuid4().hex[:6]}"
+        await access.create_operator(username, OPERATOR_PASSWORD, role)
+        response = await client.post(
+            "/operator/v1/login", json={"username": username, "password": OPERATOR_PASSWORD}
+        )
+        assert response.status_code == 200, response.text
+        tokens[role] = response.json()["access_token"]
+    w = World(client=client, tokens=tokens, channel={}, department={})
+    w.channel = await w.new_client("channel")
+    w.department = await w.new_client("department")
+    return w
+
+
+# --- a real browser ---------------------------------------------------------------------------
+
+
+@pytest.fixture()
+async def browser_page() -> AsyncIterator[Any]:
+    """A page of headless Chromium (Debian's, no browser download), closed after the test; the
+    module that uses it starts the server the page visits."""
+    require(shutil.which("chromium") is not None, "Chromium", "run scripts/install_browser.sh")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        require(
+            False, "playwright", "pip install 'playwright>=1.49,<2' (no browser download needed)"
+        )
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        page = await browser.new_page(locale="zh-CN")
+        yield page
+        await browser.close()

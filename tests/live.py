@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import httpx
 
 from ecard.registry.evidence import sign_evidence
-from tests.api.conftest import HOLDER_PASSWORD, channel_key_pair, identity_number
+from tests.helpers import HOLDER_PASSWORD, channel_key_pair, identity_number
 
 REDIRECT_URI = "https://rp.example.test/callback"
 
@@ -118,7 +118,8 @@ class Seeded:
 def _ok(response: httpx.Response) -> dict:
     if response.status_code >= 300:
         raise RuntimeError(
-            f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text}"
+            f"{response.request.method} {response.request.url.path}: {response.status_code} "
+            f"{response.text}"
         )
     return response.json()
 

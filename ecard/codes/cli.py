@@ -40,11 +40,13 @@ LIST_PATHS = {
 
 
 class Unusable(Exception):
-    """The input or a list cannot be used at all (exit 2), as opposed to an invalid code (exit 1)."""
+    """The input or a list cannot be used at all (exit 2), as opposed to an invalid code
+    (exit 1)."""
 
 
 def read_input(argument: str) -> str:
-    """The code text: decoded from an image file, read from stdin (``-``), or the argument itself."""
+    """The code text: decoded from an image file, read from stdin (``-``), or the argument
+    itself."""
     if argument == "-":
         return sys.stdin.read().rstrip("\r\n")
     path = Path(argument)
@@ -87,7 +89,8 @@ def _source(path: str | None, server: str | None, which: str) -> str:
     if server:
         return _fetch(server, which)
     raise Unusable(
-        f"give --{'revocation-list' if which == 'revocations' else which + '-list'} FILE or --server URL"
+        f"give --{'revocation-list' if which == 'revocations' else which + '-list'} FILE"
+        " or --server URL"
     )
 
 
@@ -166,7 +169,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``verify CODE_OR_IMAGE``."""
     parser = subparsers.add_parser(
         "verify",
-        help="verify a code (text or QR image) or an e-license offline with the trust and revocation lists",
+        help=(
+            "verify a code (text or QR image) or an e-license offline"
+            " with the trust and revocation lists"
+        ),
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

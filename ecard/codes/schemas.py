@@ -25,7 +25,8 @@ ENTITLED_FIELDS: tuple[str, ...] = EntitledField.__args__  # type: ignore[attr-d
 
 
 class CodeIssued(msgspec.Struct, kw_only=True):
-    """A fresh dynamic code: show it as a QR until ``refresh_at``, it verifies until ``expires_at``."""
+    """A fresh dynamic code: show it as a QR until ``refresh_at``, it verifies until
+    ``expires_at``."""
 
     code: str
     issued_at: int
@@ -70,7 +71,8 @@ class VerificationResult(msgspec.Struct, kw_only=True):
 
 
 class VerifierSession(msgspec.Struct, kw_only=True):
-    """A short-lived token for the verifier page, so the client secret is typed once and not kept."""
+    """A short-lived token for the verifier page, so the client secret is typed once and not
+    kept."""
 
     access_token: str
     token_type: str

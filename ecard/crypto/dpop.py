@@ -22,7 +22,8 @@ Rules, each one function below:
                                 host, port and path compared after normalisation)
 9. ``rule_nonce``               ``nonce`` is one the server gave, when the server asks for nonces
 10. ``rule_iat``                ``iat`` is within the window around ``now``
-11. ``rule_ath``                ``ath`` is base64url(SHA-256(access token)) when a token comes with it
+11. ``rule_ath``                ``ath`` is base64url(SHA-256(access token)) when a token comes
+                                with it
 12. ``rule_key_binding``        the key's RFC 7638 thumbprint is the one the token is bound to
 """
 

@@ -50,7 +50,8 @@ def keyed_digest(key: bytes, purpose: str, value: str) -> bytes:
 
 
 def blind_index(key: bytes, identity_number: str) -> str:
-    """Deterministic, keyed lookup token for an identity number (cannot be reversed without the key)."""
+    """Deterministic, keyed lookup token for an identity number (cannot be reversed without the
+    key)."""
     return keyed_digest(key, "identity-index", identity_number).hex()
 
 

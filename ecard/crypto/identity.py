@@ -19,7 +19,8 @@ def check_digit(first17: str) -> str:
 
 
 def normalize_identity_number(raw: str) -> str:
-    """Upper-case, strip and validate shape, birth date and check digit; return the canonical form."""
+    """Upper-case, strip and validate shape, birth date and check digit; return the
+    canonical form."""
     number = raw.strip().upper()
     match = _SHAPE.match(number)
     if not match:

@@ -154,7 +154,8 @@ def open_jws(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> byt
         raise OfflineError(Reason.BAD_SIGNATURE) from None
     except (jwt.PyJWTError, ValueError, TypeError):
         raise OfflineError(Reason.MALFORMED, "not a valid compact JWS") from None
-    # The type is checked only once the signature is known good: unsigned junk is "bad", not "wrong".
+    # The type is checked only once the signature is known good: unsigned junk is "bad", not
+    # "wrong".
     if header.get("typ") != typ:
         raise OfflineError(Reason.WRONG_TYPE, f"expected a {typ}")
     return payload

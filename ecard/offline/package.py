@@ -22,8 +22,8 @@ from ecard.offline.documents import (
     open_document,
     sign_document,
 )
-from ecard.offline.reasons import OfflineError, Reason
 from ecard.offline.es256 import b64url_encode
+from ecard.offline.reasons import OfflineError, Reason
 from ecard.offline.revocation import RevocationSet, load_revocation_list
 from ecard.offline.trust import EpochSeconds, TrustStore, Version, load_trust_list
 

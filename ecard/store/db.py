@@ -11,6 +11,7 @@ import datetime as dt
 import importlib
 import os
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -120,7 +121,8 @@ def is_database_unavailable(exc: BaseException, _depth: int = 0) -> bool:
         exc,
         (
             asyncpg.exceptions.PostgresConnectionError,  # 08xxx, e.g. connection does not exist
-            asyncpg.exceptions.OperatorInterventionError,  # 57xxx: admin shutdown, crash, cannot connect now
+            # 57xxx: admin shutdown, crash, cannot connect now
+            asyncpg.exceptions.OperatorInterventionError,
             asyncpg.exceptions.TooManyConnectionsError,
             OSError,  # refused, reset, broken pipe (ConnectionError is an OSError)
             TimeoutError,
@@ -157,7 +159,9 @@ async def _give_back(transaction: PostgresTransaction) -> None:
             await transaction.engine.pool.release(transaction.connection)
         else:
             await transaction.connection.close()
-    except Exception:  # a broken connection is terminated by the pool's reset either way
+    # best effort on a path that is already failing: a broken connection is terminated by the
+    # pool's reset either way, and the caller raises the error that brought it here
+    except Exception:  # noqa: BLE001, S110
         pass
 
 
@@ -188,7 +192,12 @@ class ResilientPostgresTransaction(PostgresTransaction):
         self.context = self.engine.current_transaction.set(self)
         return self
 
-    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
+    async def __aexit__(
+        self,
+        exception_type: type[BaseException] | None,
+        exception: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
         if self._parent:
             return exception is None
         failure: BaseException | None = None
@@ -198,7 +207,7 @@ class ResilientPostgresTransaction(PostgresTransaction):
                     await self.rollback()
             elif not self._committed and not self._rolled_back:
                 await self.commit()
-        except Exception as exc:  # the connection died under us
+        except Exception as exc:  # noqa: BLE001 - raised below, once the connection is given back
             failure = exc
         finally:
             await _give_back(self)
@@ -321,7 +330,8 @@ def bind_engine(engine: Engine[Any]) -> None:
 
 
 async def prepare_sqlite(engine: Engine[Any]) -> None:
-    """WAL lets readers run beside the writer; the busy timeout queues writers instead of failing."""
+    """WAL lets readers run beside the writer; the busy timeout queues writers instead
+    of failing."""
     if isinstance(engine, SQLiteEngine):
         await engine.run_ddl("PRAGMA journal_mode=WAL")
 
@@ -357,7 +367,7 @@ def is_unique_violation(exc: BaseException) -> bool:
     try:
         from asyncpg.exceptions import UniqueViolationError
     except ImportError:  # pragma: no cover - asyncpg ships with piccolo[postgres]
-        UniqueViolationError = ()  # noqa: N806
+        UniqueViolationError = ()
     if isinstance(exc, UniqueViolationError):
         return True
     return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc).upper()

@@ -398,7 +398,8 @@ local allow_at = new_tat - window
 if now < allow_at then
   return {0, 0, math.ceil(math.min(allow_at - now, interval))}
 end
-redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.max(1, math.ceil((new_tat - now) / 1000)))
+redis.call('SET', KEYS[1], string.format('%.3f', new_tat),
+           'PX', math.max(1, math.ceil((new_tat - now) / 1000)))
 return {1, math.floor((window - (new_tat - now)) / interval + 1e-9), 0}
 """
 
@@ -543,7 +544,9 @@ class _Pipeliner:
                 stage(pipeline)
             try:
                 results = await pipeline.execute(raise_on_error=False)
-            except Exception as exc:  # the connection failed: every command of this pipeline did
+            # the connection failed, so every command of this pipeline did: each caller gets the
+            # error, whatever its type (a caller must never be left waiting)
+            except Exception as exc:  # noqa: BLE001 - handed to every caller below
                 results = [exc] * len(batch)
             forgotten: list[_Call] = []
             for call, result in zip(batch, results, strict=True):
@@ -559,7 +562,7 @@ class _Pipeliner:
             if forgotten:
                 await self._reload([call[1] for call in forgotten if call[1] is not None])
                 await self._send(forgotten, reload_scripts=False)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure is every waiting caller's error
             for _, _, future in batch:
                 if not future.done():
                     future.set_exception(exc)

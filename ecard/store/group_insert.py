@@ -30,7 +30,11 @@ class GroupInsert:
 
     def __init__(self, table: type[Table], columns: Sequence[Column]) -> None:
         self._table = table
-        self._into = f"INSERT INTO {table._meta.tablename} ({', '.join(c._meta.db_column_name for c in columns)}) VALUES "
+        # identifiers from the table's own definition; the values are bound parameters
+        self._into = (
+            f"INSERT INTO {table._meta.tablename} "  # noqa: S608
+            f"({', '.join(c._meta.db_column_name for c in columns)}) VALUES "
+        )
         self._width = len(columns)
         self._pending: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None

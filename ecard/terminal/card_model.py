@@ -42,7 +42,8 @@ class CardFacts(msgspec.Struct, frozen=True, kw_only=True):
 
     ``card_identification_code`` (卡识别码) is 32 hex digits whose first six are the issuing
     region code; ``issuing_org_code`` (初始化机构编号) up to 24 digits; ``ethnicity`` the two-digit
-    GB 3304 code; ``gender`` the GB/T 2261.1 digit; ``birth_place`` a six-digit region code or empty.
+    GB 3304 code; ``gender`` the GB/T 2261.1 digit; ``birth_place`` a six-digit region code or
+    empty.
     """
 
     card_number: str

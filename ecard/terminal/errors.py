@@ -34,7 +34,8 @@ class TerminalReason(StrEnum):
 
 
 class TerminalError(ValueError):
-    """Input was refused; ``reason`` says why in a stable code, ``detail`` adds non-personal context."""
+    """Input was refused; ``reason`` says why in a stable code, ``detail`` adds non-personal
+    context."""
 
     def __init__(self, reason: TerminalReason, detail: str = "") -> None:
         super().__init__(f"{reason.value}: {detail}" if detail else reason.value)

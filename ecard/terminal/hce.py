@@ -11,7 +11,8 @@ without the device key; a recorded answer is useless for another challenge.
     certificate = body || ES256 r||s (64) over  b"ecard/hce-certificate" 0x00 || body
     body        = version(1) region(3) key_id(8) not_before(4) not_after(4)
                   len(1) pseudonym  device_key(65, uncompressed SEC1 P-256 point)
-    answer      = ES256 r||s (64) by the device key over  b"ecard/hce-authenticate" 0x00 || challenge
+    answer      = ES256 r||s (64) by the device key
+                  over  b"ecard/hce-authenticate" 0x00 || challenge
 
 The HCE card selects the SSSE application by the same DF name, keeps the certificate as record 1
 of SFI 05 under the private tag ``E1`` (a physical card has ``01`` 卡识别码 there, which is how a

@@ -53,7 +53,8 @@ class CardKeys(_SecretKeys, frozen=True):
 def _sm4_ecb_block(key: bytes, block: bytes) -> bytes:
     if len(key) != SM4_KEY_BYTES:
         raise TerminalError(TerminalReason.BAD_KEY, f"SM4 keys are {SM4_KEY_BYTES} bytes")
-    encryptor = Cipher(algorithms.SM4(key), modes.ECB()).encryptor()
+    # one block with the card's diversified key, as the card computes it (not a message mode)
+    encryptor = Cipher(algorithms.SM4(key), modes.ECB()).encryptor()  # noqa: S305
     return encryptor.update(block) + encryptor.finalize()
 
 
@@ -105,7 +106,8 @@ def authentication_cryptogram(card_key: bytes, challenge: bytes) -> bytes:
 def verify_internal_authenticate(
     masters: MasterKeys, card_identification_code: str, challenge: bytes, answer: bytes
 ) -> bool:
-    """Is ``answer`` what the genuine card with this identification code returns for ``challenge``?"""
+    """Is ``answer`` what the genuine card with this identification code returns for
+    ``challenge``?"""
     card_key = derive_card_key(masters.internal_auth, card_identification_code)
     return hmac.compare_digest(authentication_cryptogram(card_key, challenge), answer)
 
@@ -113,6 +115,7 @@ def verify_internal_authenticate(
 def external_authenticate_cryptogram(
     masters: MasterKeys, card_identification_code: str, card_challenge: bytes
 ) -> bytes:
-    """What a terminal sends in EXTERNAL AUTHENTICATE after GET CHALLENGE returned ``card_challenge``."""
+    """What a terminal sends in EXTERNAL AUTHENTICATE after GET CHALLENGE returned
+    ``card_challenge``."""
     card_key = derive_card_key(masters.external_auth, card_identification_code)
     return authentication_cryptogram(card_key, card_challenge)

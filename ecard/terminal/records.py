@@ -138,7 +138,8 @@ class CounterGap(msgspec.Struct, frozen=True):
 
 
 class Reconciliation(msgspec.Struct, frozen=True, kw_only=True):
-    """Every uploaded record is in exactly one of the first five; the last two flag accepted ones."""
+    """Every uploaded record is in exactly one of the first five; the last two flag
+    accepted ones."""
 
     accepted: tuple[SignedRecord, ...]  # new and consistent: store these
     duplicates: tuple[SignedRecord, ...]  # same terminal, counter and content as one already held

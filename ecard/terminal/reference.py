@@ -148,7 +148,8 @@ class ReferenceTerminal:
         return await self._http.request(method, path, content=body, headers=headers)
 
     async def sync(self) -> LoadedPackage:
-        """Fetch the offline package; a bad signature or an older version is refused (OfflineError)."""
+        """Fetch the offline package; a bad signature or an older version is refused
+        (OfflineError)."""
         response = await self._http.get("/offline/v1/package")
         response.raise_for_status()
         self.package = load_offline_package(
@@ -237,9 +238,8 @@ class ReferenceTerminal:
             return None
         reference = rec.card_reference(str(chip_code))
         refusal = self._limit("card")
-        if refusal:
-            return self._record(rec.AcceptanceKind.CARD, reference, refusal)
-        assert self.package is not None
+        if refusal or self.package is None:
+            return self._record(rec.AcceptanceKind.CARD, reference, refusal or "no_offline_package")
         if reference in self.package.revoked_cards:
             return self._record(rec.AcceptanceKind.CARD, reference, "revoked")
         masters = self._psam.get(str(chip_code)[:6])
@@ -273,9 +273,8 @@ class ReferenceTerminal:
         except OfflineError:
             return None
         refusal = self._limit("code")
-        if refusal:
-            return self._record(rec.AcceptanceKind.HCE, reference, refusal)
-        assert self.package is not None
+        if refusal or self.package is None:
+            return self._record(rec.AcceptanceKind.HCE, reference, refusal or "no_offline_package")
         challenge = self._random(HCE_CHALLENGE_BYTES)
         try:
             answer = exchange(

@@ -15,7 +15,8 @@ from ecard.registry.tables import ApiClient, Card, ECard
 
 class Terminal(Table, tablename="terminal"):
     """An acceptance device of an institution; ``id`` is its ApiClient id (kind ``terminal``),
-    whose ``public_jwk`` verifies every request and record it signs and whose ``status`` disables it."""
+    whose ``public_jwk`` verifies every request and record it signs and whose ``status`` disables
+    it."""
 
     id = Varchar(length=40, primary_key=True)
     client = ForeignKey(references=ApiClient, null=False, unique=True)
@@ -58,7 +59,8 @@ class TerminalAnomaly(Table, tablename="terminal_anomaly"):
 
 
 class HceCertificate(Table, tablename="hce_certificate"):
-    """A device certificate provisioned to an e-card; its id is the e-card's reference in records."""
+    """A device certificate provisioned to an e-card; its id is the e-card's reference
+    in records."""
 
     id = Varchar(length=32, primary_key=True)
     ecard = ForeignKey(references=ECard, null=False, index=True)

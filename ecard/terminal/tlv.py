@@ -157,7 +157,8 @@ def decode_one(data: bytes, **limits: int) -> Tlv:
 
 
 def encode(*objects: Tlv) -> bytes:
-    """Minimal definite-length encoding; a primitive must not have children nor a constructed one a value."""
+    """Minimal definite-length encoding; a primitive must not have children nor a constructed one a
+    value."""
     out = bytearray()
     for item in objects:
         raw_tag = tag_bytes(item.tag)

@@ -1,4 +1,5 @@
-"""A virtual social security card that answers terminals' APDUs as the card model says a real one does.
+"""A virtual social security card that answers terminals' APDUs as the card model says a real one
+does.
 
 Built from :class:`~ecard.terminal.card_model.CardFacts` (so its data can match the registry) and
 the card's diversified keys.  It answers SELECT (by FID, by child EF FID, by DF name), READ RECORD

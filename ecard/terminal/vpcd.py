@@ -96,7 +96,8 @@ class VpcdCardLink:
                 time.sleep(0.1)
 
     def _read_exactly(self, count: int) -> bytes | None:
-        assert self._socket is not None
+        if self._socket is None:
+            raise ConnectionError("not connected to vpcd")
         chunks = bytearray()
         while len(chunks) < count:
             chunk = self._socket.recv(count - len(chunks))
@@ -110,15 +111,15 @@ class VpcdCardLink:
         """vpcd writes the length and the APDU separately; with Nagle on its side, a delayed ACK
         on ours would stall every exchange by ~40 ms.  Linux re-arms delayed ACKs, so after each
         read."""
-        if hasattr(socket, "TCP_QUICKACK"):
-            assert self._socket is not None
+        if hasattr(socket, "TCP_QUICKACK") and self._socket is not None:
             self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
     def serve(self) -> None:
         """Answer vpcd until it closes the connection."""
         if self._socket is None:
             self.connect()
-        assert self._socket is not None
+        if self._socket is None:
+            raise ConnectionError("not connected to vpcd")
         try:
             while (header := self._read_exactly(LENGTH_BYTES)) is not None:
                 message = self._read_exactly(int.from_bytes(header, "big"))

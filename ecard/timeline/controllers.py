@@ -28,8 +28,10 @@ class HolderTimelineController(Controller):
 
     @get(
         "/timeline",
-        summary="Every use of every card I have held, newest first: verifications, terminal acceptances, "
-        "logins, data reads under my grants, card status changes",
+        summary=(
+            "Every use of every card I have held, newest first: verifications, terminal "
+            "acceptances, logins, data reads under my grants, card status changes"
+        ),
     )
     async def timeline(
         self,

@@ -61,7 +61,8 @@ def encode_cursor(position: Position) -> str:
 
 def decode_cursor(text: str, id_types: dict[int, type]) -> Position:
     """The position a cursor names.  ``id_types`` maps each source's rank to the type of its row
-    ids (``int`` or ``str``); a cursor naming another rank, or an id of the wrong type, is refused."""
+    ids (``int`` or ``str``); a cursor naming another rank, or an id of the wrong type, is
+    refused."""
     if not text or len(text) > MAX_CURSOR_CHARS:
         raise CursorInvalid("the cursor is empty or too long")
     try:

@@ -28,7 +28,8 @@ class TimelineVerification(msgspec.Struct, kw_only=True, tag_field="kind", tag="
 class TimelineTerminalAcceptance(
     msgspec.Struct, kw_only=True, tag_field="kind", tag="terminal_acceptance"
 ):
-    """An acceptance at a terminal, signed offline and uploaded later (time: the terminal's clock)."""
+    """An acceptance at a terminal, signed offline and uploaded later (time: the
+    terminal's clock)."""
 
     at: dt.datetime
     card: str  # masked card number

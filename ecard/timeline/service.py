@@ -192,7 +192,8 @@ class TimelineService:
             items=items, limit=limit, next=encode_cursor(page[-1][0]) if more and page else None
         )
 
-    # --- the sources: each reads its ``fetch`` newest rows after the cursor, by an indexed condition
+    # --- the sources: each reads its ``fetch`` newest rows after the cursor, by an indexed
+    # condition
     @staticmethod
     async def _verifications(
         lineage: Lineage, pseudonym: str, cursor: Position | None, fetch: int

@@ -11,7 +11,8 @@ import asyncio
 
 
 def cmd_webhooks_deliver(args: argparse.Namespace) -> int:
-    """Claim the due deliveries (at most ``--limit``), send each once, print how many were delivered."""
+    """Claim the due deliveries (at most ``--limit``), send each once, print how many were
+    delivered."""
     from ecard.cli import _settings, _with_platform
     from ecard.webhooks.delivery import deliver_pass
 

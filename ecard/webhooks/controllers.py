@@ -30,7 +30,10 @@ class OperatorWebhookController(Controller):
     @put(
         "/clients/{client_id:str}/webhook",
         dependencies=operator_with("clients:manage"),
-        summary="Create (201, the signing secret shown once) or update (200) a client's webhook endpoint",
+        summary=(
+            "Create (201, the signing secret shown once) or update (200) a client's webhook "
+            "endpoint"
+        ),
     )
     async def put_endpoint(
         self,
@@ -61,7 +64,10 @@ class OperatorWebhookController(Controller):
         "/clients/{client_id:str}/webhook/rotate-secret",
         dependencies=operator_with("clients:manage"),
         status_code=200,
-        summary="A new signing secret (shown once); the old one keeps signing beside it for overlap_seconds",
+        summary=(
+            "A new signing secret (shown once); the old one keeps signing beside it for "
+            "overlap_seconds"
+        ),
     )
     async def rotate_secret(
         self,

@@ -55,7 +55,7 @@ PERSONAL_KEYS = frozenset(
 MAX_DATA_KEYS = 16
 MAX_DATA_STRING = 128
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix of a secret, not a secret
 SECRET_BYTES = 32
 MAX_URL_LENGTH = 2048
 
@@ -94,7 +94,8 @@ def check_data(data: Mapping[str, Any]) -> None:
 
 
 def iso_time(at: float) -> str:
-    """``at`` (epoch seconds) as ISO 8601 in UTC with milliseconds, e.g. ``2026-12-03T14:10:00.000Z``."""
+    """``at`` (epoch seconds) as ISO 8601 in UTC with milliseconds, e.g.
+    ``2026-12-03T14:10:00.000Z``."""
     return (
         dt.datetime.fromtimestamp(at, dt.UTC)
         .isoformat(timespec="milliseconds")
@@ -130,7 +131,8 @@ def normalize_event_types(event_types: Iterable[str] | None) -> list[str]:
 
 
 def new_delivery_id() -> str:
-    """A random ``webhook-id``: stable across a delivery's retries (receivers de-duplicate on it)."""
+    """A random ``webhook-id``: stable across a delivery's retries (receivers
+    de-duplicate on it)."""
     return "msg_" + secrets.token_hex(16)
 
 

@@ -48,7 +48,8 @@ LEASE = 120.0
 
 
 def secret_context(endpoint_id: str, slot: str) -> str:
-    """The associated data binding an encrypted secret to its endpoint and slot (current/previous)."""
+    """The associated data binding an encrypted secret to its endpoint and slot
+    (current/previous)."""
     return f"webhook_endpoint:{endpoint_id}:{slot}"
 
 

@@ -1,4 +1,5 @@
-"""Partner webhooks: endpoints API, the outbox's tables, ``ecard webhooks`` and the delivery worker."""
+"""Partner webhooks: endpoints API, the outbox's tables, ``ecard webhooks`` and the
+delivery worker."""
 
 from ecard.domain import Domain
 from ecard.webhooks import cli, controllers, piccolo_app

@@ -1,4 +1,5 @@
-"""Request and response bodies of the webhooks operator API (msgspec Structs, validated at the edge)."""
+"""Request and response bodies of the webhooks operator API (msgspec Structs, validated at the
+edge)."""
 
 from __future__ import annotations
 

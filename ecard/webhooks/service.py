@@ -160,7 +160,8 @@ class WebhookService:
             saved = (
                 await WebhookEndpoint.select().where(WebhookEndpoint.client == client_id).first()
             )
-        assert saved is not None  # written just above
+        if saved is None:  # written just above
+            raise RuntimeError("the webhook row vanished while it was written")
         return endpoint_view(saved, time.time(), secret), secret is not None
 
     async def rotate_secret(
@@ -202,7 +203,8 @@ class WebhookService:
                 actor, "webhook.secret.rotate", "client", client_id, overlap_seconds=overlap_seconds
             )
         saved = await WebhookEndpoint.select().where(WebhookEndpoint.id == endpoint_id).first()
-        assert saved is not None  # endpoints are never deleted here
+        if saved is None:  # endpoints are never deleted here
+            raise RuntimeError("the webhook row vanished while it was written")
         return endpoint_view(saved, now, secret)
 
     async def list_deliveries(
@@ -281,5 +283,6 @@ class WebhookService:
                 previous_attempts=row["attempts"],
             )
         saved = await WebhookDelivery.select().where(WebhookDelivery.id == delivery_id).first()
-        assert saved is not None  # deliveries are never deleted here
+        if saved is None:  # deliveries are never deleted here
+            raise RuntimeError("the webhook row vanished while it was written")
         return delivery_view(saved)

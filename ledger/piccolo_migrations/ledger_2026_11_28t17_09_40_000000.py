@@ -1,4 +1,5 @@
-"""Seed the one-row sequence counter ``ledger_head`` (its table exists after the first migration)."""
+"""Seed the one-row sequence counter ``ledger_head`` (its table exists after the first
+migration)."""
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
@@ -13,12 +14,14 @@ async def forwards() -> MigrationManager:
 
     async def seed_head() -> None:
         engine = engine_finder()
-        assert engine is not None  # migrations run only once piccolo found the engine
+        if engine is None:  # migrations run only once piccolo found the engine
+            raise RuntimeError("piccolo found no database engine for the ledger")
         await engine.run_ddl("INSERT INTO ledger_head (id, next_seq) VALUES (1, 0)")
 
     async def remove_head() -> None:
         engine = engine_finder()
-        assert engine is not None  # migrations run only once piccolo found the engine
+        if engine is None:  # migrations run only once piccolo found the engine
+            raise RuntimeError("piccolo found no database engine for the ledger")
         await engine.run_ddl("DELETE FROM ledger_head WHERE id = 1")
 
     manager.add_raw(seed_head)

@@ -83,7 +83,8 @@ def jwt_code(key: ec.EllipticCurvePrivateKey) -> str:
 
 
 def cose_code(key: ec.EllipticCurvePrivateKey, key_id: bytes) -> str:
-    """EU DCC style: COSE_Sign1 (RFC 9052) over CWT-like claims, zlib, base45, ``HC1:``-style prefix."""
+    """EU DCC style: COSE_Sign1 (RFC 9052) over CWT-like claims, zlib, base45, ``HC1:``-style
+    prefix."""
     protected = cbor2.dumps({1: -7, 4: key_id})  # alg ES256, kid
     payload = cbor2.dumps(
         {
@@ -187,7 +188,8 @@ def main() -> None:
     print(f"raw ES256 verify          {raw_verify:9.0f}/s  (baseline)")
     print(f"code encode+sign          {code_sign:9.0f}/s  {code_sign / raw_sign:6.1%} of raw sign")
     print(
-        f"offline verify()          {code_verify:9.0f}/s  {code_verify / raw_verify:6.1%} of raw verify"
+        f"offline verify()          {code_verify:9.0f}/s  {code_verify / raw_verify:6.1%} of raw "
+        "verify"
         f"  (target >= 80 %; {args.revoked} revoked cards)"
     )
 

@@ -31,19 +31,19 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
-import httpx  # noqa: E402
-from bench_code_format import main as bench_code_format  # noqa: E402
-from bench_code_format import rates  # noqa: E402
-from bench_service import wrk  # noqa: E402
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from load_mixed import scratch_database  # noqa: E402
+import httpx
+from bench_code_format import main as bench_code_format
+from bench_code_format import rates
+from bench_service import wrk
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from load_mixed import scratch_database
 
-from ecard.codes import CodeSigner  # noqa: E402
-from ecard.codes.trust import card_pseudonym, private_key_of  # noqa: E402
-from ecard.offline.code_format import MAX_LIFETIME  # noqa: E402
-from ecard.store.keyfiles import load_keyring  # noqa: E402
-from tests.live import LiveServer, _ok, new_channel, new_holder  # noqa: E402
+from ecard.codes import CodeSigner
+from ecard.codes.trust import card_pseudonym, private_key_of
+from ecard.offline.code_format import MAX_LIFETIME
+from ecard.store.keyfiles import load_keyring
+from tests.live import LiveServer, _ok, new_channel, new_holder
 
 VERIFY_SCRIPT = """
 local codes = {}
@@ -242,24 +242,30 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
         ", Redis" if args.redis_url else ", in-process store"
     )
     print(
-        f"== HTTP, one worker ({storage}), wrk -t1 -c{args.connections} -d{args.seconds}s on loopback =="
+        f"== HTTP, one worker ({storage}), wrk -t1 -c{args.connections} -d{args.seconds}s on "
+        "loopback =="
     )
     print(f"raw ES256 sign            {raw_sign:9.0f}/s  (baseline, best of before/after the load)")
     print(f"raw ES256 verify          {raw_verify:9.0f}/s  (baseline)")
     print(
-        f"HTTP issue  POST /holder/v1/codes            {issued:7.0f}/s  {issued / raw_sign:6.1%} of raw sign   (target >= 20 %)"
+        f"HTTP issue  POST /holder/v1/codes            {issued:7.0f}/s  "
+        f"{issued / raw_sign:6.1%} of raw sign   (target >= 20 %)"
     )
     print(
-        f"  the same, {args.holders} holders round robin   {issued_many:7.0f}/s  {issued_many / raw_sign:6.1%} of raw sign"
+        f"  the same, {args.holders} holders round robin   {issued_many:7.0f}/s  "
+        f"{issued_many / raw_sign:6.1%} of raw sign"
     )
     print(
-        f"HTTP verify POST /verifier/v1/verifications  {verified:7.0f}/s  {verified / raw_verify:6.1%} of raw verify (target >= 30 %)"
+        f"HTTP verify POST /verifier/v1/verifications  {verified:7.0f}/s  "
+        f"{verified / raw_verify:6.1%} of raw verify (target >= 30 %)"
     )
     print(
-        f"  the same, {args.busy_connections} connections              {verified_busy:7.0f}/s  {verified_busy / raw_verify:6.1%} of raw verify"
+        f"  the same, {args.busy_connections} connections              {verified_busy:7.0f}/s "
+        f" {verified_busy / raw_verify:6.1%} of raw verify"
     )
     print(
-        f"  ({history['total']} verifications recorded, {len(codes) + len(busy_codes)} fresh codes prepared)"
+        f"  ({history['total']} verifications recorded, {len(codes) + len(busy_codes)} fresh "
+        "codes prepared)"
     )
     print()
     sys.argv = [sys.argv[0], "--seconds", args.format_seconds, "--revoked", "100000"]

@@ -1,7 +1,8 @@
 """Consent on the ledger, end to end through the service (no HTTP), as ratios to baselines measured
 in the same run.
 
-    .venv/bin/python scripts/bench/bench_consent.py [--events 20000] [--approvals 300] [--postgres URL]
+    .venv/bin/python scripts/bench/bench_consent.py [--events 20000] [--approvals 300] \
+        [--postgres URL]
 
 Measures, on a SQLite file and on PostgreSQL when reachable:
 - relay: ledger appends/s with receipts stored (outbox rows → signed batch → append → receipts),
@@ -144,7 +145,8 @@ async def open_bench_platform(
 
 
 async def fill_outbox(platform: Platform, actors: Actors, events: int) -> None:
-    """``events`` committed outbox rows (four events per consent, as request/grant/access/revoke)."""
+    """``events`` committed outbox rows (four events per consent, as
+    request/grant/access/revoke)."""
     service = ConsentService(platform)
     consent_ids = [
         (await service.create_request(actors.party, request(actors))).id
@@ -196,11 +198,13 @@ async def bench_relay_and_proofs(
         verified = len(histories) / (time.perf_counter() - start)
         entries_per_history = statistics.mean(len(h.entries) for h in histories)
         print(
-            f"[{name}] relay: {appended} appends with receipts in batches of {RELAY_BATCH:,}: {relay_rate:,.0f}/s "
+            f"[{name}] relay: {appended} appends with receipts in batches of {RELAY_BATCH:,}: "
+            f"{relay_rate:,.0f}/s "
             f"({relay_rate / baseline:.2f}× raw Ed25519 verify)"
         )
         print(
-            f"[{name}] history proofs (≈{entries_per_history:.0f} entries each): served {served:,.0f}/s, verified {verified:,.0f}/s"
+            f"[{name}] history proofs (≈{entries_per_history:.0f} entries each): served "
+            f"{served:,.0f}/s, verified {verified:,.0f}/s"
         )
         return {
             "relay_per_s": relay_rate,
@@ -212,7 +216,8 @@ async def bench_relay_and_proofs(
 
 
 async def bench_chain_transactions(database_url: str, keys_dir: str, events: int = 10_000) -> dict:
-    """Anchor 10,000 events relayed and sealed 1,000 at a time on an in-process chain (eth-tester)."""
+    """Anchor 10,000 events relayed and sealed 1,000 at a time on an in-process chain
+    (eth-tester)."""
     from web3 import AsyncWeb3
     from web3.providers.eth_tester import AsyncEthereumTesterProvider
 
@@ -241,7 +246,8 @@ async def bench_chain_transactions(database_url: str, keys_dir: str, events: int
         sent = await w3.eth.get_transaction_count(admin) - before
         blocks = (await ledger.latest_block()).number - blocks_before
         print(
-            f"chain: {events:,} consent events → {blocks} blocks → {sent} chain transactions (confirmed {progress.confirmed})"
+            f"chain: {events:,} consent events → {blocks} blocks → {sent} chain transactions "
+            f"(confirmed {progress.confirmed})"
         )
         return {"events": events, "blocks": blocks, "transactions": sent}
     finally:

@@ -171,7 +171,8 @@ def main() -> None:
             )
 
     print(
-        f"DPoP proof checks, one core, {args.rounds} rounds of {args.seconds} s: median/s [min – max]"
+        f"DPoP proof checks, one core, {args.rounds} rounds of {args.seconds} s: median/s "
+        "[min – max]"
     )
     asyncio.run(rounds())
     baseline = statistics.median(results["raw ES256 verify"])

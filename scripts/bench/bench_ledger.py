@@ -6,8 +6,9 @@ same run (the ledger's ceiling if it signed or verified once per entry).
 Measures: Ed25519 and ES256 sign/verify (the algorithm choice); appends/s with receipts on a SQLite
 file and on PostgreSQL when reachable (batch of 1 = one grant per transaction, and batches);
 inclusion and consistency proofs/s (served and verified); a restarted process's first proof
-against reloading every leaf, and its proofs with tiles read from storage; audit entries/s; chain transactions per
-10,000 events on an in-process EVM (must equal the number of sealed blocks); seal latency.
+against reloading every leaf, and its proofs with tiles read from storage; audit entries/s; chain
+transactions per 10,000 events on an in-process EVM (must equal the number of sealed blocks);
+seal latency.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ async def bench_appends(
     for batch, total in ((1, min(2000, entries)), (100, entries), (1000, entries)):
         log_side, end_to_end = await append_rate(ledger, writer, total, batch)
         print(
-            f"  batch {batch:>5}: {log_side:>9,.0f}/s log side ({log_side / ed_verify:5.2f}x verify, "
+            f"  batch {batch:>5}: {log_side:>9,.0f}/s log side ({log_side / ed_verify:5.2f}x "
+            "verify, "
             f"{log_side / ed_sign:5.2f}x sign), {end_to_end:>9,.0f}/s with writer signing"
         )
     start = time.perf_counter()
@@ -163,7 +165,8 @@ async def bench_proofs(ledger: Ledger, ed_verify: float) -> None:
     assert report.ok, report.problems
     print(
         f"  full audit: {report.entries:,} entries, {report.blocks} blocks in {elapsed:.2f} s "
-        f"({report.entries / elapsed:,.0f} entries/s, {report.entries / elapsed / ed_verify:.2f}x verify)"
+        f"({report.entries / elapsed:,.0f} entries/s, {report.entries / elapsed / ed_verify:.2f}x "
+        "verify)"
     )
 
 
@@ -223,7 +226,8 @@ async def bench_chain(engine: Engine) -> None:
     transactions = await w3.eth.get_transaction_count(accounts[1]) - before
     blocks = len(await ledger.blocks())
     print(
-        f"\nchain (in-process EVM): {events:,} events -> {blocks} sealed blocks -> {transactions} transactions "
+        f"\nchain (in-process EVM): {events:,} events -> {blocks} sealed blocks -> {transactions} "
+        "transactions "
         f"({'=' if transactions == blocks else '!='} blocks), anchored in {anchoring:.2f} s "
         f"({blocks / anchoring:.1f} blocks/s)"
     )

@@ -1,13 +1,14 @@
 """Benchmark of the OpenID provider against node ``oidc-provider`` with an equivalent configuration.
 
 Measures, with one worker each, in the same run:
-- complete logins/s: authorize → the holder approves → back to the site with a code → token → userinfo
+- complete logins/s: authorize → the holder approves → back to the site with a code → token →
+  userinfo
   (five requests in both: ecard's page, approve, confirm; the peer's /auth, approve, resume);
 - token-endpoint redemptions/s: codes prepared beforehand, then only redeemed.
 
 Run:  .venv/bin/python scripts/bench/bench_oidc.py [--logins 400] [--concurrency 16] [--rounds 3]
-Needs node and npm; ``npm install`` in scripts/bench/oidc_peer/ (git-ignored node_modules) is done on
-the first run.  The two servers are measured in alternating rounds on the same (shared) cores and
+Needs node and npm; ``npm install`` in scripts/bench/oidc_peer/ (git-ignored node_modules) is done
+on the first run.  The two servers are measured in alternating rounds on the same (shared) cores and
 the median of each is reported, so a noisy neighbour does not decide the ratio.
 Rate limits are raised for the run (one client address makes every request), as the peer has none.
 """
@@ -34,9 +35,9 @@ from urllib.parse import parse_qs, urlsplit
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
+import httpx
 
-from tests.live import HOLDER_PASSWORD, REDIRECT_URI, LiveServer, free_port, seed  # noqa: E402
+from tests.live import HOLDER_PASSWORD, REDIRECT_URI, LiveServer, free_port, seed
 
 PEER_DIR = Path(__file__).parent / "oidc_peer"
 PEER_SECRET = "bench-secret-bench-secret-bench-secret"
@@ -320,7 +321,8 @@ async def main() -> None:
         f"median of {args.rounds} rounds; the load generator shares the machine"
     )
     print(
-        f"{'':24}{'ecard':>10}{'oidc-provider':>15}{'ratio':>7}   server CPU ms/op: ecard, peer, ratio"
+        f"{'':24}{'ecard':>10}{'oidc-provider':>15}{'ratio':>7}   server CPU ms/op: ecard, "
+        "peer, ratio"
     )
     for operation, label in (
         ("logins", "complete logins/s"),

@@ -23,16 +23,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from ecard.codes import trust  # noqa: E402
-from ecard.crypto.keyring import Keyring  # noqa: E402
-from ecard.platform import open_platform  # noqa: E402
-from ecard.registry import schemas  # noqa: E402
-from ecard.registry.importer import COLUMNS, import_csv  # noqa: E402
-from ecard.registry.service import RegistryService  # noqa: E402
-from ecard.registry.tables import Card  # noqa: E402
-from ecard.settings import load_settings  # noqa: E402
-from ecard.store.keyfiles import save_keyring  # noqa: E402
-from tests.api.conftest import identity_number  # noqa: E402
+from ecard.codes import trust
+from ecard.crypto.keyring import Keyring
+from ecard.platform import open_platform
+from ecard.registry import schemas
+from ecard.registry.importer import COLUMNS, import_csv
+from ecard.registry.service import RegistryService
+from ecard.registry.tables import Card
+from ecard.settings import load_settings
+from ecard.store.keyfiles import save_keyring
+from tests.helpers import identity_number
 
 
 def registry_csv(path: Path, cards: int) -> None:
@@ -111,10 +111,12 @@ async def main() -> None:
     print(f"== revocation publishing, {report.imported} non-active cards (SQLite, one worker) ==")
     print(f"full read of every non-active card (baseline)   {full * 1000:9.2f} ms   1.0x")
     print(
-        f"look, nothing changed                           {unchanged * 1000:9.2f} ms   {full / unchanged:7.1f}x cheaper"
+        f"look, nothing changed                           {unchanged * 1000:9.2f} ms   "
+        f"{full / unchanged:7.1f}x cheaper"
     )
     print(
-        f"look, one card changed: new version published   {changed * 1000:9.2f} ms   {full / changed:7.1f}x cheaper"
+        f"look, one card changed: new version published   {changed * 1000:9.2f} ms   "
+        f"{full / changed:7.1f}x cheaper"
     )
 
 

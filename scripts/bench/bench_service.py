@@ -27,7 +27,8 @@ HELLO_APP = """
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
 """
 
@@ -80,7 +81,7 @@ def rss_mib(pid: int) -> float:
     pids = [pid] + [
         int(p)
         for p in subprocess.run(
-            ["pgrep", "-P", str(pid)], capture_output=True, text=True
+            ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
         ).stdout.split()
     ]
     sizes = []
@@ -193,7 +194,8 @@ def main() -> None:
     storage = "PostgreSQL" if args.database_url else "SQLite"
     store = "Redis" if args.redis_url else "in-process store"
     print(
-        f"one worker, wrk -t1 -c{args.connections} -d{args.seconds}s on loopback ({storage}, {store})"
+        f"one worker, wrk -t1 -c{args.connections} -d{args.seconds}s on loopback ({storage}, "
+        f"{store})"
     )
     for name, rate in results.items():
         print(f"  {name:<45} {rate:>9.0f} req/s   {rate / baseline:6.1%} of baseline")

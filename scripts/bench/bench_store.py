@@ -54,7 +54,7 @@ async def main(redis_url: str, ops: int, concurrency: int) -> None:
     }
     try:
         await raw.ping()
-        for name, call in candidates.items():  # warm connections and code paths
+        for call in candidates.values():  # warm connections and code paths
             await rate(call, 200, concurrency)
         for lanes in (1, concurrency):
             print(f"\n{ops} ops, {lanes} in flight")
@@ -62,7 +62,8 @@ async def main(redis_url: str, ops: int, concurrency: int) -> None:
             baseline = next(iter(results.values()))
             for name, ops_per_second in results.items():
                 print(
-                    f"  {name:36s} {ops_per_second:>12,.0f} ops/s  {ops_per_second / baseline:6.2f}x"
+                    f"  {name:36s} {ops_per_second:>12,.0f} ops/s  "
+                    f"{ops_per_second / baseline:6.2f}x"
                 )
     finally:
         keys = [key async for key in raw.scan_iter(match=prefix + "*", count=1000)]

@@ -13,7 +13,7 @@ import msgspec
 from ecard.auth import REVOCATION_CLOCK_MARGIN, HolderAccess, holder_access_token
 from ecard.registry.tables import HolderSession
 from ecard.store.ephemeral import StoreUnavailable
-from tests.api.conftest import World, basic, bearer, platform_of
+from tests.helpers import World, basic, bearer, platform_of
 
 
 async def test_matching_details_issue_an_ecard_and_a_holder_session(world: World) -> None:

@@ -7,7 +7,7 @@ from litestar.types import ASGIApp
 
 from ecard.app import create_app
 from ecard.settings import Settings
-from tests.api.conftest import World
+from tests.helpers import World
 
 #: requests every holder and verifier makes all day long
 HOT = [("/holder/v1/codes", "POST"), ("/verifier/v1/verifications", "POST")]

@@ -18,7 +18,7 @@ from ecard.crypto.passwords import legacy_scrypt_hash, needs_rehash, verify_pass
 from ecard.registry import throttle
 from ecard.registry.service import REFUSAL_BURSTS_PER_ACTION, AccessService, refusal_key
 from ecard.registry.tables import AuditEvent, Operator
-from tests.api.conftest import World, basic, bearer, platform_of
+from tests.helpers import World, basic, bearer, platform_of
 
 PASSWORD = "correct horse battery"
 

@@ -9,7 +9,7 @@ from ecard.offline.package import card_reference
 from ecard.registry.tables import AuditEvent, Card, Person
 from ecard.registry.visibility import mask_identity_number_for_operators
 from ecard.terminal.card_model import chip_identification_code
-from tests.api.conftest import World, basic, bearer, identity_number
+from tests.helpers import World, basic, bearer, identity_number
 
 
 async def test_person_identity_number_is_encrypted_at_rest_and_masked_for_lesser_roles(
@@ -219,7 +219,8 @@ async def test_creating_posts_are_idempotent_with_an_idempotency_key(world: Worl
 async def test_every_card_carries_its_chip_reference_and_older_cards_get_it_by_migration(
     world: World,
 ) -> None:
-    """Offline records and the chip blacklist name a card by this digest; uploads look it up by index."""
+    """Offline records and the chip blacklist name a card by this digest; uploads look it up by
+    index."""
     migration = importlib.import_module(
         "ecard.registry.piccolo_migrations.registry_2026_11_29t07_07_31_000000"
     )

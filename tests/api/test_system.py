@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.conftest import World
+from tests.helpers import World
 
 
 async def test_health_readiness_and_metrics(world: World) -> None:

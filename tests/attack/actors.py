@@ -29,7 +29,7 @@ from ecard.registry.service import AccessService
 from ecard.registry.tables import Operator, OperatorToken
 from ecard.settings import Settings
 from ecard.terminal.reference import signed_authorization
-from tests.api.conftest import basic, bearer, identity_number
+from tests.helpers import basic, bearer, identity_number
 
 OPERATOR_ROLES = ("admin", "registry_admin", "auditor", "readonly")
 PASSWORD = "correct horse battery"
@@ -120,7 +120,8 @@ class Caller:
     name: str
     headers: dict[str, str] = field(default_factory=dict)
     auth: requests.auth.AuthBase | None = None
-    #: for callers whose credentials a request may spend (a holder logging out): a fresh one per call
+    #: for callers whose credentials a request may spend (a holder logging out): a fresh one per
+    #: call
     fresh: Callable[[], Caller] | None = None
 
     def kwargs(self) -> dict[str, Any]:

@@ -10,7 +10,6 @@ returns exactly what :data:`ecard.registry.visibility.VISIBILITY` says, on both 
 * every read is audited: the operator, the subject ids, the field names and levels, and no value.
 """
 
-# ruff: noqa: F811  (the fixtures of tests/api are imported by name, and tests take them as parameters)
 from __future__ import annotations
 
 import json
@@ -27,7 +26,7 @@ from ecard.crypto.identity import birth_date_of
 from ecard.registry import schemas, visibility
 from ecard.registry.tables import AuditEvent, OperatorToken
 from ecard.registry.visibility import ABSENT, FULL, MASKED, VISIBILITY
-from tests.api.conftest import World, client, keys_dir, settings, world  # noqa: F401
+from tests.helpers import World
 
 ROLES = tuple(ROLE_PERMISSIONS)
 FULL_ROLES = tuple(r for r in ROLES if visibility.PII_PERMISSION in ROLE_PERMISSIONS[r])
@@ -56,7 +55,7 @@ def test_the_table_has_a_column_for_every_role_and_a_row_for_every_field_of_ever
             assert set(row.values()) <= {FULL, MASKED, ABSENT}, (view, field)
 
 
-def test_every_registry_view_struct_is_in_the_table_or_said_not_to_be_an_operator_view_of_personal_data() -> (
+def test_every_registry_view_struct_is_in_the_table_or_said_not_to_be_an_operator_view_of_personal_data() -> (  # noqa: E501 - the name is the rule
     None
 ):
     views = {
@@ -305,12 +304,13 @@ async def test_exact_search_is_refused_without_pii_full(world: World) -> None:
                 expected == 403 and response.json()["code"] != "forbidden"
             ):
                 wrong.append(
-                    f"{role} searching by {label}: expected {expected}, got {response.status_code} {response.text[:120]}"
+                    f"{role} searching by {label}: expected {expected}, got "
+                    f"{response.status_code} {response.text[:120]}"
                 )
     assert not wrong, "\n".join(wrong)
 
 
-# --- every read is audited -------------------------------------------------------------------------
+# --- every read is audited ------------------------------------------------------------------------
 
 
 async def _operator_id(token: str) -> str:

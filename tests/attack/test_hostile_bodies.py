@@ -47,8 +47,10 @@ CORPUS: dict[str, bytes] = {
     "huge float": b'{"limit":1e999}',
     "invalid UTF-8": b'{"username":"\xff\xfe\xc0\xaf","password":"\xed\xa0\x80"}',
     "lone surrogate escape": b'{"username":"\\ud800","password":"x"}',
-    "NUL characters": b'{"username":"a\\u0000","password":"\\u0000","reason":"x\\u0000","status":"live",'
-    b'"name":"\\u0000","kind":"channel"}',
+    "NUL characters": (
+        b'{"username":"a\\u0000","password":"\\u0000","reason":"x\\u0000","status":"live",'
+        b'"name":"\\u0000","kind":"channel"}'
+    ),
     "duplicate keys": b'{"username":"a","username":"b","password":"x","password":"y"}',
     "NUL bytes": b"\x00" * 1024,
     "unterminated string": b'{"username":"' + b'\\"' * 50_000,
@@ -105,7 +107,8 @@ def test_nesting_check_bounds_what_a_decoder_would_enter(body: bytes) -> None:
 
 
 def _prefix_depth(body: bytes) -> int:
-    """The deepest nesting a JSON tokenizer reaches reading ``body`` (strings and escapes skipped)."""
+    """The deepest nesting a JSON tokenizer reaches reading ``body`` (strings and
+    escapes skipped)."""
     depth = deepest = 0
     in_string = escaped = False
     for byte in body:
@@ -173,7 +176,8 @@ def test_deep_json_is_refused_even_with_a_raised_recursion_limit(tmp_path) -> No
         from ecard.store.keyfiles import save_keyring
         save_keyring({str(tmp_path)!r}, Keyring.create(["330000"]))
         settings = load_settings({{"ECARD_KEYS_DIR": {str(tmp_path)!r},
-                                   "ECARD_DATABASE_URL": "sqlite:///{tmp_path}/ecard.db", "ECARD_LOG_LEVEL": "ERROR"}})
+                                   "ECARD_DATABASE_URL": "sqlite:///{tmp_path}/ecard.db",
+                                   "ECARD_LOG_LEVEL": "ERROR"}})
         from ecard.platform import open_platform
 
         async def main():
@@ -181,8 +185,10 @@ def test_deep_json_is_refused_even_with_a_raised_recursion_limit(tmp_path) -> No
             app = create_app(settings, platform=platform)
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-                for path in ("/operator/v1/login", "/holder/v1/session/refresh", "/ledger/v1/receipts/check"):
-                    r = await http.post(path, content=b"[" * 200_000, headers={{"content-type": "application/json"}})
+                json_type = {{"content-type": "application/json"}}
+                for path in ("/operator/v1/login", "/holder/v1/session/refresh",
+                             "/ledger/v1/receipts/check"):
+                    r = await http.post(path, content=b"[" * 200_000, headers=json_type)
                     print(path, r.status_code, r.json()["code"])
             await platform.close()
 
@@ -289,7 +295,8 @@ async def test_hostile_bodies_on_every_route_leave_the_server_up(server: LiveSer
                             break
                     if response.status_code >= 500:
                         failures.append(
-                            f"{method} {path} as {who} with {name}: {response.status_code} {response.text[:200]}"
+                            f"{method} {path} as {who} with {name}: {response.status_code} "
+                            f"{response.text[:200]}"
                         )
         health = await http.get("/healthz")
     assert server.process.poll() is None, "the server exited"

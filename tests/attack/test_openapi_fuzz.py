@@ -1,7 +1,8 @@
 """Schemathesis against the service's own OpenAPI document (``/schema/openapi.json``), in process
-over ASGI, on both storage backends (SQLite + the in-process store; PostgreSQL + Redis): every operation, positive and negative inputs, each input sent
-as every kind of caller (anonymous, holder, channel, department, verifier, consent relying party,
-OIDC relying party, terminal with signed requests, each operator role).
+over ASGI, on both storage backends (SQLite + the in-process store; PostgreSQL + Redis): every
+operation, positive and negative inputs, each input sent as every kind of caller (anonymous,
+holder, channel, department, verifier, consent relying party, OIDC relying party, terminal with
+signed requests, each operator role).
 
 It fails on any 5xx and on any response whose status code, content type, headers or body the
 document does not declare.  Bounded: ``ECARD_FUZZ_EXAMPLES`` examples per operation and mode
@@ -144,7 +145,8 @@ def target(tmp_path_factory: pytest.TempPathFactory, backend: dict[str, str]) ->
         finally:
             asgi.shutdown_lifespans()
             print(
-                f"\nschemathesis: {len(target.operations)} operations × {len(cast.callers)} callers, "
+                f"\nschemathesis: {len(target.operations)} operations × {len(cast.callers)} "
+                "callers, "
                 f"{target.examples} examples, {target.requests} requests"
             )
 
@@ -216,6 +218,7 @@ def test_hostile_corpus(target: Target, label: str) -> None:
             target.requests += 1
             if response.status_code >= 500:
                 failures.append(
-                    f"as {caller.name} with {body_name}: {response.status_code} {response.text[:200]}"
+                    f"as {caller.name} with {body_name}: {response.status_code} "
+                    f"{response.text[:200]}"
                 )
     assert not failures, "\n".join(failures)

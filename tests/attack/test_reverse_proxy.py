@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import require
+from tests.helpers import require
 from tests.live import LiveServer, Seeded, free_port, seed
 
 #: the nginx ``location`` body docs/deployment.md shows (the upstream is filled in)
@@ -170,7 +170,8 @@ def start_login(
 def login_origin(
     proxied: Proxied, source: str, base_url: str, headers: dict[str, str] | None = None
 ) -> dict:
-    """Open a login page from ``source`` (through ``base_url``); the origin the holder's app shows."""
+    """Open a login page from ``source`` (through ``base_url``); the origin the holder's
+    app shows."""
     with client_at(source, base_url) as http:
         page = start_login(http, proxied.seeded, headers)
         assert page.status_code == 200, page.text[:300]

@@ -12,7 +12,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.api.conftest import World, client, keys_dir, settings, world  # noqa: F401
+from tests.helpers import World
 
 pytestmark = pytest.mark.parametrize("settings", ["embedded"], indirect=True)
 

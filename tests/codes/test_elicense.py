@@ -1,4 +1,5 @@
-"""The e-license (电子证照, 亮证): signed by the issuer, verifiable by anyone holding the trust list."""
+"""The e-license (电子证照, 亮证): signed by the issuer, verifiable by anyone holding the trust
+list."""
 
 from __future__ import annotations
 

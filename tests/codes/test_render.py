@@ -1,4 +1,5 @@
-"""QR rendering: what we draw, a real QR decoder (zxing-cpp's reader) reads back, and it verifies."""
+"""QR rendering: what we draw, a real QR decoder (zxing-cpp's reader) reads back, and it
+verifies."""
 
 from __future__ import annotations
 

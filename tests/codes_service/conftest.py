@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import pytest
 from litestar.testing import AsyncTestClient
 
+from ecard.crypto.keyring import Keyring
 from ecard.offline import RevocationSet, TrustStore, load_revocation_list, load_trust_list
 from ecard.offline.es256 import public_key_from_jwk
-from ecard.crypto.keyring import Keyring
 from ecard.store.keyfiles import save_keyring
-from tests.api.conftest import World, basic, bearer, client, platform_of, settings, world  # noqa: F401
+from tests.helpers import World, basic, bearer
 
 PHARMACY = ["masked_name", "card_status"]
 SERVICE_HALL = ["full_name", "identity_number", "card_number", "card_status", "region"]

@@ -11,7 +11,6 @@ from PIL import Image
 from ecard.edge import SERIES
 from ecard.offline import RevocationSet, parse_code, verify, verify_elicense
 from ecard.offline.revocation import build_revocation_list
-from tests.api.conftest import World, platform_of
 from tests.codes_service.conftest import (
     Holder,
     Verifier,
@@ -22,6 +21,7 @@ from tests.codes_service.conftest import (
     report,
     trust_store,
 )
+from tests.helpers import World, platform_of
 
 
 async def test_a_code_carries_its_lifetime_and_no_plaintext_personal_data(

@@ -13,7 +13,6 @@ from ecard.offline import (
     parse_code,
     verify,
 )
-from tests.api.conftest import World
 from tests.codes_service.conftest import (
     Holder,
     fetch_code,
@@ -22,6 +21,7 @@ from tests.codes_service.conftest import (
     root_public_key,
     trust_store,
 )
+from tests.helpers import World
 
 KIT = (
     "/offline/v1/root-key",

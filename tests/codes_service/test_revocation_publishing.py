@@ -16,8 +16,8 @@ from ecard.codes.trust import TrustPublisher, card_pseudonym, follow_registry
 from ecard.offline import OfflineError, Reason, RevokedCard, load_revocation_list
 from ecard.offline.es256 import b64url_decode
 from ecard.registry.tables import Card
-from tests.api.conftest import World, platform_of
 from tests.codes_service.conftest import Holder, new_holder, report, root_public_key
+from tests.helpers import World, platform_of
 
 
 @pytest.fixture()
@@ -26,7 +26,7 @@ def full_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     read_all = trust._registry_revocations
 
-    async def counted(pseudonym_key: bytes):  # noqa: ANN202 - same as the wrapped function
+    async def counted(pseudonym_key: bytes):
         calls.append(1)
         return await read_all(pseudonym_key)
 
@@ -108,7 +108,7 @@ def publisher_at(world: World, moment: float) -> TrustPublisher:
     """The worker's publisher with its wall clock at ``moment``, looking at the registry afresh."""
     publisher = code_service(world.client.app.state).publisher
     publisher.clock = lambda: moment
-    publisher._revocations = None  # noqa: SLF001 - skip the once-a-second reuse
+    publisher._revocations = None
     return publisher
 
 

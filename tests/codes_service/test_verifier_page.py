@@ -11,9 +11,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import require
+from tests.helpers import require
 from tests.live import LiveServer, _ok, new_channel, new_holder
-from tests.oidc.test_browser import browser_page  # noqa: F401 - the Chromium page fixture
 
 pytestmark = pytest.mark.browser
 
@@ -73,7 +72,7 @@ async def border_colour(page) -> str:
     return await page.eval_on_selector("#result", "e => getComputedStyle(e).borderTopColor")
 
 
-async def test_staff_scan_codes_and_see_the_verdict(server: LiveServer, browser_page) -> None:  # noqa: F811
+async def test_staff_scan_codes_and_see_the_verdict(server: LiveServer, browser_page) -> None:
     page = browser_page
     problems: list[str] = []
     page.on(

@@ -21,7 +21,6 @@ from ecard.offline import parse_code
 from ecard.offline.code_format import PREFIX
 from ecard.store.db import DatabaseUnavailable
 from ecard.store.group_insert import GroupInsert
-from tests.api.conftest import World, bearer, platform_of
 from tests.codes_service.conftest import (
     SERVICE_HALL,
     Holder,
@@ -32,6 +31,7 @@ from tests.codes_service.conftest import (
     present,
     report,
 )
+from tests.helpers import World, bearer, platform_of
 
 REASONS = {
     "malformed",

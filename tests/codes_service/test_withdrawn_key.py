@@ -11,9 +11,9 @@ import pytest
 from ecard.crypto.keyring import Keyring
 from ecard.offline import parse_code
 from ecard.store.keyfiles import load_keyring, save_keyring
-from tests.api.conftest import World
 from tests.codes_service.conftest import Holder, Verifier, fetch_code, present
 from tests.codes_service.test_verify import refused
+from tests.helpers import World
 
 
 @pytest.fixture()

@@ -9,8 +9,7 @@ import time
 import pytest
 
 from ecard.registry import evidence, holder_password
-from tests.api.conftest import World, basic, bearer, client, keys_dir, platform_of, settings, world  # noqa: F401
-from tests.consent.conftest import cw  # noqa: F401
+from tests.consent.conftest import cw  # noqa: F401 - defined by tests/consent, shared with it
 
 
 class Clock:

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecard.crypto.jwk import public_jwk
 from ecard.registry.evidence import check_evidence
-from tests.api.conftest import identity_number
+from tests.helpers import identity_number
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "front-door.md"
 

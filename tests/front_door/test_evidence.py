@@ -15,8 +15,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecard.registry.tables import AuditEvent, ECard, LivenessEvidence
-from tests.api.conftest import World, basic, platform_of
 from tests.front_door.conftest import Clock
+from tests.helpers import World, basic, platform_of
 
 
 def body(holder: dict[str, str], evidence: str | None) -> dict:

@@ -17,7 +17,7 @@ from jwt.algorithms import ECAlgorithm
 from ecard.crypto.jwk import public_jwk
 from ecard.errors import AppError
 from ecard.registry.evidence import METHODS, check_evidence, sign_evidence, subject_binding
-from tests.api.conftest import identity_number
+from tests.helpers import identity_number
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 JWK = public_jwk(KEY.public_key())

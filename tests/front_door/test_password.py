@@ -1,6 +1,6 @@
-"""The 电子社保卡密码: six digits, set once per person, valid on every channel; trivial ones refused;
-wrong attempts lock it with growing delays that survive restarts; reset only through a channel's
-实人 evidence; never logged, never audited."""
+"""The 电子社保卡密码: six digits, set once per person, valid on every channel; trivial ones
+refused; wrong attempts lock it with growing delays that survive restarts; reset only through a
+channel's 实人 evidence; never logged, never audited."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from ecard.errors import AppError
 from ecard.registry import holder_password
 from ecard.registry.holder_password import lock_seconds, verify_holder_password
 from ecard.registry.tables import AuditEvent, HolderCredential, LivenessEvidence
-from tests.api.conftest import World, bearer, platform_of
 from tests.front_door.conftest import Clock
+from tests.helpers import World, bearer, platform_of
 
 SECRET = "739164"  # no birth date has it as MMDD, YYMMDD or DDMMYY (months 39, 91, 73 …)
 

@@ -1,4 +1,5 @@
-"""The per-province policy of 实人 methods, from TOML or the environment; a bad one stops start-up."""
+"""The per-province policy of 实人 methods, from TOML or the environment; a bad one
+stops start-up."""
 
 from __future__ import annotations
 

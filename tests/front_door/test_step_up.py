@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import jwt
 
-from tests.api.conftest import HOLDER_PASSWORD, World
 from tests.consent.conftest import ConsentWorld
+from tests.helpers import HOLDER_PASSWORD, World
 from tests.oidc.conftest import (
     Holder,
     callback_params,

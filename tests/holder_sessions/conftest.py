@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 
 from ecard.crypto.dpop import access_token_hash, jwk_thumbprint
-from tests.api.conftest import World, basic, bearer, client, keys_dir, platform_of, settings, world  # noqa: F401
+from tests.helpers import World, basic, platform_of
 
 
 @dataclass
@@ -90,7 +90,8 @@ def issuance_body(w: World, holder: dict[str, str], channel: dict | None = None)
 async def issue(
     w: World, holder: dict[str, str], device: Device | None = None, channel: dict | None = None
 ) -> dict:
-    """签发 through a channel backend, relaying the device key's thumbprint when there is a device."""
+    """签发 through a channel backend, relaying the device key's thumbprint when there
+    is a device."""
     channel = channel or w.channel
     body = issuance_body(w, holder, channel)
     if device is not None:

@@ -7,15 +7,12 @@ import msgspec
 import pytest
 
 from ecard.registry.tables import AuditEvent
+from tests.helpers import World, basic, bearer, platform_of
 from tests.holder_sessions.conftest import (
     Device,
-    World,
-    basic,
-    bearer,
     dpop_headers,
     issuance_body,
     issue,
-    platform_of,
     refresh,
     url_of,
 )

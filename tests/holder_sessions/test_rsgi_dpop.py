@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from ecard.registry.evidence import sign_evidence
-from tests.api.conftest import identity_number
+from tests.helpers import identity_number
 from tests.holder_sessions.conftest import Device
 from tests.live import LiveServer, Seeded, new_channel, seed
 

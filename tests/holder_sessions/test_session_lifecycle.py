@@ -10,16 +10,8 @@ import pytest
 
 from ecard.auth import REVOCATION_CLOCK_MARGIN, _holder_access
 from ecard.registry.tables import AuditEvent, HolderSession
-from tests.holder_sessions.conftest import (
-    Device,
-    World,
-    bearer,
-    dpop_headers,
-    issue,
-    platform_of,
-    refresh,
-    set_card_status,
-)
+from tests.helpers import World, bearer, platform_of
+from tests.holder_sessions.conftest import Device, dpop_headers, issue, refresh, set_card_status
 
 
 async def audit_rows(action: str, target_id: str | None = None) -> list[dict]:
@@ -33,7 +25,7 @@ async def audit_rows(action: str, target_id: str | None = None) -> list[dict]:
 
 
 @pytest.mark.parametrize("bound", [False, True], ids=["bearer", "dpop"])
-async def test_refresh_while_the_card_is_lost_is_card_not_active_and_continues_after_the_loss_is_undone(
+async def test_refresh_while_the_card_is_lost_is_card_not_active_and_continues_after_the_loss_is_undone(  # noqa: E501 - the name is the rule
     world: World, bound: bool
 ) -> None:
     phone = Device() if bound else None

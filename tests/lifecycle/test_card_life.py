@@ -16,7 +16,7 @@ from ecard.registry.card_life import CardLifeService
 from ecard.registry.tables import AuditEvent, Card, ECard
 from ecard.terminal.tables import HceCertificate
 from ecard.webhooks.tables import WebhookDelivery
-from tests.api.conftest import HOLDER_PASSWORD, World, basic, bearer, platform_of
+from tests.helpers import HOLDER_PASSWORD, World, basic, bearer, platform_of
 
 
 async def _verifier(world: World) -> dict[str, str]:
@@ -385,7 +385,8 @@ async def test_the_holders_other_channels_are_told_of_a_new_issuance_and_an_unbi
         "ecard_id": first["ecard"]["id"],
         "ecard_status": "active",
     }  # its own e-card, no more
-    # the holder unbinds in the first app: that channel is told (the bank's own unbinding is its own act)
+    # the holder unbinds in the first app: that channel is told (the bank's own unbinding is its own
+    # act)
     unbound = await client.post(
         "/holder/v1/ecard/unbind", headers=bearer(first["session"]["access_token"])
     )

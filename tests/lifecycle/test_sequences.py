@@ -20,7 +20,7 @@ from ecard.registry import lifecycle
 from ecard.registry.card_life import CardLifeService
 from ecard.registry.schemas import NewCard, Replacement, ReplacementRequest, StatusChange
 from ecard.registry.tables import Card, ECard
-from tests.api.conftest import HOLDER_PASSWORD, World, bearer, platform_of
+from tests.helpers import HOLDER_PASSWORD, World, bearer, platform_of
 
 OPERATOR_TARGETS = [
     "active",

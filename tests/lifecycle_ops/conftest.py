@@ -5,17 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.api.conftest import (  # noqa: F401
-    World,
-    basic,
-    bearer,
-    client,
-    identity_number,
-    keys_dir,
-    platform_of,
-    settings,
-    world,
-)
+from tests.helpers import World, identity_number
 
 
 async def new_person(world: World, region: str = "330000", name: str = "王小五") -> dict[str, str]:

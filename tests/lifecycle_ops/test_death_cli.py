@@ -12,7 +12,10 @@ import pytest
 from ecard.cli import main
 from ecard.crypto.identity import check_digit
 
-PERSONS = "name,gender,ethnicity,identity_number,region,card_number,chip_serial,identification_code,issue_date,expiry_date\n"
+PERSONS = (
+    "name,gender,ethnicity,identity_number,region,card_number,chip_serial,identification_code,"
+    "issue_date,expiry_date\n"
+)
 
 
 def _number(serial: int) -> str:

@@ -1,11 +1,12 @@
-"""Death records (死亡人员) imported from CSV over the API: persons marked, every card ended with all
-its effects, rejected rows by line and reason code, and a second import changing nothing."""
+"""Death records (死亡人员) imported from CSV over the API: persons marked, every card ended with
+all its effects, rejected rows by line and reason code, and a second import changing nothing."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.lifecycle_ops.conftest import World, bearer, identity_number, new_batch, stock_card
+from tests.helpers import World, bearer, identity_number
+from tests.lifecycle_ops.conftest import new_batch, stock_card
 
 CSV = {"Content-Type": "text/csv; charset=utf-8"}
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lifecycle_ops.conftest import World, new_batch, new_person, stock_card
+from tests.helpers import World
+from tests.lifecycle_ops.conftest import new_batch, new_person, stock_card
 
 
 async def status_of(world: World, card_id: str) -> str:

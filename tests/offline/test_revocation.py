@@ -1,5 +1,5 @@
-"""The revocation list (黑名单), full and as deltas: a holder ends up with exactly the platform's set
-or refuses the update."""
+"""The revocation list (黑名单), full and as deltas: a holder ends up with exactly the platform's
+set or refuses the update."""
 
 from __future__ import annotations
 

@@ -172,7 +172,8 @@ async def test_sqlite_write_transactions_that_read_first_wait_for_other_writers(
     engine: Engine,
 ) -> None:
     """A transaction that reads, then writes, while single statements commit beside it: SQLite
-    refuses a DEFERRED one at once ("database is locked", no busy wait); the engine's are IMMEDIATE."""
+    refuses a DEFERRED one at once ("database is locked", no busy wait); the engine's are
+    IMMEDIATE."""
 
     async def read_then_write(i: int) -> None:
         async with engine.transaction():

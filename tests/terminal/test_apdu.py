@@ -1,4 +1,5 @@
-"""Command and response APDUs: every ISO 7816-4 case round-trips, anything else is a typed refusal."""
+"""Command and response APDUs: every ISO 7816-4 case round-trips, anything else is a
+typed refusal."""
 
 from __future__ import annotations
 

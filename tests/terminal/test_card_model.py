@@ -1,4 +1,5 @@
-"""Card facts become the records real reader code reads, and those records read back to the facts."""
+"""Card facts become the records real reader code reads, and those records read back to
+the facts."""
 
 from __future__ import annotations
 

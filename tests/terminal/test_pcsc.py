@@ -22,7 +22,7 @@ from ecard.terminal import psam
 from ecard.terminal.apdu import SW
 from ecard.terminal.card_model import parse_record
 from ecard.terminal.virtual_card import ATR
-from tests.conftest import require
+from tests.helpers import require
 from tests.terminal.helpers import FACTS, MASTERS, SELECT_SSSE
 
 pytestmark = pytest.mark.pcsc
@@ -33,7 +33,10 @@ PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
 PCSCD_PID_FILE = Path("/run/pcscd/pcscd.pid")
 VPCD_PORT = 35963
 READER_PREFIX = "Virtual PCD 00 00"
-HOW = "run scripts/install_pcsc.sh (Debian pcscd, vsmartcard-vpcd, libpcsclite-dev, swig; pip pyscard)"
+HOW = (
+    "run scripts/install_pcsc.sh (Debian pcscd, vsmartcard-vpcd, libpcsclite-dev, swig; pip "
+    "pyscard)"
+)
 
 
 def _wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:

@@ -1,4 +1,5 @@
-"""BER-TLV: multi-byte tags, long lengths and nesting round-trip; hostile input is refused, bounded."""
+"""BER-TLV: multi-byte tags, long lengths and nesting round-trip; hostile input is
+refused, bounded."""
 
 from __future__ import annotations
 

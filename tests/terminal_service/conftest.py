@@ -15,16 +15,7 @@ from ecard.offline.es256 import public_jwk
 from ecard.terminal.reference import ReferenceTerminal
 from ecard.terminal.service import TerminalService, issuer_master_keys
 from ecard.terminal.virtual_card import VirtualCard
-from tests.api.conftest import (  # noqa: F401
-    World,
-    bearer,
-    client,
-    identity_number,
-    keys_dir,
-    platform_of,
-    settings,
-    world,
-)
+from tests.helpers import World, identity_number, platform_of
 
 HOSPITAL = ["card_status", "masked_name", "card_personal_data"]
 PHARMACY = ["card_status"]

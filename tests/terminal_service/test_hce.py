@@ -53,15 +53,16 @@ def revocations(*revoked: bytes) -> RevocationSet:
 
 
 def certificate(**change: object) -> bytes:
-    claims = dict(
-        region="330000",
-        key_id=short_key_id(thumbprint(ISSUER.public_key())),
-        not_before=NOW - 60,
-        not_after=NOW + 3600,
-        pseudonym=PSEUDONYM,
-        device_key=hce.device_key_bytes(DEVICE.public_key()),
-    )
-    return hce.issue_certificate(hce.CertificateClaims(**{**claims, **change}), ISSUER)  # type: ignore[arg-type]
+    claims: dict[str, object] = {
+        "region": "330000",
+        "key_id": short_key_id(thumbprint(ISSUER.public_key())),
+        "not_before": NOW - 60,
+        "not_after": NOW + 3600,
+        "pseudonym": PSEUDONYM,
+        "device_key": hce.device_key_bytes(DEVICE.public_key()),
+    }
+    claims.update(change)
+    return hce.issue_certificate(hce.CertificateClaims(**claims), ISSUER)  # type: ignore[arg-type]
 
 
 def authenticate(

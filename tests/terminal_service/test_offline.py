@@ -15,12 +15,11 @@ from ecard.offline import OfflineError, Reason, load_offline_package, parse_code
 from ecard.offline.es256 import b64url_decode, public_jwk
 from ecard.terminal import records as rec
 from ecard.terminal.hce import HceCard, HceReason
+from tests.helpers import World, bearer
 from tests.terminal_service.conftest import (
     HOSPITAL,
     RegisteredTerminal,
     RegistryCard,
-    World,
-    bearer,
     chip_of,
     reference_terminal,
     register_terminal,

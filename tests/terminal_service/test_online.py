@@ -10,11 +10,11 @@ import httpx
 from ecard.terminal import psam
 from ecard.terminal.reference import READ_EF05_RECORD_1, SELECT_SSSE, signed_authorization
 from ecard.terminal.virtual_card import VirtualCard
+from tests.helpers import World
 from tests.terminal_service.conftest import (
     PHARMACY,
     RegisteredTerminal,
     RegistryCard,
-    World,
     chip_of,
     reference_terminal,
     register_terminal,

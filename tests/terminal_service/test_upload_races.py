@@ -25,10 +25,10 @@ from ecard.settings import Settings
 from ecard.terminal import records as rec
 from ecard.terminal.service import TerminalPrincipal, TerminalService
 from ecard.terminal.tables import TerminalAnomaly, TerminalRecord
+from tests.helpers import World
 from tests.terminal_service.conftest import (
     PHARMACY,
     RegisteredTerminal,
-    World,
     reference_terminal,
     register_terminal,
 )

@@ -10,17 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.api.conftest import (  # noqa: F401
-    World,
-    basic,
-    bearer,
-    client,
-    identity_number,
-    keys_dir,
-    platform_of,
-    settings,
-    world,
-)
+from tests.helpers import World, basic, bearer, identity_number
 
 
 @dataclass

@@ -14,6 +14,7 @@ from ecard.offline.es256 import b64url_decode, public_jwk
 from ecard.registry.tables import Card, CardStatusEvent, ECard
 from ecard.terminal.hce import HceCard
 from ecard.timeline.cursor import Position, encode_cursor
+from tests.helpers import World, basic, bearer, platform_of
 from tests.oidc.conftest import APPROVAL, file_client, login_code
 from tests.terminal_service.conftest import (
     HOSPITAL,
@@ -24,13 +25,9 @@ from tests.terminal_service.conftest import (
 )
 from tests.timeline.conftest import (
     Holder,
-    World,
-    basic,
-    bearer,
     new_card,
     new_holder,
     new_verifier,
-    platform_of,
     timeline_page,
     verify_a_code,
     whole_timeline,

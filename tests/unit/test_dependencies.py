@@ -103,6 +103,7 @@ def test_test_and_benchmark_only_packages_are_not_runtime_dependencies() -> None
 def test_the_import_scan_sees_lazy_imports(tmp_path) -> None:
     module = tmp_path / "lazy.py"
     module.write_text(
-        "import os\nfrom . import sibling\n\ndef f():\n    import granian.server\n    from PIL import Image\n"
+        "import os\nfrom . import sibling\n\ndef f():\n    import granian.server\n    from "
+        "PIL import Image\n"
     )
     assert _top_level_imports(module) == {"os", "granian", "PIL"}

@@ -77,3 +77,27 @@ def test_every_documented_script_exists() -> None:
     assert shown
     missing = sorted(f"{doc}: {script}" for doc, script in shown if not (ROOT / script).is_file())
     assert not missing, missing
+
+
+#: a contributor check the docs show: ``.venv/bin/<tool> <arguments>`` (comment stripped)
+_CHECK = re.compile(r"^(\.venv/bin/(?:ruff|mypy)\b[^#]*?)\s*(?:#.*)?$")
+
+
+def test_every_documented_contributor_check_is_what_ci_runs() -> None:
+    """The lint and type checks the docs tell a contributor to run are, word for word, lines of
+    ``.ci/run`` (which runs them before the tests), and each tool is pinned in the test extra."""
+    ci_lines = {
+        line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    }
+    shown = {
+        (doc.name, match.group(1))
+        for doc in DOCS
+        for block in _FENCED.findall(doc.read_text(encoding="utf-8"))
+        for line in block.splitlines()
+        if (match := _CHECK.match(line.strip()))
+    }
+    assert {"ruff", "mypy"} <= {command.split()[0].rsplit("/", 1)[1] for _, command in shown}
+    missing = sorted(f"{doc}: {command}" for doc, command in shown if command not in ci_lines)
+    assert not missing, f"shown in the docs but not run by .ci/run: {missing}"
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert re.search(r'"ruff==[0-9.]+"', pyproject) and re.search(r'"mypy==[0-9.]+"', pyproject)

@@ -9,8 +9,8 @@ from ecard.crypto.fields import (
     FieldCipher,
     FieldDecryptionError,
     blind_index,
-    secrets_match,
     secret_digest,
+    secrets_match,
 )
 from ecard.offline.es256 import thumbprint
 
@@ -60,7 +60,7 @@ def test_rfc7638_thumbprint_matches_the_rfc_method() -> None:
         "x": base64.urlsafe_b64encode(n.x.to_bytes(32, "big")).rstrip(b"=").decode(),
         "y": base64.urlsafe_b64encode(n.y.to_bytes(32, "big")).rstrip(b"=").decode(),
     }
-    canonical = '{"crv":"P-256","kty":"EC","x":"%s","y":"%s"}' % (members["x"], members["y"])
+    canonical = '{"crv":"P-256","kty":"EC","x":"' + members["x"] + '","y":"' + members["y"] + '"}'
     assert json.dumps(members, separators=(",", ":")) == canonical
     expected = (
         base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()

@@ -161,7 +161,10 @@ def test_scheme_and_host_come_from_the_clients_element() -> None:
         h(
             (
                 "forwarded",
-                'for=192.0.2.1;proto=HTTPS;host="ecard.example.cn:8443", for=10.0.0.2;proto=http;host=inner',
+                (
+                    'for=192.0.2.1;proto=HTTPS;host="ecard.example.cn:8443", '
+                    "for=10.0.0.2;proto=http;host=inner"
+                ),
             )
         ),
         TRUSTED,

@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from ecard.settings import Settings, load_settings
-from tests.api.conftest import World, basic, bearer, client, keys_dir, platform_of, world  # noqa: F401
+from tests.helpers import World
 
 
 @pytest.fixture(params=["embedded", "postgres"])
-def settings(request: pytest.FixtureRequest, tmp_path, keys_dir: str) -> Settings:  # noqa: F811
+def settings(request: pytest.FixtureRequest, tmp_path, keys_dir: str) -> Settings:
     environ = {
         "ECARD_KEYS_DIR": keys_dir,
         "ECARD_LOG_JSON": "true",
@@ -100,7 +100,10 @@ class Receiver:
             self.in_flight[key] -= 1
             status = self.statuses[min(len(self.received), len(self.statuses)) - 1]
             writer.write(
-                f"HTTP/1.1 {status} Scripted\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok".encode()
+                (
+                    f"HTTP/1.1 {status} Scripted\r\ncontent-length: 2\r\nconnection: "
+                    "close\r\n\r\nok"
+                ).encode()
             )
             await writer.drain()
         finally:
@@ -136,7 +139,7 @@ class Partner:
 
 
 @pytest.fixture()
-async def partner(client: httpx.AsyncClient, world: World, receiver: Receiver) -> Partner:  # noqa: F811 - fixtures
+async def partner(client: httpx.AsyncClient, world: World, receiver: Receiver) -> Partner:
     """The world's channel, with an endpoint at ``receiver`` for every event type."""
     response = await put_endpoint(client, world, world.channel["client_id"], receiver.url)
     assert response.status_code == 201, response.text

@@ -17,7 +17,8 @@ from ecard.webhooks import core
 from ecard.webhooks.delivery import LEASE, background, claim_due, deliver_due, purge_log
 from ecard.webhooks.outbox import enqueue, enqueue_many
 from ecard.webhooks.tables import WebhookDelivery
-from tests.webhooks.conftest import Partner, Receiver, World, platform_of
+from tests.helpers import World, platform_of
+from tests.webhooks.conftest import Partner, Receiver
 
 
 async def announce(client, partner: Partner, *, at: float, ecard_id: str = "e1") -> str:  # type: ignore[no-untyped-def]

@@ -10,7 +10,8 @@ import pytest
 
 from ecard.webhooks.outbox import enqueue
 from ecard.webhooks.tables import WebhookEndpoint
-from tests.webhooks.conftest import Partner, Receiver, World, platform_of, put_endpoint
+from tests.helpers import World, platform_of
+from tests.webhooks.conftest import Partner, Receiver, put_endpoint
 
 
 @pytest.mark.parametrize(

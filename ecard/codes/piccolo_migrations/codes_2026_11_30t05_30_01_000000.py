@@ -1,5 +1,6 @@
 """Give the verifications recorded before ``code_verification.pseudonym`` existed the pseudonym
-of their card (a separate migration: piccolo runs a migration's raw steps before its new columns)."""
+of their card (a separate migration: piccolo runs a migration's raw steps before its new
+columns)."""
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine.finder import engine_finder

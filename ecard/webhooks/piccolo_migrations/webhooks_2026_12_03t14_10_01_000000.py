@@ -10,7 +10,8 @@ DESCRIPTION = "webhook_delivery (status, next_attempt_at) index"
 
 async def due_index() -> None:
     await engine_finder().run_ddl(
-        "CREATE INDEX IF NOT EXISTS webhook_delivery_due ON webhook_delivery (status, next_attempt_at)"
+        "CREATE INDEX IF NOT EXISTS webhook_delivery_due ON webhook_delivery (status, "
+        "next_attempt_at)"
     )
 
 

@@ -1,51 +1,82 @@
-"""The service under test, on both storage backends: embedded (SQLite file + in-process store)
-and production-like (PostgreSQL + Redis)."""
+"""Helpers the test packages share: plain functions, constants and the ``World`` of actors.
+
+Fixtures are not here: they live in ``tests/conftest.py`` (and in each package's own
+``conftest.py``), and a test takes them by parameter. Import from this module what a test calls.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import base64
+import datetime as dt
+import os
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import httpx
 import pytest
-from litestar import Litestar
-
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ecard.app import create_app
+from ecard.crypto.identity import check_digit
 from ecard.crypto.jwk import public_jwk
 from ecard.registry.evidence import sign_evidence
-from ecard.crypto.identity import check_digit
-from ecard.crypto.keyring import Keyring
-from ecard.platform import Platform, open_platform
-from ecard.registry.service import AccessService
-from ecard.settings import Settings, load_settings
-from ecard.store.keyfiles import save_keyring
+
+if TYPE_CHECKING:
+    from litestar import Litestar
+
+    from ecard.platform import Platform
+
+#: under CI (``CI=true``) a missing real component fails its tests instead of skipping them
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+#: Debian's Chromium, which the browser tests drive through playwright (scripts/install_browser.sh)
+CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
-def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    directory = tmp_path_factory.mktemp("keys")
-    save_keyring(directory, Keyring.create(["330000", "110000"]))
-    return str(directory)
+def require(available: bool, what: str, how: str) -> None:
+    """Skip (locally) or fail (under CI) when a real component is missing."""
+    if available:
+        return
+    message = f"{what} is not available: {how}"
+    if IN_CI:
+        pytest.fail(f"CI requires {message}", pytrace=False)
+    pytest.skip(message)
 
 
-@pytest.fixture(params=["embedded", "postgres"])
-def settings(request: pytest.FixtureRequest, tmp_path, keys_dir: str) -> Settings:
-    environ = {"ECARD_KEYS_DIR": keys_dir, "ECARD_LOG_JSON": "true", "ECARD_LOG_LEVEL": "WARNING"}
-    if request.param == "embedded":
-        environ["ECARD_DATABASE_URL"] = f"sqlite:///{tmp_path}/ecard.db"
-    else:
-        environ["ECARD_DATABASE_URL"] = request.getfixturevalue("migrated_postgres_url")
-        environ["ECARD_REDIS_URL"] = request.getfixturevalue("redis_url")
-        environ["ECARD_REDIS_PREFIX"] = f"t{uuid.uuid4().hex[:10]}:"
-    return load_settings(environ)
+def port_open(url: str, default_port: int) -> bool:
+    """Whether something accepts TCP connections at ``url``'s host and port (one-second wait)."""
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), 1
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def admin_sql(url: str, sql: str) -> None:
+    """Run one statement (``CREATE DATABASE`` and the like) on the PostgreSQL server at ``url``."""
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def database_url(server_url: str, name: str) -> str:
+    """``server_url`` pointing at the database ``name``."""
+    return urlparse(server_url)._replace(path=f"/{name}").geturl()
 
 
 @asynccontextmanager
@@ -72,33 +103,18 @@ async def lifespan_of(app: Litestar) -> AsyncIterator[None]:
         await task
 
 
-@pytest.fixture()
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app, its lifespan and its requests all in the test's event loop (Litestar's test client
-    would run the lifespan in another thread's loop, which asyncpg pools do not allow), so tests
-    may also call services directly on ``platform_of(client)``."""
-    platform = await open_platform(settings, migrate=True)
-    try:
-        app = create_app(settings, platform=platform)
-        async with lifespan_of(app):
-            async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://testserver.local"
-            ) as test_client:
-                test_client.app = app  # type: ignore[attr-defined]
-                yield test_client
-    finally:
-        await platform.close()
-
-
 def platform_of(client: httpx.AsyncClient) -> Platform:
-    return client.app.state.platform
+    """The platform (services, stores, settings) behind the ``client`` fixture's app."""
+    return client.app.state.platform  # type: ignore[attr-defined, no-any-return]
 
 
 def basic(client_id: str, secret: str) -> dict[str, str]:
+    """HTTP Basic authentication headers (RFC 7617) for a client id and secret."""
     return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
 
 
 def bearer(token: str) -> dict[str, str]:
+    """Bearer authentication headers (RFC 6750) for an access token."""
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -132,7 +148,8 @@ def channel_key_pair() -> tuple[str, dict[str, str]]:
 
 @dataclass
 class World:
-    """Actors for a test: operators of each role, a channel, a department; helpers to add holders."""
+    """Actors for a test: operators of each role, a channel, a department; helpers to add
+    holders."""
 
     client: httpx.AsyncClient
     tokens: dict[str, str]
@@ -180,7 +197,7 @@ class World:
         holder: dict[str, str],
         channel: dict[str, str] | None = None,
         method: str = "face_liveness",
-        **overrides,
+        **overrides: Any,
     ) -> str:
         """The channel's 实人 evidence for ``holder``, signed with the channel's key, as a channel
         makes it after its check (``overrides``: sign_evidence's keywords, e.g. ``checked_at``)."""
@@ -200,7 +217,7 @@ class World:
         holder: dict[str, str],
         channel: dict[str, str] | None = None,
         password: str | None = HOLDER_PASSWORD,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Issue an e-card to ``holder`` through ``channel`` (with 实人 evidence) and, unless
         ``password`` is None, make sure the person's 电子社保卡密码 is ``password``."""
         channel = channel or self.channel
@@ -225,7 +242,7 @@ class World:
         )
         assert response.status_code in (201, 409), response.text
 
-    async def new_client(self, kind: str, name: str | None = None, **extra) -> dict[str, str]:
+    async def new_client(self, kind: str, name: str | None = None, **extra: Any) -> dict[str, str]:
         """Register a client; a channel gets a P-256 key for its 实人 evidence unless ``public_jwk``
         is given (its private key, PEM, is ``private_key_pem`` of the answer)."""
         private_pem = None
@@ -242,21 +259,3 @@ class World:
         if private_pem is not None:
             made["private_key_pem"] = private_pem
         return made
-
-
-@pytest.fixture()
-async def world(client: httpx.AsyncClient) -> World:
-    access = AccessService(platform_of(client))
-    tokens = {}
-    for role in ("admin", "registry_admin", "auditor", "readonly"):
-        username = f"{role}-{uuid.uuid4().hex[:6]}"
-        await access.create_operator(username, "correct horse battery", role)
-        response = await client.post(
-            "/operator/v1/login", json={"username": username, "password": "correct horse battery"}
-        )
-        assert response.status_code == 200, response.text
-        tokens[role] = response.json()["access_token"]
-    w = World(client=client, tokens=tokens, channel={}, department={})
-    w.channel = await w.new_client("channel")
-    w.department = await w.new_client("department")
-    return w
