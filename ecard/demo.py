@@ -17,6 +17,7 @@ from ecard.codes.service import CodeService
 from ecard.consent.service import seed_demo_data
 from ecard.crypto.identity import check_digit
 from ecard.crypto.passwords import hash_password
+from ecard.directory.demo import seed_demo as seed_directory
 from ecard.errors import AppError
 from ecard.offline.es256 import b64url_encode, public_jwk
 from ecard.partners.schemas import (
@@ -267,6 +268,7 @@ async def create_demo(platform: Platform, settings: Settings) -> dict[str, Any]:
             operator,
         )
     await seed_demo_data(platform, person_id)
+    await seed_directory(platform)  # the service zone: two provinces' institutions and services
     card = await Card.select(Card.id).where(Card.card_number == card_number).first()
     channel_principal = ClientPrincipal(
         channel["client_id"], "channel", channel["name"], ("*",), ()
