@@ -41,8 +41,9 @@ class OidcPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     token_requests_per_ip_minute: int = 600
     failed_client_auth_per_client_5min: int = 20
     user_code_lookups_per_holder_minute: int = 10
-    #: How long a worker trusts its copy of a filed client; a status change is seen at once by the
-    #: worker that made it and within this many seconds by the others.
+    #: No effect; still accepted so that existing ``ECARD_OIDC_POLICY`` values parse.  A filing is
+    #: cached by ``ecard.partners.credentials`` for ``FILING_CACHE_SECONDS`` (1 s), one rule for
+    #: every machine caller.
     client_cache_seconds: float = 5.0
 
 
