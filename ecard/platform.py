@@ -17,7 +17,7 @@ from ecard.crypto.fields import FieldCipher
 from ecard.settings import Settings
 from ecard.store import db
 from ecard.store.ephemeral import EphemeralStore, open_store
-from ecard.store.keyfiles import KeyringSource
+from ecard.store.keyfiles import KeyringSource, key_provider_of
 
 
 @dataclass
@@ -67,5 +67,8 @@ async def open_platform(settings: Settings, *, migrate: bool | None = None) -> P
     store = open_store(settings.redis_url, settings.redis_prefix)
     await store.store_started_at()  # mark when the store's contents begin (single-use codes)
     return Platform(
-        settings=settings, engine=engine, store=store, keys=KeyringSource(settings.keys_dir)
+        settings=settings,
+        engine=engine,
+        store=store,
+        keys=KeyringSource(settings.keys_dir, key_provider_of(settings)),
     )

@@ -24,7 +24,7 @@ from ecard.codes.elicense import sign_elicense
 from ecard.codes.format import CodeSigner
 from ecard.codes.render import ErrorCorrection, RenderError, render_png, render_svg
 from ecard.codes.tables import CodePseudonym, CodeVerification
-from ecard.codes.trust import TrustPublisher, card_pseudonym, private_key_of
+from ecard.codes.trust import TrustPublisher, card_pseudonym
 from ecard.codes.verification import (
     ALREADY_USED,
     CARD_NOT_ACTIVE,
@@ -131,7 +131,7 @@ class CodeService:
         signer = self._signers.get(record.kid)
         if signer is None:
             signer = self._signers[record.kid] = CodeSigner(
-                region, private_key_of(record.private_pem)
+                region, self.platform.keys.private_key(record)
             )
         self._region_signers[region] = (ring, signer)
         return signer
@@ -188,8 +188,12 @@ class CodeService:
             )
         issued_at = await self._issued_at()
         expires_at = issued_at + lifetime
+        serial = _SERIALS.getrandbits(32)
+        code = await self.platform.keys.signing(
+            lambda: signer.sign_from(template, serial, issued_at)
+        )
         return schemas.CodeIssued(
-            code=signer.sign_from(template, _SERIALS.getrandbits(32), issued_at),
+            code=code,
             issued_at=issued_at,
             expires_at=expires_at,
             refresh_at=expires_at - min(REFRESH_MARGIN, lifetime // 3),
@@ -230,7 +234,7 @@ class CodeService:
         number = self.platform.field_cipher.decrypt(
             row["person.id_number_enc"], f"person:{row['person.id']}"
         )
-        key = private_key_of(self._issuer_key(row["region"]).private_pem)
+        key = self.platform.keys.private_key(self._issuer_key(row["region"]))
         now = int(time.time())
         claims = ElicenseClaims(
             masked_name=mask_name(row["person.name"]),

@@ -16,11 +16,10 @@ import csv
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache
 from importlib import resources
 
 import msgspec
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecard.auth import put_revocation
@@ -28,6 +27,7 @@ from ecard.codes.federation import Federation
 from ecard.codes.tables import RevocationChange, RevocationHead, RevocationVersion
 from ecard.crypto.fields import keyed_digest
 from ecard.crypto.keyring import KeyRecord, Keyring
+from ecard.crypto.provider.files import private_key_of  # noqa: F401 - scripts sign with PEMs
 from ecard.errors import AppError
 from ecard.offline import (
     DEFAULT_SKEW_SECONDS,
@@ -91,15 +91,6 @@ async def withdraw_codes(platform: Platform, card_id: str) -> None:
     it reflects (as ``revoke_holder_access``); the marker outlives every code issued before it."""
     key = code_withdrawal_key(card_pseudonym(platform.pseudonym_key, card_id))
     await put_revocation(platform, key, MAX_LIFETIME + DEFAULT_SKEW_SECONDS)
-
-
-@lru_cache(maxsize=64)
-def private_key_of(private_pem: str) -> ec.EllipticCurvePrivateKey:
-    """Parsing a PEM costs more than a signature; keys are parsed once per worker."""
-    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise TypeError("issuer and root keys are P-256")
-    return key
 
 
 @cache
@@ -486,7 +477,8 @@ class TrustPublisher:
 
     @property
     def _root(self) -> ec.EllipticCurvePrivateKey:
-        return private_key_of(self.platform.keys.ring.root.private_pem)
+        keys = self.platform.keys
+        return keys.private_key(keys.ring.root)
 
     def _cached(self, key: tuple, make) -> str:  # type: ignore[no-untyped-def]
         token = self._signed.get(key)

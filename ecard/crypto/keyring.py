@@ -6,6 +6,11 @@ writing it is :mod:`ecard.store.keyfiles`' job.
 Lifecycle of an issuer key: ``active`` (signs) -> ``retired`` (verify only, until ``verify_until``)
 or ``withdrawn`` (compromised: everything it signed fails at once).  Exactly one active key per
 region; rotation makes a new active key and retires the previous one.
+
+Where a key's private half is depends on who made it (:mod:`ecard.crypto.provider`): the ``file``
+provider writes it here as PEM (development); the ``pkcs11`` provider keeps it in a hardware
+security module, and the record holds only the public key and the token object's label and id.
+The lifecycle rules take a :class:`KeyGenerator`, so they are the same for both.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from __future__ import annotations
 import os
 import re
 import time
+from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import msgspec
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -22,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from jwt.algorithms import ECAlgorithm
 
 from ecard.crypto.jwk import public_jwk, thumbprint
 
@@ -39,13 +46,29 @@ class KeyringError(ValueError):
         self.code = code
 
 
+KeyRole = Literal["root", "issuer"]
+
+
+class TokenObject(msgspec.Struct, kw_only=True, frozen=True):
+    """Where a key lives in a PKCS#11 token: the private key object's ``CKA_LABEL`` and ``CKA_ID``
+    (hex).  Naming them is not secret; using them takes the token's PIN."""
+
+    label: str
+    id: str
+
+
 class KeyRecord(msgspec.Struct, kw_only=True):
     kid: str
-    role: Literal["root", "issuer"]
+    role: KeyRole
     region: str | None
     status: KeyStatus
     created_at: int
-    private_pem: str
+    #: the private key (PKCS#8 PEM) of a ``file`` provider key; None for a key in a token
+    private_pem: str | None = None
+    #: the public key as RFC 7638 members (``crv``, ``kty``, ``x``, ``y``) of a key in a token
+    public: dict[str, str] | None = None
+    #: the key's objects in the PKCS#11 token (``pkcs11`` provider)
+    token_object: TokenObject | None = None
     retired_at: int | None = None
     withdrawn_at: int | None = None
 
@@ -55,17 +78,46 @@ class KeyRecord(msgspec.Struct, kw_only=True):
             return self.retired_at + RETIRED_VERIFY_SECONDS
         return None
 
-    def private_key(self) -> ec.EllipticCurvePrivateKey:
-        key = serialization.load_pem_private_key(self.private_pem.encode(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise KeyringError("key_invalid", f"key {self.kid}: not an EC private key")
-        return key
+    @property
+    def needs_private_key(self) -> bool:
+        """Can anything still ask this key to sign?  Only an active key signs; a retired key stays
+        verify-only (and within the one-second keyring re-read a worker may still sign with it),
+        so its private half is kept until its verification window ends; a withdrawn key never
+        signs again."""
+        if self.status == "active":
+            return True
+        if self.status == "retired":
+            return (self.verify_until or 0) > int(time.time())
+        return False
 
     def public_key(self) -> ec.EllipticCurvePublicKey:
-        return self.private_key().public_key()
+        if self.public is not None:
+            return _public_from_members(tuple(sorted(self.public.items())))
+        if self.private_pem is None:
+            raise KeyringError("key_invalid", f"key {self.kid}: neither a public nor a private key")
+        return _public_from_pem(self.private_pem)
 
     def public_jwk(self) -> dict[str, str]:
         return {**public_jwk(self.public_key()), "kid": self.kid, "alg": "ES256", "use": "sig"}
+
+
+@lru_cache(maxsize=256)
+def _public_from_members(members: tuple[tuple[str, str], ...]) -> ec.EllipticCurvePublicKey:
+    jwk = dict(members)
+    if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
+        raise KeyringError("key_invalid", "a stored public key is not a P-256 JWK")
+    key = ECAlgorithm.from_jwk(jwk)
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise KeyringError("key_invalid", "a stored public key is not a P-256 JWK")
+    return key
+
+
+@lru_cache(maxsize=256)
+def _public_from_pem(private_pem: str) -> ec.EllipticCurvePublicKey:
+    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise KeyringError("key_invalid", "a stored key is not an EC private key")
+    return key.public_key()
 
 
 class Secrets(msgspec.Struct, kw_only=True):
@@ -90,6 +142,16 @@ class Secrets(msgspec.Struct, kw_only=True):
             algorithm=hashes.SHA256(), length=32, salt=None, info=f"ecard-ledger:{purpose}".encode()
         )
         return Ed25519PrivateKey.from_private_bytes(seed.derive(bytes.fromhex(self.ledger_seed)))
+
+    def card_master_key(self, region: str, purpose: Literal["internal", "external"]) -> bytes:
+        """A region's 16-byte card master key (``internal`` or ``external`` authentication),
+        derived by HKDF: the software card-key role of development and the virtual card.  A
+        deployment with a PSAM/HSM keeps the real master keys there instead
+        (``docs/terminal-card-model.md``)."""
+        info = f"ecard-card-master:{region}:{purpose}".encode()
+        return HKDF(algorithm=hashes.SHA256(), length=16, salt=None, info=info).derive(
+            bytes.fromhex(self.ledger_seed) + self.key("index_key")
+        )
 
 
 # --- ledger keys configured apart from the keyring ------------------------------------------------
@@ -189,7 +251,23 @@ def ledger_keys(
     return log, writer
 
 
-def _new_key(role: Literal["root", "issuer"], region: str | None, now: int) -> KeyRecord:
+class KeyGenerator(Protocol):
+    """Makes a new ES256 key and its record (the key provider: files or a PKCS#11 token)."""
+
+    def generate(self, role: KeyRole, region: str | None, now: int) -> KeyRecord: ...
+
+
+class SoftwareKeys:
+    """Keys generated here and kept as PEM in the keyring (the ``file`` provider; development)."""
+
+    def generate(self, role: KeyRole, region: str | None, now: int) -> KeyRecord:
+        return _new_key(role, region, now)
+
+
+SOFTWARE_KEYS = SoftwareKeys()
+
+
+def _new_key(role: KeyRole, region: str | None, now: int) -> KeyRecord:
     private = ec.generate_private_key(ec.SECP256R1())
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -210,11 +288,13 @@ class Keyring(msgspec.Struct, kw_only=True):
     secrets: Secrets = msgspec.field(default_factory=Secrets.generate)
 
     @classmethod
-    def create(cls, regions: list[str], now: int | None = None) -> Keyring:
+    def create(
+        cls, regions: list[str], now: int | None = None, keys: KeyGenerator = SOFTWARE_KEYS
+    ) -> Keyring:
         now = int(time.time()) if now is None else now
-        ring = cls(keys=[_new_key("root", None, now)])
+        ring = cls(keys=[keys.generate("root", None, now)])
         for region in regions:
-            ring.keys.append(_new_key("issuer", region, now))
+            ring.keys.append(keys.generate("issuer", region, now))
         return ring
 
     # --- lookups -------------------------------------------------------------------------
@@ -250,19 +330,23 @@ class Keyring(msgspec.Struct, kw_only=True):
         ]
 
     # --- lifecycle -----------------------------------------------------------------------
-    def add_region(self, region: str, now: int | None = None) -> KeyRecord:
+    def add_region(
+        self, region: str, now: int | None = None, keys: KeyGenerator = SOFTWARE_KEYS
+    ) -> KeyRecord:
         if any(k.region == region and k.status == "active" for k in self.issuer_keys()):
             raise KeyringError("key_state_conflict", f"region {region} already has an active key")
-        key = _new_key("issuer", region, int(time.time()) if now is None else now)
+        key = keys.generate("issuer", region, int(time.time()) if now is None else now)
         self.keys.append(key)
         return key
 
-    def rotate(self, region: str, now: int | None = None) -> KeyRecord:
+    def rotate(
+        self, region: str, now: int | None = None, keys: KeyGenerator = SOFTWARE_KEYS
+    ) -> KeyRecord:
         """New active key for the region; the previous one becomes verify-only."""
         now = int(time.time()) if now is None else now
         previous = self.signing_key(region)
+        key = keys.generate("issuer", region, now)  # first: a failing token changes nothing
         previous.status, previous.retired_at = "retired", now
-        key = _new_key("issuer", region, now)
         self.keys.append(key)
         return key
 
@@ -281,7 +365,9 @@ class Keyring(msgspec.Struct, kw_only=True):
         key.status, key.retired_at = "retired", int(time.time()) if now is None else now
         return key
 
-    def withdraw(self, kid: str, now: int | None = None) -> KeyRecord:
+    def withdraw(
+        self, kid: str, now: int | None = None, keys: KeyGenerator = SOFTWARE_KEYS
+    ) -> KeyRecord:
         """Compromised key: it stops verifying at once.  A region left without a signer gets a new
         key."""
         key = self.find(kid)
@@ -289,8 +375,9 @@ class Keyring(msgspec.Struct, kw_only=True):
             raise KeyringError("key_state_conflict", "the root key cannot be withdrawn here")
         if key.status == "withdrawn":
             raise KeyringError("key_state_conflict", f"{kid} is already withdrawn")
-        was_active = key.status == "active"
-        key.status, key.withdrawn_at = "withdrawn", int(time.time()) if now is None else now
-        if was_active and key.region:
-            self.keys.append(_new_key("issuer", key.region, key.withdrawn_at))
+        now = int(time.time()) if now is None else now
+        if key.status == "active" and key.region:
+            # first: a failing token leaves the keyring as it was
+            self.keys.append(keys.generate("issuer", key.region, now))
+        key.status, key.withdrawn_at = "withdrawn", now
         return key

@@ -20,7 +20,6 @@ from typing import Any
 
 import msgspec
 
-from ecard.codes.trust import private_key_of
 from ecard.directory import catalogue as cat
 from ecard.directory.feed import check_application, check_feed, check_institution, sign_feed
 from ecard.directory.schemas import (
@@ -772,7 +771,8 @@ class DirectoryService:
     async def feed_token(self, since: int = 0) -> str:
         """The feed, signed by the platform root key (the key that signs the trust list)."""
         feed = await self.build_feed(since)
-        return sign_feed(feed, private_key_of(self.platform.keys.ring.root.private_pem))
+        keys = self.platform.keys
+        return sign_feed(feed, keys.private_key(keys.ring.root))
 
     # --- peers' feeds -------------------------------------------------------------------------
 

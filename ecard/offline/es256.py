@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any
 
 import jwt
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
@@ -120,14 +120,23 @@ def sign_jws(payload: bytes, private_key: ec.EllipticCurvePrivateKey, typ: str) 
     Deterministic (RFC 6979 nonces, a fixed header spelling): the same payload signed by the same
     key gives the same bytes every time, on every worker, so a document can be re-made from what
     it said (a revocation list version from its publication time) and still be the document that
-    was first served.  Any ES256 verifier checks it as usual."""
+    was first served.  Any ES256 verifier checks it as usual.
+
+    A key that cannot sign deterministically (a key in an HSM: RFC 6979 is no PKCS#11 mechanism)
+    raises ``UnsupportedAlgorithm`` and signs with a random nonce instead: the payload and header
+    are still the same bytes, only the signature differs between workers and re-signings, so such
+    a document keeps its content and validity but not its ETag across workers."""
     header = {"alg": "ES256", "kid": thumbprint(private_key.public_key()), "typ": typ}
     signing_input = (
         b64url_encode(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
         + "."
         + b64url_encode(payload)
     )
-    r, s = decode_dss_signature(private_key.sign(signing_input.encode(), _deterministic_ecdsa()))
+    try:
+        der = private_key.sign(signing_input.encode(), _deterministic_ecdsa())
+    except UnsupportedAlgorithm:
+        der = private_key.sign(signing_input.encode(), _ECDSA_SHA256)
+    r, s = decode_dss_signature(der)
     signature = r.to_bytes(_SCALAR_BYTES, "big") + s.to_bytes(_SCALAR_BYTES, "big")
     return signing_input + "." + b64url_encode(signature)
 

@@ -5,9 +5,11 @@ with their reconciliation.
 Each check is one named step.  Relayed card answers go through the pure codecs, whose typed
 refusals become catalogue errors with the core's reason code in the detail.
 
-Issuer master keys for card authentication are derived here, per region, from the keyring's
-secrets by HKDF (the keyring has no dedicated card-key secret yet), so every worker and every
-restart derives the same keys and nothing new has to be stored.
+Card authentication goes through the key provider's PSAM role (``platform.keys.card_keys``,
+:class:`ecard.terminal.psam.CardKeyRole`): with the ``file`` provider the issuer master keys are
+derived per region from the keyring's secrets by HKDF (so every worker and restart derives the same
+keys and nothing new is stored); with ``pkcs11`` they are secret keys in the HSM and never leave
+it (``docs/terminal-card-model.md``).
 """
 
 from __future__ import annotations
@@ -21,14 +23,13 @@ from typing import Any
 
 import jwt
 import msgspec
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ecard.auth import ClientPrincipal
 from ecard.codes.service import CodeService
-from ecard.codes.trust import REVOKED_STATUSES, card_pseudonym, private_key_of
+from ecard.codes.trust import REVOKED_STATUSES, card_pseudonym
 from ecard.crypto.keyring import Keyring, KeyringError
+from ecard.crypto.provider.files import software_master_keys
 from ecard.errors import AppError
 from ecard.offline import OfflineError, parse_code
 from ecard.offline.es256 import (
@@ -79,15 +80,9 @@ _ANOMALY_BUCKETS = (
 
 
 def issuer_master_keys(ring: Keyring, region: str) -> psam.MasterKeys:
-    """The region's SM4 master keys (internal and external authentication), derived by HKDF."""
-
-    def derive(purpose: str) -> bytes:
-        info = f"ecard-card-master:{region}:{purpose}".encode()
-        return HKDF(
-            algorithm=hashes.SHA256(), length=psam.SM4_KEY_BYTES, salt=None, info=info
-        ).derive(bytes.fromhex(ring.secrets.ledger_seed) + ring.secrets.key("index_key"))
-
-    return psam.MasterKeys(internal_auth=derive("internal"), external_auth=derive("external"))
+    """The region's software SM4 master keys (internal and external authentication), derived by
+    HKDF from the keyring: the ``file`` provider's, and a reference terminal's offline PSAM."""
+    return software_master_keys(ring, region)
 
 
 def card_facts(card: dict, social_security_number: str) -> CardFacts:
@@ -423,8 +418,8 @@ class TerminalService:
         if len(challenge) not in psam.CHALLENGE_SIZES:
             raise AppError("terminal_apdu_invalid", "bad_challenge: challenges are 8 or 16 bytes")
         card = await self._card_by_chip_code(chip_code)
-        masters = issuer_master_keys(self.platform.keys.ring, card["region"])
-        if not psam.verify_internal_authenticate(masters, chip_code, challenge, answer):
+        role = self.platform.keys.card_keys
+        if not role.verify_internal_authenticate(card["region"], chip_code, challenge, answer):
             await audit(terminal.client.actor, "card.authenticate_failed", "card", card["id"])
             raise AppError("card_authentication_failed")
         marker = "tchal:" + hashlib.sha256(chip_code.encode() + challenge).hexdigest()
@@ -465,9 +460,9 @@ class TerminalService:
             lifecycle.CardFacts(card["status"], card["expiry_date"]), dt.date.today(), "suspend"
         ):
             raise AppError("card_not_active")
-        masters = issuer_master_keys(self.platform.keys.ring, card["region"])
+        role = self.platform.keys.card_keys
         await audit(terminal.client.actor, "card.open_personal_data", "card", card["id"])
-        cryptogram = psam.external_authenticate_cryptogram(masters, chip_code, challenge)
+        cryptogram = role.external_authenticate_cryptogram(card["region"], chip_code, challenge)
         return schemas.ExternalAuthenticationResult(cryptogram=cryptogram.hex().upper())
 
     async def virtual_card(self, card_id: str, **options: object) -> VirtualCard:
@@ -479,10 +474,8 @@ class TerminalService:
             row["person.id_number_enc"], f"person:{row['person.id']}"
         )
         facts = card_facts(row, number)
-        masters = issuer_master_keys(self.platform.keys.ring, row["region"])
-        return VirtualCard(
-            facts, psam.derive_card_keys(masters, facts.card_identification_code), **options
-        )  # type: ignore[arg-type]
+        keys = self.platform.keys.card_keys.card_keys(row["region"], facts.card_identification_code)
+        return VirtualCard(facts, keys, **options)  # type: ignore[arg-type]
 
     # --- the e-card over NFC ----------------------------------------------------------------
 
@@ -511,7 +504,7 @@ class TerminalService:
             pseudonym=card_pseudonym(self.platform.pseudonym_key, card_id),
             device_key=hce.device_key_bytes(device_key),
         )
-        certificate = hce.issue_certificate(claims, private_key_of(issuer.private_pem))
+        certificate = hce.issue_certificate(claims, self.platform.keys.private_key(issuer))
         certificate_id = hce.certificate_id(hce.encode_body(claims))
         await HceCertificate.insert(
             HceCertificate(

@@ -328,7 +328,8 @@ class VirtualCard:
         if len(apdu.data) not in psam.CHALLENGE_SIZES:
             return _status(SW.WRONG_LENGTH)
         return self._deliver(
-            apdu, psam.authentication_cryptogram(self._keys.internal_auth, apdu.data)
+            apdu,
+            psam.authentication_cryptogram(self._keys.internal_auth, apdu.data, self._keys.cipher),
         )
 
     def _external_authenticate(self, apdu: CommandApdu) -> ResponseApdu:
@@ -339,7 +340,9 @@ class VirtualCard:
             return _status(SW.WRONG_LENGTH)
         if challenge is None:
             return _status(SW.CONDITIONS_OF_USE_NOT_SATISFIED)
-        expected = psam.authentication_cryptogram(self._keys.external_auth, challenge)
+        expected = psam.authentication_cryptogram(
+            self._keys.external_auth, challenge, self._keys.cipher
+        )
         self._external_authenticated = hmac.compare_digest(expected, apdu.data)
         return _status(SW.OK if self._external_authenticated else SW.AUTHENTICATION_FAILED)
 
