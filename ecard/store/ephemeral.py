@@ -4,16 +4,61 @@ Single-use code markers, login sessions, authorization codes and rate-limit buck
 Nothing durable lives only here.  Every operation that must be atomic across workers (consume a
 code once, redeem an authorization code once, move a login session from pending to answered) is
 one atomic step in the store itself: ``SET NX``, ``GETDEL`` or a Lua script on Redis, a section
-without ``await`` in the memory store.
+without ``await`` in the memory store.  Both backends behave the same; one test suite runs against
+the memory store, a single Redis and a Redis Cluster.
 
-Both backends behave the same; one test suite runs against both.  Redis must be standalone or
-Sentinel-managed (not Cluster: scripts touch two keys), version 6.2 or later (``GETDEL``), and
-configured with ``maxmemory-policy noeviction``: an evicted single-use marker would let a code be
-accepted twice, which :meth:`EphemeralStore.store_started_at` cannot detect.
+**Which Redis** (``ECARD_REDIS_URL``, :func:`open_store`):
 
-A flushed or restarted store is detected, not trusted: :meth:`EphemeralStore.store_started_at`
-moves forward whenever the store's contents began afresh, and :meth:`EphemeralStore.consume_once`
-refuses any code issued before that moment (fail closed).
+- ``redis://``, ``rediss://``, ``unix://``: one Redis (redis-py's URL syntax, ``/db`` included).
+- ``redis+sentinel://[user:password@]host:port[,host:port…]/service[/db]``: the primary that the
+  Sentinels name ``service``, looked up again after a failover (redis-py's Sentinel client).
+- ``redis+cluster://[user:password@]host:port[,host:port…]`` (``rediss+cluster://`` with TLS): a
+  Redis Cluster through redis-py's asyncio ``RedisCluster``; the hosts are seeds, the other nodes
+  are discovered.  redis-py has no URL form for a cluster (``RedisCluster.from_url`` takes one
+  node and the caller must already know it is a cluster), so the scheme says it.
+
+The store needs Redis 6.2 or later (``GETDEL``) with ``maxmemory-policy noeviction``: an evicted
+single-use marker would let a code be accepted twice, and eviction cannot be detected.
+
+**Key layout, and why every script stays in one slot.**  Every key is
+``<prefix>{<tag>}<namespace><key>``: ``v:`` values, ``r:`` rate buckets, ``m:started-at`` the
+start markers.  The tag is one of :data:`GROUPS` (256) group tags, picked by CRC-32 of the
+caller's key; group ``g``'s tag hashes into slots ``[64 g, 64 g + 64)``, so the groups divide the
+16,384 slots evenly, land on the primaries in proportion to the slots each serves, and are never
+split (Redis moves whole slots).  Each group has its own start marker, in the same slot as the
+keys it guards, so every script touches one slot: ``consume_once`` (the group's marker and the
+code's key), ``store_started_at`` (a marker), the rate limiter and ``compare_and_set`` (one key).
+``check_revocation`` is given keys of different groups (a session, an e-card and a card): it runs
+one script per group and combines the answers (REVOKED if any group says so, else PREDATES_STORE
+if any group does, else NONE).  That answers as the single read did: each group's markers are
+compared with its own start atomically, and a revocation written to one group while another is
+being read is one that happened after the check.  Not everything under one tag: one slot is one
+primary, and the cluster would serve everything from one node.  Not a marker per primary: slots
+move between primaries (resharding, failover) and a marker must move with the keys it guards.
+The same layout serves a single Redis and Sentinel, so a store can move between them; keys
+written before this layout existed are not found, which looks like a flushed store (below).
+
+**A flushed store, a lost primary and a failover are detected, not trusted.**  A marker holds
+the time its group's contents began and the replication ID (``master_replid``) of the primary
+that wrote it.  A script that finds no marker (a flush, a restart without persistence, keys lost
+with their primary) or a marker written under another replication ID (a replica promoted by a
+Cluster or Sentinel failover, a restarted primary, a slot moved to another primary) starts its
+group afresh at the caller's clock.  This matters because replication is asynchronous: a promoted
+replica may lack the last single-use markers its primary acknowledged.  After a fresh start
+:meth:`EphemeralStore.consume_once` refuses every code of that group issued before it
+(PREDATES_STORE, fail closed: the app fetches a new code) and
+:meth:`EphemeralStore.check_revocation` sends the caller to the durable record.  The cost is one
+``INFO replication`` inside those scripts (a few microseconds of Redis CPU) and, after a failover,
+the refusal of the affected groups' older codes once.  ``put_if_absent``, ``take`` and
+``compare_and_set`` carry no issue time: a failover may lose their last writes as a flush would
+(``min-replicas-to-write`` bounds that window on the Redis side).
+
+**Failures.**  A connection that fails or times out, ``CLUSTERDOWN``, a slot without a primary,
+``READONLY`` (a demoted primary), ``LOADING``, ``OOM`` … raise :class:`StoreUnavailable` at once
+(the service answers 503 with ``Retry-After``).  ``MOVED`` and ``ASK`` are followed and
+``TRYAGAIN`` retried by redis-py: a refused command did not run, so following it cannot apply it
+twice.  A command retried after a lost connection may have run already: every single-use
+operation then answers "already used" (or no value), so a retry can refuse, never accept twice.
 """
 
 from __future__ import annotations
@@ -25,16 +70,29 @@ import heapq
 import hmac
 import math
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol, cast, runtime_checkable
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisClusterException,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 MAX_KEY_LENGTH = 1024
@@ -42,6 +100,7 @@ MAX_SECONDS = 366 * 86400  # TTLs and windows: anything longer is not ephemeral
 SOCKET_TIMEOUT_SECONDS = 0.5
 MAX_PIPELINE = 256  # commands per pipeline; more wait for the next one
 _UNAVAILABLE_REPLY_PREFIXES = ("OOM", "MASTERDOWN", "MISCONF", "NOREPLICAS", "LOADING")
+GROUPS = 256  # key groups, each with its own hash tag and start marker (see the docstring)
 
 # Key layout under the prefix, so caller keys can never collide with buckets or the start marker.
 _VALUE_NAMESPACE = "v:"
@@ -168,7 +227,8 @@ class EphemeralStore(Protocol):
 
 
 def open_store(redis_url: str | None, prefix: str) -> EphemeralStore:
-    """Redis when a URL is configured, otherwise the single-process memory store."""
+    """Redis when a URL is configured (a single Redis, Sentinel or a Cluster: the module's
+    docstring lists the URL forms), otherwise the single-process memory store."""
     if redis_url:
         return RedisStore(redis_url, prefix)
     return MemoryStore()
@@ -403,13 +463,21 @@ redis.call('SET', KEYS[1], string.format('%.3f', new_tat),
 return {1, math.floor((window - (new_tat - now)) / interval + 1e-9), 0}
 """
 
-# The start marker (KEYS[1]) as ``started``, created with ARGV[1] (the caller's clock) when the
-# store is empty; the scripts below begin with it.
+# The group's start (KEYS[1], "<epoch seconds> <replication id>") as ``started``.  A marker that
+# is missing, or was written by a primary with another replication ID (a promoted replica, a
+# restart, a moved slot: writes may have been lost), starts the group afresh at ARGV[1] (the
+# caller's clock).  The scripts below begin with it.
 _READ_START = """
-local started = redis.call('GET', KEYS[1])
+local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or '?'
+local started = nil
+local marker = redis.call('GET', KEYS[1])
+if marker then
+  local at, written_by = string.match(marker, '^(%S+) (%S+)$')
+  if written_by == replid and tonumber(at) then started = at end
+end
 if not started then
-  redis.call('SET', KEYS[1], ARGV[1])
   started = ARGV[1]
+  redis.call('SET', KEYS[1], started .. ' ' .. replid)
 end
 """
 _STARTED_AT_SCRIPT = _READ_START + "return started\n"
@@ -428,7 +496,7 @@ return 'already_used'
 )
 
 
-# ARGV[2]: issued_at; KEYS[2..]: the revocation markers.
+# ARGV[2]: issued_at; KEYS[2..]: the revocation markers (all of KEYS[1]'s group).
 _CHECK_REVOCATION_SCRIPT = (
     _READ_START
     + """
@@ -450,6 +518,30 @@ return 'none'
 )
 
 
+def _group_tags() -> tuple[str, ...]:
+    """One hash tag per group, group ``g``'s in slots ``[g * span, (g + 1) * span)``: the first
+    hexadecimal counter value whose slot falls there (about 1,600 CRC16s, once)."""
+    span = REDIS_CLUSTER_HASH_SLOTS // GROUPS
+    tags: list[str | None] = [None] * GROUPS
+    missing, counter = GROUPS, 0
+    while missing:
+        candidate = f"{counter:x}"
+        group = key_slot(candidate.encode()) // span
+        if tags[group] is None:
+            tags[group] = candidate
+            missing -= 1
+        counter += 1
+    return tuple(tag for tag in tags if tag is not None)
+
+
+_GROUP_TAGS = _group_tags()
+
+
+def _group(key: str) -> int:
+    """The group of a caller's key (stable across workers and releases)."""
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % GROUPS
+
+
 def _revocation_time(value: bytes) -> float:
     """A revocation marker's time; one that is not a number revokes everything (fail closed)."""
     try:
@@ -465,11 +557,22 @@ def _milliseconds(ttl: float) -> int:
 
 @contextlib.contextmanager
 def _unavailable_on_failure() -> Iterator[None]:
-    """Turn every "Redis cannot serve this now" failure into one typed :class:`StoreUnavailable`."""
+    """Turn every "Redis cannot serve this now" failure into one typed :class:`StoreUnavailable`:
+    a lost or slow connection, a cluster that is down, has no primary for a slot, or keeps
+    redirecting (a failover or a resharding under way)."""
     try:
         yield
     except (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError) as exc:
         raise StoreUnavailable(f"Redis is unavailable ({type(exc).__name__})") from exc
+    except (ClusterError, TryAgainError, RedisClusterException) as exc:
+        raise StoreUnavailable(
+            f"the Redis Cluster cannot serve now ({type(exc).__name__})"
+        ) from exc
+    except AskError as exc:  # MOVED too: a redirection redis-py could not follow to its end
+        raise StoreUnavailable(
+            f"Redis redirected the command ({type(exc).__name__}); a Redis Cluster needs a "
+            "redis+cluster:// URL"
+        ) from exc
     except ResponseError as exc:
         if str(exc).startswith(_UNAVAILABLE_REPLY_PREFIXES):
             raise StoreUnavailable(
@@ -478,7 +581,90 @@ def _unavailable_on_failure() -> Iterator[None]:
         raise
 
 
-_Call = tuple[Callable[[Any], Any], AsyncScript | None, "asyncio.Future[Any]"]
+# --- which Redis: the URL ---------------------------------------------------------------------
+
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+_SENTINEL_SCHEME = "redis+sentinel"
+URL_SCHEMES = (
+    "redis://",
+    "rediss://",
+    "unix://",
+    "redis+sentinel://",
+    *(f"{scheme}://" for scheme in _CLUSTER_SCHEMES),
+)
+
+
+def _hosts(url: str, default_port: int) -> tuple[str, list[tuple[str, int]], str]:
+    """``scheme://[userinfo@]host:port[,host:port…][/path][?query]`` → the userinfo (with its
+    ``@``, or empty), the hosts and the rest (path and query)."""
+    rest = url.split("://", 1)[1]
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:end], rest[end:]
+    userinfo, _, hostlist = netloc.rpartition("@")
+    hosts: list[tuple[str, int]] = []
+    for item in hostlist.split(","):
+        try:
+            parsed = urlsplit(f"//{item}")
+            host, port = parsed.hostname, parsed.port or default_port
+        except ValueError as exc:
+            raise InvalidStoreArgument("invalid_url", f"bad host in Redis URL: {exc}") from exc
+        if not host:
+            raise InvalidStoreArgument("invalid_url", "Redis URL names an empty host")
+        hosts.append((host, port))
+    return (userinfo + "@" if userinfo else ""), hosts, tail
+
+
+def _connect(url: str, timeout: float) -> Any:
+    """The redis-py client the URL asks for (see the module's docstring)."""
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "decode_responses": False,
+    }
+    scheme = url.split("://", 1)[0]
+    if scheme in _CLUSTER_SCHEMES:
+        userinfo, hosts, tail = _hosts(url, 6379)
+        path = urlsplit(tail).path
+        if path not in ("", "/", "/0"):
+            raise InvalidStoreArgument("invalid_url", "a Redis Cluster has only database 0")
+        (host, port), seeds = hosts[0], hosts[1:]
+        first = f"{_CLUSTER_SCHEMES[scheme]}://{userinfo}{_netloc(host, port)}{tail}"
+        # one retry (redis-py's default is three with backoff of up to 10 s): a failover answers
+        # 503 at once, the client's next command finds the new topology
+        return RedisCluster.from_url(
+            first,
+            startup_nodes=[ClusterNode(host, port) for host, port in seeds],
+            retry=Retry(NoBackoff(), 1),
+            **options,
+        )
+    if scheme == _SENTINEL_SCHEME:
+        userinfo, hosts, tail = _hosts(url, 26379)
+        parts = [part for part in urlsplit(tail).path.split("/") if part]
+        if not 1 <= len(parts) <= 2 or (len(parts) == 2 and not parts[1].isdigit()):
+            raise InvalidStoreArgument(
+                "invalid_url", "a Sentinel URL ends in /service_name or /service_name/db"
+            )
+        credentials = urlsplit(f"redis://{userinfo}x")
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            hosts, sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        )
+        return sentinel.master_for(
+            parts[0],
+            db=int(parts[1]) if len(parts) == 2 else 0,
+            username=unquote(credentials.username) if credentials.username else None,
+            password=unquote(credentials.password) if credentials.password else None,
+            retry=Retry(NoBackoff(), 1),
+            **options,
+        )
+    return aioredis.from_url(url, retry=Retry(NoBackoff(), 1), **options)
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_Stage = Callable[[Any], Any]
+_Call = tuple[_Stage, _Stage | None, "asyncio.Future[Any]"]
 
 
 class _Pipeliner:
@@ -488,31 +674,40 @@ class _Pipeliner:
     than Redis does; under load the requests of one worker share one write and one read instead.
     A command issued while nothing is in flight goes out at once, on its own, so a quiet worker
     pays nothing for this.  Each command keeps its own result or error; a connection failure
-    fails every command of its pipeline."""
+    fails every command of its pipeline.
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    On a cluster the pipeline is redis-py's ``ClusterPipeline``: it splits the commands by the
+    node serving their slot and sends each node its share at the same time (one round trip per
+    node, in parallel), then resends one by one the commands refused with ``MOVED``, ``ASK`` or
+    ``TRYAGAIN``.  Its restrictions do not bite here: no transactions (none are used: each
+    command is atomic on its own), every command one slot (the key layout), and no command spans
+    nodes.  When a node fails, redis-py retries the whole pipeline once against the new topology;
+    a command that did run on another node then answers as a repeat (refused, never accepted
+    twice, see the module's docstring)."""
+
+    def __init__(self, redis: Any) -> None:
         self._redis = redis
         self._busy = False  # a command or a pipeline is in flight
         self._waiting: list[_Call] = []
         self._sender: asyncio.Task[None] | None = None
 
-    async def run(self, stage: Callable[[Any], Any], script: AsyncScript | None = None) -> Any:
+    async def run(self, stage: _Stage, fallback: _Stage | None = None) -> Any:
         """``stage`` issues one command on a client or adds it to a pipeline.  When that command
-        is ``script``'s EVALSHA and Redis has forgotten the script (a restart, SCRIPT FLUSH), it
-        is loaded and the command sent again."""
+        is a script's EVALSHA and the node has not got the script (a restart, SCRIPT FLUSH, a
+        replica promoted by a failover), ``fallback`` sends the script itself (EVAL) to the same
+        node, which caches it for the EVALSHAs that follow."""
         if self._busy:
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._waiting.append((stage, script, future))
+            self._waiting.append((stage, fallback, future))
             return await future
         self._busy = True
         try:
             try:
                 return await stage(self._redis)
             except NoScriptError:
-                if script is None:
+                if fallback is None:
                     raise
-                await self._reload([script])
-                return await stage(self._redis)
+                return await fallback(self._redis)
         finally:
             if self._waiting:  # what queued meanwhile goes next, together
                 self._sender = asyncio.get_running_loop().create_task(self._send_waiting())
@@ -524,7 +719,7 @@ class _Pipeliner:
             while self._waiting:
                 batch = self._waiting[:MAX_PIPELINE]
                 del self._waiting[:MAX_PIPELINE]
-                await self._send(batch, reload_scripts=True)
+                await self._send(batch, retry_forgotten=True)
         finally:
             self._sender = None
             self._busy = False
@@ -533,7 +728,7 @@ class _Pipeliner:
                 for _, _, future in waiting:
                     future.cancel()
 
-    async def _send(self, batch: list[_Call], *, reload_scripts: bool) -> None:
+    async def _send(self, batch: list[_Call], *, retry_forgotten: bool) -> None:
         """Send the calls of ``batch`` that are still awaited; none is left unresolved."""
         try:
             batch = [call for call in batch if not call[2].done()]
@@ -553,15 +748,17 @@ class _Pipeliner:
                 future = call[2]
                 if future.done():
                     continue
-                if isinstance(result, NoScriptError) and call[1] is not None and reload_scripts:
+                if isinstance(result, NoScriptError) and call[1] is not None and retry_forgotten:
                     forgotten.append(call)
                 elif isinstance(result, Exception):
                     future.set_exception(result)
                 else:
                     future.set_result(result)
-            if forgotten:
-                await self._reload([call[1] for call in forgotten if call[1] is not None])
-                await self._send(forgotten, reload_scripts=False)
+            if forgotten:  # the same calls again, each with its script's text (EVAL)
+                await self._send(
+                    [(fallback, None, future) for _, fallback, future in forgotten if fallback],
+                    retry_forgotten=False,
+                )
         except Exception as exc:  # noqa: BLE001 - any failure is every waiting caller's error
             for _, _, future in batch:
                 if not future.done():
@@ -570,13 +767,10 @@ class _Pipeliner:
             for _, _, future in batch:
                 future.cancel()  # a no-op when resolved: only a cancellation leaves one pending
 
-    async def _reload(self, scripts: list[AsyncScript]) -> None:
-        for script in {script.sha: script for script in scripts}.values():
-            await self._redis.script_load(script.script)
-
 
 class RedisStore:
-    """Store shared by all workers through Redis; keys live under ``prefix``.
+    """Store shared by all workers through Redis (single, Sentinel or Cluster, by the URL); keys
+    live under ``prefix``, which must not contain ``{`` (the group tag must be the key's first).
 
     Short socket timeouts and a single immediate retry (for a pooled connection that went stale
     when Redis restarted) make a dead Redis a quick :class:`StoreUnavailable`, never a hang.
@@ -584,31 +778,39 @@ class RedisStore:
     """
 
     def __init__(self, url: str, prefix: str, *, timeout: float = SOCKET_TIMEOUT_SECONDS) -> None:
+        if "{" in prefix:
+            raise InvalidStoreArgument(
+                "invalid_prefix", "the Redis key prefix must not contain '{' (hash tags follow it)"
+            )
         self._prefix = prefix
-        self._redis = aioredis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1),
-            decode_responses=False,
-        )
+        self._redis = _connect(url, timeout)
+        self.cluster = isinstance(self._redis, RedisCluster)
         self._compare_and_set = self._redis.register_script(_COMPARE_AND_SET_SCRIPT)
         self._hit = self._redis.register_script(_HIT_SCRIPT)
         self._started_at = self._redis.register_script(_STARTED_AT_SCRIPT)
         self._consume_once = self._redis.register_script(_CONSUME_ONCE_SCRIPT)
         self._check_revocation = self._redis.register_script(_CHECK_REVOCATION_SCRIPT)
         self._pipeliner = _Pipeliner(self._redis)
+        self._markers = [f"{prefix}{{{tag}}}{_STARTED_AT_KEY}" for tag in _GROUP_TAGS]
+
+    def _name(self, namespace: str, key: str) -> str:
+        """``<prefix>{<group tag>}<namespace><key>``: the key in its group's slot."""
+        return f"{self._prefix}{{{_GROUP_TAGS[_group(key)]}}}{namespace}{key}"
 
     def _value_key(self, key: str) -> str:
-        return self._prefix + _VALUE_NAMESPACE + _check_key(key)
-
-    @property
-    def _marker_key(self) -> str:
-        return self._prefix + _STARTED_AT_KEY
+        return self._name(_VALUE_NAMESPACE, _check_key(key))
 
     async def _evalsha(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        # the raw command, not ``pipeline.evalsha``: redis-py (up to 7.4) blocks that method in
+        # cluster pipelines for no reason of ours (redis/redis-py#2914, fixed by #4206); it
+        # routes EVALSHA by its keys, and our scripts' keys share one slot
         return await self._pipeliner.run(
-            lambda pipeline: pipeline.evalsha(script.sha, len(keys), *keys, *args), script
+            lambda pipeline: pipeline.execute_command(
+                "EVALSHA", script.sha, len(keys), *keys, *args
+            ),
+            lambda pipeline: pipeline.execute_command(
+                "EVAL", script.script, len(keys), *keys, *args
+            ),
         )
 
     async def put(self, key: str, value: bytes, ttl: float) -> None:
@@ -655,7 +857,7 @@ class RedisStore:
             )
 
     async def hit(self, key: str, window_seconds: float, limit: int) -> RateDecision:
-        name = self._prefix + _BUCKET_NAMESPACE + _check_key(key)
+        name = self._name(_BUCKET_NAMESPACE, _check_key(key))
         window_us, limit = _check_seconds(window_seconds, "window") * 1_000_000, _check_limit(limit)
         with _unavailable_on_failure():
             allowed, remaining, retry_after_us = await self._evalsha(
@@ -666,39 +868,60 @@ class RedisStore:
         )
 
     async def consume_once(self, key: str, ttl: float, issued_at: float) -> Consumption:
-        name, ttl, issued_at = (
-            self._value_key(key),
+        key, ttl, issued_at = (
+            _check_key(key),
             _check_seconds(ttl, "ttl"),
             _check_issued_at(issued_at),
         )
         with _unavailable_on_failure():
             outcome = await self._evalsha(
                 self._consume_once,
-                [self._marker_key, name],
+                [self._markers[_group(key)], self._name(_VALUE_NAMESPACE, key)],
                 [repr(time.time()), repr(issued_at), _milliseconds(ttl)],
             )
         return Consumption(outcome.decode())
 
     async def check_revocation(self, keys: list[str], issued_at: float) -> Revocation:
-        names, issued_at = [self._value_key(key) for key in keys], _check_issued_at(issued_at)
+        """One script per group of ``keys`` (each atomic with its group's start), combined: any
+        REVOKED wins, then any PREDATES_STORE (see the module's docstring)."""
+        issued_at = _check_issued_at(issued_at)
+        groups: dict[int, list[str]] = {}
+        for key in keys:
+            groups.setdefault(_group(_check_key(key)), []).append(self._name(_VALUE_NAMESPACE, key))
+        if not groups:  # nothing to look up: only whether the store began after issued_at
+            groups[0] = []
+        args = [repr(time.time()), repr(issued_at)]
         with _unavailable_on_failure():
-            outcome = await self._evalsha(
-                self._check_revocation,
-                [self._marker_key, *names],
-                [repr(time.time()), repr(issued_at)],
+            outcomes = await asyncio.gather(
+                *(
+                    self._evalsha(self._check_revocation, [self._markers[group], *names], args)
+                    for group, names in groups.items()
+                )
             )
-        return Revocation(outcome.decode())
+        answers = {Revocation(outcome.decode()) for outcome in outcomes}
+        for answer in (Revocation.REVOKED, Revocation.PREDATES_STORE):
+            if answer in answers:
+                return answer
+        return Revocation.NONE
 
     async def store_started_at(self) -> float:
+        """The latest start of any group, starting every group that has none yet: a code issued
+        from then on predates no group's contents."""
+        now = repr(time.time())
         with _unavailable_on_failure():
-            return float(
-                await self._evalsha(self._started_at, [self._marker_key], [repr(time.time())])
+            starts = await asyncio.gather(
+                *(self._evalsha(self._started_at, [marker], [now]) for marker in self._markers)
             )
+        return max(float(start) for start in starts)
 
     async def ping(self) -> None:
+        """Every primary answers (on a cluster: the nodes that serve the slots)."""
         with _unavailable_on_failure():
-            # redis-py types its commands for both clients; the asyncio client's return awaitables
-            await cast("Awaitable[bool]", self._redis.ping())
+            if self.cluster:
+                await self._redis.ping(target_nodes=RedisCluster.PRIMARIES)
+            else:
+                # redis-py types its commands for both clients; the asyncio one returns awaitables
+                await cast("Awaitable[bool]", self._redis.ping())
 
     async def close(self) -> None:
         await self._redis.aclose()

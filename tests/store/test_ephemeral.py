@@ -1,4 +1,5 @@
-"""The ephemeral store behaves the same on Redis and in memory: one suite, both backends."""
+"""The ephemeral store behaves the same in memory, on a single Redis and on a Redis Cluster: one
+suite, three backends (a cluster: scripts/start_redis_cluster.sh, ECARD_TEST_REDIS_CLUSTER_URL)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
-import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis.crc import key_slot
 
 from ecard.store.ephemeral import (
+    _GROUP_TAGS,
+    GROUPS,
     MAX_KEY_LENGTH,
     Consumption,
     EphemeralStore,
@@ -27,16 +30,35 @@ from ecard.store.ephemeral import (
     RedisStore,
     Revocation,
     StoreUnavailable,
+    _connect,
+    _group,
     open_store,
 )
 
-BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
+SHARED = [
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("cluster", marks=pytest.mark.redis_cluster),
+]
+BACKENDS = ["memory", *SHARED]
+URL_FIXTURES = {"redis": "redis_url", "cluster": "redis_cluster_url"}
+
+
+def backend_url(request: pytest.FixtureRequest, backend: str) -> str | None:
+    return request.getfixturevalue(URL_FIXTURES[backend]) if backend in URL_FIXTURES else None
 
 
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest) -> str | None:
-    """None selects the memory store; otherwise the test Redis (db 15)."""
-    return request.getfixturevalue("redis_url") if request.param == "redis" else None
+    """None selects the memory store; otherwise the test Redis (db 15) or the test cluster."""
+    return backend_url(request, request.param)
+
+
+@pytest.fixture(params=SHARED)
+def redis_url_any(request: pytest.FixtureRequest) -> str:
+    """A single Redis, then a Redis Cluster: what the shared store must do on both."""
+    url = backend_url(request, request.param)
+    assert url is not None
+    return url
 
 
 @pytest.fixture()
@@ -45,8 +67,9 @@ def prefix() -> Iterator[str]:
 
 
 async def _delete_prefix(redis_url: str, prefix: str) -> None:
-    """Empty only this test's keys: db 15 may be shared with other suites."""
-    client = aioredis.from_url(redis_url)
+    """Empty only this test's keys (db 15 and the cluster may be shared with other suites), on
+    every primary of a cluster."""
+    client = _connect(redis_url, 2.0)
     try:
         keys = [key async for key in client.scan_iter(match=prefix + "*", count=500)]
         if keys:
@@ -115,9 +138,8 @@ async def test_rate_buckets_and_values_do_not_share_keys(store: EphemeralStore) 
     assert (await store.hit("k", 60, 5)).remaining == 3
 
 
-@pytest.mark.redis
-async def test_open_store_picks_the_backend(redis_url: str, prefix: str) -> None:
-    memory, shared = open_store(None, prefix), open_store(redis_url, prefix)
+async def test_open_store_picks_the_backend(redis_url_any: str, prefix: str) -> None:
+    memory, shared = open_store(None, prefix), open_store(redis_url_any, prefix)
     assert isinstance(memory, MemoryStore) and isinstance(memory, EphemeralStore)
     assert isinstance(shared, RedisStore) and isinstance(shared, EphemeralStore)
     await shared.ping()
@@ -216,9 +238,10 @@ async def test_an_emptied_store_sends_what_was_issued_before_to_the_durable_reco
     assert await store.check_revocation(["off:s"], time.time()) is Revocation.NONE
 
 
-@pytest.mark.redis
-async def test_a_revocation_on_one_worker_is_seen_by_another(redis_url: str, prefix: str) -> None:
-    revoking, checking = open_store(redis_url, prefix), open_store(redis_url, prefix)
+async def test_a_revocation_on_one_worker_is_seen_by_another(
+    redis_url_any: str, prefix: str
+) -> None:
+    revoking, checking = open_store(redis_url_any, prefix), open_store(redis_url_any, prefix)
     try:
         await revoking.store_started_at()
         issued_at = time.time()
@@ -228,7 +251,7 @@ async def test_a_revocation_on_one_worker_is_seen_by_another(redis_url: str, pre
     finally:
         for opened in (revoking, checking):
             await opened.close()
-        await _delete_prefix(redis_url, prefix)
+        await _delete_prefix(redis_url_any, prefix)
 
 
 # --- compare_and_set -------------------------------------------------------------------------
@@ -339,7 +362,7 @@ async def test_bad_arguments_get_a_typed_error_with_a_reason(
 def test_any_text_key_and_binary_value_round_trip(
     backend: str, request: pytest.FixtureRequest
 ) -> None:
-    url = request.getfixturevalue("redis_url") if backend == "redis" else None
+    url = backend_url(request, backend)
     prefix = f"ecard-test:{uuid.uuid4().hex[:12]}:"
     with asyncio.Runner() as runner:
         store = open_store(url, prefix)
@@ -444,14 +467,13 @@ def test_memory_rate_limit_holds_the_long_run_rate_and_exact_retry_after(
 # --- Redis backend specifics -----------------------------------------------------------------
 
 
-@pytest.mark.redis
 async def test_redis_stores_with_different_prefixes_are_isolated(
-    redis_url: str, prefix: str
+    redis_url_any: str, prefix: str
 ) -> None:
     first, second, same = (
-        open_store(redis_url, prefix + "a:"),
-        open_store(redis_url, prefix + "b:"),
-        open_store(redis_url, prefix + "a:"),
+        open_store(redis_url_any, prefix + "a:"),
+        open_store(redis_url_any, prefix + "b:"),
+        open_store(redis_url_any, prefix + "a:"),
     )
     try:
         await first.put("k", b"from-a", ttl=30)
@@ -460,15 +482,15 @@ async def test_redis_stores_with_different_prefixes_are_isolated(
     finally:
         for opened in (first, second, same):
             await opened.close()
-        await _delete_prefix(redis_url, prefix)
+        await _delete_prefix(redis_url_any, prefix)
 
 
 @pytest.fixture()
-async def redis_store(redis_url: str, prefix: str) -> AsyncIterator[RedisStore]:
-    opened = RedisStore(redis_url, prefix)
+async def redis_store(redis_url_any: str, prefix: str) -> AsyncIterator[RedisStore]:
+    opened = RedisStore(redis_url_any, prefix)
     yield opened
     await opened.close()
-    await _delete_prefix(redis_url, prefix)
+    await _delete_prefix(redis_url_any, prefix)
 
 
 def count_pipelines(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -483,7 +505,6 @@ def count_pipelines(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> list[
     return sent
 
 
-@pytest.mark.redis
 async def test_concurrent_commands_share_pipelines_and_keep_their_own_answers(
     redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -505,7 +526,6 @@ async def test_concurrent_commands_share_pipelines_and_keep_their_own_answers(
     assert 1 < len(sent) < 300 / 10, "one pipeline per round trip, not one per command"
 
 
-@pytest.mark.redis
 async def test_scripts_redis_forgot_are_loaded_again(redis_store: RedisStore) -> None:
     await redis_store.store_started_at()
     await asyncio.sleep(0.01)
@@ -520,11 +540,10 @@ async def test_scripts_redis_forgot_are_loaded_again(redis_store: RedisStore) ->
     assert answers[40] is False
 
 
-@pytest.mark.redis
 async def test_an_error_in_one_command_leaves_the_others_of_its_pipeline_answered(
     redis_store: RedisStore, prefix: str
 ) -> None:
-    await redis_store._redis.rpush(prefix + "v:a-list", b"x")  # GET on a list fails: WRONGTYPE
+    await redis_store._redis.rpush(redis_store._value_key("a-list"), b"x")  # GET fails: WRONGTYPE
     answers = await asyncio.gather(
         redis_store.get("a-list"),
         *(redis_store.put_if_absent(f"k{n}", b"1", 30) for n in range(10)),
@@ -534,7 +553,6 @@ async def test_an_error_in_one_command_leaves_the_others_of_its_pipeline_answere
     assert answers[1:] == [True] * 10
 
 
-@pytest.mark.redis
 async def test_a_cancelled_caller_does_not_disturb_the_others(redis_store: RedisStore) -> None:
     calls = [asyncio.ensure_future(redis_store.put_if_absent(f"k{n}", b"1", 30)) for n in range(60)]
     await asyncio.sleep(0)
@@ -573,13 +591,12 @@ asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
 """
 
 
-@pytest.mark.redis
 async def test_redis_put_if_absent_has_one_winner_across_processes(
-    redis_url: str, prefix: str
+    redis_url_any: str, prefix: str
 ) -> None:
     keys, workers = 300, 4
     start_at = time.time() + 1.5
-    args = (RACE_WORKER, redis_url, prefix, repr(start_at), str(keys))
+    args = (RACE_WORKER, redis_url_any, prefix, repr(start_at), str(keys))
     processes = [
         await asyncio.create_subprocess_exec(sys.executable, "-c", *args, stdout=subprocess.PIPE)
         for _ in range(workers)
@@ -587,7 +604,7 @@ async def test_redis_put_if_absent_has_one_winner_across_processes(
     try:
         outputs = await asyncio.gather(*(process.communicate() for process in processes))
     finally:
-        await _delete_prefix(redis_url, prefix)
+        await _delete_prefix(redis_url_any, prefix)
     assert all(process.returncode == 0 for process in processes)
     wins = Counter(n for stdout, _ in outputs for n in json.loads(stdout))
     assert wins == Counter(range(keys)), "every key won exactly once"
@@ -647,3 +664,77 @@ async def test_silent_redis_times_out_as_store_unavailable() -> None:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_primary_replaced_since_the_start_fails_closed(
+    redis_store: RedisStore, redis_url_any: str
+) -> None:
+    """A promoted replica may lack the last markers its primary acknowledged (replication is
+    asynchronous): a group whose start was written by another primary (another replication ID)
+    begins afresh, so what was issued before is refused or sent to the durable record."""
+    await redis_store.store_started_at()
+    issued_at = time.time()
+    assert await redis_store.consume_once("code:1", 30, issued_at) is Consumption.FIRST_USE
+    marker = redis_store._markers[_group("code:1")]
+    raw = _connect(redis_url_any, 2.0)
+    try:
+        started, _, _ = (await raw.get(marker)).decode().partition(" ")
+        # what the group's marker looks like on a replica promoted after it lost the code's marker
+        await raw.set(marker, f"{started} {'0' * 40}")
+        await raw.delete(redis_store._value_key("code:1"))
+    finally:
+        await raw.aclose()
+    await asyncio.sleep(0.01)
+    assert await redis_store.consume_once("code:1", 30, issued_at) is Consumption.PREDATES_STORE
+    assert await redis_store.check_revocation(["code:1"], issued_at) is Revocation.PREDATES_STORE
+    assert await redis_store.consume_once("code:1", 30, time.time()) is Consumption.FIRST_USE
+
+
+def test_every_script_touches_one_slot_and_groups_divide_the_slots_evenly() -> None:
+    span = 16384 // GROUPS
+    assert [key_slot(tag.encode()) // span for tag in _GROUP_TAGS] == list(range(GROUPS))
+    store = RedisStore("redis://127.0.0.1:1/0", "ecard:")  # never connects
+    for key in ["code:abc", "holder-off:s:1", "oidc:code:x{y}", "{z}", "键"]:
+        slot = key_slot(store._value_key(key).encode())
+        assert key_slot(store._markers[_group(key)].encode()) == slot
+        assert key_slot(store._name("r:", key).encode()) == slot
+    counts = Counter(_group(f"code:{n}") for n in range(25_600))
+    assert len(counts) == GROUPS and max(counts.values()) < 2 * min(counts.values())
+
+
+def test_a_prefix_with_a_brace_is_refused() -> None:
+    with pytest.raises(InvalidStoreArgument) as raised:
+        RedisStore("redis://127.0.0.1:1/0", "ecard{x}:")
+    assert raised.value.reason == "invalid_prefix"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis+cluster://127.0.0.1:7000/3", "only database 0"),
+        ("redis+cluster://127.0.0.1:notaport", "bad host"),
+        ("redis+cluster://,127.0.0.1:7000", "empty host"),
+        ("redis+sentinel://127.0.0.1:26379", "service_name"),
+        ("redis+sentinel://127.0.0.1:26379/primary/x", "service_name"),
+    ],
+)
+def test_malformed_cluster_and_sentinel_urls_are_refused(url: str, message: str) -> None:
+    with pytest.raises(InvalidStoreArgument, match=message):
+        open_store(url, "ecard:")
+
+
+@pytest.mark.redis_cluster
+async def test_a_single_node_url_on_a_cluster_node_says_what_to_use(
+    redis_cluster_url: str, prefix: str
+) -> None:
+    """``redis://`` pointed at a cluster node: a 503 that names the URL form, not a 500."""
+    seed = redis_cluster_url.split("://", 1)[1].split(",")[0]
+    store = open_store(f"redis://{seed}/0", prefix)
+    try:
+        answers = [await store.put(f"k{n}", b"v", 5) for n in range(8)]
+    except StoreUnavailable as exc:
+        assert "redis+cluster://" in str(exc)
+    else:
+        raise AssertionError(f"eight keys all on the one node's slots: {answers}")
+    finally:
+        await store.close()
