@@ -13,9 +13,10 @@ import os
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import aiosqlite
+import asyncpg
 from piccolo.apps.migrations.commands.forwards import run_forwards
 from piccolo.apps.migrations.tables import Migration
 from piccolo.conf.apps import AppConfig
@@ -302,21 +303,71 @@ def make_private_sqlite_file(path: Path) -> None:
             continue
 
 
+#: ``?pool_mode=`` of a PostgreSQL URL: ``session`` (PostgreSQL itself, or PgBouncer in session
+#: pooling) or ``transaction`` (PgBouncer in transaction pooling)
+POOL_MODES = ("session", "transaction")
+
+
+class TransactionPooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """An asyncpg connection for PgBouncer's transaction pooling, where consecutive transactions of
+    one client connection may run on different server connections.
+
+    - No named prepared statements: the engine sets ``statement_cache_size=0``, so asyncpg parses
+      each statement as the unnamed statement, in the same protocol exchange that runs it (Parse
+      and Describe end with Flush, not Sync: PgBouncer keeps the server until the Sync after
+      Execute).  A named statement would be prepared on one server and looked for on another
+      ("prepared statement does not exist"); PgBouncer 1.18 cannot track them.
+    - No reset query when the pool takes a connection back: asyncpg's (``RESET ALL``,
+      ``pg_advisory_unlock_all()``, ``CLOSE ALL``, ``UNLISTEN *``) would run on whatever server
+      PgBouncer picks, undoing nothing of ours and costing a round trip each time.  The service
+      keeps no session state: its advisory locks are transaction-level
+      (``pg_advisory_xact_lock``), its settings ``SET LOCAL``, and it neither LISTENs nor holds
+      cursors or temporary tables across transactions (``docs/operations.md``, "PgBouncer").
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
+def pool_mode(database_url: str) -> str:
+    """The ``pool_mode`` a PostgreSQL URL asks for (``session`` when it names none); any other
+    query parameter is refused rather than silently ignored."""
+    query = parse_qs(urlparse(database_url).query, keep_blank_values=True)
+    unknown = sorted(set(query) - {"pool_mode"})
+    if unknown:
+        raise ValueError(
+            f"unsupported database URL parameter(s) {', '.join(unknown)}; "
+            f"only pool_mode={'|'.join(POOL_MODES)}"
+        )
+    mode = query.get("pool_mode", ["session"])
+    if len(mode) != 1 or mode[0] not in POOL_MODES:
+        raise ValueError(f"pool_mode must be one of {', '.join(POOL_MODES)}")
+    return mode[0]
+
+
+def postgres_config(database_url: str) -> dict[str, Any]:
+    """asyncpg's connection arguments for ``database_url`` (piccolo passes them to
+    ``asyncpg.connect`` and ``asyncpg.create_pool``)."""
+    parsed = urlparse(database_url)
+    config: dict[str, Any] = {
+        "host": parsed.hostname or "127.0.0.1",
+        "port": parsed.port or 5432,
+        "user": unquote(parsed.username or "postgres"),
+        "password": unquote(parsed.password or "") or None,
+        "database": parsed.path.lstrip("/") or "postgres",
+    }
+    if pool_mode(database_url) == "transaction":
+        config["statement_cache_size"] = 0
+        config["connection_class"] = TransactionPooledConnection
+    return config
+
+
 def make_engine(database_url: str) -> Engine[Any]:
     if database_url.startswith("sqlite:///"):
         path = Path(database_url[len("sqlite:///") :])
         make_private_dirs(path.parent)
         return SharedConnectionSQLiteEngine(path=str(path), timeout=30, check_same_thread=False)
-    parsed = urlparse(database_url)
-    return ResilientPostgresEngine(
-        config={
-            "host": parsed.hostname or "127.0.0.1",
-            "port": parsed.port or 5432,
-            "user": unquote(parsed.username or "postgres"),
-            "password": unquote(parsed.password or "") or None,
-            "database": parsed.path.lstrip("/") or "postgres",
-        }
-    )
+    return ResilientPostgresEngine(config=postgres_config(database_url))
 
 
 def bind_engine(engine: Engine[Any]) -> None:

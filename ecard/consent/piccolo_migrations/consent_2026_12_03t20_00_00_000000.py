@@ -1,0 +1,33 @@
+"""``consent_access`` and ``consent_event`` partitioned by month (issue 19): the consent logs keep
+their retention by detaching whole months (``ecard db maintain``); a month holding an event not
+yet on the ledger is never detached.
+
+PostgreSQL only (SQLite keeps plain tables):
+:func:`ecard.store.partitions.partition_existing_table` moves the rows into a new table
+partitioned by month on ``at_ms`` and ``time_ms`` (milliseconds since the epoch), in this
+migration's transaction, and swaps the names; the primary key becomes (id, at_ms and id,
+time_ms). On a large table this holds the table's lock for as long as the copy takes: run it in a
+maintenance window (``docs/retention.md``)."""
+
+from piccolo.apps.migrations.auto.migration_manager import MigrationManager
+from piccolo.engine.finder import engine_finder
+
+from ecard.store.partitions import partition_existing_table
+
+ID = "2026-12-03T20:00:00:000000"
+VERSION = "1.38.0"
+DESCRIPTION = "consent_access, consent_event partitioned by month"
+
+
+async def partition() -> None:
+    engine = engine_finder()
+    if engine is None:
+        raise RuntimeError("no database engine configured")
+    await partition_existing_table(engine, "consent_access")
+    await partition_existing_table(engine, "consent_event")
+
+
+async def forwards() -> MigrationManager:
+    manager = MigrationManager(migration_id=ID, app_name="consent", description=DESCRIPTION)
+    manager.add_raw(partition)
+    return manager
