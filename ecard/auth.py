@@ -41,11 +41,12 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "clients:manage",
             "operators:manage",
             "pii:full",
+            "statistics:read",
         }
     ),
     "registry_admin": frozenset({"registry:read", "registry:write", "pii:full"}),
-    "auditor": frozenset({"registry:read", "audit:read"}),
-    "readonly": frozenset({"registry:read"}),
+    "auditor": frozenset({"registry:read", "audit:read", "statistics:read"}),
+    "readonly": frozenset({"registry:read", "statistics:read"}),
 }
 
 
