@@ -1,0 +1,173 @@
+"""What the console shows that no single API service answers as it is: the audit trail filtered
+by actor and time as well, the offline package terminals hold now, and the ledger's anchors.
+
+Everything else the console shows comes straight from the services the API uses
+(:class:`ecard.registry.service.RegistryService`, :class:`ecard.partners.service.PartnerService`,
+:class:`ecard.terminal.service.TerminalService`, :class:`ecard.directory.service.DirectoryService`,
+:func:`ecard.consent.ledger_bridge.verify_ledger`), with their permission checks, field masking and
+audit of reads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ecard.codes.service import CodeService
+from ecard.errors import AppError
+from ecard.offline.package import load_offline_package
+from ecard.registry import schemas
+from ecard.registry.tables import AuditEvent
+from ledger.tables import LedgerAnchor
+
+AUDIT_PAGE = 50
+ANCHORS_SHOWN = 50
+_ACTOR_KINDS = ("operator", "holder", "channel", "department", "verifier", "terminal", "system")
+
+
+@dataclass(frozen=True)
+class AuditFilters:
+    """The audit trail's filters as the console's form sends them, checked."""
+
+    actor: str = ""  # ``kind:id`` or a bare id
+    subject: str = ""  # a target id
+    action: str = ""
+    since: dt.date | None = None
+    until: dt.date | None = None
+
+    @property
+    def used(self) -> bool:
+        return bool(self.actor or self.subject or self.action or self.since or self.until)
+
+
+def _date(raw: str, name: str) -> dt.date | None:
+    if not raw:
+        return None
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise AppError("validation_failed", f"{name}: a date as YYYY-MM-DD") from None
+
+
+def _short(raw: str, name: str, limit: int = 80) -> str:
+    value = raw.strip()
+    if len(value) > limit or any(ord(c) < 0x20 for c in value):
+        raise AppError("validation_failed", f"{name}: at most {limit} printable characters")
+    return value
+
+
+def parse_audit_filters(form: dict[str, str]) -> AuditFilters:
+    filters = AuditFilters(
+        actor=_short(form.get("actor", ""), "actor"),
+        subject=_short(form.get("subject", ""), "subject"),
+        action=_short(form.get("action", ""), "action", 40),
+        since=_date(form.get("since", ""), "since"),
+        until=_date(form.get("until", ""), "until"),
+    )
+    if filters.since and filters.until and filters.until < filters.since:
+        raise AppError("validation_failed", "until is before since")
+    return filters
+
+
+async def audit_trail(filters: AuditFilters, page: int) -> schemas.Page:
+    """A page of the audit trail, newest first, as ``GET /operator/v1/audit`` shapes it
+    (``AuditEventView``), filtered by actor, subject (target id), action and UTC dates."""
+    conditions: list[Any] = []
+    if filters.actor:
+        kind, sep, actor_id = filters.actor.partition(":")
+        if sep:
+            conditions.append((AuditEvent.actor_kind == kind) & (AuditEvent.actor_id == actor_id))
+        else:
+            conditions.append(AuditEvent.actor_id == filters.actor)
+    if filters.subject:
+        conditions.append(AuditEvent.target_id == filters.subject)
+    if filters.action:
+        conditions.append(AuditEvent.action == filters.action)
+    if filters.since:
+        start = dt.datetime.combine(filters.since, dt.time(), dt.UTC)
+        conditions.append(AuditEvent.at >= start)
+    if filters.until:
+        end = dt.datetime.combine(filters.until + dt.timedelta(days=1), dt.time(), dt.UTC)
+        conditions.append(AuditEvent.at < end)
+    query, count = AuditEvent.select(), AuditEvent.count()
+    for condition in conditions:
+        query, count = query.where(condition), count.where(condition)
+    offset = (page - 1) * AUDIT_PAGE
+    rows = await query.order_by(AuditEvent.id, ascending=False).limit(AUDIT_PAGE).offset(offset)
+    items = [
+        schemas.AuditEventView(
+            at=r["at"],
+            actor_kind=r["actor_kind"],
+            actor_id=r["actor_id"],
+            action=r["action"],
+            target_kind=r["target_kind"],
+            target_id=r["target_id"],
+            reason=r["reason"],
+            detail=json.loads(r["detail"]) if isinstance(r["detail"], str) else r["detail"],
+        )
+        for r in rows
+    ]
+    return schemas.Page(items=items, total=await count, limit=AUDIT_PAGE, offset=offset)
+
+
+@dataclass(frozen=True)
+class PackageSummary:
+    """The offline package as a terminal fetches it now, opened with the root public key."""
+
+    version: int
+    issued_at: int
+    trust_list_version: int
+    issuers: list[tuple[str, str, str]]  # (region, key id, state)
+    revocation_list_version: int
+    revoked_pseudonyms: int
+    revoked_cards: int
+    max_offline_seconds: int
+    max_offline_acceptances: int
+    accepted_kinds: list[str]
+
+
+async def offline_package(codes: CodeService) -> PackageSummary:
+    """The signed package ``GET /offline/v1/package`` serves, checked as a terminal checks it."""
+    await codes.publisher.federation.refresh()
+    token = await codes.publisher.offline_package_token()
+    root = codes.platform.keys.ring.root.public_key()
+    loaded = load_offline_package(token, root, int(time.time()))
+    content = loaded.content
+    trust = loaded.trust.content
+    return PackageSummary(
+        version=content.version,
+        issued_at=content.issued_at,
+        trust_list_version=trust.version,
+        issuers=[(k.region, k.kid, k.status) for k in trust.keys],
+        revocation_list_version=loaded.revocations.version,
+        revoked_pseudonyms=len(loaded.revocations.by_card),
+        revoked_cards=len(loaded.revoked_cards),
+        max_offline_seconds=content.limits.max_offline_seconds,
+        max_offline_acceptances=content.limits.max_offline_acceptances,
+        accepted_kinds=list(content.limits.accepted_kinds),
+    )
+
+
+async def recent_anchors() -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The newest anchoring jobs (one per sealed block) and how many there are by status."""
+    rows = (
+        await LedgerAnchor.select(
+            LedgerAnchor.block_number,
+            LedgerAnchor.tree_size,
+            LedgerAnchor.status,
+            LedgerAnchor.tx_hash,
+            LedgerAnchor.chain_block,
+            LedgerAnchor.confirmations,
+            LedgerAnchor.attempts,
+            LedgerAnchor.updated_ms,
+        )
+        .order_by(LedgerAnchor.block_number, ascending=False)
+        .limit(ANCHORS_SHOWN)
+    )
+    counts: dict[str, int] = {}
+    for status in ("pending", "sent", "confirmed", "conflict"):
+        counts[status] = await LedgerAnchor.count().where(LedgerAnchor.status == status)
+    return rows, counts
