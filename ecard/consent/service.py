@@ -244,6 +244,30 @@ async def live_grant_scopes(platform: Platform, relying_party_id: str, person_id
     return {scope for row in rows for scope in _json_list(row["granted_scopes"])}
 
 
+async def live_grant(relying_party_id: str, consent_id: str) -> dict[str, Any] | None:
+    """The grant ``consent_id`` of this relying party while it is live (granted, not expired):
+    its ``granted_scopes`` (a list), ``purpose_code``, ``purpose`` and ``duration_seconds``;
+    None once it was revoked, expired or never granted, or when it is another party's."""
+    row = await (
+        Consent.select(
+            Consent.granted_scopes,
+            Consent.purpose_code,
+            Consent.purpose,
+            Consent.duration_seconds,
+        )
+        .where(
+            (Consent.id == consent_id)
+            & (Consent.relying_party == relying_party_id)
+            & (Consent.status == "granted")
+            & (Consent.expires_ms > now_ms())
+        )
+        .first()
+    )
+    if row is None:
+        return None
+    return {**row, "granted_scopes": _json_list(row["granted_scopes"])}
+
+
 @dataclass
 class ConsentService:
     platform: Platform

@@ -47,6 +47,9 @@ class OidcTokenFamily(Table, tablename="oidc_token_family"):
     revoked = Boolean(default=False)
     revoked_reason = Varchar(length=32, default="")
     created_at = Timestamptz(default=TimestamptzNow())
+    #: the consent grant made by the login's approval (RFC 9396), if it asked for data and the
+    #: holder granted some; a refresh reports that grant as it stands
+    consent_id = Varchar(length=32, null=True, default=None)
 
 
 TABLES: list[type[Table]] = [OidcClient, OidcTokenFamily]

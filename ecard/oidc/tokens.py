@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecard.crypto.fields import keyed_digest, secret_digest
 from ecard.crypto.jwk import b64url
@@ -34,17 +33,16 @@ from ecard.oidc.records import ACCESS, encode, family_revoked_key
 from ecard.oidc.service import RelyingParty
 from ecard.oidc.tables import OidcTokenFamily
 
-_private_keys: dict[str, ec.EllipticCurvePrivateKey] = {}
-
 #: Claims beyond the protocol's, computed only once the issuance is known to go ahead.
 ExtraClaims = Callable[[], Awaitable[dict[str, Any]]]
 
 #: A new token family, written only while the card and e-card are active (one statement, so a
 #: card reported lost after the approval gets no tokens and the check costs no extra query).
 _NEW_FAMILY_SQL = (
-    "INSERT INTO oidc_token_family (id, client, ecard_id, subject, scope, auth_time, expires_at)"
+    "INSERT INTO oidc_token_family"
+    " (id, client, ecard_id, subject, scope, auth_time, expires_at, consent_id)"
     " SELECT CAST({} AS VARCHAR), CAST({} AS VARCHAR), e.id, CAST({} AS VARCHAR), CAST({} AS TEXT),"
-    " CAST({} AS BIGINT), CAST({} AS BIGINT)"
+    " CAST({} AS BIGINT), CAST({} AS BIGINT), CAST({} AS VARCHAR)"
     " FROM ecard e JOIN card c ON c.id = e.card"
     " WHERE e.id = {} AND e.status = 'active' AND c.status = 'active' RETURNING id"
 )
@@ -62,12 +60,22 @@ async def issue_new_family(
     started: float,
     extra_claims: ExtraClaims | None = None,
     authorization_details: list[schemas.AuthorizationDetail] | None = None,
+    consent_id: str | None = None,
 ) -> schemas.TokenResponse:
     """Tokens of a new login, only while its card and e-card are still active (``started``:
-    :func:`time.monotonic` before the grant was consumed; see :func:`issue`)."""
+    :func:`time.monotonic` before the grant was consumed; see :func:`issue`).  ``consent_id``:
+    the grant the login's approval made, which the family's refreshes report."""
     expires_at = int(time.time()) + op.policy.refresh_token_ttl
     written = await OidcTokenFamily.raw(
-        _NEW_FAMILY_SQL, family_id, client.id, subject, scope, auth_time, expires_at, ecard_id
+        _NEW_FAMILY_SQL,
+        family_id,
+        client.id,
+        subject,
+        scope,
+        auth_time,
+        expires_at,
+        consent_id,
+        ecard_id,
     )
     if not written:
         await op.refused(
@@ -162,9 +170,7 @@ async def issue(
 def sign(op: Provider, claims: dict[str, Any]) -> str:
     """A JWT of ``claims`` signed ES256 with this region's current issuer key (``kid`` set)."""
     record = op.platform.keys.ring.signing_key(op.platform.settings.region_code)
-    key = _private_keys.get(record.kid)
-    if key is None:
-        key = _private_keys[record.kid] = record.private_key()
+    key = op.platform.keys.private_key(record)
     return jwt.encode(claims, key, algorithm="ES256", headers={"kid": record.kid, "typ": "JWT"})
 
 

@@ -405,3 +405,46 @@ async def test_a_filing_asks_only_for_the_purposes_it_is_filed_for(client, world
         },
     )
     assert callback(page)["error"] == "invalid_authorization_details"
+
+
+async def refresh(client, filing: Filing, refresh_token: str):
+    return await client.post(
+        "/oidc/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+        headers=filing.auth(),
+    )
+
+
+async def test_a_refresh_reports_the_login_grant_as_it_stands(client, world, gov):
+    """RFC 9396 §7 on refresh: the grant the login's approval made, while it lives; an empty list
+    once the holder revoked it (the login goes on); nothing for a login that asked for no data."""
+    holder = await new_holder(world)
+    tokens = await login(client, gov, holder, authorization_details=detail("card.status"))
+    granted = tokens["authorization_details"]
+    refreshed = await refresh(client, gov, tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["authorization_details"] == granted
+    revoked = await client.post(
+        f"/holder/v1/authorizations/grant/{granted[0]['grant_id']}/revoke",
+        headers=holder.headers(),
+    )
+    assert revoked.status_code == 200, revoked.text
+    again = await refresh(client, gov, refreshed.json()["refresh_token"])
+    assert again.status_code == 200, again.text
+    assert again.json()["authorization_details"] == []
+    # a login without a data request: no details on its refreshes either
+    plain = await login(client, gov, holder)
+    plain_refreshed = await refresh(client, gov, plain["refresh_token"])
+    assert plain_refreshed.status_code == 200, plain_refreshed.text
+    assert "authorization_details" not in plain_refreshed.json()
+
+
+async def test_a_refused_data_request_stays_refused_on_refresh(client, world, gov):
+    holder = await new_holder(world)
+    tokens = await login(
+        client, gov, holder, data_scopes=[], authorization_details=detail("card.status")
+    )
+    assert tokens["authorization_details"] == []
+    refreshed = await refresh(client, gov, tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["authorization_details"] == []

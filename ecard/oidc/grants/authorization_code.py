@@ -91,6 +91,7 @@ async def redeem(op: Provider, client: RelyingParty, form: Form) -> schemas.Toke
         started,
         extra_claims=lambda: consented_claims_of_ecard(op, client.id, grant.ecard_id),
         authorization_details=granted_details(grant),
+        consent_id=grant.consent_id,
     )
 
 

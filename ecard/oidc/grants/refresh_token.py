@@ -1,11 +1,15 @@
 """The refresh token grant (RFC 6749 §6, RFC 9700 §4.14.2): rotation on every use; presenting an
-older generation revokes the whole family; a refresh may narrow the scope, never widen it."""
+older generation revokes the whole family; a refresh may narrow the scope, never widen it.  A
+login that was granted data answers with that grant's ``authorization_details`` as they stand
+(RFC 9396 §7): the same grant while it lives, an empty list once the holder revoked it or it
+expired (the login itself goes on: login and data are ended apart)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
 
+from ecard.consent.service import live_grant
 from ecard.errors import AppError
 from ecard.oidc import holders, schemas, tokens
 from ecard.oidc.provider import Provider
@@ -62,4 +66,26 @@ async def refresh(
         generation + 1,
         None,
         started,
+        authorization_details=await standing_details(client, family["consent_id"]),
     )
+
+
+async def standing_details(
+    client: RelyingParty, consent_id: str | None
+) -> list[schemas.AuthorizationDetail] | None:
+    """The login's grant as it stands now (None: the login was granted no data)."""
+    if consent_id is None:
+        return None
+    grant = await live_grant(client.id, consent_id)
+    if grant is None:
+        return []
+    return [
+        schemas.AuthorizationDetail(
+            type=schemas.CONSENT_DETAIL_TYPE,
+            datatypes=grant["granted_scopes"],
+            purpose_code=grant["purpose_code"],
+            purpose=grant["purpose"],
+            duration_seconds=grant["duration_seconds"],
+            grant_id=consent_id,
+        )
+    ]
