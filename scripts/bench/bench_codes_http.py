@@ -1,7 +1,7 @@
-"""Dynamic codes through HTTP on one worker, as ratios of raw ES256 speed measured in the same run.
+"""Dynamic codes through HTTP on one worker: server CPU per code against raw ES256 on an idle core.
 
-    .venv/bin/python scripts/bench/bench_codes_http.py [--seconds 10] [--connections 16]
-        [--database-url postgresql://…] [--redis-url redis://…] [--format-seconds 1.0]
+    .venv/bin/python scripts/bench/bench_codes_http.py [--seconds 5] [--rounds 5] [--connections 32]
+        [--database-url postgresql://…] [--redis-url redis://…] [--baselines raw.json] [--json out]
 
 A real ``ecard serve`` (one granian worker; SQLite and the in-process store unless given), loaded
 with wrk on loopback:
@@ -9,10 +9,13 @@ with wrk on loopback:
 - verification: POST /verifier/v1/verifications (verifier authenticated, signature checked, card
   status read, code consumed, the verification recorded), each request a fresh code, signed
   beforehand with the server's issuer key.
-Targets: issuance >= 20 % of raw signing, verification >= 30 % of raw verification.  Then
-bench_code_format.py runs in the same process: offline verify() ratio, QR images/s, code sizes.
-Verification runs twice, at --connections and at --busy-connections: each answer waits for its
-record's group commit, so with few clients the rate is bounded by that latency, not by the worker.
+The headline is the server's CPU per code (utime + stime of its process tree, /proc), median of
+``--rounds`` alternating rounds (issue, verify, issue, verify …) after a warm-up, with throughput
+beside it.  The baselines, raw ``cryptography`` ES256 sign and verify, are timed 7 × 1 s on the
+idle machine *before* the server starts (or read from ``--baselines``, which performance_report.py
+writes before any load) and reported with their spread.  Targets of issue 21: CPU per code at
+most 4× raw sign, per verification at most 2.2× raw verify.  Then bench_code_format.py runs in
+the same process: offline verify() ratio, QR images/s, code sizes.
 Needs `wrk` (Debian package `wrk`).
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -32,12 +36,20 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
 import httpx
-from bench_code_format import main as bench_code_format
-from bench_code_format import rates
-from bench_service import wrk
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from load_mixed import scratch_database
+from measure import (
+    MachineState,
+    Result,
+    Sample,
+    Series,
+    Spread,
+    Target,
+    load_baselines,
+    machine_state,
+    warn_if_busy,
+    write_result,
+    wrk,
+)
 
 from ecard.codes import CodeSigner
 from ecard.codes.trust import card_pseudonym, private_key_of
@@ -71,22 +83,6 @@ request = function()
   return wrk.format(nil, nil, {["Authorization"] = "Bearer " .. tokens[i]}, nil)
 end
 """
-
-
-def raw_rates(seconds: float) -> tuple[float, float]:
-    """Raw `cryptography` ES256 sign/s and verify/s on this core, right now."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    message = b"ecard/code\x00" + bytes(115)
-    der = key.sign(message, ec.ECDSA(hashes.SHA256()))
-    public = key.public_key()
-    measured = rates(
-        {
-            "sign": lambda: key.sign(message, ec.ECDSA(hashes.SHA256())),
-            "verify": lambda: public.verify(der, message, ec.ECDSA(hashes.SHA256())),
-        },
-        seconds,
-    )
-    return measured["sign"], measured["verify"]
 
 
 async def seed(url: str, holders: int = 1) -> tuple[str, str, str, list[str]]:
@@ -146,22 +142,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--seconds", type=int, default=5, help="per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
         "--busy-connections",
         type=int,
         default=64,
-        help="connections of the second verification run",
+        help="connections of one more verification run (larger group commits)",
     )
     parser.add_argument("--database-url", help="PostgreSQL URL (default: a SQLite file)")
     parser.add_argument("--redis-url", help="Redis URL (default: the in-process store)")
+    parser.add_argument(
+        "--baselines", type=Path, help="raw ES256 baselines measured before any load (JSON)"
+    )
     parser.add_argument("--format-seconds", default="1.0", help="--seconds of bench_code_format.py")
+    parser.add_argument("--no-format", action="store_true", help="skip bench_code_format.py")
     parser.add_argument(
         "--holders", type=int, default=300, help="distinct holders of the round-robin issuance run"
     )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        help="the server's ECARD_LOG_LEVEL (default INFO, as in production: one access line per "
+        "request, written to /dev/null)",
+    )
+    parser.add_argument("--json", type=Path, help="write the result here (performance_report.py)")
     args = parser.parse_args()
 
+    state = machine_state()
+    warn_if_busy(state)
+    baselines = load_baselines(args.baselines)  # before any server runs
     # a database of its own on the server given (dropped at the end): a reused one keeps the
     # ledger writer of an earlier run, registered with that run's key
     with (
@@ -169,107 +180,127 @@ def main() -> None:
         if args.database_url
         else nullcontext() as database_url
     ):
-        run(args, database_url)
+        result = run(args, database_url, state, baselines)
+    write_result(result, args.json)
+    if not args.no_format:  # needs the bench extra (cbor2, base45, qrcode, segno)
+        from bench_code_format import main as bench_code_format
+
+        print()
+        sys.argv = [sys.argv[0], "--seconds", args.format_seconds, "--revoked", "100000"]
+        bench_code_format()
 
 
-def run(args: argparse.Namespace, database_url: str | None) -> None:
+def run(
+    args: argparse.Namespace,
+    database_url: str | None,
+    state: MachineState,
+    baselines: dict[str, Spread],
+) -> Result:
     env = {
         k: v
         for k, v in (("ECARD_DATABASE_URL", database_url), ("ECARD_REDIS_URL", args.redis_url))
         if v
     }
+    env["ECARD_LOG_LEVEL"] = args.log_level
+    storage = ("PostgreSQL" if args.database_url else "SQLite") + (
+        " + Redis" if args.redis_url else " + in-process store"
+    )
+    result = Result(
+        "bench_codes_http",
+        state,
+        f"one worker (granian, {storage}), wrk -t1 -c{args.connections} {args.seconds} s per "
+        f"round, {args.rounds} alternating rounds after a warm-up, on loopback, log level "
+        f"{args.log_level}",
+        baselines=baselines,
+    )
     server = LiveServer.start(env=env)
+    pid = server.process.pid
     work = Path(tempfile.mkdtemp(prefix="ecard-bench-codes-"))
     try:
         token, card_id, verifier_auth, crowd = asyncio.run(seed(server.url, args.holders))
-        # enough fresh codes that no request of the run meets an already used one
-        codes = sign_codes(f"{server.workdir.name}/keys", card_id, 5_000 * args.seconds)
-        busy_codes = sign_codes(f"{server.workdir.name}/keys", card_id, 6_000 * args.seconds)
-        (work / "codes.txt").write_text("\n".join(codes) + "\n")
-        (work / "verify.lua").write_text(
-            VERIFY_SCRIPT % {"codes": work / "codes.txt", "auth": verifier_auth}
-        )
-        (work / "codes_busy.txt").write_text("\n".join(busy_codes) + "\n")
-        (work / "verify_busy.lua").write_text(
-            VERIFY_SCRIPT % {"codes": work / "codes_busy.txt", "auth": verifier_auth}
-        )
+        keys = f"{server.workdir.name}/keys"
+        # enough fresh codes per run that no request meets an already used one
+        per_run = 6_000 * args.seconds
+
+        def verify_script(name: str) -> Path:
+            (work / f"{name}.txt").write_text("\n".join(sign_codes(keys, card_id, per_run)) + "\n")
+            script = work / f"{name}.lua"
+            script.write_text(
+                VERIFY_SCRIPT % {"codes": work / f"{name}.txt", "auth": verifier_auth}
+            )
+            return script
+
         (work / "issue.lua").write_text(ISSUE_SCRIPT)
         (work / "tokens.txt").write_text("\n".join(crowd) + "\n")
         (work / "many.lua").write_text(MANY_HOLDERS_SCRIPT % {"tokens": work / "tokens.txt"})
-        raw_sign, raw_verify = raw_rates(2.0)
-        issued = wrk(
-            f"{server.url}/holder/v1/codes",
-            args.seconds,
-            args.connections,
-            {"Authorization": f"Bearer {token}"},
-            work / "issue.lua",
-        )
-        # first round over the crowd warms nothing but the worker: each holder's first code maps
-        # its pseudonym (a write), as happens once per card in production
-        wrk(f"{server.url}/holder/v1/codes", 2, args.connections, script=work / "many.lua")
-        issued_many = wrk(
-            f"{server.url}/holder/v1/codes",
-            args.seconds,
-            args.connections,
-            script=work / "many.lua",
-        )
-        verified = wrk(
-            f"{server.url}/verifier/v1/verifications",
-            args.seconds,
-            args.connections,
-            script=work / "verify.lua",
-        )
-        # each verification waits for its record's commit (group commit: one fsync per batch), so
-        # at 16 connections the rate is bounded by that latency; more clients fill larger batches
-        verified_busy = wrk(
-            f"{server.url}/verifier/v1/verifications",
-            args.seconds,
-            args.busy_connections,
-            script=work / "verify_busy.lua",
-        )
-        raw_sign_after, raw_verify_after = raw_rates(2.0)
-        history = _ok(
-            httpx.get(
-                f"{server.url}/holder/v1/verifications",
-                params={"limit": 1},
-                headers={"Authorization": f"Bearer {token}"},
+        holder = {"Authorization": f"Bearer {token}"}
+        issue_url = f"{server.url}/holder/v1/codes"
+        verify_url = f"{server.url}/verifier/v1/verifications"
+
+        def issue() -> Sample:
+            return wrk(issue_url, args.seconds, args.connections, pid, holder, work / "issue.lua")
+
+        def verify(number: int) -> Sample:
+            return wrk(
+                verify_url, args.seconds, args.connections, pid, script=verify_script(f"v{number}")
             )
+
+        # warm-up: the worker's caches and CPython's specialised bytecode, both routes
+        wrk(issue_url, 2, args.connections, pid, holder, work / "issue.lua")
+        wrk(verify_url, 2, args.connections, pid, script=verify_script("warm"))
+        issuing = Series("code issuance, POST /holder/v1/codes", "ecard")
+        verifying = Series("online verification, POST /verifier/v1/verifications", "ecard")
+        for number in range(1, args.rounds + 1):
+            issuing.samples.append(issue())
+            verifying.samples.append(verify(number))
+            print(
+                f"  round {number}: issue {issuing.samples[-1].cpu_us:,.0f} µs CPU/code "
+                f"{issuing.samples[-1].per_second:,.0f}/s; verify "
+                f"{verifying.samples[-1].cpu_us:,.0f} µs CPU/verification "
+                f"{verifying.samples[-1].per_second:,.0f}/s",
+                flush=True,
+            )
+        # each holder's first code maps its pseudonym (a write, once per card in production)
+        wrk(issue_url, 2, args.connections, pid, script=work / "many.lua")
+        many = Series(f"the same issuance, {args.holders} holders round robin", "ecard")
+        many.samples.append(
+            wrk(issue_url, args.seconds, args.connections, pid, script=work / "many.lua")
+        )
+        busy = Series(f"the same verification, {args.busy_connections} connections", "ecard")
+        busy.samples.append(
+            wrk(verify_url, args.seconds, args.busy_connections, pid, script=verify_script("busy"))
+        )
+        history = _ok(
+            httpx.get(f"{server.url}/holder/v1/verifications", params={"limit": 1}, headers=holder)
         )
     finally:
         server.stop()
-    raw_sign, raw_verify = max(raw_sign, raw_sign_after), max(raw_verify, raw_verify_after)
-    storage = ("PostgreSQL" if args.database_url else "SQLite") + (
-        ", Redis" if args.redis_url else ", in-process store"
+        shutil.rmtree(work, ignore_errors=True)
+    result.series += [issuing, verifying, many, busy]
+    sign_us, verify_us = baselines["sign"].median, baselines["verify"].median
+    result.targets += [
+        Target(
+            "code issuance: server CPU per code ÷ raw ES256 sign",
+            issuing.cpu_us.median,
+            sign_us,
+            4.0,
+            at_most=True,
+            meaning="×",
+        ),
+        Target(
+            "online verification: server CPU per verification ÷ raw ES256 verify",
+            verifying.cpu_us.median,
+            verify_us,
+            2.2,
+            at_most=True,
+            meaning="×",
+        ),
+    ]
+    result.notes.append(
+        f"{history['total']} verifications recorded; each verification waits for its record's "
+        "group commit, so with few connections throughput is bounded by that latency, not CPU"
     )
-    print(
-        f"== HTTP, one worker ({storage}), wrk -t1 -c{args.connections} -d{args.seconds}s on "
-        "loopback =="
-    )
-    print(f"raw ES256 sign            {raw_sign:9.0f}/s  (baseline, best of before/after the load)")
-    print(f"raw ES256 verify          {raw_verify:9.0f}/s  (baseline)")
-    print(
-        f"HTTP issue  POST /holder/v1/codes            {issued:7.0f}/s  "
-        f"{issued / raw_sign:6.1%} of raw sign   (target >= 20 %)"
-    )
-    print(
-        f"  the same, {args.holders} holders round robin   {issued_many:7.0f}/s  "
-        f"{issued_many / raw_sign:6.1%} of raw sign"
-    )
-    print(
-        f"HTTP verify POST /verifier/v1/verifications  {verified:7.0f}/s  "
-        f"{verified / raw_verify:6.1%} of raw verify (target >= 30 %)"
-    )
-    print(
-        f"  the same, {args.busy_connections} connections              {verified_busy:7.0f}/s "
-        f" {verified_busy / raw_verify:6.1%} of raw verify"
-    )
-    print(
-        f"  ({history['total']} verifications recorded, {len(codes) + len(busy_codes)} fresh "
-        "codes prepared)"
-    )
-    print()
-    sys.argv = [sys.argv[0], "--seconds", args.format_seconds, "--revoked", "100000"]
-    bench_code_format()
+    return result
 
 
 if __name__ == "__main__":

@@ -1,9 +1,18 @@
-"""Request rates of one ecard worker, against a bare ASGI hello app on the same server (granian),
-measured in the same run with wrk on loopback.  Also the worker's RSS after the load.
+"""Simple authenticated routes of one ecard worker against the floor: a bare ASGI app on granian.
 
-    .venv/bin/python scripts/bench/bench_service.py [--seconds 10] [--connections 32]
+    .venv/bin/python scripts/bench/bench_service.py [--seconds 5] [--rounds 5] [--connections 32]
+        [--database-url postgresql://…] [--redis-url redis://…] [--json out.json]
 
-Needs `wrk` (Debian package `wrk`).  Prints absolute rates and ratios to the baseline.
+Both servers run side by side and are loaded with wrk on loopback in alternating rounds (floor,
+each ecard route, floor, …) after a warm-up.  The headline is **server CPU per request** (utime +
+stime of each server's process tree, from /proc; see measure.py), median of the rounds with its
+spread, with requests/s beside it.  Routes: ``GET /healthz`` (no authentication),
+``GET /holder/v1/ecard`` (a holder session: token check, one indexed read, JSON out) and
+``GET /operator/v1/persons/{id}`` (an operator: role check, a read, an identity number decrypted
+and masked, the read audited).  Target of issue 21: an authenticated simple request at most 8×
+the floor's CPU per request.  Also the worker's RSS after the load.
+
+Needs `wrk` (Debian package `wrk`).
 """
 
 from __future__ import annotations
@@ -18,10 +27,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).parent))
+
+from measure import (
+    MachineState,
+    Result,
+    Sample,
+    Series,
+    Target,
+    machine_state,
+    warn_if_busy,
+    write_result,
+    wrk,
+)
 
 HELLO_APP = """
 async def app(scope, receive, send):
@@ -31,6 +54,7 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
 """
+FLOOR = "granian, bare ASGI app"
 
 
 def free_port() -> int:
@@ -48,32 +72,6 @@ def wait_for(port: int, timeout: float = 30) -> None:
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"nothing listening on {port}")
-
-
-def wrk(
-    url: str,
-    seconds: int,
-    connections: int,
-    headers: dict[str, str] | None = None,
-    script: Path | None = None,
-) -> float:
-    """Requests/s; ``script``: a wrk Lua script (POST bodies, rotating inputs)."""
-    cmd = [
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--latency",
-        *(["-s", str(script)] if script else []),
-        url,
-    ]
-    for name, value in (headers or {}).items():
-        cmd[1:1] = ["-H", f"{name}: {value}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        raise RuntimeError(f"{url}: {non2xx.group(1)} error responses\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
 def rss_mib(pid: int) -> float:
@@ -95,62 +93,79 @@ def rss_mib(pid: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=5, help="per route and round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
-        "--database-url", help="e.g. postgresql://postgres@127.0.0.1/bench (default: a SQLite file)"
+        "--database-url", help="PostgreSQL server URL (a scratch database is made on it)"
     )
     parser.add_argument(
         "--redis-url", help="e.g. redis://127.0.0.1:6379/14 (default: in-process store)"
     )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        help="the server's ECARD_LOG_LEVEL (default INFO, as in production: one access line per "
+        "request, written to /dev/null)",
+    )
+    parser.add_argument("--json", type=Path, help="write the result here (performance_report.py)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk")
+    state = machine_state()
+    warn_if_busy(state)
+    sys.path.insert(0, str(ROOT))
+    from load_mixed import scratch_database
 
+    with (
+        scratch_database(args.database_url, "service")
+        if args.database_url
+        else nullcontext() as database_url
+    ):
+        result = run(args, database_url, state)
+    write_result(result, args.json)
+
+
+def run(args: argparse.Namespace, database_url: str | None, state: MachineState) -> Result:
     work = Path(tempfile.mkdtemp(prefix="ecard-bench-"))
     (work / "hello.py").write_text(HELLO_APP)
     env = {
         **os.environ,
-        "ECARD_DATABASE_URL": args.database_url or f"sqlite:///{work}/ecard.db",
+        "ECARD_DATABASE_URL": database_url or f"sqlite:///{work}/ecard.db",
         **({"ECARD_REDIS_URL": args.redis_url} if args.redis_url else {}),
         "ECARD_KEYS_DIR": str(work / "keys"),
-        "ECARD_LOG_LEVEL": "WARNING",
+        "ECARD_LOG_LEVEL": args.log_level,
     }
     subprocess.run(
         [VENV_BIN / "ecard", "demo", "init", "--out", work / "demo.json"],
         env=env,
         check=True,
         cwd=work,
+        stdout=subprocess.DEVNULL,
     )
     demo = json.loads((work / "demo.json").read_text())
-
-    results: dict[str, float] = {}
-    hello_port = free_port()
+    storage = ("PostgreSQL" if database_url else "SQLite") + (
+        " + Redis" if args.redis_url else " + in-process store"
+    )
+    result = Result(
+        "bench_service",
+        state,
+        f"one worker each (ecard: granian RSGI, {storage}; floor: granian ASGI hello app), "
+        f"wrk -t1 -c{args.connections} {args.seconds} s per route and round, {args.rounds} "
+        "alternating rounds after a warm-up, on loopback, "
+        f"log level {args.log_level}",
+    )
+    hello_port, port = free_port(), free_port()
     hello = subprocess.Popen(
-        [
-            VENV_BIN / "granian",
-            "--interface",
-            "asgi",
-            "--port",
-            str(hello_port),
-            "--no-ws",
-            "hello:app",
-        ],
+        [str(VENV_BIN / "granian"), "--interface", "asgi", "--port", str(hello_port)]
+        + ["--no-ws", "hello:app"],
         cwd=work,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
-        wait_for(hello_port)
-        results["baseline hello (granian, bare ASGI)"] = wrk(
-            f"http://127.0.0.1:{hello_port}/", args.seconds, args.connections
-        )
-    finally:
-        hello.terminate()
-        hello.wait()
-
-    port = free_port()
     server = subprocess.Popen(
         [VENV_BIN / "ecard", "serve", "--port", str(port)],
         env=env,
@@ -159,6 +174,7 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
+        wait_for(hello_port)
         wait_for(port)
         import httpx
 
@@ -170,36 +186,67 @@ def main() -> None:
         person_id = httpx.get(
             f"{base}/operator/v1/persons", headers={"Authorization": f"Bearer {token}"}
         ).json()["items"][0]["id"]
+        routes: list[tuple[str, str, str, int, dict[str, str]]] = [
+            ("floor: GET / (hello)", FLOOR, f"http://127.0.0.1:{hello_port}/", hello.pid, {}),
+            ("GET /healthz (no authentication)", "ecard", f"{base}/healthz", server.pid, {}),
+            (
+                "GET /holder/v1/ecard (holder session)",
+                "ecard",
+                f"{base}/holder/v1/ecard",
+                server.pid,
+                {"Authorization": f"Bearer {demo['holder']['access_token']}"},
+            ),
+            (
+                "GET /operator/v1/persons/{id} (operator read)",
+                "ecard",
+                f"{base}/operator/v1/persons/{person_id}",
+                server.pid,
+                {"Authorization": f"Bearer {token}"},
+            ),
+        ]
         rss_start = rss_mib(server.pid)
-        results["GET /healthz"] = wrk(f"{base}/healthz", args.seconds, args.connections)
-        results["GET /holder/v1/ecard (holder session)"] = wrk(
-            f"{base}/holder/v1/ecard",
-            args.seconds,
-            args.connections,
-            {"Authorization": f"Bearer {demo['holder']['access_token']}"},
-        )
-        results["GET /operator/v1/persons/{id} (operator)"] = wrk(
-            f"{base}/operator/v1/persons/{person_id}",
-            args.seconds,
-            args.connections,
-            {"Authorization": f"Bearer {token}"},
-        )
+        for _, _, url, pid, headers in routes:  # warm-up
+            wrk(url, 2, args.connections, pid, headers)
+        series = {name: Series(name, side) for name, side, *_ in routes}
+        samples: dict[str, Sample] = {}
+        for number in range(1, args.rounds + 1):
+            for name, _, url, pid, headers in routes:
+                samples[name] = wrk(url, args.seconds, args.connections, pid, headers)
+                series[name].samples.append(samples[name])
+            print(
+                f"  round {number}: "
+                + "; ".join(
+                    f"{name.split(' (')[0]} {s.cpu_us:,.0f} µs CPU/req {s.per_second:,.0f}/s"
+                    for name, s in samples.items()
+                ),
+                flush=True,
+            )
         rss_end = rss_mib(server.pid)
     finally:
-        server.terminate()
-        server.wait()
+        for process in (server, hello):
+            process.terminate()
+            process.wait()
         shutil.rmtree(work, ignore_errors=True)
-
-    baseline = results["baseline hello (granian, bare ASGI)"]
-    storage = "PostgreSQL" if args.database_url else "SQLite"
-    store = "Redis" if args.redis_url else "in-process store"
-    print(
-        f"one worker, wrk -t1 -c{args.connections} -d{args.seconds}s on loopback ({storage}, "
-        f"{store})"
+    result.series += list(series.values())
+    floor = series["floor: GET / (hello)"].cpu_us.median
+    for name in (
+        "GET /holder/v1/ecard (holder session)",
+        "GET /operator/v1/persons/{id} (operator read)",
+    ):
+        result.targets.append(
+            Target(
+                f"{name.split(' (')[0]}: server CPU per request ÷ bare granian app",
+                series[name].cpu_us.median,
+                floor,
+                8.0,
+                at_most=True,
+                meaning="×",
+            )
+        )
+    result.notes.append(
+        f"ecard worker RSS: {rss_start:.0f} MiB after start, {rss_end:.0f} MiB after the load"
     )
-    for name, rate in results.items():
-        print(f"  {name:<45} {rate:>9.0f} req/s   {rate / baseline:6.1%} of baseline")
-    print(f"  worker RSS: {rss_start:.0f} MiB after start, {rss_end:.0f} MiB after the load")
+    return result
 
 
 if __name__ == "__main__":

@@ -1,8 +1,15 @@
 // node oidc-provider configured like ecard's provider, the peer of scripts/bench/bench_oidc.py:
 // code flow only, PKCE S256, pairwise subjects, ES256 ID tokens, refresh tokens rotated on use,
 // revocation, introspection, device flow, RP-initiated logout, in-memory storage.
-// POST /interaction/:uid/approve stands in for the holder approving in the app.
+// GET /interaction/:uid stands in for the app describing the request (ecard's
+// GET /holder/v1/logins/{id}: who asks, for what); POST /interaction/:uid/approve for the holder
+// approving in the app.  A refresh token is issued at every login (issueRefreshToken) and rotated
+// on every use (rotateRefreshToken), as ecard does; PKCE is required and oidc-provider accepts
+// only S256.  The approval carries the holder's password (step-up), checked against an argon2id
+// hash with ecard's parameters (ecard/crypto/passwords.py: 19 MiB, 2 passes, 1 lane), as ecard's
+// POST /holder/v1/logins/{id}/approve does.
 import crypto from 'node:crypto';
+import argon2 from 'argon2';
 import http from 'node:http';
 import Provider from 'oidc-provider';
 import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
@@ -20,6 +27,15 @@ const issuer = `http://127.0.0.1:${port}`;
 const clientSecret = process.env.CLIENT_SECRET || 'bench-secret-bench-secret-bench-secret';
 const redirectUri = process.env.REDIRECT_URI || 'https://rp.example.test/callback';
 const pairwiseSalt = crypto.randomBytes(32);
+const holderPasswordHash = await argon2.hash(process.env.HOLDER_PASSWORD || '135790', {
+  type: argon2.argon2id, memoryCost: 19 * 1024, timeCost: 2, parallelism: 1, hashLength: 32,
+});
+
+async function body(req) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), alg: 'ES256', use: 'sig', kid: 'bench-es256' };
@@ -65,8 +81,29 @@ const provider = new Provider(issuer, {
 
 const callback = provider.callback();
 http.createServer(async (req, res) => {
+  if (req.method === 'GET' && /^\/interaction\/[^/]+$/.test(req.url)) {
+    try {
+      const details = await provider.interactionDetails(req, res);
+      const client = await provider.Client.find(details.params.client_id);
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({
+        client_id: client.clientId, client_name: client.clientName || client.clientId,
+        scope: details.params.scope, prompt: details.prompt.name,
+      }));
+    } catch (error) {
+      res.statusCode = 400;
+      res.end(String(error));
+    }
+    return;
+  }
   if (req.method === 'POST' && /^\/interaction\/[^/]+\/approve$/.test(req.url)) {
     try {
+      const { password } = JSON.parse((await body(req)) || '{}');
+      if (typeof password !== 'string' || !(await argon2.verify(holderPasswordHash, password))) {
+        res.statusCode = 403;
+        res.end('wrong password');
+        return;
+      }
       const details = await provider.interactionDetails(req, res);
       const grant = new provider.Grant({ accountId: 'holder-1', clientId: details.params.client_id });
       grant.addOIDCScope(details.params.scope);
