@@ -11,10 +11,22 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography.exceptions import InvalidSignature
 
 from ecard.crypto.keyring import Keyring, KeyringError
 from ecard.settings import Settings, SettingsError, load_settings, served_url
-from ecard.store.keyfiles import KeyringMissing, keyring_path, load_keyring, save_keyring
+from ecard.store.keyfiles import (
+    KeyringMissing,
+    key_provider_of,
+    keyring_path,
+    load_keyring,
+    save_keyring,
+)
+
+if TYPE_CHECKING:
+    from ecard.crypto.provider import KeyProvider
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -30,7 +42,7 @@ def ensure_keys(settings: Settings) -> Keyring:
     except KeyringMissing:
         if settings.env != "dev":
             raise
-        ring = Keyring.create([settings.region_code])
+        ring = Keyring.create([settings.region_code], keys=key_provider_of(settings))
         path = save_keyring(settings.keys_dir, ring)
         print(f"generated development keys into {path}", file=sys.stderr)
         return ring
@@ -128,39 +140,90 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_maintain(args: argparse.Namespace) -> int:
+    from ecard.store.partitions import run_command
+
+    return run_command(_settings(args), dry_run=args.dry_run, drop_detached=args.drop_detached)
+
+
 # --- keys --------------------------------------------------------------------------------------
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
+    from ecard.crypto.provider import KeyProviderError
+
     settings = _settings(args)
+    try:
+        provider = key_provider_of(settings)
+        try:
+            return _keys(args, settings, provider)
+        finally:
+            provider.close()
+    except KeyProviderError as exc:  # the HSM: unreachable, PIN refused, key missing
+        print(f"key provider ({settings.key_provider}): {exc}", file=sys.stderr)
+        return 2
+
+
+def _keys(args: argparse.Namespace, settings: Settings, provider: KeyProvider) -> int:
     if args.keys_cmd == "init":
+        regions: list[str] = args.region or [settings.region_code]
         if keyring_path(settings.keys_dir).exists() and not args.force:
             print(
                 f"{keyring_path(settings.keys_dir)} exists; use --force to replace it",
                 file=sys.stderr,
             )
             return 1
-        ring = Keyring.create(args.region or [settings.region_code])
-        print(f"wrote {save_keyring(settings.keys_dir, ring)}")
+        ring = Keyring.create(regions, keys=provider)
+        print(f"wrote {save_keyring(settings.keys_dir, ring)} ({provider.name} provider)")
+        for region in regions if args.card_masters else []:
+            made = provider.ensure_card_masters(region)
+            print(f"card master keys of {region}: {'generated' if made else 'present'}")
         return _print_keys(ring)
     ring = load_keyring(settings.keys_dir)
     if args.keys_cmd == "list":
         return _print_keys(ring)
+    if args.keys_cmd == "check":
+        return _check_keys(ring, provider)
     try:
         if args.keys_cmd == "rotate":
-            key = ring.rotate(args.region)
+            key = ring.rotate(args.region, keys=provider)
         elif args.keys_cmd == "add-region":
-            key = ring.add_region(args.region)
+            key = ring.add_region(args.region, keys=provider)
         elif args.keys_cmd == "retire":
             key = ring.retire(args.kid)
         else:
-            key = ring.withdraw(args.kid)
+            key = ring.withdraw(args.kid, keys=provider)
     except KeyringError as exc:
         print(f"{exc.code}: {exc}", file=sys.stderr)
         return 1
     save_keyring(settings.keys_dir, ring)
     print(f"{args.keys_cmd}: {key.kid} ({key.region}) is now {key.status}")
+    # private halves nothing needs any more (withdrawn, retired past their window) are destroyed
+    # only now that the keyring no longer names them as signers
+    if pruned := provider.prune(ring):
+        save_keyring(settings.keys_dir, ring)
+        for old in pruned:
+            print(f"destroyed the private key of {old.kid} ({old.status})")
     return _print_keys(ring)
+
+
+def _check_keys(ring: Keyring, provider: KeyProvider) -> int:
+    """Every key that may sign signs, in the provider, and its signature verifies."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    failed = 0
+    for key in ring.keys:
+        if key.status != "active":
+            continue
+        signature = provider.private_key(key).sign(b"ecard keys check", ec.ECDSA(hashes.SHA256()))
+        try:
+            key.public_key().verify(signature, b"ecard keys check", ec.ECDSA(hashes.SHA256()))
+            print(f"{key.kid}  {key.role:<6}  {key.region or '-':<6}  signs ({provider.name})")
+        except InvalidSignature:
+            failed += 1
+            print(f"{key.kid}  {key.role:<6}  {key.region or '-':<6}  WRONG KEY", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _print_keys(ring: Keyring) -> int:
@@ -228,17 +291,6 @@ def cmd_demo_run(args: argparse.Namespace) -> int:
     return 0 if run_demo(Path(args.workdir) if args.workdir else None, args.workers) else 1
 
 
-def cmd_registry_import(args: argparse.Namespace) -> int:
-    from ecard.registry.importer import import_csv
-
-    settings = _settings(args)
-    report = asyncio.run(_with_platform(settings, lambda p: import_csv(p, Path(args.file))))
-    print(f"imported {report.imported} row(s), rejected {len(report.rejected)}")
-    for line, reason in report.rejected:
-        print(f"  line {line}: {reason}")
-    return 0 if not report.rejected else 3
-
-
 # --- parser ------------------------------------------------------------------------------------
 
 
@@ -263,20 +315,43 @@ def build_parser() -> argparse.ArgumentParser:
     database.add_parser("migrate", help="apply pending migrations").set_defaults(
         func=cmd_db_migrate
     )
+    maintain = database.add_parser(
+        "maintain",
+        help="create the coming months' partitions of the logs, detach and drop those past "
+        "their retention (PostgreSQL; docs/retention.md)",
+    )
+    maintain.add_argument("--dry-run", action="store_true", help="print the steps, change nothing")
+    maintain.add_argument(
+        "--drop-detached",
+        action="store_true",
+        help="drop every partition detached earlier now, not after ECARD_PARTITION_DROP_AFTER_DAYS",
+    )
+    maintain.set_defaults(func=cmd_db_maintain)
 
     keys = sub.add_parser("keys", help="platform root and issuer keys")
     keys_sub = keys.add_subparsers(dest="keys_cmd", required=True)
     init = keys_sub.add_parser("init", help="create the root key and issuer keys")
     init.add_argument("--region", action="append", help="issuer region code (repeatable)")
     init.add_argument("--force", action="store_true")
+    init.add_argument(
+        "--card-masters",
+        action="store_true",
+        help="also generate the regions' card master keys in the HSM if missing (test tokens; a "
+        "production key system loads them by key ceremony)",
+    )
     keys_sub.add_parser("list")
+    keys_sub.add_parser("check", help="every active key signs through the key provider")
     for name, arg in (
         ("rotate", "region"),
         ("add-region", "region"),
         ("retire", "kid"),
         ("withdraw", "kid"),
     ):
-        keys_sub.add_parser(name).add_argument(arg)
+        keys_sub.add_parser(
+            name,
+            # key ids are base64url and may begin with "-": `ecard keys withdraw -- -Abc...`
+            epilog="a key id may begin with '-': put -- before it" if arg == "kid" else None,
+        ).add_argument(arg)
     keys.set_defaults(func=cmd_keys)
 
     operator = sub.add_parser("operator", help="operator accounts").add_subparsers(
@@ -309,9 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     registry = sub.add_parser("registry", help="cardholder registry").add_subparsers(
         dest="reg_cmd", required=True
     )
-    importer = registry.add_parser("import", help="bulk-import persons and cards from CSV")
-    importer.add_argument("file")
-    importer.set_defaults(func=cmd_registry_import)
+    from ecard.registry.importer import register_cli as register_import
+
+    register_import(registry)
     from ecard.registry.deaths import register_cli as register_import_deaths
 
     register_import_deaths(registry)

@@ -34,6 +34,8 @@ from ecard.registry.evidence import sign_evidence
 from ecard.registry.service import AccessService, RegistryService
 from ecard.registry.tables import ApiClient, Card, Operator, Person
 from ecard.settings import Settings
+from ecard.statistics.demo import seed_demo_usage
+from ecard.statistics.service import StatisticsService
 from ecard.terminal.schemas import TerminalCreate
 from ecard.terminal.service import TerminalService
 
@@ -269,6 +271,12 @@ async def create_demo(platform: Platform, settings: Settings) -> dict[str, Any]:
         )
     await seed_demo_data(platform, person_id)
     await seed_directory(platform)  # the service zone: two provinces' institutions and services
+    # a month of use at the zone's places, aggregated (non-empty, non-suppressed charts), and the
+    # demo department's statistics grant (docs/statistics.md)
+    await seed_demo_usage(platform)
+    await StatisticsService(platform).grant(
+        clients["department"]["client_id"], ["hrss", "livelihood"], operator.actor
+    )
     card = await Card.select(Card.id).where(Card.card_number == card_number).first()
     channel_principal = ClientPrincipal(
         channel["client_id"], "channel", channel["name"], ("*",), ()

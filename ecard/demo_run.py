@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import os
@@ -905,6 +906,57 @@ class Walk:
             f"timeline shows verifications of both cards ({len(timeline['items'])} entries)"
         )
 
+    async def directory_search(self) -> str:
+        """The service zone (服务专区): where can the card be used for medical care in 杭州."""
+        query = {"region": "330100", "scenario": "medical"}
+        response = await self.http.get("/directory/v1/institutions", params=query)
+        items = expect(response, 200, "directory search")["items"]
+        check(items, "the service zone found no medical institution in 杭州 (330100)")
+        again = await self.http.get(
+            "/directory/v1/institutions",
+            params=query,
+            headers={"If-None-Match": response.headers.get("etag", "")},
+        )
+        check(again.status_code == 304, f"the same search with its ETag: {again.status_code}")
+        first = items[0]["entry"]
+        return (
+            f"{len(items)} medical institution(s) in 330100 accept the card, e.g. "
+            f"{first['name_zh']} ({', '.join(first['media'])}); the same search with its ETag "
+            "is 304 Not Modified"
+        )
+
+    async def department_statistics(self) -> str:
+        """A department's statistics query: noisy figures under its privacy budget, no cell below
+        k, no per-person data (docs/statistics.md)."""
+        today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+        report = expect(
+            await self.http.get(
+                "/department/v1/statistics/usage",
+                params={
+                    "since": (today - dt.timedelta(days=29)).isoformat(),
+                    "until": today.isoformat(),
+                    "group_by": "scenario",
+                },
+                auth=self.client_auth("department"),
+            ),
+            200,
+            "department statistics",
+        )
+        cells = report["cells"]
+        check(cells, "the department's statistics query released no cell")
+        check(
+            all(cell["events"] >= report["k"] for cell in cells),
+            "a released cell is below k",
+        )
+        spent = sum(month["spent_epsilon"] for month in report["budget"])
+        shown = ", ".join(f"{cell['scenario']} {cell['events']}" for cell in cells[:4])
+        return (
+            f"use by scenario over 30 days: {shown} (discrete Laplace noise at "
+            f"ε {report['noise']['epsilon']}, charged ε {report['noise']['charged_epsilon']:g}; "
+            f"budget spent {spent:g}; "
+            f"{report['suppressed']} cell(s) below k={report['k']} withheld)"
+        )
+
     STORY = (
         ("A holder's e-card is issued (签发)", issue_ecard),
         ("No 实人 evidence, no e-card; a copied token alone fetches nothing", front_door_refusals),
@@ -918,6 +970,8 @@ class Walk:
         ("The holder revokes; the read fails", consent_revoke),
         ("The ledger receipt's proof checks out; the log verifies", ledger_proof),
         ("A terminal accepts the card and the e-card offline, then uploads", terminal_day),
+        ("The service zone finds where the card is accepted (服务专区)", directory_search),
+        ("A department queries use statistics, k-suppressed and noisy", department_statistics),
         ("The holder reports the card lost in the app (临时挂失), then undoes it", temporary_loss),
         ("The card is reported lost; every path refuses it", report_lost),
         ("The card is replaced (补领); the e-card keeps its id", replacement),

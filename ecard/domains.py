@@ -13,11 +13,14 @@ since the domains' controllers import ``ecard.app``; no domain imports it.
 from ecard import ledger_domain
 from ecard.codes import domain as codes
 from ecard.consent import domain as consent
+from ecard.console import domain as console
 from ecard.directory import domain as directory
 from ecard.domain import Domain
 from ecard.oidc import domain as oidc
 from ecard.partners import domain as partners
 from ecard.registry import domain as registry
+from ecard.statistics import domain as statistics
+from ecard.store import domain as store
 from ecard.terminal import domain as terminal
 from ecard.timeline import domain as timeline
 from ecard.webhooks import domain as webhooks
@@ -33,4 +36,7 @@ DOMAINS: tuple[Domain, ...] = (
     timeline.DOMAIN,
     webhooks.DOMAIN,
     directory.DOMAIN,
+    statistics.DOMAIN,  # reads the tables of every domain above
+    console.DOMAIN,
+    store.DOMAIN,  # partition maintenance: no tables, a background task
 )

@@ -66,6 +66,11 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "database_unavailable": ErrorSpec(
         503, "数据库不可用，请稍后重试", "The database is unavailable; retry later"
     ),
+    "key_provider_unavailable": ErrorSpec(
+        503,
+        "密钥服务（密码机）暂不可用，请稍后重试",
+        "The key store (HSM) is unavailable; retry later",
+    ),
     # authentication and authorization
     "unauthenticated": ErrorSpec(401, "需要身份认证", "Authentication is required"),
     "invalid_credentials": ErrorSpec(401, "凭据无效", "The credentials are invalid"),
@@ -472,6 +477,49 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "directory_feed_since_invalid": ErrorSpec(
         400, "目录版本号超出已发布范围", "since is after the latest published directory version"
     ),
+    # usage statistics (docs/statistics.md)
+    "statistics_query_invalid": ErrorSpec(
+        400,
+        "统计查询参数无效（日期格式为 YYYY-MM-DD，起始不晚于截止）",
+        "A statistics query parameter is invalid (dates are YYYY-MM-DD, since ≤ until)",
+    ),
+    "statistics_range_too_large": ErrorSpec(
+        400, "统计查询的时间范围过大", "The statistics query covers too many days"
+    ),
+    "statistics_dimension_unknown": ErrorSpec(
+        400, "统计分组维度无效", "Unknown or repeated statistics group-by dimension"
+    ),
+    "statistics_too_many_cells": ErrorSpec(
+        400,
+        "统计查询的分组单元过多，请缩小范围或减少维度",
+        "The query would have too many cells; narrow the range or the dimensions",
+    ),
+    "statistics_epsilon_invalid": ErrorSpec(
+        400, "隐私预算参数 epsilon 超出允许范围", "epsilon is outside the allowed range"
+    ),
+    "statistics_field_unknown": ErrorSpec(400, "一卡通领域代码无效", "Unknown 一卡通 field code"),
+    "statistics_not_granted": ErrorSpec(
+        403,
+        "该部门未获授权查询用卡统计或该领域",
+        "This department is not granted usage statistics (or this field)",
+    ),
+    "statistics_region_not_entitled": ErrorSpec(
+        403, "该部门无权查询该地区的统计", "This department may not query this region"
+    ),
+    "statistics_budget_exhausted": ErrorSpec(
+        403,
+        "该部门在所查询月份的隐私预算已用尽",
+        "The department's privacy budget for a month of this query is exhausted",
+    ),
+    "statistics_department_not_found": ErrorSpec(
+        404, "没有该部门备案", "No department filing with this id"
+    ),
+    # the operator console (docs/console.md)
+    "console_csrf_failed": ErrorSpec(
+        403,
+        "表单已失效或并非来自本控制台，请刷新页面后重试",
+        "The form is stale or did not come from this console; reload the page and try again",
+    ),
 }
 
 
@@ -625,11 +673,15 @@ def _is_unstorable_text(exc: Exception) -> bool:
 
 
 def _internal_error_handler(request: Request, exc: Exception) -> Response[Problem]:
+    from ecard.crypto.provider import KeyProviderError
     from ecard.store.db import DatabaseUnavailable
     from ecard.store.ephemeral import StoreUnavailable
 
     if isinstance(exc, StoreUnavailable):
         return problem_response(request, "store_unavailable", headers={"Retry-After": "5"})
+    if isinstance(exc, KeyProviderError):  # the HSM: unreachable, PIN refused, key missing
+        log.error("key provider unavailable: %s", exc, extra={"path": request.url.path})
+        return problem_response(request, "key_provider_unavailable", headers={"Retry-After": "5"})
     if isinstance(exc, DatabaseUnavailable):
         return problem_response(request, "database_unavailable", headers={"Retry-After": "5"})
     if _is_unstorable_text(exc):  # a NUL in a form field or parameter: the input is wrong, not us

@@ -86,6 +86,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ledger_log_key: str | None = None
     ledger_writer_key: str | None = None
     keys_dir: str = "keys"
+    #: where private keys live (``docs/operations.md``, "Keys in an HSM"): ``file`` (PEM in the
+    #: keyring; development) or ``pkcs11`` (a hardware security module: the module's .so path, the
+    #: token's label and the user PIN, never logged)
+    key_provider: Literal["file", "pkcs11"] = "file"
+    pkcs11_module: str | None = None
+    pkcs11_token_label: str | None = None
+    pkcs11_pin: str | None = None
     #: the service's external URL (OIDC issuer, DPoP ``htu``, evidence audience).  Left empty it
     #: is the address actually served, ``http://{host}:{port}`` (see :func:`served_url`); always
     #: filled after construction.  ``env = "prod"`` requires it explicitly (:func:`load_settings`)
@@ -130,6 +137,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     webhook_allow_http: bool = False
     #: finished webhook deliveries (delivered or given up) are purged from the log after this long
     webhook_retention_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
+    #: months each append-only log keeps, overriding the defaults of ``docs/retention.md`` (TOML
+    #: ``[retention_months]`` or ``ECARD_RETENTION_MONTHS`` as JSON, e.g. ``{"audit_event": 60}``)
+    retention_months: dict[str, int] = {}
+    #: ``ecard db maintain`` (and its daily background run): months of partitions made ahead,
+    #: days a detached partition is kept before it is dropped (0: only ``--drop-detached``), and
+    #: whether the service runs it itself (off: run it from cron, ``docs/operations.md``)
+    partition_months_ahead: Annotated[int, msgspec.Meta(ge=1, le=24)] = 3
+    partition_drop_after_days: Annotated[int, msgspec.Meta(ge=0, le=3650)] = 30
+    partition_maintenance: bool = True
     #: how old (seconds) a channel's 实人 evidence may be at issuance or password reset
     #: (``docs/front-door.md``); its ``iat`` may also be at most 60 s in the future
     liveness_max_age_seconds: Annotated[int, msgspec.Meta(ge=30, le=3600)] = 300
@@ -139,6 +155,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     liveness_methods: dict[str, list[str]] = msgspec.field(
         default_factory=lambda: {"*": ["face_liveness", "face_compare_police", "counter_in_person"]}
     )
+    #: usage statistics (``docs/statistics.md``): cells with fewer events or distinct cards than
+    #: ``statistics_k`` are withheld (10 at least: a smaller setting is refused); a card counts at
+    #: most ``statistics_contribution_cap`` events per hour towards department figures; each
+    #: department may spend ``statistics_department_epsilon`` of privacy budget per month of data,
+    #: at most ``statistics_max_query_epsilon`` per query; the aggregation job runs every
+    #: ``statistics_aggregate_seconds`` (0: only by ``ecard statistics aggregate``)
+    statistics_k: Annotated[int, msgspec.Meta(ge=10, le=10_000)] = 10
+    statistics_contribution_cap: Annotated[int, msgspec.Meta(ge=1, le=100)] = 4
+    statistics_department_epsilon: Annotated[float, msgspec.Meta(gt=0, le=100)] = 4.0
+    statistics_max_query_epsilon: Annotated[float, msgspec.Meta(gt=0, le=10)] = 1.0
+    statistics_aggregate_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 300.0
 
     def __post_init__(self) -> None:
         if not self.public_url:  # unset: follow the address served
@@ -191,7 +218,13 @@ def _from_environment(environ: dict[str, str]) -> dict[str, Any]:
     return values
 
 
-_JSON_FIELDS = {"peers", "card_policies", "liveness_methods", "directory_peers"}
+_JSON_FIELDS = {
+    "peers",
+    "card_policies",
+    "liveness_methods",
+    "directory_peers",
+    "retention_months",
+}
 
 
 def _json_setting(key: str, raw: str) -> Any:
@@ -232,7 +265,17 @@ def load_settings(
     _check_public_url(settings, explicit=bool(values.get("public_url")))
     _check_trusted_proxies(settings)
     _check_liveness_methods(settings)
+    _check_retention(settings)
     return settings
+
+
+def _check_retention(settings: Settings) -> None:
+    from ecard.store.partitions import PartitionPolicyError, retention_policy
+
+    try:
+        retention_policy(settings.retention_months)
+    except PartitionPolicyError as exc:
+        raise SettingsError(f"{PREFIX}RETENTION_MONTHS: {exc}") from None
 
 
 def _check_liveness_methods(settings: Settings) -> None:
@@ -287,10 +330,27 @@ def _check_urls(settings: Settings) -> None:
             f"{PREFIX}DATABASE_URL: expected sqlite:///PATH or postgresql://..., got a "
             "different scheme"
         )
+    if not settings.is_sqlite:
+        from ecard.store.db import pool_mode
+
+        try:
+            pool_mode(settings.database_url)
+        except ValueError as exc:
+            raise SettingsError(f"{PREFIX}DATABASE_URL: {exc}") from None
     if settings.redis_url and not settings.redis_url.startswith(
-        ("redis://", "rediss://", "unix://")
+        (
+            "redis://",
+            "rediss://",
+            "unix://",
+            "redis+sentinel://",
+            "redis+cluster://",
+            "rediss+cluster://",
+        )
     ):
-        raise SettingsError(f"{PREFIX}REDIS_URL: expected redis://, rediss:// or unix://")
+        raise SettingsError(
+            f"{PREFIX}REDIS_URL: expected redis://, rediss://, unix://, redis+sentinel:// or "
+            "redis+cluster:// (docs/deployment.md)"
+        )
     if settings.ledger_rpc_url and not settings.ledger_rpc_url.startswith(
         ("http://", "https://", "ws://", "wss://")
     ):

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -41,6 +42,33 @@ POSTGRES_URL = os.environ.get(
     "ECARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("ECARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+#: PgBouncer in transaction pooling in front of the PostgreSQL above (scripts/start_pgbouncer.sh)
+PGBOUNCER_URL = os.environ.get(
+    "ECARD_TEST_PGBOUNCER_URL", "postgresql://postgres@127.0.0.1:6432/test?pool_mode=transaction"
+)
+#: the test modules whose ``settings`` also run through PgBouncer (the ``pgbouncer`` backend):
+#: the database-heavy ones, not the whole suite (docs/operations.md, "PgBouncer")
+PGBOUNCER_LEG = frozenset(
+    {
+        "tests/api/test_registry.py",
+        "tests/oidc/test_flow_authlib.py",
+        "tests/consent/test_flow.py",
+        "tests/consent/test_ledger.py",
+    }
+)
+#: a Redis Cluster; scripts/start_redis_cluster.sh starts one and prints this URL
+REDIS_CLUSTER_URL = os.environ.get(
+    "ECARD_TEST_REDIS_CLUSTER_URL", "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002"
+)
+#: the test modules whose ``settings`` also run on PostgreSQL and a Redis Cluster (the ``cluster``
+#: backend): the store-heavy ones (codes, holder sessions and their revocation, login), not all
+CLUSTER_LEG = frozenset(
+    {
+        "tests/codes_service/test_codes.py",
+        "tests/holder_sessions/test_session_lifecycle.py",
+        "tests/oidc/test_device.py",
+    }
+)
 #: the password of every operator the ``world`` fixture creates
 OPERATOR_PASSWORD = "correct horse battery"
 
@@ -57,6 +85,17 @@ def redis_url() -> str:
         "or set ECARD_TEST_REDIS_URL",
     )
     return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> str:
+    seed = REDIS_CLUSTER_URL.split("://", 1)[-1].split(",")[0]
+    require(
+        port_open(f"redis://{seed}", 7000),
+        f"a Redis Cluster at {REDIS_CLUSTER_URL}",
+        "start one with scripts/start_redis_cluster.sh or set ECARD_TEST_REDIS_CLUSTER_URL",
+    )
+    return REDIS_CLUSTER_URL
 
 
 @pytest.fixture(scope="session")
@@ -77,6 +116,36 @@ def fresh_postgres_url(postgres_server_url: str) -> Iterator[str]:
     admin_sql(postgres_server_url, f'CREATE DATABASE "{name}"')
     yield database_url(postgres_server_url, name)
     admin_sql(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_server_url(postgres_server_url: str) -> str:
+    require(
+        port_open(PGBOUNCER_URL, 6432),
+        f"PgBouncer at {PGBOUNCER_URL}",
+        "start it with scripts/start_pgbouncer.sh or set ECARD_TEST_PGBOUNCER_URL",
+    )
+    return PGBOUNCER_URL
+
+
+@pytest.fixture()
+def pgbouncer_migrated_url(pgbouncer_server_url: str, migrated_postgres_url: str) -> str:
+    """``migrated_postgres_url``'s database, reached through PgBouncer (transaction pooling)."""
+    return database_url(pgbouncer_server_url, urlparse(migrated_postgres_url).path.lstrip("/"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The modules of ``PGBOUNCER_LEG`` run ``settings`` on a third backend, ``pgbouncer``; those
+    of ``CLUSTER_LEG`` on ``cluster`` (marked ``redis_cluster``)."""
+    path = metafunc.definition.path.relative_to(Path(__file__).parent.parent).as_posix()
+    legs: list[Any] = ["pgbouncer"] if path in PGBOUNCER_LEG else []
+    if path in CLUSTER_LEG:
+        legs.append(pytest.param("cluster", marks=pytest.mark.redis_cluster))
+    if "settings" in metafunc.fixturenames and legs:
+        metafunc.definition.add_marker(
+            pytest.mark.parametrize("settings", ["embedded", "postgres", *legs], indirect=True)
+        )
 
 
 @pytest.fixture(scope="session")
@@ -151,15 +220,21 @@ def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(params=["embedded", "postgres"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path, keys_dir: str) -> Settings:
     """The service's settings on one storage backend: ``embedded`` (a SQLite file and the
-    in-process store) or ``postgres`` (a migrated PostgreSQL database and Redis)."""
+    in-process store) or ``postgres`` (a migrated PostgreSQL database and Redis); ``pgbouncer``
+    (the same through PgBouncer) in the modules of ``PGBOUNCER_LEG``; ``cluster`` (PostgreSQL and
+    a Redis Cluster) in those of ``CLUSTER_LEG``."""
     from ecard.settings import load_settings
 
     environ = {"ECARD_KEYS_DIR": keys_dir, "ECARD_LOG_JSON": "true", "ECARD_LOG_LEVEL": "WARNING"}
     if request.param == "embedded":
         environ["ECARD_DATABASE_URL"] = f"sqlite:///{tmp_path}/ecard.db"
     else:
-        environ["ECARD_DATABASE_URL"] = request.getfixturevalue("migrated_postgres_url")
-        environ["ECARD_REDIS_URL"] = request.getfixturevalue("redis_url")
+        environ["ECARD_DATABASE_URL"] = request.getfixturevalue(
+            "pgbouncer_migrated_url" if request.param == "pgbouncer" else "migrated_postgres_url"
+        )
+        environ["ECARD_REDIS_URL"] = request.getfixturevalue(
+            "redis_cluster_url" if request.param == "cluster" else "redis_url"
+        )
         environ["ECARD_REDIS_PREFIX"] = f"t{uuid.uuid4().hex[:10]}:"
     return load_settings(environ)
 

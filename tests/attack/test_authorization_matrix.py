@@ -105,6 +105,43 @@ MATRIX: dict[str, Access] = {
     "GET /directory/v1/catalogue": PUBLIC,
     "GET /directory/v1/feed": PUBLIC,
     "GET /zone": PUBLIC,
+    # the operator console (docs/console.md): its own cookie session, never the Authorization
+    # header, so every caller here is signed out and gets the same redirect or refusal page;
+    # sessions, roles and form tokens are checked by tests/console
+    **{
+        f"{method} /console{path}": PUBLIC
+        for method, path in (
+            ("GET", ""),
+            ("GET", "/login"),
+            ("POST", "/login"),
+            ("POST", "/logout"),
+            ("GET", "/static/{file_path:path}"),
+            ("GET", "/persons"),
+            ("GET", "/persons/{person_id:str}"),
+            ("GET", "/cards/{card_id:str}"),
+            ("GET", "/cards/{card_id:str}/confirm"),
+            ("POST", "/cards/{card_id:str}/status"),
+            ("POST", "/cards/{card_id:str}/replacement-request"),
+            ("POST", "/cards/{card_id:str}/replace"),
+            ("GET", "/filings"),
+            ("GET", "/filings/{application_id:str}"),
+            ("GET", "/filings/{application_id:str}/confirm"),
+            ("POST", "/filings/{application_id:str}/steps"),
+            ("POST", "/filings/{application_id:str}/credentials"),
+            ("POST", "/filings/{application_id:str}/credentials/{credential_id:str}/end"),
+            ("GET", "/terminals"),
+            ("GET", "/terminals/new"),
+            ("POST", "/terminals"),
+            ("GET", "/terminals/{terminal_id:str}"),
+            ("POST", "/terminals/{terminal_id:str}/status"),
+            ("GET", "/institutions"),
+            ("GET", "/institutions/new"),
+            ("POST", "/institutions"),
+            ("GET", "/packages"),
+            ("GET", "/audit"),
+            ("GET", "/ledger"),
+        )
+    },
     "GET /ledger/v1/keys": PUBLIC,
     "POST /ledger/v1/receipts/check": PUBLIC,
     # credentials in the body or a browser cookie, not in Authorization
@@ -149,6 +186,10 @@ MATRIX: dict[str, Access] = {
     "POST /operator/v1/directory/institutions": operator(WRITE),
     "PUT /operator/v1/directory/institutions/{institution_id:str}": operator(WRITE),
     "DELETE /operator/v1/directory/institutions/{institution_id:str}": operator(WRITE),
+    # usage statistics (docs/statistics.md)
+    "GET /operator/v1/statistics/usage": operator(frozenset({"admin", "auditor", "readonly"})),
+    "PUT /operator/v1/statistics/departments/{client_id:str}": operator(MANAGE),
+    "GET /department/v1/statistics/usage": client_of("department"),
     "PUT /operator/v1/clients/{client_id:str}/webhook": operator(MANAGE),
     "GET /operator/v1/clients/{client_id:str}/webhook": operator(MANAGE),
     "POST /operator/v1/clients/{client_id:str}/webhook/rotate-secret": operator(MANAGE),

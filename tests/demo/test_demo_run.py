@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-STEPS = 15
+STEPS = 17
 
 
 def run_demo(workdir: Path, env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:

@@ -59,7 +59,9 @@ def test_the_allowed_entry_points_still_exist_and_are_commands() -> None:
 
 def test_the_http_layer_imports_no_domain_and_not_the_app() -> None:
     """Controllers import the HTTP layer; it imports no domain back (but what it lists above)."""
-    domains = {p.parent.name for p in ECARD.glob("*/domain.py")}
+    # ``ecard/store`` declares a domain for its own upkeep (partition maintenance) but is the
+    # storage layer every part uses, the HTTP layer's probes included
+    domains = {p.parent.name for p in ECARD.glob("*/domain.py")} - {"store"}
     assert {"codes", "oidc", "registry"} <= domains  # the glob found the domain packages
     for path in sorted((ECARD / "http").glob("*.py")):
         imported = _imported_modules(path)

@@ -7,6 +7,8 @@ import argparse
 import contextlib
 import io
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,33 @@ def test_every_documented_script_exists() -> None:
     assert shown
     missing = sorted(f"{doc}: {script}" for doc, script in shown if not (ROOT / script).is_file())
     assert not missing, missing
+
+
+def _documented_python_scripts() -> list[str]:
+    return sorted(
+        {
+            script
+            for doc in DOCS
+            for script in _SCRIPT.findall(doc.read_text(encoding="utf-8"))
+            if script.endswith(".py") and (ROOT / script).is_file()
+        }
+    )
+
+
+@pytest.mark.parametrize("script", _documented_python_scripts())
+def test_every_documented_python_script_runs(script: str) -> None:
+    """Each Python script the docs show (the benchmarks of docs/PERFORMANCE.md among them) at
+    least starts and explains itself: its imports resolve and its options parse."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / script), "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, f"{script} --help: {done.stderr[-2000:]}"
+    assert "usage:" in done.stdout, f"{script} --help printed no usage"
 
 
 #: a contributor check the docs show: ``.venv/bin/<tool> <arguments>`` (comment stripped)
