@@ -44,8 +44,9 @@ from ecard.platform import open_platform
 from ecard.registry.evidence import sign_evidence
 from ecard.settings import Settings, load_settings
 from ecard.terminal.hce import HceCard
+from ecard.terminal.psam import CardKeyRole
 from ecard.terminal.reference import ReferenceTerminal
-from ecard.terminal.service import TerminalService, issuer_master_keys
+from ecard.terminal.service import TerminalService
 from ecard.terminal.virtual_card import VirtualCard
 
 SESSION_ID = re.compile(r'data-session="([^"]+)"')
@@ -142,7 +143,7 @@ class Walk:
     settings: Settings
     chip: VirtualCard
     terminal_key: ec.EllipticCurvePrivateKey
-    psam_keys: dict
+    psam_keys: CardKeyRole
     out: Any = sys.stdout
     memo: dict[str, Any] = field(default_factory=dict)
     steps: int = 0
@@ -1037,17 +1038,21 @@ def server(env: Mapping[str, str], port: int, workers: int, log: Path) -> Iterat
 
 
 @asynccontextmanager
-async def prepared(settings: Settings) -> AsyncIterator[tuple[dict[str, Any], VirtualCard, dict]]:
+async def prepared(
+    settings: Settings,
+) -> AsyncIterator[tuple[dict[str, Any], VirtualCard, CardKeyRole]]:
     """The demo actors, the demo card's chip and the issuer's PSAM keys, made before the server
     runs."""
-    ring = ensure_keys(settings)
+    ensure_keys(settings)
     platform = await open_platform(settings, migrate=True)
     try:
         actors = await create_demo(platform, settings)
         chip = await TerminalService(platform, CodeService(platform)).virtual_card(
             actors["holder"]["card_id"]
         )
-        yield actors, chip, {settings.region_code: issuer_master_keys(ring, settings.region_code)}
+        # the reference terminal's offline PSAM: the platform's own card key role (software
+        # master keys, or the HSM's with ECARD_KEY_PROVIDER=pkcs11)
+        yield actors, chip, platform.keys.card_keys
     finally:
         await platform.close()
 
@@ -1073,7 +1078,7 @@ def run_demo(workdir: Path | None, workers: int = 1, out: Any = sys.stdout) -> b
             }
         settings = load_settings({**os.environ, **env})
 
-        async def prepare() -> tuple[dict[str, Any], VirtualCard, dict]:
+        async def prepare() -> tuple[dict[str, Any], VirtualCard, CardKeyRole]:
             async with prepared(settings) as made:
                 return made
 

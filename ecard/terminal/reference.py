@@ -114,7 +114,7 @@ class ReferenceTerminal:
         http: httpx.AsyncClient,
         root_public_key: ec.EllipticCurvePublicKey,
         *,
-        psam_keys: Mapping[str, psam.MasterKeys] | None = None,
+        psam_keys: Mapping[str, psam.MasterKeys] | psam.CardKeyRole | None = None,
         clock: Callable[[], float] = time.time,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
@@ -122,7 +122,13 @@ class ReferenceTerminal:
         self._key = private_key
         self._http = http
         self._root = root_public_key
-        self._psam = dict(psam_keys or {})
+        #: the offline PSAM: master keys per region in memory, or a card key role (a PSAM or an
+        #: HSM holding them, ``ecard.crypto.provider``) asked by region
+        self._psam: dict[str, psam.MasterKeys] | psam.CardKeyRole = (
+            psam_keys
+            if psam_keys is not None and not isinstance(psam_keys, Mapping)
+            else dict(psam_keys or {})
+        )
         self._clock = clock
         self._random = random_bytes
         self.package: LoadedPackage | None = None
@@ -242,8 +248,8 @@ class ReferenceTerminal:
             return self._record(rec.AcceptanceKind.CARD, reference, refusal or "no_offline_package")
         if reference in self.package.revoked_cards:
             return self._record(rec.AcceptanceKind.CARD, reference, "revoked")
-        masters = self._psam.get(str(chip_code)[:6])
-        if masters is None:
+        region = str(chip_code)[:6]
+        if isinstance(self._psam, dict) and region not in self._psam:
             return self._record(rec.AcceptanceKind.CARD, reference, "no_psam_key")
         challenge = self._random(CHALLENGE_BYTES)
         try:
@@ -252,7 +258,15 @@ class ReferenceTerminal:
             )
         except CardRefused as refused:
             return self._record(rec.AcceptanceKind.CARD, reference, refused.reason)
-        if not psam.verify_internal_authenticate(masters, str(chip_code), challenge, answer):
+        if isinstance(self._psam, dict):
+            genuine = psam.verify_internal_authenticate(
+                self._psam[region], str(chip_code), challenge, answer
+            )
+        else:
+            genuine = self._psam.verify_internal_authenticate(
+                region, str(chip_code), challenge, answer
+            )
+        if not genuine:
             return self._record(rec.AcceptanceKind.CARD, reference, "card_authentication_failed")
         if time.gmtime(self.now())[:3] > expiry.timetuple()[:3]:  # type: ignore[union-attr]
             return self._record(rec.AcceptanceKind.CARD, reference, "card_expired")
