@@ -773,7 +773,7 @@ class ConsoleController(Controller):
         form = _query(request, "actor", "subject", "action", "since", "until", "page")
         filters = console.parse_audit_filters(form)
         page = _page_number(form["page"])
-        found = await console.audit_trail(filters, page)
+        found = await console.audit_trail(platform, filters, page)
         return _page(
             request,
             platform,

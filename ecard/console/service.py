@@ -11,7 +11,6 @@ audit of reads.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +18,9 @@ from typing import Any
 from ecard.codes.service import CodeService
 from ecard.errors import AppError
 from ecard.offline.package import load_offline_package
+from ecard.platform import Platform
 from ecard.registry import schemas
-from ecard.registry.tables import AuditEvent
+from ecard.registry.service import RegistryService
 from ledger.tables import LedgerAnchor
 
 AUDIT_PAGE = 50
@@ -72,45 +72,25 @@ def parse_audit_filters(form: dict[str, str]) -> AuditFilters:
     return filters
 
 
-async def audit_trail(filters: AuditFilters, page: int) -> schemas.Page:
+async def audit_trail(platform: Platform, filters: AuditFilters, page: int) -> schemas.Page:
     """A page of the audit trail, newest first, as ``GET /operator/v1/audit`` shapes it
-    (``AuditEventView``), filtered by actor, subject (target id), action and UTC dates."""
-    conditions: list[Any] = []
-    if filters.actor:
-        kind, sep, actor_id = filters.actor.partition(":")
-        if sep:
-            conditions.append((AuditEvent.actor_kind == kind) & (AuditEvent.actor_id == actor_id))
-        else:
-            conditions.append(AuditEvent.actor_id == filters.actor)
-    if filters.subject:
-        conditions.append(AuditEvent.target_id == filters.subject)
-    if filters.action:
-        conditions.append(AuditEvent.action == filters.action)
-    if filters.since:
-        start = dt.datetime.combine(filters.since, dt.time(), dt.UTC)
-        conditions.append(AuditEvent.at >= start)
-    if filters.until:
-        end = dt.datetime.combine(filters.until + dt.timedelta(days=1), dt.time(), dt.UTC)
-        conditions.append(AuditEvent.at < end)
-    query, count = AuditEvent.select(), AuditEvent.count()
-    for condition in conditions:
-        query, count = query.where(condition), count.where(condition)
-    offset = (page - 1) * AUDIT_PAGE
-    rows = await query.order_by(AuditEvent.id, ascending=False).limit(AUDIT_PAGE).offset(offset)
-    items = [
-        schemas.AuditEventView(
-            at=r["at"],
-            actor_kind=r["actor_kind"],
-            actor_id=r["actor_id"],
-            action=r["action"],
-            target_kind=r["target_kind"],
-            target_id=r["target_id"],
-            reason=r["reason"],
-            detail=json.loads(r["detail"]) if isinstance(r["detail"], str) else r["detail"],
-        )
-        for r in rows
-    ]
-    return schemas.Page(items=items, total=await count, limit=AUDIT_PAGE, offset=offset)
+    (``AuditEventView``, the same :meth:`RegistryService.audit_trail`), filtered by actor, subject
+    (target id), action and UTC dates."""
+    since = dt.datetime.combine(filters.since, dt.time(), dt.UTC) if filters.since else None
+    until = (
+        dt.datetime.combine(filters.until + dt.timedelta(days=1), dt.time(), dt.UTC)
+        if filters.until
+        else None
+    )
+    return await RegistryService(platform).audit_trail(
+        target_id=filters.subject or None,
+        action=filters.action or None,
+        actor=filters.actor or None,
+        since=since,
+        until=until,
+        limit=AUDIT_PAGE,
+        offset=(page - 1) * AUDIT_PAGE,
+    )
 
 
 @dataclass(frozen=True)

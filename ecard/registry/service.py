@@ -768,20 +768,38 @@ class RegistryService:
 
     # --- audit ---------------------------------------------------------------------------
     async def audit_trail(
-        self, *, target_id: str | None, action: str | None, limit: int, offset: int
+        self,
+        *,
+        target_id: str | None,
+        action: str | None,
+        limit: int,
+        offset: int,
+        actor: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
     ) -> schemas.Page:
+        """A page of the audit trail, newest first.  ``actor``: ``kind:id`` or an id of any kind;
+        ``since`` included, ``until`` excluded."""
         limit, offset = _page(limit, offset)
-        query, count = AuditEvent.select(), AuditEvent.count()
+        conditions: list[Any] = []
         if target_id:
-            query, count = (
-                query.where(AuditEvent.target_id == target_id),
-                count.where(AuditEvent.target_id == target_id),
-            )
+            conditions.append(AuditEvent.target_id == target_id)
         if action:
-            query, count = (
-                query.where(AuditEvent.action == action),
-                count.where(AuditEvent.action == action),
+            conditions.append(AuditEvent.action == action)
+        if actor:
+            kind, sep, actor_id = actor.partition(":")
+            conditions.append(
+                (AuditEvent.actor_kind == kind) & (AuditEvent.actor_id == actor_id)
+                if sep
+                else AuditEvent.actor_id == actor
             )
+        if since is not None:
+            conditions.append(AuditEvent.at >= since)
+        if until is not None:
+            conditions.append(AuditEvent.at < until)
+        query, count = AuditEvent.select(), AuditEvent.count()
+        for condition in conditions:
+            query, count = query.where(condition), count.where(condition)
         rows = await query.order_by(AuditEvent.id, ascending=False).limit(limit).offset(offset)
         items = [
             schemas.AuditEventView(
