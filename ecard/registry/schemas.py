@@ -156,6 +156,9 @@ class Page(msgspec.Struct):
     total: int
     limit: int
     offset: int
+    #: false when ``total`` is a lower bound: a person search counts at most 10,000 matches past
+    #: its offset (``registry.service.COUNT_CAP``)
+    total_exact: bool = True
 
 
 class AuditEventView(msgspec.Struct):

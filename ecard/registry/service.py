@@ -196,6 +196,10 @@ async def _audit_list(
     )
 
 
+#: how many matches past the page's offset a person search counts exactly (``Page.total_exact``)
+COUNT_CAP = 10_000
+
+
 def _page(limit: int, offset: int) -> tuple[int, int]:
     if not 1 <= limit <= MAX_PAGE or offset < 0:
         raise AppError("validation_failed", f"limit must be 1..{MAX_PAGE} and offset ≥ 0")
@@ -333,7 +337,7 @@ class RegistryService:
             )
         limit, offset = _page(limit, offset)
         query = Person.select()
-        count = Person.count()
+        counted, count = Person.select(Person.id), Person.count()
         conditions = []
         if identity_number:
             conditions.append(
@@ -344,13 +348,24 @@ class RegistryService:
         if region:
             conditions.append(Person.region == region)
         for condition in conditions:
-            query, count = query.where(condition), count.where(condition)
+            query = query.where(condition)
+            counted, count = counted.where(condition), count.where(condition)
         rows = (
             await query.order_by(Person.created_at).order_by(Person.id).limit(limit).offset(offset)
         )
         shaped = [self._person_view(r, actor.role) for r in rows]
+        # a province's region holds millions: an exact count reads all of them (about 1 s at
+        # 2.8 million, docs/CAPACITY.md), so past COUNT_CAP the total is a lower bound
+        after = len(await counted.limit(COUNT_CAP + 1).offset(offset))
+        total = offset + min(after, COUNT_CAP)
+        if after == 0 and offset:  # past the end: how far the matches reach
+            total = await count
         page = schemas.Page(
-            items=[view for view, _ in shaped], total=await count, limit=limit, offset=offset
+            items=[view for view, _ in shaped],
+            total=total,
+            limit=limit,
+            offset=offset,
+            total_exact=after <= COUNT_CAP,
         )
         await _audit_list(
             actor.actor, "person.search", "person", [r["id"] for r in rows], shaped, filters=filters

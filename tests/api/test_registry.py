@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 
+import pytest
+
 from ecard.offline.package import card_reference
 from ecard.registry.tables import AuditEvent, Card, Person
 from ecard.registry.visibility import mask_identity_number_for_operators
@@ -49,6 +51,32 @@ async def test_search_finds_a_person_by_identity_number_through_the_blind_index(
     assert [p["id"] for p in found.json()["items"]] == [holder["person_id"]]
     page = await world.client.get("/operator/v1/persons", params={"limit": 1}, headers=world.op())
     assert page.json()["total"] == 2 and len(page.json()["items"]) == 1
+
+
+async def test_a_broad_search_counts_up_to_a_cap_and_says_when_its_total_is_a_lower_bound(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A region of millions is not counted row by row on every page: past ``COUNT_CAP`` matches
+    after the offset the total is a lower bound (``total_exact`` false)."""
+    from ecard.registry import service
+
+    monkeypatch.setattr(service, "COUNT_CAP", 3)
+    for _ in range(5):
+        await world.person_with_card(region="440000")
+
+    async def page(**params: int) -> dict:
+        response = await world.client.get(
+            "/operator/v1/persons", params={"region": "440000", **params}, headers=world.op()
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    first = await page(limit=2)
+    assert (first["total"], first["total_exact"], len(first["items"])) == (3, False, 2)
+    near_end = await page(limit=2, offset=2)
+    assert (near_end["total"], near_end["total_exact"]) == (5, True)
+    past_end = await page(limit=2, offset=9)
+    assert (past_end["total"], past_end["total_exact"], past_end["items"]) == (5, True, [])
 
 
 async def test_malformed_identity_numbers_and_duplicates_are_refused(world: World) -> None:
