@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import importlib
+import logging
 import os
 from pathlib import Path
 from types import TracebackType
@@ -397,11 +398,24 @@ async def migrate(engine: Engine[Any]) -> None:
             raise MigrationFailed(f"{config.app_name}: {result.message}")
 
 
+#: how long closing the PostgreSQL pool waits for connections still in use before it terminates
+#: them (a task cancelled in the middle of a transaction must not hold shutdown for ever)
+POOL_CLOSE_SECONDS = 10.0
+
+
 async def close_engine(engine: Engine[Any]) -> None:
     if isinstance(engine, SharedConnectionSQLiteEngine):
         await engine.close()
     elif isinstance(engine, PostgresEngine) and engine.pool:
-        await engine.close_connection_pool()
+        pool, engine.pool = engine.pool, None
+        try:
+            await asyncio.wait_for(pool.close(), POOL_CLOSE_SECONDS)
+        except TimeoutError:
+            logging.getLogger(__name__).warning(
+                "db.pool_close_timeout",
+                extra={"seconds": POOL_CLOSE_SECONDS},
+            )
+            pool.terminate()
 
 
 def as_date(value: object) -> dt.date:

@@ -140,6 +140,7 @@ MATRIX: dict[str, Access] = {
             ("GET", "/packages"),
             ("GET", "/audit"),
             ("GET", "/ledger"),
+            ("GET", "/statistics"),
         )
     },
     "GET /ledger/v1/keys": PUBLIC,
